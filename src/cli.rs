@@ -1,0 +1,43 @@
+//! The command line: one binary, one subcommand per tool. Each subcommand's
+//! options live beside its code (`serve::Args`, `client::Args`, ...).
+
+use clap::{Parser, Subcommand};
+
+/// echoplex: one thread, one mio::Poll, every echo protocol.
+#[derive(Parser, Debug)]
+#[command(name = "echoplex", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve echo endpoints from one thread (defaults: tcp, udp, unix, multicast, binary).
+    Serve(crate::serve::Args),
+    /// Send a message to an echo endpoint and check the echo.
+    Client(crate::client::Args),
+    /// Application-level ping over an echo endpoint.
+    Ping(crate::ping::Args),
+    /// Closed-loop load generator against any echo endpoint.
+    Bench(crate::bench::Args),
+    /// Name look-ups through the system resolver.
+    Net(crate::net::Args),
+    /// Show a running daemon's handlers and counters (netstat for echoplex).
+    Status(crate::status::Args),
+}
+
+impl Cli {
+    /// Dispatches to the subcommand.
+    pub fn run(self) -> std::process::ExitCode {
+        match self.command {
+            Command::Serve(args) => crate::serve::run(args),
+            Command::Client(args) => crate::client::run(args),
+            Command::Ping(args) => crate::ping::run(args),
+            Command::Bench(args) => crate::bench::run(args),
+            Command::Net(args) => crate::net::run(args),
+            Command::Status(args) => crate::status::run(args),
+        }
+    }
+}

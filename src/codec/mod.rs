@@ -1,0 +1,3 @@
+//! Binary record codecs.
+
+pub mod structfmt;

@@ -1,0 +1,1 @@
+//! Python `struct` format strings: parse, encode, decode, repr.
