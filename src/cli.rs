@@ -29,6 +29,11 @@ pub enum Command {
 }
 
 impl Cli {
+    /// True when `serve --trace` asked for the loop's trace log.
+    pub fn wants_trace(&self) -> bool {
+        matches!(&self.command, Command::Serve(args) if args.trace)
+    }
+
     /// Dispatches to the subcommand.
     pub fn run(self) -> std::process::ExitCode {
         match self.command {

@@ -129,9 +129,7 @@ fn split_host_port(text: &str) -> Result<(String, u16), String> {
         let (host, after) = bracketed
             .split_once(']')
             .ok_or("missing ']' after IPv6 address")?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or("expected :PORT after ']'")?;
+        let port = after.strip_prefix(':').ok_or("expected :PORT after ']'")?;
         (host, port)
     } else {
         let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
@@ -235,7 +233,10 @@ mod tests {
                 port: 7
             }
         );
-        assert_eq!(parse("unix:@x").unwrap().target, Target::Abstract("x".into()));
+        assert_eq!(
+            parse("unix:@x").unwrap().target,
+            Target::Abstract("x".into())
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod endpoint;
+pub mod error;
 pub mod net;
 pub mod ping;
 pub mod reactor;

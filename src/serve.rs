@@ -1,4 +1,284 @@
-//! placeholder
-#[derive(clap::Args, Debug)]
-pub struct Args {}
-pub fn run(_args: Args) -> std::process::ExitCode { std::process::ExitCode::from(2) }
+//! `echoplex serve`: bind every endpoint, print the contract's lines, run
+//! the reactor until SIGINT or SIGTERM.
+
+use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::net::UnixStream;
+use mio::{Interest, Registry, Token};
+
+use crate::endpoint::Endpoint;
+use crate::error::describe;
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
+use crate::services::{self, Bound, ServeConfig};
+
+/// The endpoints served when none is named.
+pub const DEFAULT_ENDPOINTS: [&str; 5] = [
+    "tcp://127.0.0.1:10000",
+    "udp://127.0.0.1:10000",
+    "unix:./echoplex.sock",
+    "multicast://224.10.10.10:10000",
+    "binary://127.0.0.1:10001",
+];
+
+/// Descriptors kept back from `--max-connections`' default for listeners,
+/// the poller, logs and the EMFILE reserve.
+const FD_HEADROOM: u64 = 64;
+
+/// Options of `echoplex serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Endpoints to serve (default: tcp://127.0.0.1:10000 udp://127.0.0.1:10000
+    /// unix:./echoplex.sock multicast://224.10.10.10:10000 binary://127.0.0.1:10001).
+    #[arg(value_name = "ENDPOINT")]
+    pub endpoints: Vec<Endpoint>,
+    /// IPv4 interface for multicast membership (keep it on loopback unless you mean it).
+    #[arg(long, value_name = "IPV4", default_value = "127.0.0.1")]
+    pub iface: Ipv4Addr,
+    /// Record layout of binary:// in Python struct syntax.
+    #[arg(long, value_name = "FMT", default_value = "I 2s f")]
+    pub format: String,
+    /// Close a connection after this many seconds without traffic (0 = never).
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Most connections open at once (default: the descriptor limit less headroom).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Bytes a connection may owe its peer before the server stops reading from it.
+    #[arg(long, value_name = "BYTES", default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
+    pub max_buffer: u64,
+    /// Permissions of unix: and unix-dgram: socket files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub unix_mode: u32,
+    /// Datagram replies per second per source address (udp, multicast); 0 = unlimited.
+    #[arg(long, value_name = "PER_SEC", default_value_t = 1000)]
+    pub udp_rate: u32,
+    /// Seconds a shutdown may spend flushing what is owed.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub grace: Duration,
+    /// Serve a status socket at PATH for `echoplex status`.
+    #[arg(long, value_name = "PATH")]
+    pub admin: Option<PathBuf>,
+    /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
+    #[arg(long)]
+    pub trace: bool,
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a duration"))
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!("'{text}' is not an octal mode such as 600 or 660")),
+    }
+}
+
+/// Runs the daemon; the exit code is 0 after a clean shutdown.
+pub fn run(args: Args) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("echoplex: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: Args) -> Result<(), String> {
+    let started = Instant::now();
+    let nofile = raise_nofile_limit();
+    let endpoints = if args.endpoints.is_empty() {
+        DEFAULT_ENDPOINTS
+            .iter()
+            .map(|text| text.parse())
+            .collect::<Result<Vec<Endpoint>, _>>()
+            .map_err(|err| err.to_string())?
+    } else {
+        args.endpoints.clone()
+    };
+    let config = ServeConfig {
+        iface: args.iface,
+        unix_mode: args.unix_mode,
+        udp_rate: args.udp_rate,
+    };
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| nofile.saturating_sub(FD_HEADROOM).max(1));
+    let limits = Limits {
+        idle_timeout: args.idle_timeout,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_buffer: args.max_buffer as usize,
+        udp_rate: args.udp_rate,
+        grace: args.grace,
+    };
+
+    // Bind everything before serving anything: on a failure the handlers
+    // bound so far are dropped, which removes the socket files they made.
+    let mut bound: Vec<Bound> = Vec::with_capacity(endpoints.len());
+    for endpoint in &endpoints {
+        let one = services::bind(endpoint, &config)
+            .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
+        bound.push(one);
+    }
+
+    let mut reactor = Reactor::new(limits).map_err(|err| format!("poll: {}", describe(&err)))?;
+    let mut lines = String::new();
+    for one in bound {
+        lines.push_str(&format!("listening {}\n", one.endpoint));
+        info!("serving {}", one.endpoint);
+        reactor
+            .add(one.handler)
+            .map_err(|err| format!("cannot register {}: {}", one.endpoint, describe(&err)))?;
+    }
+    let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
+    reactor
+        .add(Box::new(signals))
+        .map_err(|err| format!("signals: {}", describe(&err)))?;
+
+    lines.push_str("ready\n");
+    let mut stdout = io::stdout().lock();
+    // A closed stdout must not stop the daemon: the lines are a courtesy.
+    let _ = stdout
+        .write_all(lines.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
+    info!(
+        "ready in {:.1} ms (max {max_connections} connections, --max-buffer {}, idle timeout {:?})",
+        started.elapsed().as_secs_f64() * 1e3,
+        args.max_buffer,
+        args.idle_timeout
+    );
+
+    reactor
+        .run()
+        .map_err(|err| format!("event loop failed: {}", describe(&err)))?;
+    let stats = reactor.stats();
+    info!(
+        "stopped: {} accepted, {} closed, {} datagrams in, {} out, {} dropped, {} rate-limited",
+        stats.accepted,
+        stats.closed,
+        stats.datagrams_in,
+        stats.datagrams_out,
+        stats.dropped_datagrams,
+        stats.rate_limited
+    );
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, as servers do; returns
+/// the soft limit in force.
+fn raise_nofile_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        warn!("getrlimit(RLIMIT_NOFILE): {}", io::Error::last_os_error());
+        return 1024;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            info!(
+                "raised RLIMIT_NOFILE from {} to {}",
+                limit.rlim_cur, limit.rlim_max
+            );
+            limit.rlim_cur = limit.rlim_max;
+        } else {
+            warn!(
+                "could not raise RLIMIT_NOFILE: {}",
+                io::Error::last_os_error()
+            );
+        }
+    } else {
+        info!("RLIMIT_NOFILE is {}", limit.rlim_cur);
+    }
+    limit.rlim_cur as u64
+}
+
+/// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes
+/// a byte into a socket pair, and the loop polls the other end like any
+/// socket. The first signal starts a graceful shutdown, a second one ends it.
+struct SignalPipe {
+    reader: UnixStream,
+}
+
+impl SignalPipe {
+    fn new() -> io::Result<SignalPipe> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Each registration owns a duplicate of the write end.
+            signal_hook::low_level::pipe::register_raw(signal, writer.try_clone()?.into())?;
+        }
+        Ok(SignalPipe {
+            reader: UnixStream::from_std(reader),
+        })
+    }
+}
+
+impl Handler for SignalPipe {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.reader, token, Interest::READABLE)
+    }
+
+    fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
+        let mut drained = [0u8; 64];
+        let mut got_signal = false;
+        loop {
+            match self.reader.read(&mut drained) {
+                Ok(0) => break,
+                Ok(_) => got_signal = true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if got_signal {
+            if cx.is_shutting_down() {
+                info!("second signal: exiting without waiting");
+            } else {
+                info!(
+                    "signal received: shutting down (grace {:?})",
+                    cx.limits.grace
+                );
+            }
+            cx.request_shutdown();
+        }
+        Flow::Continue
+    }
+
+    fn shutdown(&mut self, _cx: &mut Context) -> Flow {
+        Flow::Continue
+    }
+
+    fn keeps_alive(&self) -> bool {
+        false
+    }
+
+    fn describe(&self, _now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind: "signals",
+            local: "SIGINT,SIGTERM".into(),
+            peer: "-".into(),
+            state: "open",
+            ..HandlerInfo::default()
+        }
+    }
+}

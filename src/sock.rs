@@ -1,4 +1,226 @@
-//! placeholder
-#[derive(clap::Args, Debug)]
-pub struct Args {}
-pub fn run(_args: Args) -> std::process::ExitCode { std::process::ExitCode::from(2) }
+//! Every socket echoplex creates is built here, with socket2, so the options
+//! that matter (non-blocking, reuse, multicast scope) are set in one place.
+//!
+//! Each constructor calls `set_nonblocking(true)` explicitly: that is the
+//! article's `setblocking(0)`, and it is what lets one thread serve them all.
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::endpoint::Target;
+
+/// Listen backlog: the kernel caps it at `net.core.somaxconn` anyway.
+const BACKLOG: i32 = 1024;
+
+fn domain_of(addr: &SocketAddr) -> Domain {
+    if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
+}
+
+/// A non-blocking TCP listener on `addr`, with SO_REUSEADDR so a restart
+/// does not wait out TIME_WAIT.
+pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let socket = Socket::new(domain_of(&addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // `[::]` should mean IPv6 only, as the user wrote it.
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// A non-blocking UDP socket bound to `addr`.
+pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
+    let socket = Socket::new(domain_of(&addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// A non-blocking socket that receives datagrams sent to an IPv4 multicast
+/// `group:port`, joined on `iface`.
+///
+/// SO_REUSEADDR and SO_REUSEPORT let several receivers share the group; the
+/// socket is bound to the group address, not the wildcard, so it cannot
+/// swallow unicast traffic to the same port. Replies it sends are unicast,
+/// but multicast TTL 1 and IP_MULTICAST_IF are still pinned to `iface` so
+/// nothing it ever sends can leave that interface.
+pub fn multicast_socket(
+    group: Ipv4Addr,
+    port: u16,
+    iface: Ipv4Addr,
+) -> io::Result<mio::net::UdpSocket> {
+    if !group.is_multicast() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{group} is not a multicast group (224.0.0.0/4)"),
+        ));
+    }
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&SocketAddr::from((group, port)).into())?;
+    socket.join_multicast_v4(&group, &iface).map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot join {group} on interface {iface}: {err}"),
+        )
+    })?;
+    socket.set_multicast_if_v4(&iface)?;
+    socket.set_multicast_ttl_v4(1)?;
+    socket.set_nonblocking(true)?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// The socket2 address of a Unix-domain target (path or abstract name).
+pub fn unix_sockaddr(target: &Target) -> io::Result<SockAddr> {
+    match target {
+        Target::Path(path) => SockAddr::unix(path),
+        Target::Abstract(name) => {
+            // A leading NUL byte is how Linux spells the abstract namespace.
+            let mut bytes = vec![0u8];
+            bytes.extend_from_slice(name.as_bytes());
+            SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes))
+        }
+        Target::Inet { .. } => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a Unix-domain address",
+        )),
+    }
+}
+
+/// Removes the socket file it names when dropped: only files this process
+/// created get one, so nothing else is ever deleted.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+}
+
+impl SocketFile {
+    /// The path of the socket file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(err) = fs::remove_file(&self.path) {
+            if err.kind() != io::ErrorKind::NotFound {
+                log::warn!("could not remove {}: {err}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Makes way for a Unix socket at `path`: nothing there is fine; a stale
+/// socket file (nobody listening) is removed; a live socket, a regular file,
+/// a directory or anything else is an error and is left untouched.
+fn clear_stale_socket(path: &Path, ty: Type) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    if !meta.file_type().is_socket() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else if meta.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is {what}; refusing to replace it",
+                path.display()
+            ),
+        ));
+    }
+    // A non-blocking connect answers at once: refused means nobody listens.
+    // EAGAIN means a live server whose backlog is full, so it stays.
+    let probe = Socket::new(Domain::UNIX, ty, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&SockAddr::unix(path)?) {
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            log::info!("replacing stale socket file {}", path.display());
+            fs::remove_file(path)
+        }
+        Ok(()) => Err(in_use(path)),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Err(in_use(path)),
+        Err(err) if err.raw_os_error() == Some(libc::EPROTOTYPE) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "{} is a live socket of another type; refusing to replace it",
+                path.display()
+            ),
+        )),
+        Err(err) => Err(err),
+    }
+}
+
+fn in_use(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("a server is already listening on {}", path.display()),
+    )
+}
+
+/// Binds a Unix-domain socket of type `ty` at `target`, creating the file
+/// with permissions `mode`. Returns the socket and, for a file-system path,
+/// the guard that removes the file again.
+fn bind_unix(target: &Target, ty: Type, mode: u32) -> io::Result<(Socket, Option<SocketFile>)> {
+    let socket = Socket::new(Domain::UNIX, ty, None)?;
+    let Target::Path(path) = target else {
+        socket.bind(&unix_sockaddr(target)?)?;
+        return Ok((socket, None));
+    };
+    clear_stale_socket(path, ty)?;
+    // bind() creates the file with 0777 & !umask: narrowing the umask around
+    // it means the file never exists with wider permissions than asked.
+    // SAFETY: umask only swaps the process mask; we are still single-threaded.
+    let old_mask = unsafe { libc::umask(!mode as libc::mode_t & 0o777) };
+    let bound = socket.bind(&SockAddr::unix(path)?);
+    // SAFETY: as above, restoring the previous mask.
+    unsafe { libc::umask(old_mask) };
+    bound?;
+    let guard = SocketFile { path: path.clone() };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok((socket, Some(guard)))
+}
+
+/// A non-blocking Unix stream listener; see `bind_unix` for the file rules.
+pub fn unix_listener(
+    target: &Target,
+    mode: u32,
+) -> io::Result<(mio::net::UnixListener, Option<SocketFile>)> {
+    let (socket, guard) = bind_unix(target, Type::STREAM, mode)?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok((mio::net::UnixListener::from_std(socket.into()), guard))
+}
+
+/// A non-blocking Unix datagram socket; see `bind_unix` for the file rules.
+pub fn unix_datagram(
+    target: &Target,
+    mode: u32,
+) -> io::Result<(std::os::unix::net::UnixDatagram, Option<SocketFile>)> {
+    let (socket, guard) = bind_unix(target, Type::DGRAM, mode)?;
+    socket.set_nonblocking(true)?;
+    Ok((socket.into(), guard))
+}

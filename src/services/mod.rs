@@ -1,1 +1,66 @@
-//! placeholder
+//! One file per endpoint kind. Each binds its socket (through `sock`) and
+//! returns the handler the reactor keeps in its slab; `bind` is the one
+//! place that maps an endpoint kind to its module.
+//!
+//! Shared pieces: `listener` (accepting stream sockets, with the limits),
+//! `stream` (the echo connection and its buffers), `datagram` (answering
+//! datagrams, with the anti-reflection guard).
+
+pub mod datagram;
+pub mod listener;
+pub mod stream;
+
+pub mod tcp;
+pub mod udp;
+pub mod unix;
+pub mod unix_dgram;
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use crate::endpoint::{Endpoint, Kind};
+use crate::reactor::Handler;
+
+/// Settings that services read when they bind.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Interface for multicast membership.
+    pub iface: Ipv4Addr,
+    /// Permissions of Unix socket files.
+    pub unix_mode: u32,
+    /// Replies per second per source for UDP and multicast; 0 = unlimited.
+    pub udp_rate: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            iface: Ipv4Addr::LOCALHOST,
+            unix_mode: 0o600,
+            udp_rate: 1000,
+        }
+    }
+}
+
+/// A bound endpoint: its handler, and the endpoint as it really is (port 0
+/// resolved) for the `listening` line.
+pub struct Bound {
+    /// The handler to insert into the reactor.
+    pub handler: Box<dyn Handler>,
+    /// The endpoint with its real address.
+    pub endpoint: Endpoint,
+}
+
+/// Binds `endpoint` with the service module for its kind.
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    match endpoint.kind {
+        Kind::Tcp => tcp::bind(endpoint, config),
+        Kind::Udp => udp::bind(endpoint, config),
+        Kind::Unix => unix::bind(endpoint, config),
+        Kind::UnixDgram => unix_dgram::bind(endpoint, config),
+        Kind::Multicast | Kind::Binary => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} endpoints are not served yet", endpoint.kind.scheme()),
+        )),
+    }
+}

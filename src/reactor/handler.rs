@@ -1,0 +1,276 @@
+//! What a handler is, and what it may touch while it runs.
+//!
+//! A handler never sees the reactor: it gets a [`Context`] that lends it the
+//! registry, the timers, the buffer pool, the counters and a queue for new
+//! handlers. The slab is therefore never borrowed twice.
+
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+
+use super::buffer::BufferPool;
+use super::stats::Stats;
+use super::timer::Timers;
+
+/// What the loop does with a handler after calling it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep the handler in the slab.
+    Continue,
+    /// Remove and drop the handler (which closes its sockets).
+    Close,
+}
+
+/// The readiness of one event, decoupled from `mio::event::Event` so the
+/// loop can also call a handler back with nothing new (after its fairness
+/// budget ran out) and so tests can build one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Data (or a new connection) can be read.
+    pub readable: bool,
+    /// The socket has room to send.
+    pub writable: bool,
+    /// The peer closed its sending side (or the socket hung up).
+    pub read_closed: bool,
+    /// Our sending side is closed (the peer reset or hung up).
+    pub write_closed: bool,
+    /// The socket has a pending error; the next syscall will return it.
+    pub error: bool,
+}
+
+impl Readiness {
+    /// Nothing new from the kernel: the handler was asked to come back.
+    pub const RESUME: Readiness = Readiness {
+        readable: false,
+        writable: false,
+        read_closed: false,
+        write_closed: false,
+        error: false,
+    };
+}
+
+impl From<&mio::event::Event> for Readiness {
+    fn from(event: &mio::event::Event) -> Self {
+        Readiness {
+            readable: event.is_readable(),
+            writable: event.is_writable(),
+            read_closed: event.is_read_closed(),
+            write_closed: event.is_write_closed(),
+            error: event.is_error(),
+        }
+    }
+}
+
+impl fmt::Display for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags = [
+            (self.readable, "readable"),
+            (self.writable, "writable"),
+            (self.read_closed, "read-closed"),
+            (self.write_closed, "write-closed"),
+            (self.error, "error"),
+        ];
+        let mut first = true;
+        for (set, name) in flags {
+            if set {
+                f.write_str(if first { "" } else { "|" })?;
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("resume")?;
+        }
+        Ok(())
+    }
+}
+
+/// One row of `echoplex status`.
+#[derive(Clone, Debug, Default)]
+pub struct HandlerInfo {
+    /// `tcp-listener`, `tcp-conn`, `udp`, `unix-listener`, ...
+    pub kind: &'static str,
+    /// The local address or path.
+    pub local: String,
+    /// The peer address, where there is one.
+    pub peer: String,
+    /// `listening`, `open`, `half-closed`, `draining`, `paused-by-backpressure`, ...
+    pub state: &'static str,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Bytes received and not yet sent back.
+    pub pending: usize,
+    /// Time since the last traffic, for connections.
+    pub idle: Option<Duration>,
+}
+
+/// The limits every handler honours, fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Close a connection after this long without traffic either way.
+    pub idle_timeout: Duration,
+    /// Connections beyond this are accepted and closed at once.
+    pub max_connections: usize,
+    /// Bytes a connection may hold unsent before we stop reading from it.
+    pub max_buffer: usize,
+    /// Datagram replies per second per source address; 0 = unlimited.
+    pub udp_rate: u32,
+    /// How long a shutdown may spend flushing what is owed.
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 1024,
+            max_buffer: 64 * 1024,
+            udp_rate: 1000,
+            grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A non-blocking handler in the reactor's slab: a listener, a connection,
+/// a datagram socket, the signal pipe.
+pub trait Handler {
+    /// Registers this handler's sources under `token` (once, on insertion).
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+
+    /// Called right after registration, e.g. to arm a timer.
+    fn started(&mut self, _cx: &mut Context) -> Flow {
+        Flow::Continue
+    }
+
+    /// Called for every readiness event on this handler's token, and with
+    /// [`Readiness::RESUME`] when it asked to run again.
+    fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow;
+
+    /// Called when a deadline this handler set has passed. Deadlines are
+    /// not cancelled: a handler checks whether the deadline still matters.
+    fn timeout(&mut self, _cx: &mut Context) -> Flow {
+        Flow::Continue
+    }
+
+    /// Shutdown has begun: stop taking new work, and return `Close` once
+    /// nothing is owed (or `Continue` and close later from `ready`).
+    fn shutdown(&mut self, _cx: &mut Context) -> Flow {
+        Flow::Close
+    }
+
+    /// False for handlers that only wait (the signal pipe): the loop ends
+    /// its shutdown once no handler that keeps it alive is left.
+    fn keeps_alive(&self) -> bool {
+        true
+    }
+
+    /// True for accepted connections: they count against `max_connections`.
+    fn is_connection(&self) -> bool {
+        false
+    }
+
+    /// One row of `echoplex status`.
+    fn describe(&self, now: Instant) -> HandlerInfo;
+}
+
+/// What a handler may touch while it runs: lent by the reactor per call.
+pub struct Context<'a> {
+    /// The token of the handler being called.
+    pub token: Token,
+    /// The time the loop woke up; one clock read per turn.
+    pub now: Instant,
+    /// The daemon's counters.
+    pub stats: &'a mut Stats,
+    /// The daemon's limits.
+    pub limits: &'a Limits,
+    pub(super) registry: &'a Registry,
+    pub(super) timers: &'a mut Timers,
+    pub(super) pool: &'a mut BufferPool,
+    pub(super) scratch: &'a mut [u8],
+    pub(super) spawned: &'a mut Vec<Box<dyn Handler>>,
+    pub(super) run_again: &'a mut Vec<Token>,
+    pub(super) shutdown_requested: &'a mut bool,
+    pub(super) shutting_down: bool,
+    pub(super) reserve_fd: &'a mut Option<std::fs::File>,
+    pub(super) slots: &'a slab::Slab<super::Slot>,
+}
+
+impl Context<'_> {
+    /// The registry, to change interest or register a new source.
+    pub fn registry(&self) -> &Registry {
+        self.registry
+    }
+
+    /// Calls this handler's `timeout` at (or soon after) `deadline`.
+    pub fn set_timer(&mut self, deadline: Instant) {
+        self.timers.insert(deadline, self.token);
+    }
+
+    /// Queues a new handler; it is inserted after the current event.
+    pub fn spawn(&mut self, handler: Box<dyn Handler>) {
+        self.spawned.push(handler);
+    }
+
+    /// Calls this handler again, with [`Readiness::RESUME`], on the next
+    /// turn of the loop: how a handler that hit its fairness budget yields.
+    pub fn run_again(&mut self) {
+        self.run_again.push(self.token);
+    }
+
+    /// Asks the loop to begin a graceful shutdown.
+    pub fn request_shutdown(&mut self) {
+        *self.shutdown_requested = true;
+    }
+
+    /// True once shutdown has begun: accept nothing new.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Open connections, counting those accepted in this turn.
+    pub fn connections(&self) -> usize {
+        self.stats.connections + self.spawned.iter().filter(|h| h.is_connection()).count()
+    }
+
+    /// Lends the shared read buffer to `f` together with the context:
+    /// reads land there, so an idle or flushed connection owns no buffer.
+    pub fn with_scratch<T>(&mut self, f: impl FnOnce(&mut [u8], &mut Self) -> T) -> T {
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = f(&mut *scratch, self);
+        self.scratch = scratch;
+        result
+    }
+
+    /// A buffer with capacity for `limits.max_buffer` bytes, from the pool.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.pool.take()
+    }
+
+    /// Returns a buffer to the pool.
+    pub fn give_buffer(&mut self, buffer: Vec<u8>) {
+        self.pool.give(buffer);
+    }
+
+    /// A row for every other handler in the slab, by slab key: what
+    /// `echoplex status` shows.
+    pub fn describe_all(&self) -> Vec<(usize, HandlerInfo)> {
+        self.slots
+            .iter()
+            .filter_map(|(key, slot)| Some((key, slot.handler.as_ref()?.describe(self.now))))
+            .collect()
+    }
+
+    /// The reserve-descriptor trick for EMFILE: closes the spare descriptor
+    /// kept for this moment, runs `f` (which may now open one), then takes
+    /// the spare back. Returns None when there was no spare to give up.
+    pub fn with_reserve_fd<T>(&mut self, f: impl FnOnce() -> T) -> Option<T> {
+        self.reserve_fd.take()?;
+        let result = f();
+        *self.reserve_fd = super::open_reserve_fd();
+        Some(result)
+    }
+}

@@ -1,0 +1,376 @@
+//! A datagram socket that answers every datagram to its sender: the whole
+//! datagram back (UDP, Unix datagram echo) or `ack` (multicast).
+//!
+//! A reply that would block waits in a small bounded queue (the socket is
+//! registered for writable once, edge-triggered); beyond it, replies are
+//! dropped and counted, so the loop never blocks on a slow sender.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use mio::{Interest, Registry, Token};
+
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+use crate::sock::SocketFile;
+
+/// Datagrams handled per event before yielding.
+const DATAGRAMS_PER_EVENT: usize = 64;
+
+/// Replies that may wait for a full socket buffer to drain.
+const QUEUE_DATAGRAMS: usize = 64;
+
+/// A datagram socket mio can poll.
+pub trait DatagramSocket: mio::event::Source {
+    /// A sender's address.
+    type Addr: Clone + fmt::Display;
+    /// Receives one datagram.
+    fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, Self::Addr)>;
+    /// Sends one datagram; `Ok(false)` if the sender cannot be answered.
+    fn send_one(&self, buf: &[u8], to: &Self::Addr) -> io::Result<bool>;
+    /// The sender's IP address and port, for the source guard.
+    fn inet(addr: &Self::Addr) -> Option<SocketAddr>;
+}
+
+impl DatagramSocket for mio::net::UdpSocket {
+    type Addr = SocketAddr;
+    fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_from(buf)
+    }
+    fn send_one(&self, buf: &[u8], to: &SocketAddr) -> io::Result<bool> {
+        self.send_to(buf, *to).map(|_| true)
+    }
+    fn inet(addr: &SocketAddr) -> Option<SocketAddr> {
+        Some(*addr)
+    }
+}
+
+/// What a datagram gets back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The datagram itself (RFC 862).
+    Echo,
+    /// A fixed answer, logged with each datagram (the article's multicast receiver).
+    Fixed(&'static [u8]),
+}
+
+/// Well-known UDP services that answer any datagram: replying to one of
+/// them starts an endless ping-pong (the Fraggle attack), so datagrams from
+/// these source ports are dropped, as BSD inetd does: 0 (invalid), echo,
+/// discard, daytime, qotd, chargen, time.
+const LOOPING_PORTS: [u16; 7] = [0, 7, 9, 13, 17, 19, 37];
+
+/// Keeps a UDP service from becoming a reflector: drops datagrams from
+/// looping source ports, and limits replies per source address with a
+/// token bucket (`rate` per second, bursts up to `rate`).
+#[derive(Debug)]
+pub struct SourceGuard {
+    rate: u32,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// Source addresses tracked at most; an attacker spraying spoofed sources
+/// cannot grow the table past this.
+const MAX_BUCKETS: usize = 65_536;
+
+/// The guard's verdict on one datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Answer it.
+    Reply,
+    /// From a looping port: drop.
+    LoopingPort,
+    /// Over the per-source rate: drop.
+    RateLimited,
+}
+
+impl SourceGuard {
+    /// A guard allowing `rate` replies per second per source; 0 = unlimited.
+    pub fn new(rate: u32) -> Self {
+        SourceGuard {
+            rate,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Judges a datagram from `from` arriving at `now`.
+    pub fn admit(&mut self, from: SocketAddr, now: Instant) -> Verdict {
+        if LOOPING_PORTS.contains(&from.port()) {
+            return Verdict::LoopingPort;
+        }
+        if self.rate == 0 {
+            return Verdict::Reply;
+        }
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&from.ip()) {
+            // Forget sources whose bucket has refilled: they are as good as new.
+            let rate = f64::from(self.rate);
+            self.buckets.retain(|_, bucket| {
+                bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate < rate
+            });
+            if self.buckets.len() >= MAX_BUCKETS {
+                return Verdict::RateLimited;
+            }
+        }
+        let capacity = f64::from(self.rate);
+        let bucket = self.buckets.entry(from.ip()).or_insert(Bucket {
+            tokens: capacity,
+            refilled: now,
+        });
+        let earned = now.duration_since(bucket.refilled).as_secs_f64() * capacity;
+        bucket.tokens = (bucket.tokens + earned).min(capacity);
+        bucket.refilled = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Verdict::Reply
+        } else {
+            Verdict::RateLimited
+        }
+    }
+}
+
+/// The datagram handler.
+pub struct DatagramService<S: DatagramSocket> {
+    socket: S,
+    kind: &'static str,
+    local: String,
+    reply: Reply,
+    guard: Option<SourceGuard>,
+    queue: VecDeque<(Box<[u8]>, S::Addr)>,
+    queued_bytes: usize,
+    read_ready: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    _socket_file: Option<SocketFile>,
+}
+
+impl<S: DatagramSocket> DatagramService<S> {
+    /// A handler of `kind` (e.g. `udp`) shown at `local`.
+    pub fn new(
+        socket: S,
+        kind: &'static str,
+        local: String,
+        reply: Reply,
+        guard: Option<SourceGuard>,
+        socket_file: Option<SocketFile>,
+    ) -> Self {
+        DatagramService {
+            socket,
+            kind,
+            local,
+            reply,
+            guard,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            read_ready: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            _socket_file: socket_file,
+        }
+    }
+
+    /// The socket, e.g. to leave a multicast group.
+    pub fn socket(&self) -> &S {
+        &self.socket
+    }
+
+    fn flush_queue(&mut self, cx: &mut Context) {
+        while let Some((datagram, to)) = self.queue.front() {
+            let result = self.socket.send_one(datagram, to);
+            if matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
+                return;
+            }
+            if let Some((datagram, to)) = self.queue.pop_front() {
+                self.queued_bytes -= datagram.len();
+                self.count_send(result, datagram.len(), &to, cx);
+            }
+        }
+    }
+
+    fn count_send(&mut self, result: io::Result<bool>, len: usize, to: &S::Addr, cx: &mut Context) {
+        match result {
+            Ok(true) => {
+                self.bytes_out += len as u64;
+                cx.stats.bytes_out += len as u64;
+                cx.stats.datagrams_out += 1;
+            }
+            Ok(false) => {
+                debug!(
+                    "{} {}: cannot answer an unnamed sender",
+                    self.kind, self.local
+                );
+                cx.stats.dropped_datagrams += 1;
+            }
+            Err(err) => {
+                debug!("{} {}: reply to {to} failed: {err}", self.kind, self.local);
+                cx.stats.dropped_datagrams += 1;
+            }
+        }
+    }
+
+    fn answer(&mut self, datagram: &[u8], from: S::Addr, cx: &mut Context) {
+        if let (Some(guard), Some(inet)) = (self.guard.as_mut(), S::inet(&from)) {
+            match guard.admit(inet, cx.now) {
+                Verdict::Reply => {}
+                Verdict::LoopingPort => {
+                    debug!(
+                        "{} {}: dropped datagram from looping port {inet}",
+                        self.kind, self.local
+                    );
+                    cx.stats.filtered_datagrams += 1;
+                    return;
+                }
+                Verdict::RateLimited => {
+                    cx.stats.rate_limited += 1;
+                    return;
+                }
+            }
+        }
+        let reply = match self.reply {
+            Reply::Echo => datagram,
+            Reply::Fixed(answer) => {
+                info!("received {} bytes from {from}", datagram.len());
+                answer
+            }
+        };
+        if self.queue.is_empty() {
+            match self.socket.send_one(reply, &from) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                result => return self.count_send(result, reply.len(), &from, cx),
+            }
+        }
+        if self.queue.len() >= QUEUE_DATAGRAMS
+            || self.queued_bytes + reply.len() > cx.limits.max_buffer.max(reply.len())
+        {
+            cx.stats.dropped_datagrams += 1;
+            return;
+        }
+        self.queued_bytes += reply.len();
+        self.queue.push_back((reply.into(), from));
+    }
+
+    fn receive_some(&mut self, cx: &mut Context) {
+        for _ in 0..DATAGRAMS_PER_EVENT {
+            if !self.read_ready || cx.is_shutting_down() {
+                return;
+            }
+            let received = cx.with_scratch(|scratch, cx| match self.socket.recv_one(scratch) {
+                Ok((n, from)) => {
+                    self.bytes_in += n as u64;
+                    cx.stats.bytes_in += n as u64;
+                    cx.stats.datagrams_in += 1;
+                    self.answer(&scratch[..n], from, cx);
+                    true
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_ready = false;
+                    false
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => true,
+                Err(err) => {
+                    // A queued ICMP error or the like: the socket itself is fine.
+                    warn!("{} {}: receive failed: {err}", self.kind, self.local);
+                    true
+                }
+            });
+            if !received {
+                return;
+            }
+        }
+        cx.run_again();
+    }
+}
+
+impl<S: DatagramSocket> Handler for DatagramService<S> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(
+            &mut self.socket,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow {
+        if readiness.readable || readiness.error {
+            self.read_ready = true;
+        }
+        self.flush_queue(cx);
+        self.receive_some(cx);
+        if cx.is_shutting_down() && self.queue.is_empty() {
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        self.flush_queue(cx);
+        if self.queue.is_empty() {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn describe(&self, _now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind: self.kind,
+            local: self.local.clone(),
+            peer: "*".into(),
+            state: if self.queue.is_empty() {
+                "open"
+            } else {
+                "draining"
+            },
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            pending: self.queued_bytes,
+            idle: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn from(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn drops_looping_source_ports() {
+        let mut guard = SourceGuard::new(0);
+        let now = Instant::now();
+        for port in LOOPING_PORTS {
+            assert_eq!(guard.admit(from(port), now), Verdict::LoopingPort);
+        }
+        assert_eq!(guard.admit(from(40000), now), Verdict::Reply);
+    }
+
+    #[test]
+    fn token_bucket_limits_and_refills() {
+        let mut guard = SourceGuard::new(10);
+        let now = Instant::now();
+        let replied = (0..25)
+            .filter(|_| guard.admit(from(40000), now) == Verdict::Reply)
+            .count();
+        assert_eq!(replied, 10);
+        let later = now + Duration::from_millis(500);
+        let replied = (0..25)
+            .filter(|_| guard.admit(from(40000), later) == Verdict::Reply)
+            .count();
+        assert_eq!(replied, 5);
+        // Another source has its own bucket.
+        let other = SocketAddr::from(([127, 0, 0, 2], 40000));
+        assert_eq!(guard.admit(other, later), Verdict::Reply);
+    }
+}

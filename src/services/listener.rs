@@ -1,0 +1,235 @@
+//! A listening socket (TCP or Unix stream) that accepts connections and
+//! spawns a handler for each.
+//!
+//! Accepting is where a public daemon meets its limits: `--max-connections`
+//! (accept and close at once, counted), and running out of descriptors
+//! (EMFILE/ENFILE), where a naive edge-triggered loop either spins or stalls.
+//! Here the reserve-descriptor trick sheds the waiting connection cleanly;
+//! if no spare is left, accepting pauses on a timer and retries by itself.
+
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::{Interest, Registry, Token};
+
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+use crate::sock::SocketFile;
+
+/// Accepts per event before yielding, so a connection storm cannot starve
+/// the connections already open.
+const ACCEPTS_PER_EVENT: usize = 64;
+
+/// How long accepting pauses when no descriptor can be had at all.
+const NO_FD_RETRY: Duration = Duration::from_millis(100);
+
+/// A listening socket mio can poll.
+pub trait Acceptor: mio::event::Source {
+    /// The accepted stream.
+    type Stream;
+    /// How the peer is shown in logs and `status`.
+    type Peer: fmt::Display;
+    /// Accepts one connection, non-blocking (`accept4(SOCK_NONBLOCK)`).
+    fn accept_one(&self) -> io::Result<(Self::Stream, Self::Peer)>;
+}
+
+impl Acceptor for mio::net::TcpListener {
+    type Stream = mio::net::TcpStream;
+    type Peer = std::net::SocketAddr;
+    fn accept_one(&self) -> io::Result<(Self::Stream, Self::Peer)> {
+        self.accept()
+    }
+}
+
+/// A Unix-domain peer: usually unnamed, shown as `-`.
+#[derive(Debug)]
+pub struct UnixPeer(String);
+
+impl fmt::Display for UnixPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "-" } else { &self.0 })
+    }
+}
+
+impl Acceptor for mio::net::UnixListener {
+    type Stream = mio::net::UnixStream;
+    type Peer = UnixPeer;
+    fn accept_one(&self) -> io::Result<(Self::Stream, Self::Peer)> {
+        let (stream, addr) = self.accept()?;
+        let name = addr
+            .as_pathname()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default();
+        Ok((stream, UnixPeer(name)))
+    }
+}
+
+/// Builds the handler for an accepted connection.
+pub type MakeConn<L> =
+    fn(<L as Acceptor>::Stream, <L as Acceptor>::Peer, &Context) -> Box<dyn Handler>;
+
+/// A listener handler.
+pub struct Listener<L: Acceptor> {
+    listener: L,
+    kind: &'static str,
+    local: String,
+    make_conn: MakeConn<L>,
+    accept_ready: bool,
+    paused: bool,
+    over_limit: bool,
+    accepted: u64,
+    /// Removes the socket file when the listener goes.
+    _socket_file: Option<SocketFile>,
+}
+
+impl<L: Acceptor> Listener<L> {
+    /// A listener of `kind` (e.g. `tcp-listener`) shown at `local`.
+    pub fn new(
+        listener: L,
+        kind: &'static str,
+        local: String,
+        make_conn: MakeConn<L>,
+        socket_file: Option<SocketFile>,
+    ) -> Self {
+        Listener {
+            listener,
+            kind,
+            local,
+            make_conn,
+            accept_ready: false,
+            paused: false,
+            over_limit: false,
+            accepted: 0,
+            _socket_file: socket_file,
+        }
+    }
+
+    fn accept_some(&mut self, cx: &mut Context) {
+        for _ in 0..ACCEPTS_PER_EVENT {
+            if !self.accept_ready || self.paused {
+                return;
+            }
+            match self.listener.accept_one() {
+                Ok((stream, peer)) => self.admit(stream, peer, cx),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(err) if is_out_of_fds(&err) => self.out_of_fds(&err, cx),
+                // The peer gave up while queued, or a signal: try the next one.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(err) => {
+                    warn!(
+                        "{} {}: accept failed: {err}; retrying shortly",
+                        self.kind, self.local
+                    );
+                    self.pause(cx);
+                    return;
+                }
+            }
+        }
+        cx.run_again();
+    }
+
+    fn admit(&mut self, stream: L::Stream, peer: L::Peer, cx: &mut Context) {
+        if cx.stats.out_of_fds {
+            cx.stats.out_of_fds = false;
+            info!(
+                "{} {}: descriptors available again, accepting",
+                self.kind, self.local
+            );
+        }
+        if cx.connections() >= cx.limits.max_connections {
+            cx.stats.rejected_max_connections += 1;
+            if !self.over_limit {
+                self.over_limit = true;
+                warn!(
+                    "{} {}: --max-connections {} reached; closing new connections (from {peer})",
+                    self.kind, self.local, cx.limits.max_connections
+                );
+            } else {
+                debug!(
+                    "{} {}: closing {peer}: at --max-connections",
+                    self.kind, self.local
+                );
+            }
+            return; // dropping `stream` closes it
+        }
+        self.over_limit = false;
+        self.accepted += 1;
+        cx.stats.accepted += 1;
+        let conn = (self.make_conn)(stream, peer, cx);
+        cx.spawn(conn);
+    }
+
+    fn out_of_fds(&mut self, err: &io::Error, cx: &mut Context) {
+        if !cx.stats.out_of_fds {
+            cx.stats.out_of_fds = true;
+            warn!(
+                "{} {}: out of file descriptors ({err}); closing new connections until some free up",
+                self.kind, self.local
+            );
+        }
+        // Give up the spare descriptor, accept the waiting connection and
+        // close it, so the client hears at once and the backlog drains.
+        let listener = &self.listener;
+        match cx.with_reserve_fd(|| listener.accept_one().map(drop)) {
+            Some(Ok(())) => cx.stats.rejected_no_fds += 1,
+            Some(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.accept_ready = false;
+            }
+            _ => self.pause(cx),
+        }
+    }
+
+    fn pause(&mut self, cx: &mut Context) {
+        self.paused = true;
+        cx.set_timer(cx.now + NO_FD_RETRY);
+    }
+}
+
+fn is_out_of_fds(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+impl<L: Acceptor> Handler for Listener<L> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.listener, token, Interest::READABLE)
+    }
+
+    fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow {
+        if readiness.readable || readiness.error {
+            self.accept_ready = true;
+        }
+        self.accept_some(cx);
+        Flow::Continue
+    }
+
+    fn timeout(&mut self, cx: &mut Context) -> Flow {
+        if self.paused {
+            self.paused = false;
+            // The edge may have come and gone while paused: try anyway.
+            self.accept_ready = true;
+            self.accept_some(cx);
+        }
+        Flow::Continue
+    }
+
+    fn describe(&self, _now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind: self.kind,
+            local: self.local.clone(),
+            peer: "*".into(),
+            state: if self.paused { "paused" } else { "listening" },
+            bytes_in: 0,
+            bytes_out: 0,
+            pending: 0,
+            idle: None,
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! An echo connection over any non-blocking byte stream (TCP or Unix).
+//!
+//! The fast path owns no memory: bytes are read into the reactor's shared
+//! scratch buffer and written straight back. Only when the peer's receive
+//! window is full does the connection take a buffer from the pool for the
+//! bytes the write could not take, and it stops reading once that buffer
+//! holds `--max-buffer` bytes (backpressure: TCP flow control then slows
+//! the sender). The buffer goes back to the pool as soon as it drains.
+//!
+//! mio is edge-triggered, so the connection remembers what is still ready
+//! (`read_ready`) whenever it stops before `WouldBlock`: at its fairness
+//! budget, or when backpressure pauses reading.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::{Interest, Registry, Token};
+
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+
+/// Reads per event before yielding to other connections.
+const READS_PER_EVENT: usize = 16;
+
+/// A byte stream the reactor can poll: `mio::net::TcpStream` or `UnixStream`.
+pub trait Stream: Read + Write + mio::event::Source {}
+impl<T: Read + Write + mio::event::Source> Stream for T {}
+
+/// Bytes owed to the peer, in a pooled buffer: `buf[sent..]` is unsent.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    buf: Option<Vec<u8>>,
+    sent: usize,
+}
+
+impl Outbox {
+    /// Bytes still owed.
+    pub fn len(&self) -> usize {
+        self.buf.as_ref().map_or(0, |buf| buf.len() - self.sent)
+    }
+
+    /// True when nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Room left before `limit` bytes are owed.
+    pub fn room(&self, limit: usize) -> usize {
+        limit.saturating_sub(self.len())
+    }
+
+    /// Queues `bytes` behind what is already owed.
+    pub fn push(&mut self, bytes: &[u8], cx: &mut Context) {
+        let buf = self.buf.get_or_insert_with(|| cx.take_buffer());
+        // Reclaim the sent prefix rather than grow past the pooled capacity.
+        if self.sent > 0 && buf.len() + bytes.len() > buf.capacity() {
+            buf.drain(..self.sent);
+            self.sent = 0;
+        }
+        buf.extend_from_slice(bytes);
+    }
+
+    /// Writes what is owed until done or `WouldBlock`; returns the bytes
+    /// written. Once empty, the buffer goes back to the pool.
+    pub fn flush(&mut self, stream: &mut impl Write, cx: &mut Context) -> io::Result<usize> {
+        let Some(buf) = self.buf.as_mut() else {
+            return Ok(0);
+        };
+        let written = write_some(stream, &buf[self.sent..])?;
+        self.sent += written;
+        if self.sent == buf.len() {
+            self.release(cx);
+        }
+        Ok(written)
+    }
+
+    /// Writes `bytes` now if nothing is queued ahead of them and queues the
+    /// rest; returns the bytes written now.
+    pub fn send(
+        &mut self,
+        stream: &mut impl Write,
+        bytes: &[u8],
+        cx: &mut Context,
+    ) -> io::Result<usize> {
+        let written = if self.is_empty() {
+            write_some(stream, bytes)?
+        } else {
+            0
+        };
+        if written < bytes.len() {
+            self.push(&bytes[written..], cx);
+        }
+        Ok(written)
+    }
+
+    /// Gives the buffer back to the pool.
+    pub fn release(&mut self, cx: &mut Context) {
+        if let Some(buf) = self.buf.take() {
+            cx.give_buffer(buf);
+        }
+        self.sent = 0;
+    }
+}
+
+/// Writes until all of `bytes` is written or the socket would block.
+fn write_some(stream: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(written)
+}
+
+/// True for the errors that mean "the peer went away", logged at debug.
+pub fn is_disconnect(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::WriteZero
+    )
+}
+
+/// Idle-timeout bookkeeping shared by every connection: O(1) per byte (one
+/// store), one heap entry per connection at a time (see `reactor::timer`).
+#[derive(Debug)]
+pub struct IdleClock {
+    last_active: Instant,
+}
+
+impl IdleClock {
+    /// Starts the clock and arms the first deadline.
+    pub fn start(cx: &mut Context) -> Self {
+        if !cx.limits.idle_timeout.is_zero() {
+            cx.set_timer(cx.now + cx.limits.idle_timeout);
+        }
+        IdleClock {
+            last_active: cx.now,
+        }
+    }
+
+    /// Records traffic.
+    pub fn touch(&mut self, now: Instant) {
+        self.last_active = now;
+    }
+
+    /// On a timer: true if the connection has been idle too long; else the
+    /// deadline is re-armed from the last activity.
+    pub fn expired(&mut self, cx: &mut Context) -> bool {
+        if cx.limits.idle_timeout.is_zero() {
+            return false;
+        }
+        let deadline = self.last_active + cx.limits.idle_timeout;
+        if cx.now >= deadline {
+            return true;
+        }
+        cx.set_timer(deadline);
+        false
+    }
+
+    /// Time since the last traffic.
+    pub fn idle(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_active)
+    }
+}
+
+/// Counters and state every stream connection keeps.
+#[derive(Debug)]
+pub struct ConnState {
+    /// Bytes owed to the peer.
+    pub outbox: Outbox,
+    /// Idle timer; set once the connection has started.
+    pub idle: Option<IdleClock>,
+    /// The kernel said readable and we have not yet seen `WouldBlock`.
+    pub read_ready: bool,
+    /// The peer shut down its sending side; close once all is echoed.
+    pub peer_done: bool,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// `--max-buffer`, remembered for `status`.
+    pub max_buffer: usize,
+}
+
+impl ConnState {
+    /// A fresh connection's state.
+    pub fn new() -> Self {
+        ConnState {
+            outbox: Outbox::default(),
+            idle: None,
+            read_ready: false,
+            peer_done: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            max_buffer: usize::MAX,
+        }
+    }
+
+    /// Starts the idle clock; called from the handler's `started`.
+    pub fn start(&mut self, cx: &mut Context) {
+        self.idle = Some(IdleClock::start(cx));
+        self.max_buffer = cx.limits.max_buffer;
+    }
+
+    /// Counts bytes read and records activity.
+    pub fn received(&mut self, n: usize, cx: &mut Context) {
+        self.bytes_in += n as u64;
+        cx.stats.bytes_in += n as u64;
+        if let Some(idle) = &mut self.idle {
+            idle.touch(cx.now);
+        }
+    }
+
+    /// Counts bytes written and records activity.
+    pub fn sent(&mut self, n: usize, cx: &mut Context) {
+        if n > 0 {
+            self.bytes_out += n as u64;
+            cx.stats.bytes_out += n as u64;
+            if let Some(idle) = &mut self.idle {
+                idle.touch(cx.now);
+            }
+        }
+    }
+
+    /// Folds an event into what we know is ready.
+    pub fn note(&mut self, readiness: Readiness) {
+        if readiness.readable || readiness.read_closed || readiness.error {
+            self.read_ready = true;
+        }
+    }
+
+    /// The `status` state word.
+    pub fn state(&self) -> &'static str {
+        if self.idle.is_some() && self.outbox.room(self.max_buffer) == 0 {
+            "paused-by-backpressure"
+        } else if self.peer_done {
+            "half-closed"
+        } else if !self.outbox.is_empty() {
+            "draining"
+        } else {
+            "open"
+        }
+    }
+
+    /// Flushes what is owed; true when nothing is left.
+    pub fn flush(&mut self, stream: &mut impl Write, cx: &mut Context) -> io::Result<bool> {
+        let written = self.outbox.flush(stream, cx)?;
+        self.sent(written, cx);
+        Ok(self.outbox.is_empty())
+    }
+
+    /// After the work of one event: close when the peer is done (or we are
+    /// shutting down) and everything owed has been written.
+    pub fn finished(&self, cx: &Context) -> bool {
+        (self.peer_done || cx.is_shutting_down()) && self.outbox.is_empty()
+    }
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the loop owes a connection whose call failed: a line at the right level.
+pub fn log_close(kind: &str, peer: &dyn fmt::Display, err: &io::Error) {
+    if is_disconnect(err) {
+        debug!("{kind} {peer} closed by peer: {err}");
+    } else {
+        warn!("{kind} {peer} closed on error: {err}");
+    }
+}
+
+/// An echo connection over a stream.
+pub struct EchoConn<S, P> {
+    stream: S,
+    kind: &'static str,
+    peer: P,
+    conn: ConnState,
+}
+
+impl<S: Stream, P: fmt::Display> EchoConn<S, P> {
+    /// Wraps an accepted, non-blocking stream.
+    pub fn new(stream: S, kind: &'static str, peer: P) -> Self {
+        EchoConn {
+            stream,
+            kind,
+            peer,
+            conn: ConnState::new(),
+        }
+    }
+
+    /// Reads and echoes until `WouldBlock`, a short read, EOF, the fairness
+    /// budget, or backpressure.
+    fn pump(&mut self, cx: &mut Context) -> io::Result<()> {
+        let limit = cx.limits.max_buffer;
+        let conn = &mut self.conn;
+        let stream = &mut self.stream;
+        for _ in 0..READS_PER_EVENT {
+            if !conn.read_ready || conn.peer_done || cx.is_shutting_down() {
+                return Ok(());
+            }
+            let room = conn.outbox.room(limit);
+            if room == 0 {
+                return Ok(()); // paused by backpressure; a flush resumes it
+            }
+            let drained = cx.with_scratch(|scratch, cx| -> io::Result<bool> {
+                let n = match stream.read(&mut scratch[..room]) {
+                    Ok(0) => {
+                        conn.peer_done = true;
+                        return Ok(true);
+                    }
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        conn.read_ready = false;
+                        return Ok(true);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(false),
+                    Err(err) => return Err(err),
+                };
+                conn.received(n, cx);
+                let written = conn.outbox.send(stream, &scratch[..n], cx)?;
+                conn.sent(written, cx);
+                // A short read emptied the socket: new data raises a new
+                // edge, so skip the read that would only say WouldBlock.
+                if n < room {
+                    conn.read_ready = false;
+                    return Ok(true);
+                }
+                Ok(false)
+            })?;
+            if drained {
+                return Ok(());
+            }
+        }
+        cx.run_again();
+        Ok(())
+    }
+}
+
+impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        // Both interests once, for good: edge-triggered, so a writable edge
+        // only comes after a write hit a full buffer. No re-registration.
+        registry.register(
+            &mut self.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn started(&mut self, cx: &mut Context) -> Flow {
+        debug!("{} {} accepted", self.kind, self.peer);
+        self.conn.start(cx);
+        Flow::Continue
+    }
+
+    fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow {
+        self.conn.note(readiness);
+        let result = self
+            .conn
+            .flush(&mut self.stream, cx)
+            .and_then(|_| self.pump(cx));
+        if let Err(err) = result {
+            log_close(self.kind, &self.peer, &err);
+            self.conn.outbox.release(cx);
+            return Flow::Close;
+        }
+        if self.conn.finished(cx) {
+            debug!("{} {} closed: all echoed", self.kind, self.peer);
+            return Flow::Close;
+        }
+        Flow::Continue
+    }
+
+    fn timeout(&mut self, cx: &mut Context) -> Flow {
+        let expired = self.conn.idle.as_mut().is_some_and(|idle| idle.expired(cx));
+        if !expired {
+            return Flow::Continue;
+        }
+        {
+            {
+                debug!(
+                    "{} {} closed: idle for {:?}",
+                    self.kind, self.peer, cx.limits.idle_timeout
+                );
+                cx.stats.timeouts += 1;
+                self.conn.outbox.release(cx);
+                Flow::Close
+            }
+        }
+    }
+
+    fn shutdown(&mut self, _cx: &mut Context) -> Flow {
+        // Reading stops; what is owed is flushed from `ready` within the grace period.
+        if self.conn.outbox.is_empty() {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn is_connection(&self) -> bool {
+        true
+    }
+
+    fn describe(&self, now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind: self.kind,
+            local: String::new(),
+            peer: self.peer.to_string(),
+            state: self.conn.state(),
+            bytes_in: self.conn.bytes_in,
+            bytes_out: self.conn.bytes_out,
+            pending: self.conn.outbox.len(),
+            idle: self.conn.idle.as_ref().map(|idle| idle.idle(now)),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! `tcp://HOST:PORT`: TCP echo (RFC 862, stream).
+
+use std::io;
+
+use super::listener::Listener;
+use super::stream::EchoConn;
+use super::{Bound, ServeConfig};
+use crate::endpoint::Endpoint;
+use crate::sock;
+
+/// Binds a TCP echo listener.
+pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
+    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+    let local = listener.local_addr()?;
+    let handler = Listener::new(
+        listener,
+        "tcp-listener",
+        local.to_string(),
+        |stream, peer, _cx| {
+            // Echo answers small writes at once: Nagle would hold them back.
+            if let Err(err) = stream.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on {peer}: {err}");
+            }
+            Box::new(EchoConn::new(stream, "tcp-conn", peer))
+        },
+        None,
+    );
+    Ok(Bound {
+        handler: Box::new(handler),
+        endpoint: endpoint.with_addr(local),
+    })
+}

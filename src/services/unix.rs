@@ -1,0 +1,25 @@
+//! `unix:PATH`: Unix-domain stream echo.
+
+use std::io;
+
+use super::listener::Listener;
+use super::stream::EchoConn;
+use super::{Bound, ServeConfig};
+use crate::endpoint::Endpoint;
+use crate::sock;
+
+/// Binds a Unix stream echo listener (file mode `--unix-mode`).
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let (listener, socket_file) = sock::unix_listener(&endpoint.target, config.unix_mode)?;
+    let handler = Listener::new(
+        listener,
+        "unix-listener",
+        endpoint.to_string(),
+        |stream, peer, _cx| Box::new(EchoConn::new(stream, "unix-conn", peer)),
+        socket_file,
+    );
+    Ok(Bound {
+        handler: Box::new(handler),
+        endpoint: endpoint.clone(),
+    })
+}

@@ -1,0 +1,93 @@
+//! `unix-dgram:PATH`: Unix-domain datagram echo.
+//!
+//! mio's `UnixDatagram` cannot send to an abstract-namespace sender, so the
+//! socket is std's, polled through its raw descriptor.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{self, UnixDatagram};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+use super::datagram::{DatagramService, DatagramSocket, Reply};
+use super::{Bound, ServeConfig};
+use crate::endpoint::Endpoint;
+use crate::sock;
+
+/// A non-blocking std `UnixDatagram` that mio can poll.
+pub struct UnixDgram(UnixDatagram);
+
+impl mio::event::Source for UnixDgram {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).register(registry, token, interests)
+    }
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).reregister(registry, token, interests)
+    }
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.0.as_raw_fd()).deregister(registry)
+    }
+}
+
+/// A Unix datagram sender: a path, an abstract name, or unnamed.
+#[derive(Clone, Debug)]
+pub struct UnixSender(net::SocketAddr);
+
+impl fmt::Display for UnixSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = self.0.as_pathname() {
+            write!(f, "{}", path.display())
+        } else if let Some(name) = self.0.as_abstract_name() {
+            write!(f, "@{}", String::from_utf8_lossy(name))
+        } else {
+            f.write_str("-")
+        }
+    }
+}
+
+impl DatagramSocket for UnixDgram {
+    type Addr = UnixSender;
+    fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, UnixSender)> {
+        self.0.recv_from(buf).map(|(n, from)| (n, UnixSender(from)))
+    }
+    fn send_one(&self, buf: &[u8], to: &UnixSender) -> io::Result<bool> {
+        if to.0.is_unnamed() {
+            return Ok(false);
+        }
+        self.0.send_to_addr(buf, &to.0).map(|_| true)
+    }
+    fn inet(_addr: &UnixSender) -> Option<SocketAddr> {
+        None
+    }
+}
+
+/// Binds a Unix datagram echo socket (file mode `--unix-mode`).
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let (socket, socket_file) = sock::unix_datagram(&endpoint.target, config.unix_mode)?;
+    let handler = DatagramService::new(
+        UnixDgram(socket),
+        "unix-dgram",
+        endpoint.to_string(),
+        Reply::Echo,
+        None,
+        socket_file,
+    );
+    Ok(Bound {
+        handler: Box::new(handler),
+        endpoint: endpoint.clone(),
+    })
+}
