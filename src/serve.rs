@@ -209,7 +209,7 @@ fn raise_nofile_limit() -> u64 {
     } else {
         info!("RLIMIT_NOFILE is {}", limit.rlim_cur);
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes
