@@ -10,6 +10,7 @@ pub mod datagram;
 pub mod listener;
 pub mod stream;
 
+pub mod multicast;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -58,7 +59,8 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         Kind::Udp => udp::bind(endpoint, config),
         Kind::Unix => unix::bind(endpoint, config),
         Kind::UnixDgram => unix_dgram::bind(endpoint, config),
-        Kind::Multicast | Kind::Binary => Err(io::Error::new(
+        Kind::Multicast => multicast::bind(endpoint, config),
+        Kind::Binary => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("{} endpoints are not served yet", endpoint.kind.scheme()),
         )),
