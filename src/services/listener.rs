@@ -67,7 +67,7 @@ impl Acceptor for mio::net::UnixListener {
 
 /// Builds the handler for an accepted connection.
 pub type MakeConn<L> =
-    fn(<L as Acceptor>::Stream, <L as Acceptor>::Peer, &Context) -> Box<dyn Handler>;
+    Box<dyn Fn(<L as Acceptor>::Stream, <L as Acceptor>::Peer) -> Box<dyn Handler>>;
 
 /// A listener handler.
 pub struct Listener<L: Acceptor> {
@@ -163,7 +163,7 @@ impl<L: Acceptor> Listener<L> {
         self.over_limit = false;
         self.accepted += 1;
         cx.stats.accepted += 1;
-        let conn = (self.make_conn)(stream, peer, cx);
+        let conn = (self.make_conn)(stream, peer);
         cx.spawn(conn);
     }
 
