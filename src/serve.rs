@@ -109,6 +109,7 @@ fn serve(args: Args) -> Result<(), String> {
     };
     let config = ServeConfig {
         iface: args.iface,
+        format: args.format.clone(),
         unix_mode: args.unix_mode,
         udp_rate: args.udp_rate,
     };
