@@ -6,6 +6,7 @@
 //! `stream` (the echo connection and its buffers), `datagram` (answering
 //! datagrams, with the anti-reflection guard).
 
+pub mod admin;
 pub mod datagram;
 pub mod listener;
 pub mod stream;
