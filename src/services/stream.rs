@@ -434,3 +434,21 @@ impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
         self.conn.describe(self.kind, self.peer.to_string(), now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection must stay small: its handler, its slab slot and
+    /// one timer entry are all it costs (goal: under 256 bytes).
+    #[test]
+    fn an_idle_tcp_connection_is_small() {
+        let handler = std::mem::size_of::<EchoConn<mio::net::TcpStream, std::net::SocketAddr>>();
+        eprintln!("EchoConn<TcpStream, SocketAddr>: {handler} bytes");
+        let slot_and_timer = 2 * std::mem::size_of::<usize>() * 2 + 24;
+        assert!(
+            handler + slot_and_timer <= 256,
+            "handler {handler} B + slot/timer {slot_and_timer} B"
+        );
+    }
+}
