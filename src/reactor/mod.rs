@@ -73,6 +73,17 @@ enum Call {
     Shutdown,
 }
 
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Call::Started => f.write_str("started"),
+            Call::Ready(readiness) => write!(f, "ready {readiness}"),
+            Call::Timeout => f.write_str("timeout"),
+            Call::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
 /// The event loop. Build it, [`add`](Reactor::add) handlers, then
 /// [`run`](Reactor::run) it until shutdown.
 pub struct Reactor {
@@ -276,17 +287,17 @@ impl Core {
             Call::Shutdown => handler.shutdown(&mut cx),
         };
         if self.trace {
-            let info = handler.describe(now);
+            // "budget": it yielded and will be called again next turn;
+            // "drained": it stopped at WouldBlock, a short read, or backpressure.
             let stop = if self.run_again.len() > yielded_before {
                 "budget"
             } else {
-                "wouldblock"
+                "drained"
             };
             trace!(
-                "token {key}/{} {} {:?}: in={} out={} stop={stop} -> {flow:?}",
+                "token {key}/{} {} {call}: in={} out={} stop={stop} -> {flow:?}",
                 generation_of(token),
-                info.kind,
-                call,
+                handler.describe(now).kind,
                 self.stats.bytes_in - moved_before.0,
                 self.stats.bytes_out - moved_before.1,
             );
