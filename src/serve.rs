@@ -98,7 +98,6 @@ pub fn run(args: Args) -> ExitCode {
 
 fn serve(args: Args) -> Result<(), String> {
     let started = Instant::now();
-    let nofile = raise_nofile_limit();
     let endpoints = if args.endpoints.is_empty() {
         DEFAULT_ENDPOINTS
             .iter()
@@ -114,26 +113,15 @@ fn serve(args: Args) -> Result<(), String> {
         unix_mode: args.unix_mode,
         udp_rate: args.udp_rate,
     };
-    let max_connections = args
-        .max_connections
-        .unwrap_or_else(|| nofile.saturating_sub(FD_HEADROOM).max(1));
-    let limits = Limits {
-        idle_timeout: args.idle_timeout,
-        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
-        max_buffer: args.max_buffer as usize,
-        udp_rate: args.udp_rate,
-        grace: args.grace,
-    };
-
     // Bind everything before serving anything: on a failure the handlers
-    // bound so far are dropped, which removes the socket files they made.
+    // bound so far are dropped, which removes the socket files they made,
+    // and the error is the only line on stderr.
     let mut bound: Vec<Bound> = Vec::with_capacity(endpoints.len());
     for endpoint in &endpoints {
         let one = services::bind(endpoint, &config)
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         bound.push(one);
     }
-
     let admin = match &args.admin {
         Some(path) => Some(services::admin::bind(path).map_err(|err| {
             format!(
@@ -145,11 +133,27 @@ fn serve(args: Args) -> Result<(), String> {
         None => None,
     };
 
+    let nofile = raise_nofile_limit();
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| nofile.saturating_sub(FD_HEADROOM).max(1));
+    let limits = Limits {
+        idle_timeout: args.idle_timeout,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_buffer: args.max_buffer as usize,
+        udp_rate: args.udp_rate,
+        grace: args.grace,
+    };
+
     let mut reactor = Reactor::new(limits).map_err(|err| format!("poll: {}", describe(&err)))?;
     let mut lines = String::new();
     for one in bound {
         lines.push_str(&format!("listening {}\n", one.endpoint));
-        info!("serving {}", one.endpoint);
+        if one.detail.is_empty() {
+            info!("serving {}", one.endpoint);
+        } else {
+            info!("serving {} ({})", one.endpoint, one.detail);
+        }
         reactor
             .add(one.handler)
             .map_err(|err| format!("cannot register {}: {}", one.endpoint, describe(&err)))?;

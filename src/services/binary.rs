@@ -27,11 +27,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     let format = Rc::new(format);
     let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
     let local = listener.local_addr()?;
-    info!(
-        "binary records at {local}: format '{}', {} bytes each",
-        config.format,
-        format.size()
-    );
+    let detail = format!("format '{}', {}-byte records", config.format, format.size());
     let handler = Listener::new(
         listener,
         "binary-listener",
@@ -47,6 +43,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     Ok(Bound {
         handler: Box::new(handler),
         endpoint: endpoint.with_addr(local),
+        detail,
     })
 }
 
@@ -151,8 +148,7 @@ impl RecordConn {
             })?;
             let written = self.conn.outbox.send(&mut self.stream, &replies, cx)?;
             self.conn.sent(written, cx);
-            if n < room {
-                self.conn.read_ready = false; // short read: the socket is empty
+            if self.conn.drained_by(n, room) {
                 return Ok(());
             }
         }

@@ -55,6 +55,8 @@ pub struct Bound {
     pub handler: Box<dyn Handler>,
     /// The endpoint with its real address.
     pub endpoint: Endpoint,
+    /// Anything worth a word in the start-up log (format, interface).
+    pub detail: String,
 }
 
 /// Binds `endpoint` with the service module for its kind.

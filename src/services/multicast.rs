@@ -73,7 +73,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     };
     let socket = sock::multicast_socket(group, addr.port(), config.iface)?;
     let local = socket.local_addr()?;
-    log::info!("joined {group} on interface {}", config.iface);
     let handler = DatagramService::new(
         MulticastSocket {
             socket,
@@ -89,5 +88,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     Ok(Bound {
         handler: Box::new(handler),
         endpoint: endpoint.with_addr(local),
+        detail: format!("joined on interface {}", config.iface),
     })
 }

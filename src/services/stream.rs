@@ -181,6 +181,9 @@ pub struct ConnState {
     pub idle: Option<IdleClock>,
     /// The kernel said readable and we have not yet seen `WouldBlock`.
     pub read_ready: bool,
+    /// The kernel reported the peer's FIN (or a hang-up): the short-read
+    /// shortcut must not apply, or the EOF behind the data is never read.
+    pub hup_seen: bool,
     /// The peer shut down its sending side; close once all is echoed.
     pub peer_done: bool,
     /// Bytes received.
@@ -198,6 +201,7 @@ impl ConnState {
             outbox: Outbox::default(),
             idle: None,
             read_ready: false,
+            hup_seen: false,
             peer_done: false,
             bytes_in: 0,
             bytes_out: 0,
@@ -235,6 +239,9 @@ impl ConnState {
     pub fn note(&mut self, readiness: Readiness) {
         if readiness.readable || readiness.read_closed || readiness.error {
             self.read_ready = true;
+        }
+        if readiness.read_closed || readiness.error {
+            self.hup_seen = true;
         }
     }
 
@@ -279,6 +286,18 @@ impl ConnState {
             pending: self.outbox.len(),
             idle: self.idle.as_ref().map(|idle| idle.idle(now)),
         }
+    }
+
+    /// After a read of `n` bytes into `room`: true if the socket is known
+    /// empty. On epoll a short stream read means the buffer was empty at
+    /// that moment and new data raises a new edge, so the read that would
+    /// only say `WouldBlock` is skipped — unless a FIN is pending behind it.
+    pub fn drained_by(&mut self, n: usize, room: usize) -> bool {
+        if n < room && !self.hup_seen {
+            self.read_ready = false;
+            return true;
+        }
+        false
     }
 
     /// After the work of one event: close when the peer is done (or we are
@@ -353,13 +372,7 @@ impl<S: Stream, P: fmt::Display> EchoConn<S, P> {
                 conn.received(n, cx);
                 let written = conn.outbox.send(stream, &scratch[..n], cx)?;
                 conn.sent(written, cx);
-                // A short read emptied the socket: new data raises a new
-                // edge, so skip the read that would only say WouldBlock.
-                if n < room {
-                    conn.read_ready = false;
-                    return Ok(true);
-                }
-                Ok(false)
+                Ok(conn.drained_by(n, room))
             })?;
             if drained {
                 return Ok(());

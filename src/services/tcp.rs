@@ -28,5 +28,6 @@ pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
     Ok(Bound {
         handler: Box::new(handler),
         endpoint: endpoint.with_addr(local),
+        detail: String::new(),
     })
 }

@@ -23,5 +23,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     Ok(Bound {
         handler: Box::new(handler),
         endpoint: endpoint.with_addr(local),
+        detail: String::new(),
     })
 }

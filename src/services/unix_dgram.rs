@@ -89,5 +89,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     Ok(Bound {
         handler: Box::new(handler),
         endpoint: endpoint.clone(),
+        detail: String::new(),
     })
 }

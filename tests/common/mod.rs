@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
@@ -36,7 +36,7 @@ pub struct Daemon {
     pub child: Child,
     /// The endpoints from the `listening` lines, in order.
     pub endpoints: Vec<String>,
-    stderr: Option<ChildStderr>,
+    stderr: Option<thread::JoinHandle<String>>,
 }
 
 impl Daemon {
@@ -92,7 +92,15 @@ impl Daemon {
                 }
             }
         }
-        let stderr = child.stderr.take();
+        // Drain stderr as it comes: a daemon that logs more than a pipe
+        // holds would otherwise block on its own log.
+        let stderr = child.stderr.take().map(|mut stderr| {
+            thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                text
+            })
+        });
         Daemon {
             child,
             endpoints,
@@ -146,10 +154,11 @@ impl Daemon {
             }
             thread::sleep(Duration::from_millis(10));
         };
-        let mut err = String::new();
-        if let Some(mut stderr) = self.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
-        }
+        let err = self
+            .stderr
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
         (status, err)
     }
 
