@@ -10,6 +10,7 @@ pub mod client;
 pub mod codec;
 pub mod endpoint;
 pub mod error;
+pub mod mmsg;
 pub mod net;
 pub mod ping;
 pub mod reactor;

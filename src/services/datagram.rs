@@ -9,11 +9,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use log::{debug, info, warn};
 use mio::{Interest, Registry, Token};
 
+use crate::mmsg::{self, Batch};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 use crate::sock::SocketFile;
 
@@ -33,6 +35,15 @@ pub trait DatagramSocket: mio::event::Source {
     fn send_one(&self, buf: &[u8], to: &Self::Addr) -> io::Result<bool>;
     /// The sender's IP address and port, for the source guard.
     fn inet(addr: &Self::Addr) -> Option<SocketAddr>;
+    /// The descriptor for `recvmmsg`/`sendmmsg`, for sockets whose
+    /// addresses are IP addresses; None keeps one syscall per datagram.
+    fn batch_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// An IP address as this socket's address type.
+    fn from_inet(_addr: SocketAddr) -> Option<Self::Addr> {
+        None
+    }
 }
 
 impl DatagramSocket for mio::net::UdpSocket {
@@ -45,6 +56,12 @@ impl DatagramSocket for mio::net::UdpSocket {
     }
     fn inet(addr: &SocketAddr) -> Option<SocketAddr> {
         Some(*addr)
+    }
+    fn batch_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+    fn from_inet(addr: SocketAddr) -> Option<SocketAddr> {
+        Some(addr)
     }
 }
 
@@ -147,6 +164,8 @@ pub struct DatagramService<S: DatagramSocket> {
     queue: VecDeque<(Box<[u8]>, S::Addr)>,
     queued_bytes: usize,
     read_ready: bool,
+    /// recvmmsg buffers, allocated on the first datagram.
+    batch: Option<Box<Batch>>,
     bytes_in: u64,
     bytes_out: u64,
     _socket_file: Option<SocketFile>,
@@ -171,6 +190,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             queue: VecDeque::new(),
             queued_bytes: 0,
             read_ready: false,
+            batch: None,
             bytes_in: 0,
             bytes_out: 0,
             _socket_file: socket_file,
@@ -216,35 +236,44 @@ impl<S: DatagramSocket> DatagramService<S> {
         }
     }
 
-    fn answer(&mut self, datagram: &[u8], from: S::Addr, cx: &mut Context) {
-        if let (Some(guard), Some(inet)) = (self.guard.as_mut(), S::inet(&from)) {
-            match guard.admit(inet, cx.now) {
-                Verdict::Reply => {}
-                Verdict::LoopingPort => {
-                    debug!(
-                        "{} {}: dropped datagram from looping port {inet}",
-                        self.kind, self.local
-                    );
-                    cx.stats.filtered_datagrams += 1;
-                    return;
-                }
-                Verdict::RateLimited => {
-                    cx.stats.rate_limited += 1;
-                    return;
-                }
+    /// Counts a received datagram and decides whether it gets an answer.
+    fn admit(&mut self, len: usize, from: &S::Addr, cx: &mut Context) -> bool {
+        self.bytes_in += len as u64;
+        cx.stats.bytes_in += len as u64;
+        cx.stats.datagrams_in += 1;
+        if let Reply::Fixed(_) = self.reply {
+            info!(
+                "{} {}: received {len} bytes from {from}",
+                self.kind, self.local
+            );
+        }
+        let (Some(guard), Some(inet)) = (self.guard.as_mut(), S::inet(from)) else {
+            return true;
+        };
+        match guard.admit(inet, cx.now) {
+            Verdict::Reply => true,
+            Verdict::LoopingPort => {
+                debug!(
+                    "{} {}: dropped datagram from looping port {inet}",
+                    self.kind, self.local
+                );
+                cx.stats.filtered_datagrams += 1;
+                false
             }
+            Verdict::RateLimited => {
+                cx.stats.rate_limited += 1;
+                false
+            }
+        }
+    }
+
+    fn answer(&mut self, datagram: &[u8], from: S::Addr, cx: &mut Context) {
+        if !self.admit(datagram.len(), &from, cx) {
+            return;
         }
         let reply = match self.reply {
             Reply::Echo => datagram,
-            Reply::Fixed(answer) => {
-                info!(
-                    "{} {}: received {} bytes from {from}",
-                    self.kind,
-                    self.local,
-                    datagram.len()
-                );
-                answer
-            }
+            Reply::Fixed(answer) => answer,
         };
         if self.queue.is_empty() {
             match self.socket.send_one(reply, &from) {
@@ -252,6 +281,11 @@ impl<S: DatagramSocket> DatagramService<S> {
                 result => return self.count_send(result, reply.len(), &from, cx),
             }
         }
+        self.enqueue(reply, from, cx);
+    }
+
+    /// Keeps a reply for when the socket has room; drops it past the bound.
+    fn enqueue(&mut self, reply: &[u8], to: S::Addr, cx: &mut Context) {
         if self.queue.len() >= QUEUE_DATAGRAMS
             || self.queued_bytes + reply.len() > cx.limits.max_buffer.max(reply.len())
         {
@@ -259,19 +293,96 @@ impl<S: DatagramSocket> DatagramService<S> {
             return;
         }
         self.queued_bytes += reply.len();
-        self.queue.push_back((reply.into(), from));
+        self.queue.push_back((reply.into(), to));
+    }
+
+    /// One `recvmmsg`, the guard, one `sendmmsg`; returns false when the
+    /// socket is drained.
+    fn receive_batch(&mut self, fd: RawFd, cx: &mut Context) -> bool {
+        let mut batch = self.batch.take().unwrap_or_default();
+        let more = self.exchange_batch(&mut batch, fd, cx);
+        self.batch = Some(batch);
+        more
+    }
+
+    fn exchange_batch(&mut self, batch: &mut Batch, fd: RawFd, cx: &mut Context) -> bool {
+        let received = match batch.recv(fd) {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return true,
+            Err(err) => {
+                warn!("{} {}: receive failed: {err}", self.kind, self.local);
+                return true;
+            }
+        };
+        let fixed = match self.reply {
+            Reply::Echo => None,
+            Reply::Fixed(answer) => Some(answer),
+        };
+        for i in 0..received {
+            let (datagram, from) = batch.get(i);
+            let Some(from) = from.and_then(S::from_inet) else {
+                cx.stats.dropped_datagrams += 1;
+                continue;
+            };
+            if self.admit(datagram.len(), &from, cx) {
+                batch.answer(i, fixed);
+            }
+        }
+        let mut sent = 0;
+        while self.queue.is_empty() && sent < batch.queued() {
+            match batch.send(fd, sent) {
+                Ok(n) => {
+                    for k in sent..sent + n {
+                        let len = batch.queued_answer(k).0.len();
+                        self.bytes_out += len as u64;
+                        cx.stats.bytes_out += len as u64;
+                        cx.stats.datagrams_out += 1;
+                    }
+                    sent += n;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    // This reply cannot go (e.g. no route); skip it, not the rest.
+                    debug!("{} {}: reply failed: {err}", self.kind, self.local);
+                    cx.stats.dropped_datagrams += 1;
+                    sent += 1;
+                }
+            }
+        }
+        for k in sent..batch.queued() {
+            let (reply, to) = batch.queued_answer(k);
+            match to.and_then(S::from_inet) {
+                Some(to) => self.enqueue(reply, to, cx),
+                None => cx.stats.dropped_datagrams += 1,
+            }
+        }
+        // Fewer than asked for: the socket is empty (non-blocking recvmmsg
+        // returns what is queued).
+        received == mmsg::BATCH
     }
 
     fn receive_some(&mut self, cx: &mut Context) {
+        if let Some(fd) = self.socket.batch_fd() {
+            for _ in 0..DATAGRAMS_PER_EVENT.div_ceil(mmsg::BATCH) {
+                if !self.read_ready || cx.is_shutting_down() {
+                    return;
+                }
+                if !self.receive_batch(fd, cx) {
+                    self.read_ready = false;
+                    return;
+                }
+            }
+            cx.run_again();
+            return;
+        }
         for _ in 0..DATAGRAMS_PER_EVENT {
             if !self.read_ready || cx.is_shutting_down() {
                 return;
             }
             let received = cx.with_scratch(|scratch, cx| match self.socket.recv_one(scratch) {
                 Ok((n, from)) => {
-                    self.bytes_in += n as u64;
-                    cx.stats.bytes_in += n as u64;
-                    cx.stats.datagrams_in += 1;
                     self.answer(&scratch[..n], from, cx);
                     true
                 }

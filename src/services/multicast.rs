@@ -60,6 +60,12 @@ impl DatagramSocket for MulticastSocket {
     fn inet(addr: &SocketAddr) -> Option<SocketAddr> {
         Some(*addr)
     }
+    fn batch_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket.batch_fd()
+    }
+    fn from_inet(addr: SocketAddr) -> Option<SocketAddr> {
+        Some(addr)
+    }
 }
 
 /// Joins the group and returns the `ack` responder.

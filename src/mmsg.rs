@@ -1,0 +1,264 @@
+//! Batched datagram I/O: `recvmmsg`/`sendmmsg` behind a small safe type.
+//!
+//! One `recvmmsg` fetches up to [`BATCH`] datagrams, one `sendmmsg` answers
+//! them: two syscalls per batch instead of two per datagram. Linux only;
+//! `DatagramService` falls back to `recv_from`/`send_to` elsewhere.
+
+use std::io;
+use std::mem::{self, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::RawFd;
+use std::ptr;
+
+/// Datagrams per syscall.
+pub const BATCH: usize = 32;
+
+/// Room for the largest datagram (a UDP payload is at most 65,507 bytes).
+const SLOT: usize = 65_536;
+
+/// Receive buffers, addresses and headers for one batch. The buffers are
+/// allocated zeroed and lazily by the OS: only pages a datagram touched
+/// become resident.
+pub struct Batch {
+    arena: Box<[u8]>,
+    iovs: Box<[libc::iovec]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    received: usize,
+    /// Headers and iovecs for `sendmmsg`: what to send where.
+    out_hdrs: Box<[libc::mmsghdr]>,
+    out_iovs: Box<[libc::iovec]>,
+    queued: usize,
+}
+
+fn zeroed<T>(count: usize) -> Box<[T]> {
+    // SAFETY: only used for libc structs (iovec, sockaddr_storage, mmsghdr)
+    // for which all-zero bytes are a valid value.
+    (0..count)
+        .map(|_| unsafe { MaybeUninit::<T>::zeroed().assume_init() })
+        .collect()
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    /// An empty batch (2 MiB of address space, resident only as used).
+    pub fn new() -> Self {
+        Batch {
+            arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            iovs: zeroed(BATCH),
+            addrs: zeroed(BATCH),
+            hdrs: zeroed(BATCH),
+            received: 0,
+            out_hdrs: zeroed(BATCH),
+            out_iovs: zeroed(BATCH),
+            queued: 0,
+        }
+    }
+
+    /// Receives up to [`BATCH`] datagrams from the non-blocking socket `fd`;
+    /// returns how many (an error of `WouldBlock` when there were none).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.received = 0;
+        self.queued = 0;
+        let arena = self.arena.as_mut_ptr();
+        for i in 0..BATCH {
+            // Pointers are set on every call, so a moved Batch stays sound.
+            self.iovs[i] = libc::iovec {
+                // SAFETY: i * SLOT + SLOT <= arena.len().
+                iov_base: unsafe { arena.add(i * SLOT) }.cast(),
+                iov_len: SLOT,
+            };
+            let hdr = &mut self.hdrs[i];
+            hdr.msg_len = 0;
+            hdr.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
+            hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_iov = ptr::addr_of_mut!(self.iovs[i]);
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = ptr::null_mut();
+            hdr.msg_hdr.msg_controllen = 0;
+            hdr.msg_hdr.msg_flags = 0;
+        }
+        // SAFETY: every header points at live buffers owned by self, sized
+        // as declared; the kernel writes at most that much.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.received = n as usize;
+        Ok(self.received)
+    }
+
+    /// Datagrams received by the last `recv`.
+    pub fn len(&self) -> usize {
+        self.received
+    }
+
+    /// True when the last `recv` got nothing.
+    pub fn is_empty(&self) -> bool {
+        self.received == 0
+    }
+
+    /// The `i`th datagram and its sender (None for an address that is not IP).
+    pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        let hdr = &self.hdrs[i];
+        let len = (hdr.msg_len as usize).min(SLOT);
+        let data = &self.arena[i * SLOT..i * SLOT + len];
+        (
+            data,
+            to_socket_addr(&self.addrs[i], hdr.msg_hdr.msg_namelen),
+        )
+    }
+
+    /// Queues an answer to datagram `i`: `reply` (or the datagram itself
+    /// when None) to its sender.
+    pub fn answer(&mut self, i: usize, reply: Option<&'static [u8]>) {
+        let (base, len) = match reply {
+            Some(bytes) => (bytes.as_ptr() as *mut libc::c_void, bytes.len()),
+            None => (self.iovs[i].iov_base, self.hdrs[i].msg_len as usize),
+        };
+        let k = self.queued;
+        self.out_iovs[k] = libc::iovec {
+            iov_base: base,
+            iov_len: len,
+        };
+        let hdr = &mut self.out_hdrs[k];
+        hdr.msg_len = 0;
+        hdr.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
+        hdr.msg_hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
+        hdr.msg_hdr.msg_iov = ptr::addr_of_mut!(self.out_iovs[k]);
+        hdr.msg_hdr.msg_iovlen = 1;
+        hdr.msg_hdr.msg_control = ptr::null_mut();
+        hdr.msg_hdr.msg_controllen = 0;
+        hdr.msg_hdr.msg_flags = 0;
+        self.queued += 1;
+    }
+
+    /// Answers queued so far.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Sends queued answers starting at `from`; returns how many went out
+    /// (an error only if the first one failed).
+    pub fn send(&mut self, fd: RawFd, from: usize) -> io::Result<usize> {
+        if from >= self.queued {
+            return Ok(0);
+        }
+        // SAFETY: out_hdrs[from..queued] point at addrs/out_iovs owned by
+        // self and at datagram bytes in the arena or 'static replies.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.out_hdrs.as_mut_ptr().add(from),
+                (self.queued - from) as libc::c_uint,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// The bytes and destination of queued answer `k` (to queue it when
+    /// the socket is full).
+    pub fn queued_answer(&self, k: usize) -> (&[u8], Option<SocketAddr>) {
+        let iov = &self.out_iovs[k];
+        // SAFETY: set by `answer` to a live slice of the arena or a 'static reply.
+        let data = unsafe { std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len) };
+        let hdr = &self.out_hdrs[k];
+        // SAFETY: `answer` pointed msg_name at one of self.addrs.
+        let storage = unsafe { &*(hdr.msg_hdr.msg_name as *const libc::sockaddr_storage) };
+        (data, to_socket_addr(storage, hdr.msg_hdr.msg_namelen))
+    }
+}
+
+/// An IPv4 or IPv6 address as the kernel wrote it; None for other families.
+fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = len as usize;
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says sockaddr_in, and storage is large and aligned enough.
+            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::from((
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn receives_a_batch_and_echoes_it_in_one_call() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server.set_nonblocking(true).expect("nonblocking");
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let to = server.local_addr().expect("addr");
+        for i in 0..5u8 {
+            client.send_to(&[i; 10], to).expect("send");
+        }
+        let mut batch = Batch::new();
+        let mut got = 0;
+        // Loopback delivery is immediate, but be patient with a busy box.
+        for _ in 0..100 {
+            match batch.recv(server.as_raw_fd()) {
+                Ok(n) => {
+                    for i in 0..n {
+                        let (data, from) = batch.get(i);
+                        assert_eq!(data, &[(got + i) as u8; 10]);
+                        assert_eq!(from, Some(client.local_addr().expect("addr")));
+                        batch.answer(i, None);
+                    }
+                    got += n;
+                    assert_eq!(batch.send(server.as_raw_fd(), 0).expect("send"), n);
+                    if got == 5 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("recvmmsg: {e}"),
+            }
+        }
+        assert_eq!(got, 5);
+        let mut buf = [0u8; 64];
+        for i in 0..5u8 {
+            let (n, _) = client.recv_from(&mut buf).expect("echo");
+            assert_eq!(&buf[..n], &[i; 10]);
+        }
+    }
+}
