@@ -107,8 +107,7 @@ impl Out {
     /// A line for people; silent with `--quiet`.
     fn say(&self, line: fmt::Arguments) {
         if !self.quiet {
-            // A closed stdout (`| head`) must not turn into a panic.
-            let _ = writeln!(io::stdout().lock(), "{line}");
+            say(line);
         }
     }
 
@@ -121,6 +120,11 @@ impl Out {
                 .and_then(|()| stdout.write_all(b"\n"));
         }
     }
+}
+
+/// One line to stdout; a closed stdout (`| head`) must not become a panic.
+pub(crate) fn say(line: fmt::Arguments) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
 }
 
 /// Bytes for people: double-quoted, escaped as Rust escapes a string, with
