@@ -334,3 +334,78 @@ fn multicast_with_no_receiver_times_out() {
     let (status, _, stderr) = run(&["client", "multicast://127.0.0.1:9", "x"]);
     assert_eq!(code(status), 2, "{stderr}");
 }
+
+/// A one-connection TCP server that reads `expect` bytes and answers with
+/// `reply(bytes)`, then closes.
+fn tcp_server(expect: usize, reply: fn(Vec<u8>) -> Vec<u8>) -> (String, thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("tcp://{}", listener.local_addr().expect("addr"));
+    let thread = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut got = vec![0u8; expect];
+        conn.read_exact(&mut got).expect("message");
+        conn.write_all(&reply(got)).expect("reply");
+    });
+    (endpoint, thread)
+}
+
+#[test]
+fn a_wrong_echo_exits_1_and_a_short_one_exits_5() {
+    let (endpoint, server) = tcp_server(5, |mut got| {
+        got[4] = b'O';
+        got
+    });
+    let (status, stdout, stderr) = run(&["client", &endpoint, "hello"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 1, "{stdout}{stderr}");
+    assert_eq!(received(&stdout).concat(), "hellO");
+    let line = one_error_line(&stderr);
+    assert!(line.contains("first difference at byte 4"), "{line}");
+
+    let (endpoint, server) = tcp_server(5, |got| got[..2].to_vec());
+    let (status, _, stderr) = run(&["client", &endpoint, "hello"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 5, "{stderr}");
+    let line = one_error_line(&stderr);
+    assert!(line.contains("closed by peer after 2 of 5 bytes"), "{line}");
+}
+
+#[test]
+fn ctrl_c_still_removes_the_unix_dgram_socket_file() {
+    let dir = temp_dir("client-dgram-sigint");
+    let tmp = temp_dir("client-dgram-sigint-tmp");
+    let silent_path = dir.join("silent.sock");
+    let _silent = std::os::unix::net::UnixDatagram::bind(&silent_path).expect("bind");
+    let endpoint = format!("unix-dgram:{}", silent_path.display());
+    let mut child = Command::new(common::bin())
+        .args(["client", "--timeout", "20", &endpoint, "hi"])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + WAIT;
+    while is_empty_dir(&tmp) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never bound its socket"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the client ignored SIGINT");
+        thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(code(status), 130);
+    assert!(is_empty_dir(&tmp));
+}

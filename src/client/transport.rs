@@ -68,6 +68,19 @@ impl Failure {
             Failure::Interrupted => exit::INTERRUPTED,
         }
     }
+
+    /// Puts `prefix` before the reason.
+    fn context(self, prefix: &str) -> Failure {
+        let with = |why: String| format!("{prefix}: {why}");
+        match self {
+            Failure::Mismatch(why) => Failure::Mismatch(with(why)),
+            Failure::Usage(why) => Failure::Usage(with(why)),
+            Failure::Unreachable(why) => Failure::Unreachable(with(why)),
+            Failure::Timeout(why) => Failure::Timeout(with(why)),
+            Failure::Io(why) => Failure::Io(with(why)),
+            Failure::Interrupted => Failure::Interrupted,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -318,21 +331,6 @@ impl Conn {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(classify(&err, &self.name)),
             }
-        }
-    }
-}
-
-impl Failure {
-    /// Puts `prefix` before the reason.
-    fn context(self, prefix: &str) -> Failure {
-        let with = |why: String| format!("{prefix}: {why}");
-        match self {
-            Failure::Mismatch(why) => Failure::Mismatch(with(why)),
-            Failure::Usage(why) => Failure::Usage(with(why)),
-            Failure::Unreachable(why) => Failure::Unreachable(with(why)),
-            Failure::Timeout(why) => Failure::Timeout(with(why)),
-            Failure::Io(why) => Failure::Io(with(why)),
-            Failure::Interrupted => Failure::Interrupted,
         }
     }
 }
