@@ -224,3 +224,39 @@ pub fn unix_datagram(
     socket.set_nonblocking(true)?;
     Ok((socket.into(), guard))
 }
+
+// --- clients ---
+
+/// A non-blocking client socket, not yet connected: `client` and `ping`
+/// connect it themselves so every wait stays bounded and interruptible.
+/// TCP gets TCP_NODELAY, since a ping's round trip must not wait for Nagle.
+pub fn client_socket(domain: Domain, ty: Type) -> io::Result<Socket> {
+    let socket = Socket::new(domain, ty, None)?;
+    if ty == Type::STREAM && domain != Domain::UNIX {
+        socket.set_tcp_nodelay(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A non-blocking Unix datagram client bound at `local` (mode 600), so the
+/// server has an address to answer; the guard removes the file again.
+pub fn unix_datagram_client(local: &Path) -> io::Result<(Socket, SocketFile)> {
+    let (socket, guard) = bind_unix(&Target::Path(local.to_path_buf()), Type::DGRAM, 0o600)?;
+    socket.set_nonblocking(true)?;
+    let guard = guard.ok_or_else(|| io::Error::other("no socket file was created"))?;
+    Ok((socket, guard))
+}
+
+/// A non-blocking UDP socket that sends multicast on `iface` with `ttl`,
+/// bound to `iface` so the answers (unicast, to our source) come back to it.
+/// Loopback delivery stays on, so receivers on this host hear us.
+pub fn multicast_sender(iface: Ipv4Addr, ttl: u32) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.bind(&SocketAddr::from((iface, 0)).into())?;
+    socket.set_multicast_if_v4(&iface)?;
+    socket.set_multicast_ttl_v4(ttl)?;
+    socket.set_multicast_loop_v4(true)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}

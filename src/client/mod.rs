@@ -1,11 +1,182 @@
-//! `echoplex client`.
+//! `echoplex client`: the article's clients, one per endpoint kind.
+//!
+//! [`echo`] covers tcp, unix, udp and unix-dgram (send, read the echo back,
+//! compare); [`multicast`] sends once and collects acks; [`binary`] packs
+//! values with the struct codec. [`transport`] holds the connect, send and
+//! receive helpers that `ping` shares.
+
+mod binary;
+mod echo;
+mod multicast;
+pub mod transport;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::endpoint::{Endpoint, Kind};
+use transport::{parse_secs, Failure};
+
+/// Default `--timeout` for every kind but multicast.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default `--timeout` for multicast: how long to listen after the last ack.
+const DEFAULT_MULTICAST_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Command-line arguments of `echoplex client`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(after_help = "\
+Exit status:
+  0    the echo matched byte for byte (multicast: at least one ack came)
+  1    the echo differed from what was sent
+  2    usage error (bad option, endpoint, value or format)
+  3    could not reach the endpoint (refused, no such socket, unreachable, unknown host)
+  4    timed out (multicast: no ack at all)
+  5    connection lost or another I/O error
+  130  interrupted (Ctrl-C)")]
+pub struct Args {
+    /// Where to send: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
+    /// multicast://GROUP:PORT or binary://HOST:PORT (unix PATH @name = abstract).
+    #[arg(value_name = "ENDPOINT")]
+    pub endpoint: Endpoint,
+    /// The message, words joined by one space (binary://: the values to pack).
+    #[arg(value_name = "MESSAGE", required = true, num_args = 1.., allow_negative_numbers = true)]
+    pub message: Vec<String>,
+    /// Read a stream's echo in pieces of at most this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub chunk: u32,
+    /// Longest any single wait may take [default: 5; multicast: 0.2, the
+    /// quiet time that ends the collection of acks].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// Print only the echoed payload (multicast: each responder's address;
+    /// binary: the decoded values).
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Multicast time-to-live: 1 keeps the datagram on the local network.
+    #[arg(long, value_name = "HOPS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=255))]
+    pub ttl: u32,
+    /// IPv4 interface to send multicast on (keep it on loopback unless you mean it).
+    #[arg(long, value_name = "IPV4", default_value = "127.0.0.1")]
+    pub iface: Ipv4Addr,
+    /// Record layout for binary://, in Python struct syntax.
+    #[arg(long, value_name = "FMT", default_value = "I 2s f")]
+    pub format: String,
+}
 
 /// Runs `echoplex client`; returns the process exit code.
-pub fn run(_args: Args) -> std::process::ExitCode {
-    eprintln!("echoplex: client is not built yet");
-    std::process::ExitCode::from(2)
+pub fn run(args: Args) -> ExitCode {
+    let out = Out { quiet: args.quiet };
+    let result = transport::stop_on(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .and_then(|()| dispatch(&args, &out));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("echoplex: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
+    let message = args.message.join(" ");
+    match args.endpoint.kind {
+        Kind::Multicast => {
+            let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
+            multicast::run(args, message.as_bytes(), timeout, out)
+        }
+        Kind::Binary => binary::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out),
+        _ => {
+            let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            echo::run(args, message.as_bytes(), timeout, out)
+        }
+    }
+}
+
+/// Where output goes: the article's lines for people, or with `--quiet`
+/// only the payload, for scripts.
+struct Out {
+    quiet: bool,
+}
+
+impl Out {
+    /// A line for people; silent with `--quiet`.
+    fn say(&self, line: fmt::Arguments) {
+        if !self.quiet {
+            say(line);
+        }
+    }
+
+    /// The payload, raw, with a newline; only with `--quiet`.
+    fn payload(&self, bytes: &[u8]) {
+        if self.quiet {
+            let mut stdout = io::stdout().lock();
+            let _ = stdout
+                .write_all(bytes)
+                .and_then(|()| stdout.write_all(b"\n"));
+        }
+    }
+}
+
+/// One line to stdout; a closed stdout (`| head`) must not become a panic.
+pub(crate) fn say(line: fmt::Arguments) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+/// Bytes for people: double-quoted, escaped as Rust escapes a string, with
+/// bytes that are not UTF-8 shown as `\xNN`.
+pub fn quote(bytes: &[u8]) -> String {
+    let mut text = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        let valid = format!("{:?}", chunk.valid());
+        text.push_str(&valid[1..valid.len() - 1]);
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text.push('"');
+    text
+}
+
+/// Compares an echo with what was sent; the mismatch names the first
+/// differing byte, since the whole payload may be long.
+fn compare(sent: &[u8], echo: &[u8]) -> Result<(), Failure> {
+    if sent == echo {
+        return Ok(());
+    }
+    let at = sent
+        .iter()
+        .zip(echo)
+        .position(|(a, b)| a != b)
+        .unwrap_or(sent.len().min(echo.len()));
+    Err(Failure::Mismatch(format!(
+        "echo differs from what was sent: {} bytes sent, {} received, first difference at byte {at}",
+        sent.len(),
+        echo.len()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_escapes_what_a_terminal_would_mangle() {
+        assert_eq!(quote(b"It's \"x\""), r#""It's \"x\"""#);
+        assert_eq!(quote(b"a\nb\x00"), r#""a\nb\0""#);
+        assert_eq!(quote(b"caf\xc3\xa9 \xff"), r#""café \xff""#);
+    }
+
+    #[test]
+    fn compare_names_the_first_difference() {
+        assert!(compare(b"abc", b"abc").is_ok());
+        let err = compare(b"abc", b"abd").unwrap_err().to_string();
+        assert!(err.contains("first difference at byte 2"), "{err}");
+        let err = compare(b"abc", b"ab").unwrap_err().to_string();
+        assert!(err.contains("3 bytes sent, 2 received"), "{err}");
+    }
 }

@@ -1,0 +1,57 @@
+//! tcp://, unix:, udp:// and unix-dgram: clients: send the message, read
+//! the echo back (a stream in `--chunk` pieces, a datagram whole), compare.
+
+use std::time::Duration;
+
+use super::transport::{Conn, Failure};
+use super::{compare, quote, Args, Out};
+
+/// Largest datagram we can receive: an echo longer than what was sent must
+/// show up as a mismatch, not be cut to size.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Runs one echo exchange.
+pub(super) fn run(
+    args: &Args,
+    message: &[u8],
+    timeout: Duration,
+    out: &Out,
+) -> Result<(), Failure> {
+    out.say(format_args!("connecting to {}", args.endpoint));
+    let conn = Conn::connect(&args.endpoint, timeout)?;
+    out.say(format_args!("sending {}", quote(message)));
+    conn.send(message)?;
+    let echo = if conn.is_stream() {
+        read_stream(&conn, message.len(), args.chunk as usize, out)?
+    } else {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let n = conn.recv(&mut buf)?;
+        buf.truncate(n);
+        out.say(format_args!("received {}", quote(&buf)));
+        buf
+    };
+    out.payload(&echo);
+    out.say(format_args!("closing socket"));
+    compare(message, &echo)
+}
+
+/// Reads `expected` bytes in pieces of at most `chunk`, printing each as it
+/// arrives, as the article's `recv(16)` loop does.
+fn read_stream(conn: &Conn, expected: usize, chunk: usize, out: &Out) -> Result<Vec<u8>, Failure> {
+    let mut echo = Vec::with_capacity(expected);
+    let mut buf = vec![0u8; chunk];
+    while echo.len() < expected {
+        let want = chunk.min(expected - echo.len());
+        let n = conn
+            .recv(&mut buf[..want])
+            .map_err(|failure| match failure {
+                Failure::Io(why) => {
+                    Failure::Io(format!("{why} after {} of {expected} bytes", echo.len()))
+                }
+                other => other,
+            })?;
+        out.say(format_args!("received {}", quote(&buf[..n])));
+        echo.extend_from_slice(&buf[..n]);
+    }
+    Ok(echo)
+}

@@ -1,0 +1,411 @@
+//! `echoplex client` against the real daemon (and, for multicast and
+//! binary, against small servers written here), loopback only.
+
+mod common;
+
+use common::{run, temp_dir, Daemon, WAIT};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MESSAGE: &str = "This is the message.  It will be repeated.";
+
+/// A daemon serving every kind `client` echoes with.
+fn daemon(dir: &Path, abstract_name: &str) -> Daemon {
+    let unix = format!("unix:{}", dir.join("s.sock").display());
+    let unix_dgram = format!("unix-dgram:{}", dir.join("d.sock").display());
+    let abstract_unix = format!("unix:@{abstract_name}");
+    Daemon::start(&[
+        "tcp://127.0.0.1:0",
+        "udp://127.0.0.1:0",
+        &unix,
+        &unix_dgram,
+        &abstract_unix,
+    ])
+}
+
+/// The payloads of the `received "..."` lines (ASCII messages only).
+fn received(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("received \""))
+        .map(|rest| rest.strip_suffix('"').expect("closing quote").to_string())
+        .collect()
+}
+
+fn code(status: ExitStatus) -> i32 {
+    status.code().expect("exit code, not a signal")
+}
+
+/// Asserts one `echoplex: ...` line on stderr, and returns it.
+fn one_error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "want one stderr line, got {stderr:?}");
+    assert!(lines[0].starts_with("echoplex: "), "{stderr:?}");
+    lines[0]
+}
+
+#[test]
+fn every_echo_kind_round_trips_and_prints_the_article_lines() {
+    let dir = temp_dir("client-kinds");
+    let name = format!("echoplex-client-test-{}", std::process::id());
+    let daemon = daemon(&dir, &name);
+    let endpoints: Vec<String> = daemon.endpoints.clone();
+    assert_eq!(endpoints.len(), 5);
+    for endpoint in &endpoints {
+        let (status, stdout, stderr) = run(&["client", endpoint, MESSAGE]);
+        assert_eq!(code(status), 0, "{endpoint}: {stdout}{stderr}");
+        assert!(stderr.is_empty(), "{endpoint}: {stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines[0], format!("connecting to {endpoint}"));
+        assert_eq!(lines[1], format!("sending \"{MESSAGE}\""));
+        assert_eq!(lines.last(), Some(&"closing socket"));
+        assert_eq!(received(&stdout).concat(), MESSAGE, "{endpoint}");
+
+        let (status, stdout, _) = run(&["client", "--quiet", endpoint, "hello", "world"]);
+        assert_eq!(code(status), 0, "{endpoint}");
+        assert_eq!(stdout, "hello world\n", "{endpoint}");
+    }
+    daemon.stop();
+}
+
+#[test]
+fn streams_are_read_in_chunks_of_at_most_chunk_bytes() {
+    let dir = temp_dir("client-chunks");
+    let name = format!("echoplex-client-chunks-{}", std::process::id());
+    let daemon = daemon(&dir, &name);
+    let message = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
+    assert_eq!(message.len(), 40);
+    for scheme in ["tcp://", "unix:/"] {
+        let endpoint = daemon.endpoint(scheme);
+        for (chunk, most) in [(None, 16), (Some("5"), 5)] {
+            let mut args = vec!["client", endpoint, message];
+            if let Some(chunk) = chunk {
+                args.extend(["--chunk", chunk]);
+            }
+            let (status, stdout, _) = run(&args);
+            assert_eq!(code(status), 0, "{endpoint}: {stdout}");
+            let pieces = received(&stdout);
+            assert!(pieces.len() >= 40 / most, "{pieces:?}");
+            assert!(
+                pieces.iter().all(|p| !p.is_empty() && p.len() <= most),
+                "{pieces:?}"
+            );
+            assert_eq!(pieces.concat(), message);
+        }
+    }
+    daemon.stop();
+}
+
+#[test]
+fn refused_and_missing_endpoints_exit_3_with_one_line() {
+    let dir = temp_dir("client-refused");
+    // A port that was just free: nobody listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let unix = format!("unix:{}", dir.join("nobody.sock").display());
+    let unix_dgram = format!("unix-dgram:{}", dir.join("nobody.sock").display());
+    for endpoint in [&tcp, &unix, &unix_dgram] {
+        let (status, _, stderr) = run(&["client", endpoint, "x"]);
+        assert_eq!(code(status), 3, "{endpoint}: {stderr}");
+        let line = one_error_line(&stderr);
+        assert!(line.contains(endpoint.as_str()), "{line}");
+    }
+    let (_, _, stderr) = run(&["client", &tcp, "x"]);
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+}
+
+#[test]
+fn udp_with_nobody_answering_times_out_with_exit_4() {
+    // Bound, so no ICMP port-unreachable comes back: just silence.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("udp://{}", silent.local_addr().expect("addr"));
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(&["client", "--timeout", "0.2", &endpoint, "hello?"]);
+    assert_eq!(code(status), 4, "{stdout}{stderr}");
+    assert!(started.elapsed() < WAIT);
+    let line = one_error_line(&stderr);
+    assert!(line.contains("within 0.2 s"), "{line}");
+    let mut buf = [0u8; 16];
+    silent.set_read_timeout(Some(WAIT)).expect("timeout");
+    let (n, _) = silent.recv_from(&mut buf).expect("the datagram arrived");
+    assert_eq!(&buf[..n], b"hello?");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
+    let (status, _, _) = run(&["client", "http://x:1", "hi"]);
+    assert_eq!(code(status), 2);
+    let (status, _, _) = run(&["client", "tcp://127.0.0.1:1"]);
+    assert_eq!(code(status), 2, "a message is required");
+    let (status, stdout, _) = run(&["client", "--help"]);
+    assert_eq!(code(status), 0);
+    for needle in [
+        "Exit status",
+        "3    could not reach",
+        "4    timed out",
+        "--timeout",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+}
+
+/// Runs `echoplex ARGS...` with TMPDIR set (where a unix-dgram client
+/// binds its own socket); bounded like `common::run`.
+fn run_with_tmpdir(tmpdir: &Path, args: &[&str]) -> (i32, String) {
+    let child = Command::new(common::bin())
+        .args(args)
+        .env("TMPDIR", tmpdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + WAIT;
+    let mut child = child;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{args:?} did not finish");
+        thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (code(status), stderr)
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).expect("read_dir").next().is_none()
+}
+
+#[test]
+fn unix_dgram_client_removes_its_own_socket_file_on_every_path() {
+    let dir = temp_dir("client-dgram-cleanup");
+    let tmp = temp_dir("client-dgram-tmp");
+    let served = format!("unix-dgram:{}", dir.join("d.sock").display());
+    let daemon = Daemon::start(&[&served]);
+
+    // Success.
+    let (status, stderr) = run_with_tmpdir(&tmp, &["client", &served, "hi"]);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(is_empty_dir(&tmp));
+
+    // Timeout: a bound socket that never answers.
+    let silent_path = dir.join("silent.sock");
+    let _silent = std::os::unix::net::UnixDatagram::bind(&silent_path).expect("bind");
+    let silent = format!("unix-dgram:{}", silent_path.display());
+    let (status, stderr) = run_with_tmpdir(&tmp, &["client", "--timeout", "0.2", &silent, "hi"]);
+    assert_eq!(status, 4, "{stderr}");
+    assert!(is_empty_dir(&tmp));
+
+    // Error: nothing at the path.
+    let missing = format!("unix-dgram:{}", dir.join("missing.sock").display());
+    let (status, stderr) = run_with_tmpdir(&tmp, &["client", &missing, "hi"]);
+    assert_eq!(status, 3, "{stderr}");
+    assert!(is_empty_dir(&tmp));
+    daemon.stop();
+}
+
+const GROUP: Ipv4Addr = Ipv4Addr::new(224, 10, 10, 10);
+
+/// The article's multicast receiver: joins GROUP on loopback only and
+/// answers every datagram with `ack`, until dropped.
+struct Receiver {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<Vec<Vec<u8>>>>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        socket.set_reuse_address(true).expect("reuse addr");
+        socket.set_reuse_port(true).expect("reuse port");
+        socket
+            .bind(&SocketAddr::from((GROUP, port)).into())
+            .expect("bind group");
+        socket
+            .join_multicast_v4(&GROUP, &Ipv4Addr::LOCALHOST)
+            .expect("join on loopback");
+        socket
+            .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+            .expect("multicast if");
+        socket.set_multicast_ttl_v4(1).expect("ttl");
+        let socket: UdpSocket = socket.into();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut heard = Vec::new();
+            let mut buf = [0u8; 1500];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    heard.push(buf[..n].to_vec());
+                    let _ = socket.send_to(b"ack", from);
+                }
+            }
+            heard
+        });
+        Receiver {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the receiver; returns what it heard.
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("receiver")
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A high port that was free a moment ago.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[test]
+fn multicast_collects_every_ack_until_quiet() {
+    let port = free_udp_port();
+    let endpoint = format!("multicast://{GROUP}:{port}");
+    let first = Receiver::start(port);
+    let second = Receiver::start(port);
+    let (status, stdout, stderr) = run(&["client", &endpoint, "very important data"]);
+    assert_eq!(code(status), 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "sending \"very important data\"");
+    let acks: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("received \"ack\" from 127.0.0.1:"))
+        .collect();
+    assert_eq!(acks.len(), 2, "{stdout}");
+    assert!(lines.contains(&"timed out, no more responses"), "{stdout}");
+
+    let (status, stdout, _) = run(&["client", "-q", &endpoint, "again"]);
+    assert_eq!(code(status), 0);
+    let senders: Vec<&str> = stdout.lines().collect();
+    assert_eq!(senders.len(), 2, "{stdout}");
+    assert!(
+        senders.iter().all(|s| s.starts_with("127.0.0.1:")),
+        "{stdout}"
+    );
+
+    for heard in [first.finish(), second.finish()] {
+        assert_eq!(
+            heard,
+            vec![b"very important data".to_vec(), b"again".to_vec()]
+        );
+    }
+}
+
+#[test]
+fn multicast_with_no_receiver_times_out() {
+    let endpoint = format!("multicast://{GROUP}:{}", free_udp_port());
+    let (status, stdout, stderr) = run(&["client", "--timeout", "0.1", &endpoint, "anyone?"]);
+    assert_eq!(code(status), 4, "{stdout}{stderr}");
+    assert!(stdout.contains("timed out, no more responses"), "{stdout}");
+    one_error_line(&stderr);
+    let (status, _, stderr) = run(&["client", "multicast://127.0.0.1:9", "x"]);
+    assert_eq!(code(status), 2, "{stderr}");
+}
+
+/// A one-connection TCP server that reads `expect` bytes and answers with
+/// `reply(bytes)`, then closes.
+fn tcp_server(expect: usize, reply: fn(Vec<u8>) -> Vec<u8>) -> (String, thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("tcp://{}", listener.local_addr().expect("addr"));
+    let thread = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut got = vec![0u8; expect];
+        conn.read_exact(&mut got).expect("message");
+        conn.write_all(&reply(got)).expect("reply");
+    });
+    (endpoint, thread)
+}
+
+#[test]
+fn a_wrong_echo_exits_1_and_a_short_one_exits_5() {
+    let (endpoint, server) = tcp_server(5, |mut got| {
+        got[4] = b'O';
+        got
+    });
+    let (status, stdout, stderr) = run(&["client", &endpoint, "hello"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 1, "{stdout}{stderr}");
+    assert_eq!(received(&stdout).concat(), "hellO");
+    let line = one_error_line(&stderr);
+    assert!(line.contains("first difference at byte 4"), "{line}");
+
+    let (endpoint, server) = tcp_server(5, |got| got[..2].to_vec());
+    let (status, _, stderr) = run(&["client", &endpoint, "hello"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 5, "{stderr}");
+    let line = one_error_line(&stderr);
+    assert!(line.contains("closed by peer after 2 of 5 bytes"), "{line}");
+}
+
+#[test]
+fn ctrl_c_still_removes_the_unix_dgram_socket_file() {
+    let dir = temp_dir("client-dgram-sigint");
+    let tmp = temp_dir("client-dgram-sigint-tmp");
+    let silent_path = dir.join("silent.sock");
+    let _silent = std::os::unix::net::UnixDatagram::bind(&silent_path).expect("bind");
+    let endpoint = format!("unix-dgram:{}", silent_path.display());
+    let mut child = Command::new(common::bin())
+        .args(["client", "--timeout", "20", &endpoint, "hi"])
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + WAIT;
+    while is_empty_dir(&tmp) {
+        assert!(
+            Instant::now() < deadline,
+            "the client never bound its socket"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the client ignored SIGINT");
+        thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(code(status), 130);
+    assert!(is_empty_dir(&tmp));
+}
