@@ -170,7 +170,10 @@ fn check_serve_step(dir: &Path, step: &Step, args: &[String]) {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
             let _ = child.kill();
-            panic!("guide step `{}` never became ready: {printed}", step.command);
+            panic!(
+                "guide step `{}` never became ready: {printed}",
+                step.command
+            );
         }
         printed.push_str(&line);
     }
@@ -279,8 +282,17 @@ fn normalization_lets_numbers_differ_and_nothing_else() {
         "listening tcp://127.0.0.1:41623",
         "listening tcp://127.0.0.1:39999"
     ));
-    assert!(!line_matches("listening tcp://127.0.0.1:1", "listening udp://127.0.0.1:1"));
-    assert!(line_matches("srw------- 1 ... echoplex.sock", "srw------- 1 root root 0 Nov 25 07:00 echoplex.sock"));
-    assert!(!line_matches("srw------- 1 ... echoplex.sock", "srwxr-xr-x 1 root root 0 Nov 25 07:00 echoplex.sock"));
+    assert!(!line_matches(
+        "listening tcp://127.0.0.1:1",
+        "listening udp://127.0.0.1:1"
+    ));
+    assert!(line_matches(
+        "srw------- 1 ... echoplex.sock",
+        "srw------- 1 root root 0 Nov 25 07:00 echoplex.sock"
+    ));
+    assert!(!line_matches(
+        "srw------- 1 ... echoplex.sock",
+        "srwxr-xr-x 1 root root 0 Nov 25 07:00 echoplex.sock"
+    ));
     assert_eq!(words("$E client 'a b' c"), ["$E", "client", "a b", "c"]);
 }

@@ -171,12 +171,12 @@ fn status_table(cx: &Context) -> String {
         events_per_iteration(stats),
     );
     out.push_str(&format!(
-        "{:<6} {:<16} {:<28} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
+        "{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
         "TOKEN", "KIND", "LOCAL", "PEER", "STATE", "IN", "OUT", "PENDING", "IDLE"
     ));
     for (key, info) in rows(cx) {
         out.push_str(&format!(
-            "\n{:<6} {:<16} {:<28} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
+            "\n{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
             key,
             info.kind,
             if info.local.is_empty() {
