@@ -18,7 +18,7 @@ mod tests {
     #[test]
     fn strips_the_os_error_suffix() {
         let err = io::Error::from_raw_os_error(libc::EADDRINUSE);
-        assert_eq!(describe(&err), "Address in use");
+        assert_eq!(describe(&err), "Address already in use");
         let custom = io::Error::other("plain words");
         assert_eq!(describe(&custom), "plain words");
     }

@@ -62,8 +62,9 @@ pub struct Args {
     /// Seconds a shutdown may spend flushing what is owed.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub grace: Duration,
-    /// Serve a status socket at PATH for `echoplex status`.
-    #[arg(long, value_name = "PATH")]
+    /// Serve a status socket at PATH (mode 600) for `echoplex status`.
+    #[arg(long, value_name = "PATH", num_args = 0..=1,
+          default_missing_value = services::admin::DEFAULT_ADMIN_PATH)]
     pub admin: Option<PathBuf>,
     /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
     #[arg(long)]
@@ -109,6 +110,7 @@ fn serve(args: Args) -> Result<(), String> {
     };
     let config = ServeConfig {
         iface: args.iface,
+        format: args.format.clone(),
         unix_mode: args.unix_mode,
         udp_rate: args.udp_rate,
     };
@@ -132,6 +134,17 @@ fn serve(args: Args) -> Result<(), String> {
         bound.push(one);
     }
 
+    let admin = match &args.admin {
+        Some(path) => Some(services::admin::bind(path).map_err(|err| {
+            format!(
+                "cannot serve the admin socket {}: {}",
+                path.display(),
+                describe(&err)
+            )
+        })?),
+        None => None,
+    };
+
     let mut reactor = Reactor::new(limits).map_err(|err| format!("poll: {}", describe(&err)))?;
     let mut lines = String::new();
     for one in bound {
@@ -140,6 +153,11 @@ fn serve(args: Args) -> Result<(), String> {
         reactor
             .add(one.handler)
             .map_err(|err| format!("cannot register {}: {}", one.endpoint, describe(&err)))?;
+    }
+    if let Some(admin) = admin {
+        reactor
+            .add(admin)
+            .map_err(|err| format!("admin socket: {}", describe(&err)))?;
     }
     let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
     reactor

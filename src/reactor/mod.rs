@@ -73,6 +73,17 @@ enum Call {
     Shutdown,
 }
 
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Call::Started => f.write_str("started"),
+            Call::Ready(readiness) => write!(f, "ready {readiness}"),
+            Call::Timeout => f.write_str("timeout"),
+            Call::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
 /// The event loop. Build it, [`add`](Reactor::add) handlers, then
 /// [`run`](Reactor::run) it until shutdown.
 pub struct Reactor {
@@ -276,17 +287,17 @@ impl Core {
             Call::Shutdown => handler.shutdown(&mut cx),
         };
         if self.trace {
-            let info = handler.describe(now);
+            // "budget": it yielded and will be called again next turn;
+            // "drained": it stopped at WouldBlock, a short read, or backpressure.
             let stop = if self.run_again.len() > yielded_before {
                 "budget"
             } else {
-                "wouldblock"
+                "drained"
             };
             trace!(
-                "token {key}/{} {} {:?}: in={} out={} stop={stop} -> {flow:?}",
+                "token {key}/{} {} {call}: in={} out={} stop={stop} -> {flow:?}",
                 generation_of(token),
-                info.kind,
-                call,
+                handler.describe(now).kind,
                 self.stats.bytes_in - moved_before.0,
                 self.stats.bytes_out - moved_before.1,
             );
@@ -348,6 +359,8 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
 
     #[test]
     fn tokens_round_trip_key_and_generation() {
@@ -355,5 +368,51 @@ mod tests {
         assert_eq!(key_of(token), 12345);
         assert_eq!(generation_of(token), 678);
         assert_ne!(make_token(1, 1), make_token(1, 2));
+    }
+
+    /// Counts the calls it gets and closes on the first event.
+    struct Probe(Rc<Cell<u32>>);
+
+    impl Handler for Probe {
+        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            Ok(())
+        }
+        fn ready(&mut self, _: Readiness, _: &mut Context) -> Flow {
+            self.0.set(self.0.get() + 1);
+            Flow::Close
+        }
+        fn describe(&self, _: Instant) -> HandlerInfo {
+            HandlerInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_stale_event_never_reaches_the_slot_s_new_owner() {
+        let mut reactor = Reactor::new(Limits::default()).expect("poll");
+        let (old_calls, new_calls) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let old = reactor
+            .add(Box::new(Probe(old_calls.clone())))
+            .expect("add");
+        let now = Instant::now();
+        let event = Call::Ready(Readiness::RESUME);
+        reactor.core.call(old, now, event);
+        assert_eq!(
+            old_calls.get(),
+            1,
+            "the first event reaches its handler, which closes"
+        );
+        let new = reactor
+            .add(Box::new(Probe(new_calls.clone())))
+            .expect("add");
+        assert_eq!(key_of(new), key_of(old), "the slab reuses the key");
+        // A second event for the old token, fetched in the same turn.
+        reactor.core.call(old, now, event);
+        assert_eq!(
+            new_calls.get(),
+            0,
+            "stale event delivered to the new handler"
+        );
+        reactor.core.call(new, now, event);
+        assert_eq!(new_calls.get(), 1);
     }
 }

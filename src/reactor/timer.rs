@@ -38,6 +38,11 @@ impl Timers {
         self.heap.peek().map(|Reverse((deadline, _))| *deadline)
     }
 
+    /// The token whose deadline is nearest, if any.
+    pub fn next_token(&self) -> Option<Token> {
+        self.heap.peek().map(|Reverse((_, token))| Token(*token))
+    }
+
     /// How long poll may sleep: until the nearest deadline, or forever.
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         self.next_deadline()

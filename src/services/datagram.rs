@@ -237,7 +237,12 @@ impl<S: DatagramSocket> DatagramService<S> {
         let reply = match self.reply {
             Reply::Echo => datagram,
             Reply::Fixed(answer) => {
-                info!("received {} bytes from {from}", datagram.len());
+                info!(
+                    "{} {}: received {} bytes from {from}",
+                    self.kind,
+                    self.local,
+                    datagram.len()
+                );
                 answer
             }
         };

@@ -11,7 +11,7 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::{Interest, Registry, Token};
 
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
@@ -67,7 +67,7 @@ impl Acceptor for mio::net::UnixListener {
 
 /// Builds the handler for an accepted connection.
 pub type MakeConn<L> =
-    fn(<L as Acceptor>::Stream, <L as Acceptor>::Peer, &Context) -> Box<dyn Handler>;
+    Box<dyn Fn(<L as Acceptor>::Stream, <L as Acceptor>::Peer) -> Box<dyn Handler>>;
 
 /// A listener handler.
 pub struct Listener<L: Acceptor> {
@@ -144,26 +144,25 @@ impl<L: Acceptor> Listener<L> {
                 self.kind, self.local
             );
         }
-        if cx.connections() >= cx.limits.max_connections {
-            cx.stats.rejected_max_connections += 1;
-            if !self.over_limit {
-                self.over_limit = true;
-                warn!(
-                    "{} {}: --max-connections {} reached; closing new connections (from {peer})",
-                    self.kind, self.local, cx.limits.max_connections
-                );
-            } else {
-                debug!(
-                    "{} {}: closing {peer}: at --max-connections",
-                    self.kind, self.local
-                );
+        let conn = (self.make_conn)(stream, peer);
+        // Admin clients do not count against the limit: status must work
+        // precisely when the daemon is full.
+        if conn.is_connection() {
+            if cx.connections() >= cx.limits.max_connections {
+                cx.stats.rejected_max_connections += 1;
+                if !self.over_limit {
+                    self.over_limit = true;
+                    warn!(
+                        "{} {}: --max-connections {} reached; closing new connections",
+                        self.kind, self.local, cx.limits.max_connections
+                    );
+                }
+                return; // dropping `conn` closes its socket
             }
-            return; // dropping `stream` closes it
+            self.over_limit = false;
+            cx.stats.accepted += 1;
         }
-        self.over_limit = false;
         self.accepted += 1;
-        cx.stats.accepted += 1;
-        let conn = (self.make_conn)(stream, peer, cx);
         cx.spawn(conn);
     }
 

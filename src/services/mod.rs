@@ -6,10 +6,13 @@
 //! `stream` (the echo connection and its buffers), `datagram` (answering
 //! datagrams, with the anti-reflection guard).
 
+pub mod admin;
 pub mod datagram;
 pub mod listener;
 pub mod stream;
 
+pub mod binary;
+pub mod multicast;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -28,6 +31,8 @@ pub struct ServeConfig {
     pub iface: Ipv4Addr,
     /// Permissions of Unix socket files.
     pub unix_mode: u32,
+    /// Record layout of `binary://`, in Python `struct` syntax.
+    pub format: String,
     /// Replies per second per source for UDP and multicast; 0 = unlimited.
     pub udp_rate: u32,
 }
@@ -36,6 +41,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             iface: Ipv4Addr::LOCALHOST,
+            format: "I 2s f".into(),
             unix_mode: 0o600,
             udp_rate: 1000,
         }
@@ -58,9 +64,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         Kind::Udp => udp::bind(endpoint, config),
         Kind::Unix => unix::bind(endpoint, config),
         Kind::UnixDgram => unix_dgram::bind(endpoint, config),
-        Kind::Multicast | Kind::Binary => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{} endpoints are not served yet", endpoint.kind.scheme()),
-        )),
+        Kind::Multicast => multicast::bind(endpoint, config),
+        Kind::Binary => binary::bind(endpoint, config),
     }
 }

@@ -258,6 +258,29 @@ impl ConnState {
         Ok(self.outbox.is_empty())
     }
 
+    /// On a timer: true (and counted) if the idle limit has passed.
+    pub fn idle_expired(&mut self, cx: &mut Context) -> bool {
+        let expired = self.idle.as_mut().is_some_and(|idle| idle.expired(cx));
+        if expired {
+            cx.stats.timeouts += 1;
+        }
+        expired
+    }
+
+    /// The `status` row of a connection.
+    pub fn describe(&self, kind: &'static str, peer: String, now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind,
+            local: String::new(),
+            peer,
+            state: self.state(),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            pending: self.outbox.len(),
+            idle: self.idle.as_ref().map(|idle| idle.idle(now)),
+        }
+    }
+
     /// After the work of one event: close when the peer is done (or we are
     /// shutting down) and everything owed has been written.
     pub fn finished(&self, cx: &Context) -> bool {
@@ -383,21 +406,15 @@ impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
     }
 
     fn timeout(&mut self, cx: &mut Context) -> Flow {
-        let expired = self.conn.idle.as_mut().is_some_and(|idle| idle.expired(cx));
-        if !expired {
-            return Flow::Continue;
+        if self.conn.idle_expired(cx) {
+            debug!(
+                "{} {} closed: idle for {:?}",
+                self.kind, self.peer, cx.limits.idle_timeout
+            );
+            self.conn.outbox.release(cx);
+            return Flow::Close;
         }
-        {
-            {
-                debug!(
-                    "{} {} closed: idle for {:?}",
-                    self.kind, self.peer, cx.limits.idle_timeout
-                );
-                cx.stats.timeouts += 1;
-                self.conn.outbox.release(cx);
-                Flow::Close
-            }
-        }
+        Flow::Continue
     }
 
     fn shutdown(&mut self, _cx: &mut Context) -> Flow {
@@ -414,15 +431,24 @@ impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
     }
 
     fn describe(&self, now: Instant) -> HandlerInfo {
-        HandlerInfo {
-            kind: self.kind,
-            local: String::new(),
-            peer: self.peer.to_string(),
-            state: self.conn.state(),
-            bytes_in: self.conn.bytes_in,
-            bytes_out: self.conn.bytes_out,
-            pending: self.conn.outbox.len(),
-            idle: self.conn.idle.as_ref().map(|idle| idle.idle(now)),
-        }
+        self.conn.describe(self.kind, self.peer.to_string(), now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection must stay small: its handler, its slab slot and
+    /// one timer entry are all it costs (goal: under 256 bytes).
+    #[test]
+    fn an_idle_tcp_connection_is_small() {
+        let handler = std::mem::size_of::<EchoConn<mio::net::TcpStream, std::net::SocketAddr>>();
+        eprintln!("EchoConn<TcpStream, SocketAddr>: {handler} bytes");
+        let slot_and_timer = 2 * std::mem::size_of::<usize>() * 2 + 24;
+        assert!(
+            handler + slot_and_timer <= 256,
+            "handler {handler} B + slot/timer {slot_and_timer} B"
+        );
     }
 }

@@ -16,13 +16,13 @@ pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
         listener,
         "tcp-listener",
         local.to_string(),
-        |stream, peer, _cx| {
+        Box::new(|stream, peer| {
             // Echo answers small writes at once: Nagle would hold them back.
             if let Err(err) = stream.set_nodelay(true) {
                 log::debug!("TCP_NODELAY on {peer}: {err}");
             }
             Box::new(EchoConn::new(stream, "tcp-conn", peer))
-        },
+        }),
         None,
     );
     Ok(Bound {

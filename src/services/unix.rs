@@ -15,7 +15,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         listener,
         "unix-listener",
         endpoint.to_string(),
-        |stream, peer, _cx| Box::new(EchoConn::new(stream, "unix-conn", peer)),
+        Box::new(|stream, peer| Box::new(EchoConn::new(stream, "unix-conn", peer))),
         socket_file,
     );
     Ok(Bound {
