@@ -409,3 +409,114 @@ fn ctrl_c_still_removes_the_unix_dgram_socket_file() {
     assert_eq!(code(status), 130);
     assert!(is_empty_dir(&tmp));
 }
+
+#[test]
+fn binary_packs_sends_and_decodes_the_echo() {
+    // A raw echo server, as the daemon is for whole records.
+    let (tcp, server) = tcp_server(12, |got| got);
+    let endpoint = tcp.replace("tcp://", "binary://");
+    let (status, stdout, stderr) = run(&["client", &endpoint, "1", "ab", "2.7"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("connecting to {endpoint}").as_str(),
+            "values = (1, b'ab', 2.7)",
+            "sending 0100000061620000cdcc2c40",
+            "received 0100000061620000cdcc2c40",
+            "unpacked: (1, b'ab', 2.700000047683716)",
+            "closing socket",
+        ]
+    );
+
+    let (tcp, server) = tcp_server(15, |got| got);
+    let endpoint = tcp.replace("tcp://", "binary://");
+    let args = [
+        "client", "-q", "--format", "<hh3sd", &endpoint, "-1", "-2", "xyz", "-3.5",
+    ];
+    let (status, stdout, stderr) = run(&args);
+    server.join().expect("server");
+    assert_eq!(code(status), 0, "{stderr}");
+    assert_eq!(stdout, "(-1, -2, b'xyz', -3.5)\n");
+}
+
+#[test]
+fn binary_against_the_daemon_and_its_failures() {
+    let daemon = Daemon::start(&["binary://127.0.0.1:0"]);
+    let endpoint = daemon.endpoint("binary://").to_string();
+    let (status, stdout, stderr) = run(&["client", &endpoint, "1", "ab", "2.7"]);
+    assert_eq!(code(status), 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("sending 0100000061620000cdcc2c40\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unpacked: (1, b'ab', 2.700000047683716)\n"),
+        "{stdout}"
+    );
+
+    // Values that do not fit the format are a usage error, sent nowhere.
+    for args in [
+        vec!["client", &endpoint, "1", "ab"],
+        vec!["client", &endpoint, "x", "ab", "2.7"],
+        vec!["client", "--format", "I 2z", &endpoint, "1"],
+    ] {
+        let (status, _, stderr) = run(&args);
+        assert_eq!(code(status), 2, "{args:?}: {stderr}");
+        one_error_line(&stderr);
+    }
+    // A format the daemon does not share: its record never completes.
+    let args = [
+        "client",
+        "--timeout",
+        "0.2",
+        "--format",
+        "<hh3sd",
+        &endpoint,
+        "1",
+        "2",
+        "xyz",
+        "3",
+    ];
+    let (status, _, stderr) = run(&args);
+    assert_eq!(code(status), 4, "{stderr}");
+    assert!(
+        one_error_line(&stderr).contains("same --format"),
+        "{stderr}"
+    );
+    daemon.stop();
+
+    // A server that changes a byte.
+    let (tcp, server) = tcp_server(12, |mut got| {
+        got[0] = 2;
+        got
+    });
+    let endpoint = tcp.replace("tcp://", "binary://");
+    let (status, stdout, stderr) = run(&["client", &endpoint, "1", "ab", "2.7"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("unpacked: (2, b'ab', 2.700000047683716)"),
+        "{stdout}"
+    );
+    one_error_line(&stderr);
+}
+
+#[test]
+fn multicast_hears_the_daemon_and_the_article_receiver_alike() {
+    let port = free_udp_port();
+    let endpoint = format!("multicast://{GROUP}:{port}");
+    let daemon = Daemon::start(&[&endpoint]);
+    let receiver = Receiver::start(port);
+    let (status, stdout, stderr) = run(&["client", &endpoint, "very important data"]);
+    assert_eq!(code(status), 0, "{stdout}{stderr}");
+    let acks = stdout
+        .lines()
+        .filter(|l| l.starts_with("received \"ack\" from 127.0.0.1:"))
+        .count();
+    assert_eq!(acks, 2, "{stdout}");
+    assert_eq!(receiver.finish().len(), 1);
+    daemon.stop();
+}

@@ -1,12 +1,47 @@
-//! binary:// client: pack the values with `--format`, send the record,
-//! read exactly one record back, decode it.
+//! binary:// client: pack the values with `--format` (the daemon's struct
+//! codec), send the record, read exactly one record back, decode it.
 
 use std::time::Duration;
 
-use super::transport::Failure;
-use super::{Args, Out};
+use super::echo::read_stream;
+use super::transport::{Conn, Failure};
+use super::{compare, Args, Out};
+use crate::codec::structfmt::{repr, to_hex, Format};
 
 /// Runs one record exchange.
-pub(super) fn run(_args: &Args, _timeout: Duration, _out: &Out) -> Result<(), Failure> {
-    Err(Failure::Usage("binary:// is not built yet".into()))
+pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failure> {
+    let format = Format::parse(&args.format).map_err(|err| Failure::Usage(err.to_string()))?;
+    let values = format
+        .parse_values(&args.message)
+        .and_then(|values| Ok((format.encode(&values)?, values)));
+    let (packed, values) = values
+        .map_err(|err| Failure::Usage(format!("values for format '{}': {err}", args.format)))?;
+    out.say(format_args!("connecting to {}", args.endpoint));
+    let conn = Conn::connect(&args.endpoint, timeout)?;
+    out.say(format_args!("values = {}", repr(&values)));
+    out.say(format_args!("sending {}", to_hex(&packed)));
+    conn.send(&packed)?;
+    let echo =
+        read_stream(&conn, packed.len(), args.chunk as usize, out, to_hex).map_err(|failure| {
+            match failure {
+                // The server echoes only whole records of its own --format.
+                Failure::Timeout(why) => Failure::Timeout(format!(
+                    "{why}; does the server use the same --format '{}'?",
+                    args.format
+                )),
+                other => other,
+            }
+        })?;
+    // The daemon re-encodes what it decoded; a record that does not decode
+    // is a mismatch, not a crash.
+    let unpacked = format.decode(&echo).map(|values| repr(&values));
+    match &unpacked {
+        Ok(text) => {
+            out.say(format_args!("unpacked: {text}"));
+            out.payload(text.as_bytes());
+        }
+        Err(err) => out.say(format_args!("cannot unpack the echo: {err}")),
+    }
+    out.say(format_args!("closing socket"));
+    compare(&packed, &echo)
 }

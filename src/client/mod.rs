@@ -1,7 +1,7 @@
 //! `echoplex client`: the article's clients, one per endpoint kind.
 //!
-//! [`echo`] covers tcp, unix, udp and unix-dgram (send, read the echo back,
-//! compare); [`multicast`] sends once and collects acks; [`binary`] packs
+//! `echo` covers tcp, unix, udp and unix-dgram (send, read the echo back,
+//! compare); `multicast` sends once and collects acks; `binary` packs
 //! values with the struct codec. [`transport`] holds the connect, send and
 //! receive helpers that `ping` shares.
 

@@ -267,11 +267,6 @@ impl Conn {
         &self.name
     }
 
-    /// The per-wait timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Sends all of `data` (stream) or `data` as one datagram.
     pub fn send(&self, data: &[u8]) -> Result<(), Failure> {
         let mut sent = 0;
