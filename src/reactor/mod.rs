@@ -217,10 +217,11 @@ impl Core {
         if self.trace {
             match timeout {
                 Some(t) => trace!(
-                    "poll timeout {t:?}: nearest of {} timers{}",
+                    "poll timeout {t:?}: nearest of {} timers (token {}){}",
                     self.timers.len(),
+                    self.timers.next_token().map_or(0, key_of),
                     if grace.is_some() {
-                        " and the grace period"
+                        " or the grace period"
                     } else {
                         ""
                     }
