@@ -13,11 +13,17 @@ use std::str::FromStr;
 /// place a kind's name is spelled; `services::bind` maps a kind to its module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// `tcp://`: TCP echo.
     Tcp,
+    /// `udp://`: UDP echo.
     Udp,
+    /// `unix:`: Unix-domain stream echo.
     Unix,
+    /// `unix-dgram:`: Unix-domain datagram echo.
     UnixDgram,
+    /// `multicast://`: join a group, answer `ack`.
     Multicast,
+    /// `binary://`: struct records over TCP.
     Binary,
 }
 
@@ -59,7 +65,12 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// `HOST:PORT`; HOST kept as written so names resolve at use time.
-    Inet { host: String, port: u16 },
+    Inet {
+        /// The host as written (address or name), without brackets.
+        host: String,
+        /// The port; 0 lets the kernel choose.
+        port: u16,
+    },
     /// A file-system path for a Unix-domain socket.
     Path(PathBuf),
     /// A Linux abstract-namespace name (written `@name`), without the `@`.
@@ -69,7 +80,9 @@ pub enum Target {
 /// A parsed endpoint such as `tcp://127.0.0.1:10000`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
+    /// The scheme.
     pub kind: Kind,
+    /// The address or path.
     pub target: Target,
 }
 

@@ -4,6 +4,8 @@
 //! Start at [`serve`] for the daemon, [`reactor`] for the loop, and
 //! [`services`] for one file per endpoint kind. ARCHITECTURE.md maps the rest.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod cli;
 pub mod client;
