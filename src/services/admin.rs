@@ -14,17 +14,15 @@
 //! Every answer ends with a line holding a single `.`; an unknown command
 //! gets `error: ...` and the `.` line, and the connection stays open.
 
-use std::io::{self, Read};
-use std::time::{Duration, Instant};
+use std::io::{self, Write};
+use std::time::Duration;
 
-use log::debug;
-use mio::{Interest, Registry, Token};
 use serde_json::json;
 
-use super::listener::{Listener, UnixPeer};
-use super::stream::{log_close, ConnState};
+use super::listener::Listener;
+use super::stream::{Protocol, Sender, StreamConn};
 use crate::endpoint::{Endpoint, Kind, Target};
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Stats};
+use crate::reactor::{Context, Handler, HandlerInfo, Stats};
 use crate::sock;
 
 /// The path `status` looks at, and `serve --admin` uses when given no path.
@@ -45,71 +43,62 @@ pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
         listener,
         "admin-listener",
         shown.to_string(),
-        Box::new(|stream, peer| Box::new(AdminConn::new(stream, peer))),
+        Box::new(|stream, peer| {
+            Box::new(StreamConn::new(
+                stream,
+                "admin-conn",
+                peer,
+                Admin::default(),
+            ))
+        }),
         socket_file,
     )))
 }
 
-/// One admin client.
-struct AdminConn {
-    stream: mio::net::UnixStream,
-    peer: UnixPeer,
+/// The admin line protocol of one client.
+#[derive(Default)]
+struct Admin {
     line: Vec<u8>,
-    conn: ConnState,
     quit: bool,
 }
 
-impl AdminConn {
-    fn new(stream: mio::net::UnixStream, peer: UnixPeer) -> Self {
-        AdminConn {
-            stream,
-            peer,
-            line: Vec::new(),
-            conn: ConnState::new(),
-            quit: false,
-        }
-    }
-
-    fn read_commands(&mut self, cx: &mut Context) -> io::Result<()> {
-        let mut chunk = [0u8; 512];
-        while self.conn.read_ready && !self.conn.peer_done && !self.quit {
-            let n = match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.conn.peer_done = true;
-                    break;
-                }
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.conn.read_ready = false;
-                    break;
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
-            self.conn.received(n, cx);
-            for &byte in &chunk[..n] {
-                if byte != b'\n' {
-                    // Past MAX_LINE the line is kept short and answered as an error.
-                    if self.line.len() <= MAX_LINE {
-                        self.line.push(byte);
-                    }
-                    continue;
-                }
-                let line = std::mem::take(&mut self.line);
-                let answer = self.answer(&line, cx);
-                let written = self
-                    .conn
-                    .outbox
-                    .send(&mut self.stream, answer.as_bytes(), cx)?;
-                self.conn.sent(written, cx);
-                if self.quit {
-                    break;
-                }
+impl Protocol for Admin {
+    fn received<S: Write>(
+        &mut self,
+        data: &[u8],
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()> {
+        for &byte in data {
+            if self.quit {
+                break; // anything after `quit` is ignored
             }
+            if byte != b'\n' {
+                // Past MAX_LINE the line is kept short and answered as an error.
+                if self.line.len() <= MAX_LINE {
+                    self.line.push(byte);
+                }
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let answer = self.answer(&line, cx);
+            out.send(answer.as_bytes(), cx)?;
         }
         Ok(())
     }
 
+    fn done(&self) -> bool {
+        self.quit
+    }
+
+    /// Admin clients do not count against the limit: status must work
+    /// precisely when the daemon is full.
+    fn is_connection(&self) -> bool {
+        false
+    }
+}
+
+impl Admin {
     fn answer(&mut self, line: &[u8], cx: &Context) -> String {
         let command = String::from_utf8_lossy(line);
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -234,49 +223,4 @@ fn status_json(cx: &Context) -> serde_json::Value {
         "events_per_iteration": events_per_iteration(stats),
         "handlers": handlers,
     })
-}
-
-impl Handler for AdminConn {
-    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            &mut self.stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
-    }
-
-    fn started(&mut self, cx: &mut Context) -> Flow {
-        self.conn.start(cx);
-        Flow::Continue
-    }
-
-    fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow {
-        self.conn.note(readiness);
-        let result = self
-            .conn
-            .flush(&mut self.stream, cx)
-            .and_then(|_| self.read_commands(cx));
-        if let Err(err) = result {
-            log_close("admin", &self.peer, &err);
-            self.conn.outbox.release(cx);
-            return Flow::Close;
-        }
-        if (self.quit || self.conn.finished(cx)) && self.conn.outbox.is_empty() {
-            debug!("admin {} closed", self.peer);
-            return Flow::Close;
-        }
-        Flow::Continue
-    }
-
-    fn timeout(&mut self, cx: &mut Context) -> Flow {
-        if self.conn.idle_expired(cx) {
-            self.conn.outbox.release(cx);
-            return Flow::Close;
-        }
-        Flow::Continue
-    }
-
-    fn describe(&self, now: Instant) -> HandlerInfo {
-        self.conn.describe("admin-conn", self.peer.to_string(), now)
-    }
 }

@@ -322,37 +322,109 @@ pub fn log_close(kind: &str, peer: &dyn fmt::Display, err: &io::Error) {
     }
 }
 
-/// An echo connection over a stream.
-pub struct EchoConn<S, P> {
+/// What a stream connection does with the bytes it reads: echo them
+/// (`Echo`), frame them into records (`binary`), or answer commands
+/// (`admin`). The connection around it owns the socket, the buffers, the
+/// idle timer and the edge-triggered bookkeeping, once for all of them.
+pub trait Protocol {
+    /// Handles bytes just read; answers go out through `out`.
+    fn received<S: Write>(
+        &mut self,
+        data: &[u8],
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()>;
+
+    /// The peer shut down its sending side.
+    fn peer_closed(&mut self, _kind: &str, _peer: &dyn fmt::Display) {}
+
+    /// True once the protocol wants to close (after flushing).
+    fn done(&self) -> bool {
+        false
+    }
+
+    /// Bytes of outbox room below which reading waits (a whole record).
+    fn min_room(&self) -> usize {
+        1
+    }
+
+    /// True if the connection counts against `--max-connections`.
+    fn is_connection(&self) -> bool {
+        true
+    }
+}
+
+/// Lends a protocol the way back to its peer.
+pub struct Sender<'a, S> {
+    stream: &'a mut S,
+    conn: &'a mut ConnState,
+}
+
+impl<S: Write> Sender<'_, S> {
+    /// Sends `bytes` behind whatever is still owed.
+    pub fn send(&mut self, bytes: &[u8], cx: &mut Context) -> io::Result<()> {
+        let written = self.conn.outbox.send(self.stream, bytes, cx)?;
+        self.conn.sent(written, cx);
+        Ok(())
+    }
+}
+
+/// RFC 862: every byte straight back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+impl Protocol for Echo {
+    fn received<S: Write>(
+        &mut self,
+        data: &[u8],
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()> {
+        out.send(data, cx)
+    }
+}
+
+/// A connection over a stream, speaking protocol `R`.
+pub struct StreamConn<S, P, R> {
     stream: S,
     kind: &'static str,
     peer: P,
     conn: ConnState,
+    protocol: R,
 }
 
-impl<S: Stream, P: fmt::Display> EchoConn<S, P> {
-    /// Wraps an accepted, non-blocking stream.
-    pub fn new(stream: S, kind: &'static str, peer: P) -> Self {
-        EchoConn {
+/// The echo connection of `tcp://` and `unix:`.
+pub type EchoConn<S, P> = StreamConn<S, P, Echo>;
+
+impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
+    /// Wraps an accepted, non-blocking stream; `kind` names it in logs and `status`.
+    pub fn new(stream: S, kind: &'static str, peer: P, protocol: R) -> Self {
+        StreamConn {
             stream,
             kind,
             peer,
             conn: ConnState::new(),
+            protocol,
         }
     }
 
-    /// Reads and echoes until `WouldBlock`, a short read, EOF, the fairness
-    /// budget, or backpressure.
+    /// Reads and hands bytes to the protocol until `WouldBlock`, a short
+    /// read, EOF, the fairness budget, or backpressure.
     fn pump(&mut self, cx: &mut Context) -> io::Result<()> {
-        let limit = cx.limits.max_buffer;
-        let conn = &mut self.conn;
-        let stream = &mut self.stream;
+        let limit = cx.limits.max_buffer.max(self.protocol.min_room());
+        let StreamConn {
+            stream,
+            kind,
+            peer,
+            conn,
+            protocol,
+        } = self;
         for _ in 0..READS_PER_EVENT {
-            if !conn.read_ready || conn.peer_done || cx.is_shutting_down() {
+            if !conn.read_ready || conn.peer_done || protocol.done() || cx.is_shutting_down() {
                 return Ok(());
             }
             let room = conn.outbox.room(limit);
-            if room == 0 {
+            if room < protocol.min_room() {
                 return Ok(()); // paused by backpressure; a flush resumes it
             }
             let drained = cx.with_scratch(|scratch, cx| -> io::Result<bool> {
@@ -370,10 +442,12 @@ impl<S: Stream, P: fmt::Display> EchoConn<S, P> {
                     Err(err) => return Err(err),
                 };
                 conn.received(n, cx);
-                let written = conn.outbox.send(stream, &scratch[..n], cx)?;
-                conn.sent(written, cx);
+                protocol.received(&scratch[..n], &mut Sender { stream, conn }, cx)?;
                 Ok(conn.drained_by(n, room))
             })?;
+            if conn.peer_done {
+                protocol.peer_closed(kind, peer);
+            }
             if drained {
                 return Ok(());
             }
@@ -381,9 +455,14 @@ impl<S: Stream, P: fmt::Display> EchoConn<S, P> {
         cx.run_again();
         Ok(())
     }
+
+    fn release(&mut self, cx: &mut Context) -> Flow {
+        self.conn.outbox.release(cx);
+        Flow::Close
+    }
 }
 
-impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
+impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         // Both interests once, for good: edge-triggered, so a writable edge
         // only comes after a write hit a full buffer. No re-registration.
@@ -408,11 +487,11 @@ impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
             .and_then(|_| self.pump(cx));
         if let Err(err) = result {
             log_close(self.kind, &self.peer, &err);
-            self.conn.outbox.release(cx);
-            return Flow::Close;
+            return self.release(cx);
         }
-        if self.conn.finished(cx) {
-            debug!("{} {} closed: all echoed", self.kind, self.peer);
+        let closing = self.conn.finished(cx) || self.protocol.done();
+        if closing && self.conn.outbox.is_empty() {
+            debug!("{} {} closed: all sent", self.kind, self.peer);
             return Flow::Close;
         }
         Flow::Continue
@@ -424,8 +503,7 @@ impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
                 "{} {} closed: idle for {:?}",
                 self.kind, self.peer, cx.limits.idle_timeout
             );
-            self.conn.outbox.release(cx);
-            return Flow::Close;
+            return self.release(cx);
         }
         Flow::Continue
     }
@@ -440,7 +518,7 @@ impl<S: Stream, P: fmt::Display> Handler for EchoConn<S, P> {
     }
 
     fn is_connection(&self) -> bool {
-        true
+        self.protocol.is_connection()
     }
 
     fn describe(&self, now: Instant) -> HandlerInfo {

@@ -3,7 +3,7 @@
 use std::io;
 
 use super::listener::Listener;
-use super::stream::EchoConn;
+use super::stream::{Echo, EchoConn};
 use super::{Bound, ServeConfig};
 use crate::endpoint::Endpoint;
 use crate::sock;
@@ -21,7 +21,7 @@ pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
             if let Err(err) = stream.set_nodelay(true) {
                 log::debug!("TCP_NODELAY on {peer}: {err}");
             }
-            Box::new(EchoConn::new(stream, "tcp-conn", peer))
+            Box::new(EchoConn::new(stream, "tcp-conn", peer, Echo))
         }),
         None,
     );

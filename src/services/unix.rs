@@ -3,7 +3,7 @@
 use std::io;
 
 use super::listener::Listener;
-use super::stream::EchoConn;
+use super::stream::{Echo, EchoConn};
 use super::{Bound, ServeConfig};
 use crate::endpoint::Endpoint;
 use crate::sock;
@@ -15,7 +15,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         listener,
         "unix-listener",
         endpoint.to_string(),
-        Box::new(|stream, peer| Box::new(EchoConn::new(stream, "unix-conn", peer))),
+        Box::new(|stream, peer| Box::new(EchoConn::new(stream, "unix-conn", peer, Echo))),
         socket_file,
     );
     Ok(Bound {
