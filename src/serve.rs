@@ -98,6 +98,9 @@ pub fn run(args: Args) -> ExitCode {
 
 fn serve(args: Args) -> Result<(), String> {
     let started = Instant::now();
+    // Catch SIGINT/SIGTERM before creating socket files, so no signal can
+    // end the process between a bind and the cleanup that undoes it.
+    let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
     let endpoints = if args.endpoints.is_empty() {
         DEFAULT_ENDPOINTS
             .iter()
@@ -141,7 +144,6 @@ fn serve(args: Args) -> Result<(), String> {
         idle_timeout: args.idle_timeout,
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_buffer: args.max_buffer as usize,
-        udp_rate: args.udp_rate,
         grace: args.grace,
     };
 
@@ -163,7 +165,6 @@ fn serve(args: Args) -> Result<(), String> {
             .add(admin)
             .map_err(|err| format!("admin socket: {}", describe(&err)))?;
     }
-    let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
     reactor
         .add(Box::new(signals))
         .map_err(|err| format!("signals: {}", describe(&err)))?;

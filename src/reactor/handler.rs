@@ -117,8 +117,6 @@ pub struct Limits {
     pub max_connections: usize,
     /// Bytes a connection may hold unsent before we stop reading from it.
     pub max_buffer: usize,
-    /// Datagram replies per second per source address; 0 = unlimited.
-    pub udp_rate: u32,
     /// How long a shutdown may spend flushing what is owed.
     pub grace: Duration,
 }
@@ -129,7 +127,6 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             max_connections: 1024,
             max_buffer: 64 * 1024,
-            udp_rate: 1000,
             grace: Duration::from_secs(2),
         }
     }
