@@ -31,9 +31,11 @@ pub struct Batch {
     queued: usize,
 }
 
-fn zeroed<T>(count: usize) -> Box<[T]> {
-    // SAFETY: only used for libc structs (iovec, sockaddr_storage, mmsghdr)
-    // for which all-zero bytes are a valid value.
+/// # Safety
+/// All-zero bytes must be a valid `T`: true of the plain C structs used
+/// here (iovec, sockaddr_storage, mmsghdr), not of types in general.
+unsafe fn zeroed<T>(count: usize) -> Box<[T]> {
+    // SAFETY: the caller guarantees all-zero bytes are a valid T.
     (0..count)
         .map(|_| unsafe { MaybeUninit::<T>::zeroed().assume_init() })
         .collect()
@@ -48,15 +50,19 @@ impl Default for Batch {
 impl Batch {
     /// An empty batch (2 MiB of address space, resident only as used).
     pub fn new() -> Self {
-        Batch {
-            arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
-            iovs: zeroed(BATCH),
-            addrs: zeroed(BATCH),
-            hdrs: zeroed(BATCH),
-            received: 0,
-            out_hdrs: zeroed(BATCH),
-            out_iovs: zeroed(BATCH),
-            queued: 0,
+        // SAFETY: iovec, sockaddr_storage and mmsghdr are plain C structs
+        // (integers and raw pointers): all-zero is a valid value of each.
+        unsafe {
+            Batch {
+                arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+                iovs: zeroed(BATCH),
+                addrs: zeroed(BATCH),
+                hdrs: zeroed(BATCH),
+                received: 0,
+                out_hdrs: zeroed(BATCH),
+                out_iovs: zeroed(BATCH),
+                queued: 0,
+            }
         }
     }
 
@@ -101,18 +107,9 @@ impl Batch {
         Ok(self.received)
     }
 
-    /// Datagrams received by the last `recv`.
-    pub fn len(&self) -> usize {
-        self.received
-    }
-
-    /// True when the last `recv` got nothing.
-    pub fn is_empty(&self) -> bool {
-        self.received == 0
-    }
-
     /// The `i`th datagram and its sender (None for an address that is not IP).
     pub fn get(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        debug_assert!(i < self.received, "datagram {i} was not received");
         let hdr = &self.hdrs[i];
         let len = (hdr.msg_len as usize).min(SLOT);
         let data = &self.arena[i * SLOT..i * SLOT + len];

@@ -59,6 +59,10 @@ pub struct Args {
     /// Datagram replies per second per source address (udp, multicast); 0 = unlimited.
     #[arg(long, value_name = "PER_SEC", default_value_t = 1000)]
     pub udp_rate: u32,
+    /// Apply --udp-rate to loopback sources too (by default they are exempt:
+    /// they cannot be spoofed from the network, and local load tests need them).
+    #[arg(long)]
+    pub rate_limit_loopback: bool,
     /// Seconds a shutdown may spend flushing what is owed.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub grace: Duration,
@@ -71,10 +75,17 @@ pub struct Args {
     pub trace: bool,
 }
 
+/// Longest duration accepted: deadlines are `Instant + duration`, which
+/// must not overflow; a year is "never" for any practical purpose.
+const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.0..=MAX_SECS).contains(&secs) {
+        return Err(format!("'{text}' is not between 0 and {MAX_SECS} seconds"));
+    }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a duration"))
 }
 
@@ -115,6 +126,7 @@ fn serve(args: Args) -> Result<(), String> {
         format: args.format.clone(),
         unix_mode: args.unix_mode,
         udp_rate: args.udp_rate,
+        rate_limit_loopback: args.rate_limit_loopback,
     };
     // Bind everything before serving anything: on a failure the handlers
     // bound so far are dropped, which removes the socket files they made,

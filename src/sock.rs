@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::endpoint::Target;
@@ -104,21 +104,37 @@ pub fn unix_sockaddr(target: &Target) -> io::Result<SockAddr> {
 }
 
 /// Removes the socket file it names when dropped: only files this process
-/// created get one, so nothing else is ever deleted.
+/// created get one, and only if the path still holds that very file (same
+/// device and inode), so a socket someone else bound there since is kept.
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
+    identity: (u64, u64),
 }
 
 impl SocketFile {
-    /// The path of the socket file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn created(path: &Path) -> io::Result<SocketFile> {
+        let meta = fs::symlink_metadata(path)?;
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        })
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {}
+            Ok(_) => {
+                log::warn!(
+                    "{} was replaced by another file; leaving it alone",
+                    self.path.display()
+                );
+                return;
+            }
+            Err(_) => return, // already gone
+        }
         if let Err(err) = fs::remove_file(&self.path) {
             if err.kind() != io::ErrorKind::NotFound {
                 log::warn!("could not remove {}: {err}", self.path.display());
@@ -199,7 +215,7 @@ fn bind_unix(target: &Target, ty: Type, mode: u32) -> io::Result<(Socket, Option
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old_mask) };
     bound?;
-    let guard = SocketFile { path: path.clone() };
+    let guard = SocketFile::created(path)?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     Ok((socket, Some(guard)))
 }

@@ -268,6 +268,7 @@ fn udp_daemon(rate: &str, admin: &std::path::Path) -> Daemon {
         "udp://127.0.0.1:0",
         "--udp-rate",
         rate,
+        "--rate-limit-loopback",
         "--admin",
         admin.to_str().unwrap(),
     ])

@@ -36,11 +36,6 @@ impl BufferPool {
         }
     }
 
-    /// The capacity of every buffer.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Spare buffers held.
     pub fn spare(&self) -> usize {
         self.free.len()

@@ -38,6 +38,8 @@ pub struct Readiness {
     pub write_closed: bool,
     /// The socket has a pending error; the next syscall will return it.
     pub error: bool,
+    /// TCP urgent data arrived (EPOLLPRI).
+    pub priority: bool,
 }
 
 impl Readiness {
@@ -48,6 +50,7 @@ impl Readiness {
         read_closed: false,
         write_closed: false,
         error: false,
+        priority: false,
     };
 }
 
@@ -59,6 +62,7 @@ impl From<&mio::event::Event> for Readiness {
             read_closed: event.is_read_closed(),
             write_closed: event.is_write_closed(),
             error: event.is_error(),
+            priority: event.is_priority(),
         }
     }
 }
@@ -71,6 +75,7 @@ impl fmt::Display for Readiness {
             (self.read_closed, "read-closed"),
             (self.write_closed, "write-closed"),
             (self.error, "error"),
+            (self.priority, "priority"),
         ];
         let mut first = true;
         for (set, name) in flags {
@@ -265,7 +270,9 @@ impl Context<'_> {
     /// kept for this moment, runs `f` (which may now open one), then takes
     /// the spare back. Returns None when there was no spare to give up.
     pub fn with_reserve_fd<T>(&mut self, f: impl FnOnce() -> T) -> Option<T> {
-        self.reserve_fd.take()?;
+        // A spare lost earlier (the reopen raced another descriptor) is
+        // taken again whenever one is free.
+        self.reserve_fd.take().or_else(super::open_reserve_fd)?;
         let result = f();
         *self.reserve_fd = super::open_reserve_fd();
         Some(result)

@@ -110,6 +110,9 @@ struct Core {
     trace: bool,
 }
 
+/// Spare send buffers the pool may keep, in bytes.
+const SPARE_BUFFER_BYTES: usize = 16 << 20;
+
 /// Largest datagram the scratch buffer must hold (UDP over IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65_536;
 
@@ -127,7 +130,10 @@ impl Reactor {
                 slots: Slab::new(),
                 generation: 0,
                 timers: Timers::new(),
-                pool: BufferPool::new(limits.max_buffer, 256),
+                pool: BufferPool::new(
+                    limits.max_buffer,
+                    SPARE_BUFFER_BYTES / limits.max_buffer.max(1),
+                ),
                 scratch: vec![0; scratch_len].into_boxed_slice(),
                 stats: Stats::new(Instant::now()),
                 limits,
@@ -191,6 +197,7 @@ impl Reactor {
             while let Some(token) = self.core.timers.pop_expired(now) {
                 self.core.call(token, now, Call::Timeout);
             }
+            self.core.sweep_stale_timers();
             if self.core.shutdown_requested {
                 self.core.begin_shutdown(now);
             }
@@ -232,7 +239,23 @@ impl Core {
         timeout
     }
 
+    /// Keeps the timer heap proportional to the live handlers (see
+    /// `Timers::retain_live`): a sweep only when stale entries dominate.
+    fn sweep_stale_timers(&mut self) {
+        if self.timers.len() > 2 * self.slots.len() + 1024 {
+            let slots = &self.slots;
+            self.timers.retain_live(|token| {
+                slots
+                    .get(key_of(token))
+                    .is_some_and(|slot| slot.generation == generation_of(token))
+            });
+        }
+    }
+
     fn insert(&mut self, mut handler: Box<dyn Handler>, now: Instant) -> io::Result<Token> {
+        if self.slots.vacant_key() > KEY_MASK {
+            return Err(io::Error::other("too many handlers for the token space"));
+        }
         self.generation = self.generation.wrapping_add(1) & (usize::MAX >> KEY_BITS);
         let entry = self.slots.vacant_entry();
         let token = make_token(entry.key(), self.generation);
@@ -319,8 +342,12 @@ impl Core {
             }
         }
         while let Some(new) = self.spawned.pop() {
+            let is_connection = new.is_connection();
             if let Err(err) = self.insert(new, now) {
                 warn!("could not register a new handler: {err}");
+                if is_connection {
+                    self.stats.closed += 1; // it was counted as accepted
+                }
             }
         }
     }

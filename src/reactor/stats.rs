@@ -37,8 +37,6 @@ pub struct Stats {
     pub loop_iterations: u64,
     /// Readiness events handled.
     pub events: u64,
-    /// True while accept is failing for lack of descriptors (log once a burst).
-    pub out_of_fds: bool,
 }
 
 impl Stats {
@@ -61,7 +59,6 @@ impl Stats {
             bytes_out: 0,
             loop_iterations: 0,
             events: 0,
-            out_of_fds: false,
         }
     }
 }

@@ -64,9 +64,12 @@ impl Timers {
         self.heap.len()
     }
 
-    /// True when no deadline is pending.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+    /// Drops the entries whose token is no longer `live`. Lazy
+    /// cancellation leaves a closed connection's entry until its deadline;
+    /// under heavy churn those would pile up, so the loop calls this when
+    /// stale entries outnumber live handlers (amortised O(1) per entry).
+    pub fn retain_live(&mut self, live: impl Fn(Token) -> bool) {
+        self.heap.retain(|Reverse((_, token))| live(Token(*token)));
     }
 }
 
@@ -88,6 +91,18 @@ mod tests {
         assert_eq!(timers.pop_expired(later), Some(Token(2)));
         assert_eq!(timers.pop_expired(later), None);
         assert_eq!(timers.len(), 1);
+    }
+
+    #[test]
+    fn stale_entries_can_be_swept() {
+        let start = Instant::now();
+        let mut timers = Timers::new();
+        for token in 0..10 {
+            timers.insert(start + Duration::from_secs(300), Token(token));
+        }
+        timers.retain_live(|token| token.0 % 2 == 0);
+        assert_eq!(timers.len(), 5);
+        assert_eq!(timers.next_token().map(|t| t.0 % 2), Some(0));
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub const DEFAULT_ADMIN_PATH: &str = "./echoplex-admin.sock";
 /// Longest command line accepted; a longer one is an error, not a buffer.
 const MAX_LINE: usize = 1024;
 
+/// Answers an admin client may leave unread before it is cut off: one read
+/// of `status` lines must not make the daemon build thousands of tables.
+const MAX_UNREAD_ANSWERS: usize = 1 << 20;
+
 /// Binds the admin socket at `path` (always mode 600: it shows every peer).
 pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
     let target = Target::Path(path.to_path_buf());
@@ -79,6 +83,11 @@ impl Protocol for Admin {
                     self.line.push(byte);
                 }
                 continue;
+            }
+            if out.pending() > MAX_UNREAD_ANSWERS {
+                return Err(io::Error::other(format!(
+                    "admin client left over {MAX_UNREAD_ANSWERS} bytes of answers unread"
+                )));
             }
             let line = std::mem::take(&mut self.line);
             let answer = self.answer(&line, cx);

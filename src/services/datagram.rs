@@ -22,6 +22,9 @@ use crate::sock::SocketFile;
 /// Datagrams handled per event before yielding.
 const DATAGRAMS_PER_EVENT: usize = 64;
 
+/// Pause after a receive error before trying again.
+const RECEIVE_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Replies that may wait for a full socket buffer to drain.
 const QUEUE_DATAGRAMS: usize = 64;
 
@@ -44,6 +47,12 @@ pub trait DatagramSocket: mio::event::Source {
     fn from_inet(_addr: SocketAddr) -> Option<Self::Addr> {
         None
     }
+    /// Whether a reply that would block may wait in the queue. For UDP,
+    /// `WouldBlock` means our send buffer is full and a writable edge will
+    /// come. For an unconnected Unix datagram socket it means the *peer's*
+    /// queue is full and no edge ever comes back to us: such a reply is
+    /// dropped, or one slow reader would block everybody's replies.
+    const QUEUE_WHEN_FULL: bool = true;
 }
 
 impl DatagramSocket for mio::net::UdpSocket {
@@ -83,9 +92,14 @@ const LOOPING_PORTS: [u16; 7] = [0, 7, 9, 13, 17, 19, 37];
 /// Keeps a UDP service from becoming a reflector: drops datagrams from
 /// looping source ports, and limits replies per source address with a
 /// token bucket (`rate` per second, bursts up to `rate`).
+///
+/// Loopback sources are not rate-limited unless asked: the kernel drops
+/// 127/8 and ::1 sources arriving from the network, so they cannot be
+/// spoofed from outside, and local load tests must not be throttled.
 #[derive(Debug)]
 pub struct SourceGuard {
     rate: u32,
+    limit_loopback: bool,
     buckets: HashMap<IpAddr, Bucket>,
 }
 
@@ -111,10 +125,12 @@ pub enum Verdict {
 }
 
 impl SourceGuard {
-    /// A guard allowing `rate` replies per second per source; 0 = unlimited.
-    pub fn new(rate: u32) -> Self {
+    /// A guard allowing `rate` replies per second per source (0 =
+    /// unlimited), loopback sources included only if `limit_loopback`.
+    pub fn new(rate: u32, limit_loopback: bool) -> Self {
         SourceGuard {
             rate,
+            limit_loopback,
             buckets: HashMap::new(),
         }
     }
@@ -124,7 +140,7 @@ impl SourceGuard {
         if LOOPING_PORTS.contains(&from.port()) {
             return Verdict::LoopingPort;
         }
-        if self.rate == 0 {
+        if self.rate == 0 || (from.ip().is_loopback() && !self.limit_loopback) {
             return Verdict::Reply;
         }
         if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&from.ip()) {
@@ -197,11 +213,6 @@ impl<S: DatagramSocket> DatagramService<S> {
         }
     }
 
-    /// The socket, e.g. to leave a multicast group.
-    pub fn socket(&self) -> &S {
-        &self.socket
-    }
-
     fn flush_queue(&mut self, cx: &mut Context) {
         while let Some((datagram, to)) = self.queue.front() {
             let result = self.socket.send_one(datagram, to);
@@ -241,20 +252,25 @@ impl<S: DatagramSocket> DatagramService<S> {
         self.bytes_in += len as u64;
         cx.stats.bytes_in += len as u64;
         cx.stats.datagrams_in += 1;
-        if let Reply::Fixed(_) = self.reply {
-            info!(
-                "{} {}: received {len} bytes from {from}",
-                self.kind, self.local
-            );
-        }
-        let (Some(guard), Some(inet)) = (self.guard.as_mut(), S::inet(from)) else {
-            return true;
+        let verdict = match (self.guard.as_mut(), S::inet(from)) {
+            (Some(guard), Some(inet)) => guard.admit(inet, cx.now),
+            _ => Verdict::Reply,
         };
-        match guard.admit(inet, cx.now) {
-            Verdict::Reply => true,
+        match verdict {
+            Verdict::Reply => {
+                // Logged only once admitted: a flood must not become a log
+                // flood (stderr is written synchronously).
+                if let Reply::Fixed(_) = self.reply {
+                    info!(
+                        "{} {}: received {len} bytes from {from}",
+                        self.kind, self.local
+                    );
+                }
+                true
+            }
             Verdict::LoopingPort => {
                 debug!(
-                    "{} {}: dropped datagram from looping port {inet}",
+                    "{} {}: dropped datagram from looping port {from}",
                     self.kind, self.local
                 );
                 cx.stats.filtered_datagrams += 1;
@@ -277,7 +293,7 @@ impl<S: DatagramSocket> DatagramService<S> {
         };
         if self.queue.is_empty() {
             match self.socket.send_one(reply, &from) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock && S::QUEUE_WHEN_FULL => {}
                 result => return self.count_send(result, reply.len(), &from, cx),
             }
         }
@@ -311,8 +327,8 @@ impl<S: DatagramSocket> DatagramService<S> {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return false,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return true,
             Err(err) => {
-                warn!("{} {}: receive failed: {err}", self.kind, self.local);
-                return true;
+                self.receive_failed(&err, cx);
+                return false;
             }
         };
         let fixed = match self.reply {
@@ -363,6 +379,17 @@ impl<S: DatagramSocket> DatagramService<S> {
         received == mmsg::BATCH
     }
 
+    /// A receive error (a queued ICMP error, say) is no reason to close the
+    /// socket, nor to spin on it: retry shortly, since datagrams queued
+    /// behind it raise no new edge.
+    fn receive_failed(&mut self, err: &io::Error, cx: &mut Context) {
+        warn!(
+            "{} {}: receive failed: {err}; retrying",
+            self.kind, self.local
+        );
+        cx.set_timer(cx.now + RECEIVE_RETRY);
+    }
+
     fn receive_some(&mut self, cx: &mut Context) {
         if let Some(fd) = self.socket.batch_fd() {
             for _ in 0..DATAGRAMS_PER_EVENT.div_ceil(mmsg::BATCH) {
@@ -391,10 +418,14 @@ impl<S: DatagramSocket> DatagramService<S> {
                     false
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => true,
-                Err(err) => {
-                    // A queued ICMP error or the like: the socket itself is fine.
-                    warn!("{} {}: receive failed: {err}", self.kind, self.local);
+                Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+                    warn!("{} {}: {err}", self.kind, self.local);
+                    cx.stats.dropped_datagrams += 1;
                     true
+                }
+                Err(err) => {
+                    self.receive_failed(&err, cx);
+                    false
                 }
             });
             if !received {
@@ -423,6 +454,11 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
         if cx.is_shutting_down() && self.queue.is_empty() {
             return Flow::Close;
         }
+        Flow::Continue
+    }
+
+    fn timeout(&mut self, cx: &mut Context) -> Flow {
+        self.receive_some(cx);
         Flow::Continue
     }
 
@@ -464,7 +500,7 @@ mod tests {
 
     #[test]
     fn drops_looping_source_ports() {
-        let mut guard = SourceGuard::new(0);
+        let mut guard = SourceGuard::new(0, true);
         let now = Instant::now();
         for port in LOOPING_PORTS {
             assert_eq!(guard.admit(from(port), now), Verdict::LoopingPort);
@@ -474,7 +510,7 @@ mod tests {
 
     #[test]
     fn token_bucket_limits_and_refills() {
-        let mut guard = SourceGuard::new(10);
+        let mut guard = SourceGuard::new(10, true);
         let now = Instant::now();
         let replied = (0..25)
             .filter(|_| guard.admit(from(40000), now) == Verdict::Reply)
@@ -488,5 +524,16 @@ mod tests {
         // Another source has its own bucket.
         let other = SocketAddr::from(([127, 0, 0, 2], 40000));
         assert_eq!(guard.admit(other, later), Verdict::Reply);
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_the_rate_unless_asked() {
+        let now = Instant::now();
+        let mut guard = SourceGuard::new(1, false);
+        assert!((0..10).all(|_| guard.admit(from(40000), now) == Verdict::Reply));
+        assert_eq!(guard.admit(from(7), now), Verdict::LoopingPort);
+        let remote = SocketAddr::from(([192, 0, 2, 1], 40000));
+        assert_eq!(guard.admit(remote, now), Verdict::Reply);
+        assert_eq!(guard.admit(remote, now), Verdict::RateLimited);
     }
 }

@@ -78,7 +78,8 @@ pub struct Listener<L: Acceptor> {
     accept_ready: bool,
     paused: bool,
     over_limit: bool,
-    accepted: u64,
+    /// Accept is failing for lack of descriptors: log once per burst.
+    out_of_fds: bool,
     /// Removes the socket file when the listener goes.
     _socket_file: Option<SocketFile>,
 }
@@ -100,7 +101,7 @@ impl<L: Acceptor> Listener<L> {
             accept_ready: false,
             paused: false,
             over_limit: false,
-            accepted: 0,
+            out_of_fds: false,
             _socket_file: socket_file,
         }
     }
@@ -117,12 +118,7 @@ impl<L: Acceptor> Listener<L> {
                     return;
                 }
                 Err(err) if is_out_of_fds(&err) => self.out_of_fds(&err, cx),
-                // The peer gave up while queued, or a signal: try the next one.
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(err) if is_this_connections_error(&err) => {}
                 Err(err) => {
                     warn!(
                         "{} {}: accept failed: {err}; retrying shortly",
@@ -137,8 +133,8 @@ impl<L: Acceptor> Listener<L> {
     }
 
     fn admit(&mut self, stream: L::Stream, peer: L::Peer, cx: &mut Context) {
-        if cx.stats.out_of_fds {
-            cx.stats.out_of_fds = false;
+        if self.out_of_fds {
+            self.out_of_fds = false;
             info!(
                 "{} {}: descriptors available again, accepting",
                 self.kind, self.local
@@ -162,13 +158,12 @@ impl<L: Acceptor> Listener<L> {
             self.over_limit = false;
             cx.stats.accepted += 1;
         }
-        self.accepted += 1;
         cx.spawn(conn);
     }
 
     fn out_of_fds(&mut self, err: &io::Error, cx: &mut Context) {
-        if !cx.stats.out_of_fds {
-            cx.stats.out_of_fds = true;
+        if !self.out_of_fds {
+            self.out_of_fds = true;
             warn!(
                 "{} {}: out of file descriptors ({err}); closing new connections until some free up",
                 self.kind, self.local
@@ -190,6 +185,27 @@ impl<L: Acceptor> Listener<L> {
         self.paused = true;
         cx.set_timer(cx.now + NO_FD_RETRY);
     }
+}
+
+/// Errors accept(2) reports for the one connection it was taking (the peer
+/// gave up while queued, a network error pending on it) or a signal: the
+/// next connection may be fine, so try it at once.
+fn is_this_connections_error(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Interrupted
+        || matches!(
+            err.raw_os_error(),
+            Some(
+                libc::ECONNABORTED
+                    | libc::EPROTO
+                    | libc::ENETDOWN
+                    | libc::ENOPROTOOPT
+                    | libc::EHOSTDOWN
+                    | libc::ENONET
+                    | libc::EHOSTUNREACH
+                    | libc::EOPNOTSUPP
+                    | libc::ENETUNREACH
+            )
+        )
 }
 
 fn is_out_of_fds(err: &io::Error) -> bool {

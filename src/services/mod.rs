@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub format: String,
     /// Replies per second per source for UDP and multicast; 0 = unlimited.
     pub udp_rate: u32,
+    /// Apply `udp_rate` to loopback sources too.
+    pub rate_limit_loopback: bool,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +46,7 @@ impl Default for ServeConfig {
             format: "I 2s f".into(),
             unix_mode: 0o600,
             udp_rate: 1000,
+            rate_limit_loopback: false,
         }
     }
 }

@@ -88,7 +88,10 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "multicast",
         format!("{local} on {}", config.iface),
         Reply::Fixed(b"ack"),
-        Some(SourceGuard::new(config.udp_rate)),
+        Some(SourceGuard::new(
+            config.udp_rate,
+            config.rate_limit_loopback,
+        )),
         None,
     );
     Ok(Bound {

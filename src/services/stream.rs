@@ -24,8 +24,22 @@ use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 const READS_PER_EVENT: usize = 16;
 
 /// A byte stream the reactor can poll: `mio::net::TcpStream` or `UnixStream`.
-pub trait Stream: Read + Write + mio::event::Source {}
-impl<T: Read + Write + mio::event::Source> Stream for T {}
+pub trait Stream: Read + Write + mio::event::Source {
+    /// Sends our FIN: the peer reads what is left, then EOF.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Stream for mio::net::TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Stream for mio::net::UnixStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
 
 /// Bytes owed to the peer, in a pooled buffer: `buf[sent..]` is unsent.
 #[derive(Debug, Default)]
@@ -181,9 +195,13 @@ pub struct ConnState {
     pub idle: Option<IdleClock>,
     /// The kernel said readable and we have not yet seen `WouldBlock`.
     pub read_ready: bool,
-    /// The kernel reported the peer's FIN (or a hang-up): the short-read
-    /// shortcut must not apply, or the EOF behind the data is never read.
-    pub hup_seen: bool,
+    /// The short-read shortcut is off: the kernel reported the peer's FIN,
+    /// a hang-up, or TCP urgent data (a read stops short at the urgent
+    /// mark with more data queued behind it, and no new edge will come).
+    pub must_drain: bool,
+    /// Shutdown: our FIN is sent; read and discard until the peer's EOF,
+    /// so closing does not reset the connection under data still in flight.
+    pub lingering: bool,
     /// The peer shut down its sending side; close once all is echoed.
     pub peer_done: bool,
     /// Bytes received.
@@ -201,7 +219,8 @@ impl ConnState {
             outbox: Outbox::default(),
             idle: None,
             read_ready: false,
-            hup_seen: false,
+            must_drain: false,
+            lingering: false,
             peer_done: false,
             bytes_in: 0,
             bytes_out: 0,
@@ -240,14 +259,16 @@ impl ConnState {
         if readiness.readable || readiness.read_closed || readiness.error {
             self.read_ready = true;
         }
-        if readiness.read_closed || readiness.error {
-            self.hup_seen = true;
+        if readiness.read_closed || readiness.error || readiness.priority {
+            self.must_drain = true;
         }
     }
 
     /// The `status` state word.
     pub fn state(&self) -> &'static str {
-        if self.idle.is_some() && self.outbox.room(self.max_buffer) == 0 {
+        if self.lingering {
+            "closing"
+        } else if self.outbox.room(self.max_buffer) == 0 {
             "paused-by-backpressure"
         } else if self.peer_done {
             "half-closed"
@@ -291,19 +312,20 @@ impl ConnState {
     /// After a read of `n` bytes into `room`: true if the socket is known
     /// empty. On epoll a short stream read means the buffer was empty at
     /// that moment and new data raises a new edge, so the read that would
-    /// only say `WouldBlock` is skipped — unless a FIN is pending behind it.
+    /// only say `WouldBlock` is skipped — unless a FIN or urgent data was
+    /// reported (see `must_drain`).
     pub fn drained_by(&mut self, n: usize, room: usize) -> bool {
-        if n < room && !self.hup_seen {
+        if n < room && !self.must_drain {
             self.read_ready = false;
             return true;
         }
         false
     }
 
-    /// After the work of one event: close when the peer is done (or we are
-    /// shutting down) and everything owed has been written.
-    pub fn finished(&self, cx: &Context) -> bool {
-        (self.peer_done || cx.is_shutting_down()) && self.outbox.is_empty()
+    /// After the work of one event: close when the peer is done and
+    /// everything owed has been written.
+    pub fn finished(&self) -> bool {
+        self.peer_done && self.outbox.is_empty()
     }
 }
 
@@ -361,6 +383,11 @@ pub struct Sender<'a, S> {
 }
 
 impl<S: Write> Sender<'_, S> {
+    /// Bytes still owed to the peer.
+    pub fn pending(&self) -> usize {
+        self.conn.outbox.len()
+    }
+
     /// Sends `bytes` behind whatever is still owed.
     pub fn send(&mut self, bytes: &[u8], cx: &mut Context) -> io::Result<()> {
         let written = self.conn.outbox.send(self.stream, bytes, cx)?;
@@ -428,6 +455,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                 return Ok(()); // paused by backpressure; a flush resumes it
             }
             let drained = cx.with_scratch(|scratch, cx| -> io::Result<bool> {
+                let room = room.min(scratch.len());
                 let n = match stream.read(&mut scratch[..room]) {
                     Ok(0) => {
                         conn.peer_done = true;
@@ -460,16 +488,44 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
         self.conn.outbox.release(cx);
         Flow::Close
     }
+
+    /// Shutdown, once nothing is owed: send our FIN, then read and discard
+    /// until the peer's EOF. Closing with unread input would make the
+    /// kernel send RST, and the peer could lose echoes still in flight.
+    /// The grace period bounds the wait.
+    fn linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
+        if self.conn.peer_done {
+            return Ok(Flow::Close);
+        }
+        if !self.conn.lingering {
+            self.conn.lingering = true;
+            self.stream.shutdown_write()?;
+        }
+        let stream = &mut self.stream;
+        for _ in 0..READS_PER_EVENT {
+            let read = cx.with_scratch(|scratch, _| stream.read(scratch));
+            match read {
+                Ok(0) => return Ok(Flow::Close),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Continue),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        cx.run_again();
+        Ok(Flow::Continue)
+    }
 }
 
 impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        // Both interests once, for good: edge-triggered, so a writable edge
+        // Every interest once, for good: edge-triggered, so a writable edge
         // only comes after a write hit a full buffer. No re-registration.
+        // PRIORITY reports TCP urgent data (see `ConnState::must_drain`).
         registry.register(
             &mut self.stream,
             token,
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY,
         )
     }
 
@@ -489,10 +545,14 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             log_close(self.kind, &self.peer, &err);
             return self.release(cx);
         }
-        let closing = self.conn.finished(cx) || self.protocol.done();
-        if closing && self.conn.outbox.is_empty() {
-            debug!("{} {} closed: all sent", self.kind, self.peer);
-            return Flow::Close;
+        if self.conn.outbox.is_empty() {
+            if self.conn.finished() || self.protocol.done() {
+                debug!("{} {} closed: all sent", self.kind, self.peer);
+                return Flow::Close;
+            }
+            if cx.is_shutting_down() {
+                return self.linger(cx).unwrap_or_else(|_| self.release(cx));
+            }
         }
         Flow::Continue
     }
@@ -508,10 +568,11 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         Flow::Continue
     }
 
-    fn shutdown(&mut self, _cx: &mut Context) -> Flow {
-        // Reading stops; what is owed is flushed from `ready` within the grace period.
+    fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        // Reading stops; what is owed is flushed from `ready` within the
+        // grace period, then the connection lingers until the peer's EOF.
         if self.conn.outbox.is_empty() {
-            Flow::Close
+            self.linger(cx).unwrap_or_else(|_| self.release(cx))
         } else {
             Flow::Continue
         }

@@ -17,7 +17,10 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "udp",
         local.to_string(),
         Reply::Echo,
-        Some(SourceGuard::new(config.udp_rate)),
+        Some(SourceGuard::new(
+            config.udp_rate,
+            config.rate_limit_loopback,
+        )),
         None,
     );
     Ok(Bound {

@@ -62,7 +62,34 @@ impl fmt::Display for UnixSender {
 impl DatagramSocket for UnixDgram {
     type Addr = UnixSender;
     fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, UnixSender)> {
-        self.0.recv_from(buf).map(|(n, from)| (n, UnixSender(from)))
+        // Unix datagrams can exceed the 64 KiB buffer, and recv_from would
+        // silently truncate them: peek at the real size first (one more
+        // syscall, on this socket kind only) so a big one is dropped whole.
+        // SAFETY: a zero-length peek writes nothing; MSG_TRUNC makes it
+        // return the size of the next datagram.
+        let size = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+            )
+        };
+        if size < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let (n, from) = self.0.recv_from(buf)?;
+        if size as usize > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "dropped a {size}-byte datagram from {}: larger than {} bytes",
+                    UnixSender(from),
+                    buf.len()
+                ),
+            ));
+        }
+        Ok((n, UnixSender(from)))
     }
     fn send_one(&self, buf: &[u8], to: &UnixSender) -> io::Result<bool> {
         if to.0.is_unnamed() {
@@ -73,6 +100,7 @@ impl DatagramSocket for UnixDgram {
     fn inet(_addr: &UnixSender) -> Option<SocketAddr> {
         None
     }
+    const QUEUE_WHEN_FULL: bool = false;
 }
 
 /// Binds a Unix datagram echo socket (file mode `--unix-mode`).
