@@ -64,6 +64,11 @@ impl Timers {
         self.heap.len()
     }
 
+    /// True when no deadline is pending.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     /// Drops the entries whose token is no longer `live`. Lazy
     /// cancellation leaves a closed connection's entry until its deadline;
     /// under heavy churn those would pile up, so the loop calls this when
