@@ -1,0 +1,224 @@
+//! Datagram echo (UDP over IPv4 and IPv6, Unix datagrams to path and
+//! abstract senders) against the real daemon: whole datagrams, to the
+//! right sender, empty and maximal ones, bursts.
+
+mod common;
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+
+use support::{
+    pattern, udp_client, udp_round_trip, unique_name, unix_dgram_client, unix_dgram_round_trip,
+    Target, Watched,
+};
+
+/// The largest UDP payload over IPv4: 65,535 - 20 (IP) - 8 (UDP).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
+fn stop_clean(daemon: Watched) {
+    support::assert_clean_exit(&daemon.stop(libc::SIGTERM));
+}
+
+// ---------------------------------------------------------------------------
+// UDP
+
+#[test]
+fn udp_echoes_each_datagram_to_its_own_sender() {
+    let daemon = Watched::start(&["udp://127.0.0.1:0"]);
+    let server = daemon.target("udp").inet();
+    let alice = udp_client(server);
+    let bob = udp_client(server);
+    for round in 0..20 {
+        // Both send before either reads: replies must not cross.
+        let a = format!("alice {round}");
+        let b = format!("bob {round} {}", "x".repeat(round));
+        alice.send_to(a.as_bytes(), server).expect("alice sends");
+        bob.send_to(b.as_bytes(), server).expect("bob sends");
+        let mut buf = [0u8; 256];
+        let (n, from) = bob.recv_from(&mut buf).expect("bob's echo");
+        assert_eq!((&buf[..n], from), (b.as_bytes(), server));
+        let (n, from) = alice.recv_from(&mut buf).expect("alice's echo");
+        assert_eq!((&buf[..n], from), (a.as_bytes(), server));
+    }
+    stop_clean(daemon);
+}
+
+#[test]
+fn udp_echoes_over_ipv6_loopback() {
+    let daemon = Watched::start(&["udp://[::1]:0"]);
+    let server = daemon.target("udp").inet();
+    assert!(server.is_ipv6(), "{:?}", daemon.endpoints);
+    let client = udp_client(server);
+    udp_round_trip(&client, server, b"hello over IPv6");
+    udp_round_trip(&client, server, &pattern(0, 30_000));
+    stop_clean(daemon);
+}
+
+#[test]
+fn udp_echoes_the_largest_datagram_whole() {
+    let daemon = Watched::start(&["udp://127.0.0.1:0"]);
+    let server = daemon.target("udp").inet();
+    let client = udp_client(server);
+    udp_round_trip(&client, server, &pattern(7, MAX_UDP_PAYLOAD));
+    udp_round_trip(&client, server, b"and a small one after it");
+    stop_clean(daemon);
+}
+
+#[test]
+fn udp_echoes_an_empty_datagram_as_an_empty_datagram() {
+    // RFC 862 sends back what it got: nothing, in a datagram of its own.
+    let daemon = Watched::start(&["udp://127.0.0.1:0"]);
+    let server = daemon.target("udp").inet();
+    let client = udp_client(server);
+    udp_round_trip(&client, server, b"");
+    // The empty one did not swallow or merge with the next.
+    udp_round_trip(&client, server, b"after the empty one");
+    stop_clean(daemon);
+}
+
+#[test]
+fn udp_burst_sent_before_reading_is_echoed_in_full_and_in_order() {
+    let daemon = Watched::start(&["udp://127.0.0.1:0"]);
+    let server = daemon.target("udp").inet();
+    let client = udp_client(server);
+    let burst: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("datagram {i}").into_bytes())
+        .collect();
+    for datagram in &burst {
+        client.send_to(datagram, server).expect("send");
+    }
+    let mut buf = [0u8; 256];
+    for datagram in &burst {
+        let (n, from) = client.recv_from(&mut buf).expect("echo of the burst");
+        assert_eq!(from, server);
+        assert_eq!(&buf[..n], &datagram[..]);
+    }
+    stop_clean(daemon);
+}
+
+// ---------------------------------------------------------------------------
+// Unix datagrams
+
+/// A daemon serving `unix-dgram:` at a path in a fresh directory.
+fn serve_unix_dgram(tag: &str) -> (Watched, Target, support::ScratchDir) {
+    let dir = support::ScratchDir::new(tag);
+    let endpoint = format!("unix-dgram:{}", dir.join("server.sock").display());
+    let daemon = Watched::start(&[&endpoint]);
+    let server = daemon.target("unix-dgram");
+    (daemon, server, dir)
+}
+
+#[test]
+fn unix_dgram_echoes_to_a_client_bound_to_a_path() {
+    let (daemon, server, dir) = serve_unix_dgram("udg-path");
+    let client = unix_dgram_client(&Target::Path(dir.join("client.sock")));
+    unix_dgram_round_trip(&client, &server, b"hello");
+    unix_dgram_round_trip(&client, &server, b"");
+    unix_dgram_round_trip(&client, &server, &pattern(3, MAX_UDP_PAYLOAD));
+    unix_dgram_round_trip(&client, &server, b"after the big one");
+    stop_clean(daemon);
+}
+
+#[test]
+fn unix_dgram_echoes_to_a_client_bound_to_an_abstract_name() {
+    let (daemon, server, _dir) = serve_unix_dgram("udg-abstract");
+    let client = unix_dgram_client(&Target::Abstract(unique_name("client")));
+    unix_dgram_round_trip(&client, &server, b"hello from the abstract namespace");
+    unix_dgram_round_trip(&client, &server, b"");
+    unix_dgram_round_trip(&client, &server, &pattern(5, MAX_UDP_PAYLOAD));
+    stop_clean(daemon);
+}
+
+#[test]
+fn unix_dgram_served_on_an_abstract_name_echoes() {
+    let endpoint = format!("unix-dgram:@{}", unique_name("server"));
+    let daemon = Watched::start(&[&endpoint]);
+    assert_eq!(daemon.endpoints, [endpoint]);
+    let server = daemon.target("unix-dgram");
+    let client = unix_dgram_client(&Target::Abstract(unique_name("client")));
+    unix_dgram_round_trip(&client, &server, b"abstract to abstract");
+    stop_clean(daemon);
+}
+
+#[test]
+fn unix_dgram_replies_go_to_the_right_client() {
+    let (daemon, server, dir) = serve_unix_dgram("udg-two");
+    let alice = unix_dgram_client(&Target::Path(dir.join("alice.sock")));
+    let bob = unix_dgram_client(&Target::Abstract(unique_name("bob")));
+    let addr = server.unix_addr();
+    for round in 0..20 {
+        let a = format!("alice {round}");
+        let b = format!("bob {round}");
+        alice
+            .send_to_addr(a.as_bytes(), &addr)
+            .expect("alice sends");
+        bob.send_to_addr(b.as_bytes(), &addr).expect("bob sends");
+        let mut buf = [0u8; 64];
+        let n = bob.recv(&mut buf).expect("bob's echo");
+        assert_eq!(&buf[..n], b.as_bytes());
+        let n = alice.recv(&mut buf).expect("alice's echo");
+        assert_eq!(&buf[..n], a.as_bytes());
+    }
+    stop_clean(daemon);
+}
+
+#[test]
+fn unix_dgram_burst_within_the_reply_queue_is_echoed_in_full_and_in_order() {
+    // A client's receive queue holds only net.unix.max_dgram_qlen (10)
+    // datagrams: the rest of the replies wait in the server's queue (64)
+    // until the client reads, then must all arrive.
+    let (daemon, server, dir) = serve_unix_dgram("udg-burst");
+    let client = unix_dgram_client(&Target::Path(dir.join("client.sock")));
+    let addr = server.unix_addr();
+    let burst: Vec<Vec<u8>> = (0..40)
+        .map(|i| format!("datagram {i}").into_bytes())
+        .collect();
+    for datagram in &burst {
+        client.send_to_addr(datagram, &addr).expect("send");
+    }
+    let mut buf = [0u8; 64];
+    for datagram in &burst {
+        let n = client.recv(&mut buf).expect("echo of the burst");
+        assert_eq!(&buf[..n], &datagram[..]);
+    }
+    stop_clean(daemon);
+}
+
+#[test]
+fn unix_dgram_from_an_unnamed_sender_does_not_disturb_the_service() {
+    let (daemon, server, dir) = serve_unix_dgram("udg-unnamed");
+    let unnamed = UnixDatagram::unbound().expect("unbound socket");
+    unnamed
+        .send_to_addr(b"nobody to answer", &server.unix_addr())
+        .expect("send from an unnamed socket");
+    let client = unix_dgram_client(&Target::Path(dir.join("client.sock")));
+    unix_dgram_round_trip(&client, &server, b"named senders are still answered");
+    stop_clean(daemon);
+}
+
+#[test]
+#[ignore = "BUG: a Unix datagram larger than 64 KiB is echoed truncated to 65,536 bytes \
+            (services/datagram.rs receive_some reads into the 64 KiB scratch buffer and \
+            ignores truncation)"]
+fn unix_dgram_larger_than_64k_is_echoed_whole_or_not_at_all() {
+    // Unix datagrams may exceed 64 KiB (up to the send buffer). The echo
+    // must be the datagram, whole; a server that cannot hold it should drop
+    // it, never answer with a piece of it.
+    let (daemon, server, dir) = serve_unix_dgram("udg-huge");
+    let client = unix_dgram_client(&Target::Path(dir.join("client.sock")));
+    let addr = server.unix_addr();
+    let huge = pattern(11, 100_000);
+    client
+        .send_to_addr(&huge, &addr)
+        .expect("send 100,000 bytes");
+    client.send_to_addr(b"marker", &addr).expect("send marker");
+    let mut buf = vec![0u8; 200_000];
+    let n = client.recv(&mut buf).expect("first reply");
+    if &buf[..n] != b"marker" {
+        assert_eq!(n, huge.len(), "the reply to a 100,000-byte datagram");
+        assert!(buf[..n] == huge[..], "the reply differs from the datagram");
+        let n = client.recv(&mut buf).expect("marker reply");
+        assert_eq!(&buf[..n], b"marker");
+    }
+    stop_clean(daemon);
+}

@@ -1,0 +1,681 @@
+//! Helpers for the `serve_*` integration tests, on top of `tests/common`:
+//! endpoints parsed from `listening` lines, clients for every kind, a byte
+//! pattern that catches loss, duplication and reordering, a daemon runner
+//! that keeps all of stdout and stderr, and the kernel's view of socket
+//! queues (for "what has the server really read?").
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::common;
+
+/// Every single read, write or wait in these tests gives up after this.
+pub const IO_TIMEOUT: Duration = common::WAIT;
+
+// ---------------------------------------------------------------------------
+// The byte pattern
+
+/// Byte `index` of an endless pattern in which every shift, drop or
+/// duplicate of a chunk shows (a hash of the index, not a short cycle).
+pub fn pattern_byte(index: u64) -> u8 {
+    let mixed = (index ^ (index >> 17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 56) as u8
+}
+
+/// `len` bytes of the pattern from `start`.
+pub fn pattern(start: u64, len: usize) -> Vec<u8> {
+    (start..start + len as u64).map(pattern_byte).collect()
+}
+
+/// Checks a stream of bytes against the pattern, chunk by chunk.
+#[derive(Debug, Default)]
+pub struct PatternCheck {
+    next: u64,
+}
+
+impl PatternCheck {
+    /// Checks `chunk`, the bytes that follow everything fed so far.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if let Some(at) = chunk
+            .iter()
+            .enumerate()
+            .position(|(i, &byte)| byte != pattern_byte(self.next + i as u64))
+        {
+            panic!(
+                "echoed byte {} differs from the byte sent at that offset",
+                self.next + at as u64
+            );
+        }
+        self.next += chunk.len() as u64;
+    }
+
+    /// Bytes checked so far.
+    pub fn seen(&self) -> u64 {
+        self.next
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Endpoints and stream clients
+
+/// Where a `listening` line says an endpoint is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Inet(SocketAddr),
+    Path(PathBuf),
+    Abstract(String),
+}
+
+impl Target {
+    /// Parses the text of a `listening` line (without `listening `).
+    pub fn of(endpoint: &str) -> Target {
+        for scheme in ["tcp://", "udp://"] {
+            if let Some(hostport) = endpoint.strip_prefix(scheme) {
+                let addr = hostport
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{endpoint:?} has no HOST:PORT address"));
+                return Target::Inet(addr);
+            }
+        }
+        let path = endpoint
+            .strip_prefix("unix-dgram:")
+            .or_else(|| endpoint.strip_prefix("unix:"))
+            .unwrap_or_else(|| panic!("unexpected endpoint {endpoint:?}"));
+        match path.strip_prefix('@') {
+            Some(name) => Target::Abstract(name.to_string()),
+            None => Target::Path(PathBuf::from(path)),
+        }
+    }
+
+    /// The IP address and port of a network endpoint.
+    pub fn inet(&self) -> SocketAddr {
+        match self {
+            Target::Inet(addr) => *addr,
+            other => panic!("{other:?} is not a network endpoint"),
+        }
+    }
+
+    /// The Unix-domain address of a path or abstract endpoint.
+    pub fn unix_addr(&self) -> UnixAddr {
+        match self {
+            Target::Path(path) => UnixAddr::from_pathname(path).expect("unix path address"),
+            Target::Abstract(name) => {
+                UnixAddr::from_abstract_name(name.as_bytes()).expect("abstract address")
+            }
+            Target::Inet(addr) => panic!("{addr} is not a Unix-domain endpoint"),
+        }
+    }
+
+    /// A stream connection to this endpoint, with bounded reads and writes.
+    pub fn connect(&self) -> Box<dyn Conn> {
+        let conn: Box<dyn Conn> = match self {
+            Target::Inet(addr) => {
+                let stream = TcpStream::connect(addr).expect("connect over TCP");
+                stream.set_nodelay(true).expect("TCP_NODELAY");
+                Box::new(stream)
+            }
+            _ => Box::new(UnixStream::connect_addr(&self.unix_addr()).expect("connect unix")),
+        };
+        conn.set_timeouts(Some(IO_TIMEOUT), Some(IO_TIMEOUT));
+        conn
+    }
+}
+
+/// The endpoint texts a daemon printed, parsed.
+pub fn targets(endpoints: &[String], scheme: &str) -> Vec<Target> {
+    endpoints
+        .iter()
+        .filter(|e| e.split_once(':').is_some_and(|(s, _)| s == scheme))
+        .map(|e| Target::of(e))
+        .collect()
+}
+
+/// A byte stream to the daemon: TCP or Unix.
+pub trait Conn: Read + Write + Send + 'static {
+    /// A second handle on the same connection (for a reader thread).
+    fn handle(&self) -> Box<dyn Conn>;
+    /// Shuts down our sending side (half-close).
+    fn shutdown_write(&self);
+    /// Read and write timeouts.
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>);
+    /// Non-blocking mode on or off.
+    fn set_nonblocking(&self, on: bool);
+}
+
+impl Conn for TcpStream {
+    fn handle(&self) -> Box<dyn Conn> {
+        Box::new(self.try_clone().expect("clone TCP stream"))
+    }
+    fn shutdown_write(&self) {
+        self.shutdown(Shutdown::Write).expect("shutdown(Write)");
+    }
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
+        self.set_read_timeout(read).expect("read timeout");
+        self.set_write_timeout(write).expect("write timeout");
+    }
+    fn set_nonblocking(&self, on: bool) {
+        TcpStream::set_nonblocking(self, on).expect("non-blocking");
+    }
+}
+
+impl Conn for UnixStream {
+    fn handle(&self) -> Box<dyn Conn> {
+        Box::new(self.try_clone().expect("clone unix stream"))
+    }
+    fn shutdown_write(&self) {
+        self.shutdown(Shutdown::Write).expect("shutdown(Write)");
+    }
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) {
+        self.set_read_timeout(read).expect("read timeout");
+        self.set_write_timeout(write).expect("write timeout");
+    }
+    fn set_nonblocking(&self, on: bool) {
+        UnixStream::set_nonblocking(self, on).expect("non-blocking");
+    }
+}
+
+/// Sends `message` and asserts the same bytes come back.
+pub fn round_trip(conn: &mut dyn Conn, message: &[u8]) {
+    conn.write_all(message).expect("send to the echo server");
+    let echoed = read_exactly(conn, message.len());
+    assert_eq!(echoed, message, "the echo differs from what was sent");
+}
+
+/// Reads exactly `len` bytes (bounded by the read timeout).
+pub fn read_exactly(conn: &mut dyn Conn, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    conn.read_exact(&mut buf)
+        .unwrap_or_else(|err| panic!("reading {len} echoed bytes: {err}"));
+    buf
+}
+
+/// How a connection ended, seen from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean end of stream.
+    Eof,
+    /// The server reset the connection.
+    Reset,
+}
+
+/// Reads until the server closes; the bytes, and how it closed. A read
+/// timeout fails the test.
+pub fn read_until_closed(conn: &mut dyn Conn) -> (Vec<u8>, Ending) {
+    let mut got = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return (got, Ending::Eof),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                return (got, Ending::Reset)
+            }
+            Err(err) => panic!(
+                "waiting for the server to close: {err} (after {} bytes)",
+                got.len()
+            ),
+        }
+    }
+}
+
+/// Reads the pattern from `start` until the server closes, checking every
+/// byte; returns how many bytes came and how it closed.
+pub fn read_pattern_until_closed(conn: &mut dyn Conn) -> (u64, Ending) {
+    let mut check = PatternCheck::default();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return (check.seen(), Ending::Eof),
+            Ok(n) => check.feed(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                return (check.seen(), Ending::Reset)
+            }
+            Err(err) => panic!("reading the echo: {err} after {} bytes", check.seen()),
+        }
+    }
+}
+
+/// Reads exactly `total` bytes of the pattern, checking every byte.
+pub fn read_pattern(conn: &mut dyn Conn, total: u64) {
+    let mut check = PatternCheck::default();
+    let mut buf = vec![0; 64 * 1024];
+    while check.seen() < total {
+        let want = buf.len().min((total - check.seen()) as usize);
+        match conn.read(&mut buf[..want]) {
+            Ok(0) => panic!("end of stream after {} of {total} bytes", check.seen()),
+            Ok(n) => check.feed(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => panic!("reading the echo: {err} after {} of {total}", check.seen()),
+        }
+    }
+}
+
+/// A thread that reads exactly `total` bytes of the pattern from `conn`.
+pub fn spawn_pattern_reader(mut conn: Box<dyn Conn>, total: u64) -> JoinHandle<()> {
+    thread::spawn(move || read_pattern(&mut *conn, total))
+}
+
+/// Joins a test thread, re-raising its panic (with its message) here.
+pub fn join<T>(handle: JoinHandle<T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Writes `total` bytes of the pattern in pieces whose sizes `piece` picks
+/// (called with the piece number).
+pub fn write_pattern(conn: &mut dyn Conn, total: u64, mut piece: impl FnMut(u64) -> usize) {
+    let mut sent = 0u64;
+    let mut number = 0;
+    while sent < total {
+        let len = piece(number).clamp(1, (total - sent) as usize);
+        conn.write_all(&pattern(sent, len))
+            .unwrap_or_else(|err| panic!("writing at offset {sent}: {err}"));
+        sent += len as u64;
+        number += 1;
+    }
+}
+
+/// Writes the pattern until the connection stops taking bytes: a write
+/// that times out (`stall`) after the socket buffers filled. Returns the
+/// bytes the kernel accepted. Panics if more than `cap` bytes go through:
+/// the server never pushed back.
+pub fn write_until_stalled(conn: &mut dyn Conn, stall: Duration, cap: u64) -> u64 {
+    conn.set_timeouts(Some(IO_TIMEOUT), Some(stall));
+    let chunk = 64 * 1024;
+    let mut sent = 0u64;
+    let mut block = pattern(0, chunk);
+    while sent <= cap {
+        let mut at = 0;
+        while at < block.len() {
+            match conn.write(&block[at..]) {
+                Ok(0) => panic!("write returned 0 after {sent} bytes"),
+                Ok(n) => {
+                    at += n;
+                    sent += n as u64;
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    conn.set_timeouts(Some(IO_TIMEOUT), Some(IO_TIMEOUT));
+                    return sent;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => panic!("writing after {sent} bytes: {err}"),
+            }
+        }
+        block = pattern(sent, chunk);
+    }
+    panic!("the server took {sent} bytes from a client that never reads: no backpressure");
+}
+
+// ---------------------------------------------------------------------------
+// Datagram clients
+
+/// A UDP socket on the loopback of `server`'s family, with bounded waits.
+pub fn udp_client(server: SocketAddr) -> UdpSocket {
+    let local: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let socket = UdpSocket::bind(local).expect("bind UDP client");
+    socket.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    socket
+}
+
+/// Sends `datagram` to `server` and asserts the reply is the same bytes,
+/// from the server's address.
+pub fn udp_round_trip(socket: &UdpSocket, server: SocketAddr, datagram: &[u8]) {
+    socket.send_to(datagram, server).expect("send UDP datagram");
+    let mut buf = vec![0; 70_000];
+    let (n, from) = socket.recv_from(&mut buf).expect("UDP echo");
+    assert_eq!(from, server, "the reply came from another address");
+    assert_eq!(n, datagram.len(), "the echoed datagram has another length");
+    assert!(buf[..n] == *datagram, "the echoed datagram differs");
+}
+
+/// A Unix datagram client bound to `local` (a path or an abstract name).
+pub fn unix_dgram_client(local: &Target) -> UnixDatagram {
+    let socket = UnixDatagram::bind_addr(&local.unix_addr()).expect("bind unix-dgram client");
+    socket.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    socket
+}
+
+/// Sends `datagram` to `server` and asserts the reply is the same bytes.
+pub fn unix_dgram_round_trip(socket: &UnixDatagram, server: &Target, datagram: &[u8]) {
+    socket
+        .send_to_addr(datagram, &server.unix_addr())
+        .expect("send unix datagram");
+    let mut buf = vec![0; 300_000];
+    let n = socket.recv(&mut buf).expect("unix-dgram echo");
+    assert_eq!(n, datagram.len(), "the echoed datagram has another length");
+    assert!(buf[..n] == *datagram, "the echoed datagram differs");
+}
+
+// ---------------------------------------------------------------------------
+// Names, waits, files
+
+/// A fresh directory (from `common::temp_dir`) removed again when dropped.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates a directory unique to this test and process.
+    pub fn new(tag: &str) -> ScratchDir {
+        ScratchDir(common::temp_dir(tag))
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An abstract-namespace name no other test or run uses.
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "echoplex-test-{}-{}-{tag}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `condition` until it holds; fails the test after `IO_TIMEOUT`.
+/// For states no readiness line announces (kernel queues, files).
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A TCP port on 127.0.0.1 that is taken (by the returned listener).
+pub fn taken_tcp_port() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener to occupy a port")
+}
+
+// ---------------------------------------------------------------------------
+// Error output
+
+/// The stderr lines that are not `env_logger` records or clap's usage hint.
+pub fn message_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .filter(|line| !is_log_record(line))
+        .filter(|line| !line.starts_with("For more information, try '--help'"))
+        .collect()
+}
+
+fn is_log_record(line: &str) -> bool {
+    // `[2026-01-01T00:00:00Z INFO  echoplex::serve] ...`
+    line.starts_with('[')
+        && line
+            .split_once(']')
+            .is_some_and(|(head, _)| head.contains("Z "))
+}
+
+/// Asserts nothing in `stderr` looks like a panic or a backtrace.
+pub fn assert_no_panic(stderr: &str) {
+    for needle in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(
+            !stderr.contains(needle),
+            "stderr shows a panic ({needle}):\n{stderr}"
+        );
+    }
+}
+
+/// Asserts a failed `serve` said exactly one thing on stderr, naming every
+/// piece of `mentions`; returns that line.
+pub fn assert_one_error_line<'a>(stderr: &'a str, mentions: &[&str]) -> &'a str {
+    assert_no_panic(stderr);
+    let lines = message_lines(stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one error line on stderr, got:\n{stderr}"
+    );
+    let line = lines[0];
+    for mention in mentions {
+        assert!(
+            line.to_lowercase().contains(&mention.to_lowercase()),
+            "the error line does not mention {mention:?}: {line}"
+        );
+    }
+    line
+}
+
+// ---------------------------------------------------------------------------
+// A daemon whose whole stdout and stderr we keep
+
+/// How a `Watched` daemon ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    /// Lines printed on stdout after `ready` (there should be none).
+    pub late_stdout: Vec<String>,
+    pub stderr: String,
+}
+
+/// `echoplex serve` with every stdout line after `ready` and all of stderr
+/// kept (stderr is drained all along, so logs can never block the daemon).
+pub struct Watched {
+    child: Child,
+    /// The `listening` endpoints, in order.
+    pub endpoints: Vec<String>,
+    stdout: mpsc::Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Watched {
+    /// Starts `echoplex serve ARGS...` and waits (bounded) for `ready`.
+    pub fn start(args: &[&str]) -> Watched {
+        Self::start_env(args, &[])
+    }
+
+    /// Like `start`, with extra environment variables.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Watched {
+        let mut child = Command::new(common::bin())
+            .arg("serve")
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn echoplex serve");
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let mut stderr = child.stderr.take().expect("stderr pipe");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut watched = Watched {
+            child,
+            endpoints: Vec::new(),
+            stdout: rx,
+            stderr: Some(stderr),
+        };
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match watched.stdout.recv_timeout(left) {
+                Ok(line) if line == "ready" => return watched,
+                Ok(line) => match line.strip_prefix("listening ") {
+                    Some(endpoint) => watched.endpoints.push(endpoint.to_string()),
+                    None => panic!("unexpected stdout line before ready: {line:?}"),
+                },
+                Err(_) => {
+                    let exit = watched.kill();
+                    panic!("echoplex serve {args:?} never printed ready: {exit:?}");
+                }
+            }
+        }
+    }
+
+    /// The first endpoint with this scheme (`tcp`, `unix-dgram`, ...).
+    pub fn target(&self, scheme: &str) -> Target {
+        targets(&self.endpoints, scheme)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    }
+
+    /// True while the daemon runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits (bounded) for the daemon to exit on its own.
+    pub fn wait_exit(&mut self) -> Exit {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while self.running() {
+            if Instant::now() > deadline {
+                let exit = self.kill();
+                panic!("echoplex did not exit within {IO_TIMEOUT:?}: {exit:?}");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.collect()
+    }
+
+    /// Sends `signal` and waits (bounded) for the exit.
+    pub fn stop(mut self, signal: i32) -> Exit {
+        self.signal(signal);
+        self.wait_exit()
+    }
+
+    fn kill(&mut self) -> Exit {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Exit {
+        let status = self.child.wait().expect("wait");
+        let mut late_stdout = Vec::new();
+        // The reader thread ends at end of file, which the exit brings.
+        while let Ok(line) = self.stdout.recv_timeout(IO_TIMEOUT) {
+            late_stdout.push(line);
+        }
+        let stderr = self.stderr.take().map(join).unwrap_or_default();
+        Exit {
+            status,
+            late_stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Asserts a clean exit: status 0, nothing late on stdout, no panic.
+pub fn assert_clean_exit(exit: &Exit) {
+    assert!(
+        exit.status.success(),
+        "exit status {}; stderr:\n{}",
+        exit.status,
+        exit.stderr
+    );
+    assert!(
+        exit.late_stdout.is_empty(),
+        "stdout after ready: {:?}",
+        exit.late_stdout
+    );
+    assert_no_panic(&exit.stderr);
+}
+
+// ---------------------------------------------------------------------------
+// The kernel's socket queues
+
+/// Bytes queued in a TCP socket, as /proc/net/tcp shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpQueues {
+    /// Written by the owner and not yet acknowledged by the peer.
+    pub unacked: u64,
+    /// Received and not yet read by the owner.
+    pub unread: u64,
+}
+
+/// The queues of the IPv4 TCP socket at `local` connected to `peer`.
+pub fn tcp_queues(local: SocketAddr, peer: SocketAddr) -> Option<TcpQueues> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if parse_proc_addr(fields.get(1)?)? != local || parse_proc_addr(fields.get(2)?)? != peer {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some(TcpQueues {
+            unacked: u64::from_str_radix(tx, 16).ok()?,
+            unread: u64::from_str_radix(rx, 16).ok()?,
+        })
+    })
+}
+
+/// `0100007F:9779` → 127.0.0.1:38777 (the address is the in-memory u32).
+fn parse_proc_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(SocketAddr::from((Ipv4Addr::from(ip.to_ne_bytes()), port)))
+}
+
+/// Bytes waiting to be read on a socket (FIONREAD).
+pub fn unread_bytes(socket: &impl AsRawFd) -> usize {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `count`, which we own.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut count) };
+    assert_eq!(rc, 0, "FIONREAD: {}", io::Error::last_os_error());
+    count as usize
+}
