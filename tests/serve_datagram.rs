@@ -197,9 +197,6 @@ fn unix_dgram_from_an_unnamed_sender_does_not_disturb_the_service() {
 }
 
 #[test]
-#[ignore = "BUG: a Unix datagram larger than 64 KiB is echoed truncated to 65,536 bytes \
-            (services/datagram.rs receive_some reads into the 64 KiB scratch buffer and \
-            ignores truncation)"]
 fn unix_dgram_larger_than_64k_is_echoed_whole_or_not_at_all() {
     // Unix datagrams may exceed 64 KiB (up to the send buffer). The echo
     // must be the datagram, whole; a server that cannot hold it should drop

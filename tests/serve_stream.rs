@@ -184,10 +184,6 @@ fn half_close(flavour: Flavour) {
 }
 
 #[test]
-#[ignore = "BUG (intermittent here, ~1 run in 4): when the last data and the FIN reach the \
-            server in one event, the short-read shortcut drops read-readiness and the EOF \
-            is never read, so the server never closes; see \
-            data_and_fin_arriving_together_are_echoed_then_closed_over_tcp"]
 fn half_closed_tcp_client_gets_all_its_bytes_then_eof() {
     half_close(Flavour::Tcp);
 }
@@ -232,9 +228,6 @@ fn data_and_fin_together(flavour: Flavour) {
 }
 
 #[test]
-#[ignore = "BUG: data and FIN read in one event are echoed but the connection is never \
-            closed (services/stream.rs EchoConn::pump: a short read sets read_ready = false \
-            although the event had read_closed, and no new edge comes for the FIN)"]
 fn data_and_fin_arriving_together_are_echoed_then_closed_over_tcp() {
     data_and_fin_together(Flavour::Tcp);
 }

@@ -22,6 +22,9 @@ use crate::sock::SocketFile;
 /// Datagrams handled per event before yielding.
 const DATAGRAMS_PER_EVENT: usize = 64;
 
+/// How often replies to a full Unix datagram peer are retried.
+const PEER_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Pause after a receive error before trying again.
 const RECEIVE_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -31,7 +34,7 @@ const QUEUE_DATAGRAMS: usize = 64;
 /// A datagram socket mio can poll.
 pub trait DatagramSocket: mio::event::Source {
     /// A sender's address.
-    type Addr: Clone + fmt::Display;
+    type Addr: Clone + PartialEq + fmt::Display;
     /// Receives one datagram.
     fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, Self::Addr)>;
     /// Sends one datagram; `Ok(false)` if the sender cannot be answered.
@@ -47,12 +50,12 @@ pub trait DatagramSocket: mio::event::Source {
     fn from_inet(_addr: SocketAddr) -> Option<Self::Addr> {
         None
     }
-    /// Whether a reply that would block may wait in the queue. For UDP,
-    /// `WouldBlock` means our send buffer is full and a writable edge will
-    /// come. For an unconnected Unix datagram socket it means the *peer's*
-    /// queue is full and no edge ever comes back to us: such a reply is
-    /// dropped, or one slow reader would block everybody's replies.
-    const QUEUE_WHEN_FULL: bool = true;
+    /// What `WouldBlock` on a send means. For UDP, our own send buffer is
+    /// full: every reply waits, in order, for the writable edge that will
+    /// come. For an unconnected Unix datagram socket, the *peer's* queue is
+    /// full and no edge ever comes back to us: only that peer's replies
+    /// wait, retried on a timer, so one slow reader blocks nobody else.
+    const FULL_MEANS_PEER_FULL: bool = false;
 }
 
 impl DatagramSocket for mio::net::UdpSocket {
@@ -214,6 +217,9 @@ impl<S: DatagramSocket> DatagramService<S> {
     }
 
     fn flush_queue(&mut self, cx: &mut Context) {
+        if S::FULL_MEANS_PEER_FULL {
+            return self.flush_queue_per_peer(cx);
+        }
         while let Some((datagram, to)) = self.queue.front() {
             let result = self.socket.send_one(datagram, to);
             if matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
@@ -223,6 +229,30 @@ impl<S: DatagramSocket> DatagramService<S> {
                 self.queued_bytes -= datagram.len();
                 self.count_send(result, datagram.len(), &to, cx);
             }
+        }
+    }
+
+    /// One pass over the queue; a peer that is still full keeps its
+    /// replies (in order) and the others go out.
+    fn flush_queue_per_peer(&mut self, cx: &mut Context) {
+        let mut still_full: Vec<S::Addr> = Vec::new();
+        for _ in 0..self.queue.len() {
+            let Some((datagram, to)) = self.queue.pop_front() else {
+                break;
+            };
+            if !still_full.contains(&to) {
+                let result = self.socket.send_one(&datagram, &to);
+                if !matches!(&result, Err(err) if err.kind() == io::ErrorKind::WouldBlock) {
+                    self.queued_bytes -= datagram.len();
+                    self.count_send(result, datagram.len(), &to, cx);
+                    continue;
+                }
+                still_full.push(to.clone());
+            }
+            self.queue.push_back((datagram, to));
+        }
+        if !self.queue.is_empty() {
+            cx.set_timer(cx.now + PEER_FULL_RETRY);
         }
     }
 
@@ -291,9 +321,20 @@ impl<S: DatagramSocket> DatagramService<S> {
             Reply::Echo => datagram,
             Reply::Fixed(answer) => answer,
         };
-        if self.queue.is_empty() {
+        // Replies keep their order: behind the queue (UDP), or behind this
+        // peer's own queued replies (Unix datagrams).
+        let must_wait = if S::FULL_MEANS_PEER_FULL {
+            self.queue.iter().any(|(_, to)| *to == from)
+        } else {
+            !self.queue.is_empty()
+        };
+        if !must_wait {
             match self.socket.send_one(reply, &from) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock && S::QUEUE_WHEN_FULL => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if S::FULL_MEANS_PEER_FULL && self.queue.is_empty() {
+                        cx.set_timer(cx.now + PEER_FULL_RETRY);
+                    }
+                }
                 result => return self.count_send(result, reply.len(), &from, cx),
             }
         }
@@ -458,7 +499,11 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
     }
 
     fn timeout(&mut self, cx: &mut Context) -> Flow {
+        self.flush_queue(cx);
         self.receive_some(cx);
+        if cx.is_shutting_down() && self.queue.is_empty() {
+            return Flow::Close;
+        }
         Flow::Continue
     }
 

@@ -23,6 +23,10 @@ use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
 
+/// At shutdown, how long a peer that was still sending must stay quiet
+/// after our FIN before we close (see `StreamConn::linger`).
+const LINGER_QUIET: Duration = Duration::from_millis(200);
+
 /// A byte stream the reactor can poll: `mio::net::TcpStream` or `UnixStream`.
 pub trait Stream: Read + Write + mio::event::Source {
     /// Sends our FIN: the peer reads what is left, then EOF.
@@ -199,9 +203,10 @@ pub struct ConnState {
     /// a hang-up, or TCP urgent data (a read stops short at the urgent
     /// mark with more data queued behind it, and no new edge will come).
     pub must_drain: bool,
-    /// Shutdown: our FIN is sent; read and discard until the peer's EOF,
-    /// so closing does not reset the connection under data still in flight.
-    pub lingering: bool,
+    /// Shutdown: our FIN is sent; read and discard until the peer's EOF or
+    /// until it has been quiet this long, so closing does not reset the
+    /// connection under data still in flight.
+    pub lingering: Option<Instant>,
     /// The peer shut down its sending side; close once all is echoed.
     pub peer_done: bool,
     /// Bytes received.
@@ -220,7 +225,7 @@ impl ConnState {
             idle: None,
             read_ready: false,
             must_drain: false,
-            lingering: false,
+            lingering: None,
             peer_done: false,
             bytes_in: 0,
             bytes_out: 0,
@@ -266,7 +271,7 @@ impl ConnState {
 
     /// The `status` state word.
     pub fn state(&self) -> &'static str {
-        if self.lingering {
+        if self.lingering.is_some() {
             "closing"
         } else if self.outbox.room(self.max_buffer) == 0 {
             "paused-by-backpressure"
@@ -489,30 +494,46 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
         Flow::Close
     }
 
-    /// Shutdown, once nothing is owed: send our FIN, then read and discard
-    /// until the peer's EOF. Closing with unread input would make the
-    /// kernel send RST, and the peer could lose echoes still in flight.
-    /// The grace period bounds the wait.
+    /// Shutdown, once nothing is owed. A peer that is quiet is closed at
+    /// once: its input queue is empty, so the close is a clean FIN and the
+    /// kernel still delivers what we wrote. A peer still sending would get
+    /// RST when its next bytes hit the closed socket, and RST makes its
+    /// kernel discard echoes it has not read yet. So, as web servers do
+    /// ("lingering close"), we send our FIN, read and discard until its EOF
+    /// or until it has been quiet for `LINGER_QUIET`, and only then close.
     fn linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
         if self.conn.peer_done {
             return Ok(Flow::Close);
         }
-        if !self.conn.lingering {
-            self.conn.lingering = true;
-            self.stream.shutdown_write()?;
-        }
         let stream = &mut self.stream;
+        let mut discarded = 0;
+        let mut drained = false;
         for _ in 0..READS_PER_EVENT {
-            let read = cx.with_scratch(|scratch, _| stream.read(scratch));
-            match read {
+            match cx.with_scratch(|scratch, _| stream.read(scratch)) {
                 Ok(0) => return Ok(Flow::Close),
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Continue),
+                Ok(n) => discarded += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
         }
-        cx.run_again();
+        if discarded == 0 && self.conn.lingering.is_none() {
+            return Ok(Flow::Close); // a quiet peer: nothing to protect
+        }
+        if self.conn.lingering.is_none() {
+            self.stream.shutdown_write()?;
+        }
+        if discarded > 0 || self.conn.lingering.is_none() {
+            let until = cx.now + LINGER_QUIET;
+            self.conn.lingering = Some(until);
+            cx.set_timer(until);
+        }
+        if !drained {
+            cx.run_again();
+        }
         Ok(Flow::Continue)
     }
 }
@@ -558,6 +579,10 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn timeout(&mut self, cx: &mut Context) -> Flow {
+        if self.conn.lingering.is_some_and(|until| cx.now >= until) {
+            debug!("{} {} closed: quiet after our FIN", self.kind, self.peer);
+            return Flow::Close;
+        }
         if self.conn.idle_expired(cx) {
             debug!(
                 "{} {} closed: idle for {:?}",

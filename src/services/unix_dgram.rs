@@ -59,6 +59,16 @@ impl fmt::Display for UnixSender {
     }
 }
 
+impl PartialEq for UnixSender {
+    fn eq(&self, other: &Self) -> bool {
+        if self.0.is_unnamed() || other.0.is_unnamed() {
+            return false; // unnamed senders cannot be told apart, nor answered
+        }
+        self.0.as_pathname() == other.0.as_pathname()
+            && self.0.as_abstract_name() == other.0.as_abstract_name()
+    }
+}
+
 impl DatagramSocket for UnixDgram {
     type Addr = UnixSender;
     fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, UnixSender)> {
@@ -100,7 +110,7 @@ impl DatagramSocket for UnixDgram {
     fn inet(_addr: &UnixSender) -> Option<SocketAddr> {
         None
     }
-    const QUEUE_WHEN_FULL: bool = false;
+    const FULL_MEANS_PEER_FULL: bool = true;
 }
 
 /// Binds a Unix datagram echo socket (file mode `--unix-mode`).
