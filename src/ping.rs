@@ -322,7 +322,7 @@ impl Pinger {
             self.expire(now);
             let more = self
                 .count
-                .map_or(true, |count| self.stats.transmitted < count);
+                .is_none_or(|count| self.stats.transmitted < count);
             if !more && self.waiting.is_empty() {
                 break;
             }

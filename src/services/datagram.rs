@@ -183,6 +183,8 @@ pub struct DatagramService<S: DatagramSocket> {
     queue: VecDeque<(Box<[u8]>, S::Addr)>,
     queued_bytes: usize,
     read_ready: bool,
+    /// Registered for writable: only while replies wait in the queue.
+    write_interest: bool,
     /// recvmmsg buffers, allocated on the first datagram.
     batch: Option<Box<Batch>>,
     bytes_in: u64,
@@ -209,6 +211,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             queue: VecDeque::new(),
             queued_bytes: 0,
             read_ready: false,
+            write_interest: false,
             batch: None,
             bytes_in: 0,
             bytes_out: 0,
@@ -420,6 +423,28 @@ impl<S: DatagramSocket> DatagramService<S> {
         received == mmsg::BATCH
     }
 
+    /// Writable interest follows the queue; one epoll_ctl per transition.
+    /// A full Unix datagram peer raises no writable edge for us: its
+    /// replies are retried on a timer instead.
+    fn sync_write_interest(&mut self, cx: &mut Context) {
+        let want = !self.queue.is_empty() && !S::FULL_MEANS_PEER_FULL;
+        if want == self.write_interest {
+            return;
+        }
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match cx
+            .registry()
+            .reregister(&mut self.socket, cx.token, interest)
+        {
+            Ok(()) => self.write_interest = want,
+            Err(err) => warn!("{} {}: reregister: {err}", self.kind, self.local),
+        }
+    }
+
     /// A receive error (a queued ICMP error, say) is no reason to close the
     /// socket, nor to spin on it: retry shortly, since datagrams queued
     /// behind it raise no new edge.
@@ -479,11 +504,10 @@ impl<S: DatagramSocket> DatagramService<S> {
 
 impl<S: DatagramSocket> Handler for DatagramService<S> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            &mut self.socket,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        // Writable only while replies wait (see `ready`): every datagram
+        // sent frees buffer space, and a standing writable interest would
+        // wake the loop once per reply.
+        registry.register(&mut self.socket, token, Interest::READABLE)
     }
 
     fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow {
@@ -495,6 +519,7 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
         if cx.is_shutting_down() && self.queue.is_empty() {
             return Flow::Close;
         }
+        self.sync_write_interest(cx);
         Flow::Continue
     }
 
@@ -504,6 +529,7 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
         if cx.is_shutting_down() && self.queue.is_empty() {
             return Flow::Close;
         }
+        self.sync_write_interest(cx);
         Flow::Continue
     }
 

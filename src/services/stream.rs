@@ -204,9 +204,9 @@ pub struct ConnState {
     /// mark with more data queued behind it, and no new edge will come).
     pub must_drain: bool,
     /// Shutdown: our FIN is sent; read and discard until the peer's EOF or
-    /// until it has been quiet this long, so closing does not reset the
-    /// connection under data still in flight.
-    pub lingering: Option<Instant>,
+    /// until it has been quiet for `LINGER_QUIET` (timed by the idle clock),
+    /// so closing does not reset the connection under data still in flight.
+    pub lingering: bool,
     /// The peer shut down its sending side; close once all is echoed.
     pub peer_done: bool,
     /// Bytes received.
@@ -225,7 +225,7 @@ impl ConnState {
             idle: None,
             read_ready: false,
             must_drain: false,
-            lingering: None,
+            lingering: false,
             peer_done: false,
             bytes_in: 0,
             bytes_out: 0,
@@ -271,7 +271,7 @@ impl ConnState {
 
     /// The `status` state word.
     pub fn state(&self) -> &'static str {
-        if self.lingering.is_some() {
+        if self.lingering {
             "closing"
         } else if self.outbox.room(self.max_buffer) == 0 {
             "paused-by-backpressure"
@@ -416,6 +416,16 @@ impl Protocol for Echo {
     }
 }
 
+/// The interests of a stream connection; writable only while bytes are owed.
+fn interest(writable: bool) -> Interest {
+    let base = Interest::READABLE | Interest::PRIORITY;
+    if writable {
+        base | Interest::WRITABLE
+    } else {
+        base
+    }
+}
+
 /// A connection over a stream, speaking protocol `R`.
 pub struct StreamConn<S, P, R> {
     stream: S,
@@ -423,6 +433,8 @@ pub struct StreamConn<S, P, R> {
     peer: P,
     conn: ConnState,
     protocol: R,
+    /// Registered for writable: only while bytes are owed.
+    write_interest: bool,
 }
 
 /// The echo connection of `tcp://` and `unix:`.
@@ -437,6 +449,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             peer,
             conn: ConnState::new(),
             protocol,
+            write_interest: false,
         }
     }
 
@@ -450,6 +463,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             peer,
             conn,
             protocol,
+            ..
         } = self;
         for _ in 0..READS_PER_EVENT {
             if !conn.read_ready || conn.peer_done || protocol.done() || cx.is_shutting_down() {
@@ -520,16 +534,16 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                 Err(err) => return Err(err),
             }
         }
-        if discarded == 0 && self.conn.lingering.is_none() {
+        if discarded == 0 && !self.conn.lingering {
             return Ok(Flow::Close); // a quiet peer: nothing to protect
         }
-        if self.conn.lingering.is_none() {
+        if !self.conn.lingering {
+            self.conn.lingering = true;
             self.stream.shutdown_write()?;
         }
-        if discarded > 0 || self.conn.lingering.is_none() {
-            let until = cx.now + LINGER_QUIET;
-            self.conn.lingering = Some(until);
-            cx.set_timer(until);
+        if discarded > 0 {
+            self.conn.received(discarded, cx); // restarts the quiet time
+            cx.set_timer(cx.now + LINGER_QUIET);
         }
         if !drained {
             cx.run_again();
@@ -540,14 +554,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
 
 impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        // Every interest once, for good: edge-triggered, so a writable edge
-        // only comes after a write hit a full buffer. No re-registration.
+        // Writable is asked for only while bytes are owed (see `ready`).
         // PRIORITY reports TCP urgent data (see `ConnState::must_drain`).
-        registry.register(
-            &mut self.stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY,
-        )
+        registry.register(&mut self.stream, token, interest(false))
     }
 
     fn started(&mut self, cx: &mut Context) -> Flow {
@@ -575,11 +584,27 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 return self.linger(cx).unwrap_or_else(|_| self.release(cx));
             }
         }
+        // Writable interest follows the outbox: a standing one would wake
+        // the loop each time the peer frees send-buffer space (on Unix
+        // sockets, every echo it reads), for nothing. One epoll_ctl per
+        // blocked/unblocked transition, never one per message.
+        let owed = !self.conn.outbox.is_empty();
+        if owed != self.write_interest {
+            if let Err(err) = cx
+                .registry()
+                .reregister(&mut self.stream, cx.token, interest(owed))
+            {
+                log_close(self.kind, &self.peer, &err);
+                return self.release(cx);
+            }
+            self.write_interest = owed;
+        }
         Flow::Continue
     }
 
     fn timeout(&mut self, cx: &mut Context) -> Flow {
-        if self.conn.lingering.is_some_and(|until| cx.now >= until) {
+        let quiet = self.conn.idle.as_ref().map(|idle| idle.idle(cx.now));
+        if self.conn.lingering && quiet.is_none_or(|quiet| quiet >= LINGER_QUIET) {
             debug!("{} {} closed: quiet after our FIN", self.kind, self.peer);
             return Flow::Close;
         }
