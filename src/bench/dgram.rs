@@ -163,6 +163,7 @@ pub fn run(job: WorkerJob) -> WorkerResult {
         .fetch_add(conns.len() as u64, Ordering::Relaxed);
     let timeline = job.shared.start();
     let Ok(mut poll) = poll else {
+        job.shared.finish();
         return result;
     };
     let mut worker = Worker {
@@ -178,6 +179,7 @@ pub fn run(job: WorkerJob) -> WorkerResult {
         buf: vec![0; job.config.size + 1],
     };
     worker.run(&mut poll);
+    job.shared.finish();
     let mut result = worker.result;
     for conn in &worker.conns {
         if conn.replied {

@@ -8,7 +8,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::SocketAddr as UnixAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -233,6 +233,10 @@ pub struct Shared {
     timeline: OnceLock<Timeline>,
     /// Connections established, added up by the workers before they meet.
     pub connected: AtomicU64,
+    /// Workers whose load is over; they wait at the barrier until the
+    /// coordinator has told its observer, so no connection closes (and no
+    /// server thread exits) before the window's CPU time is read.
+    finished: AtomicUsize,
     /// Per worker: echoes completed, errors, lost (for the progress line).
     pub progress: Vec<[AtomicU64; 3]>,
 }
@@ -244,6 +248,13 @@ impl Shared {
         self.barrier.wait();
         // The coordinator sets it between the two waits.
         *self.timeline.get().expect("timeline set between barriers")
+    }
+
+    /// The worker's load is over: waits until the coordinator has closed
+    /// the window, before the worker drains and closes its connections.
+    pub fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::AcqRel);
+        self.barrier.wait();
     }
 }
 
@@ -347,6 +358,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         barrier: Barrier::new(threads + 1),
         timeline: OnceLock::new(),
         connected: AtomicU64::new(0),
+        finished: AtomicUsize::new(0),
         progress: (0..threads)
             .map(|_| [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)])
             .collect(),
@@ -410,7 +422,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
             measuring = true;
             observer.measuring();
         }
-        if handles.iter().all(|h| h.is_finished()) {
+        if shared.finished.load(Ordering::Acquire) == threads {
             break;
         }
         if let Some(end) = timeline.measure_end {
@@ -446,6 +458,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         observer.measuring();
     }
     observer.finished();
+    shared.barrier.wait();
 
     let mut counters = Counters::default();
     let mut latency = new_histogram();

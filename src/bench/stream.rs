@@ -172,6 +172,7 @@ pub fn run(job: WorkerJob) -> WorkerResult {
         .fetch_add(live as u64, Ordering::Relaxed);
     let timeline = job.shared.start();
     let Some(mut poll) = poll else {
+        job.shared.finish();
         return result;
     };
     let mut worker = Worker {
@@ -345,6 +346,7 @@ impl Worker<'_> {
             }
         }
         self.publish();
+        self.job.shared.finish();
         self.drain(poll, events);
     }
 
