@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::load::{Dest, Timeline, WorkerJob, WorkerResult};
 use super::pattern::Pattern;
@@ -72,13 +72,28 @@ impl Sock {
         }
     }
 
-    fn register(&mut self, poll: &Poll, token: Token) -> io::Result<()> {
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        match self {
-            Sock::Udp(s) => poll.registry().register(s, token, interest),
-            Sock::Unix(s) => {
-                poll.registry()
-                    .register(&mut SourceFd(&s.as_raw_fd()), token, interest)
+    /// Registers (`writable` None) or re-registers the socket: writable
+    /// only while a send would block, so freed buffer space does not wake
+    /// the loop.
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        writable: Option<bool>,
+    ) -> io::Result<()> {
+        let interest = if writable == Some(true) {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match (self, writable.is_some()) {
+            (Sock::Udp(s), false) => registry.register(s, token, interest),
+            (Sock::Udp(s), true) => registry.reregister(s, token, interest),
+            (Sock::Unix(s), false) => {
+                registry.register(&mut SourceFd(&s.as_raw_fd()), token, interest)
+            }
+            (Sock::Unix(s), true) => {
+                registry.reregister(&mut SourceFd(&s.as_raw_fd()), token, interest)
             }
         }
     }
@@ -109,6 +124,7 @@ struct Conn {
     slots: Vec<Slot>,
     dead: bool,
     replied: bool,
+    write_interest: bool,
 }
 
 struct Worker<'a> {
@@ -122,6 +138,8 @@ struct Worker<'a> {
     last_reply: Instant,
     out: Vec<u8>,
     buf: Vec<u8>,
+    /// To ask for writable from inside a send.
+    registry: Registry,
 }
 
 /// Runs one datagram worker to the end of its share of the run.
@@ -138,7 +156,7 @@ pub fn run(job: WorkerJob) -> WorkerResult {
                 job.pattern.nonce()
             );
             let opened = Sock::open(&job.dest, &name).and_then(|mut sock| {
-                sock.register(poll, Token(conns.len()))?;
+                sock.register(poll.registry(), Token(conns.len()), None)?;
                 Ok(sock)
             });
             match opened {
@@ -149,6 +167,7 @@ pub fn run(job: WorkerJob) -> WorkerResult {
                     slots: Vec::with_capacity(job.config.depth),
                     dead: false,
                     replied: false,
+                    write_interest: false,
                 }),
                 Err(err) => result.connect_failed(|| format!("socket {id}: {}", describe(&err))),
             }
@@ -162,7 +181,12 @@ pub fn run(job: WorkerJob) -> WorkerResult {
         .connected
         .fetch_add(conns.len() as u64, Ordering::Relaxed);
     let timeline = job.shared.start();
-    let Ok(mut poll) = poll else {
+    let registry = poll
+        .as_ref()
+        .map_err(|_| ())
+        .and_then(|p| p.registry().try_clone().map_err(|_| ()));
+    let (Ok(mut poll), Ok(registry)) = (poll, registry) else {
+        result.error(|| "cannot create a poller".into());
         job.shared.finish();
         return result;
     };
@@ -177,6 +201,7 @@ pub fn run(job: WorkerJob) -> WorkerResult {
         last_reply: Instant::now(),
         out: Vec::with_capacity(job.config.size),
         buf: vec![0; job.config.size + 1],
+        registry,
     };
     worker.run(&mut poll);
     job.shared.finish();
@@ -250,6 +275,14 @@ impl Worker<'_> {
                             self.transmit(i, s, now);
                         }
                     }
+                    let conn = &mut self.conns[i];
+                    let blocked = conn.slots.iter().any(|s| s.state == SlotState::Unsent);
+                    if conn.write_interest && !blocked && !conn.dead {
+                        match conn.sock.register(poll.registry(), Token(i), Some(false)) {
+                            Ok(()) => conn.write_interest = false,
+                            Err(err) => self.fail(i, err),
+                        }
+                    }
                 }
             }
             let now = Instant::now();
@@ -314,7 +347,14 @@ impl Worker<'_> {
                 slot.state = SlotState::InFlight;
             }
             // Stays Unsent; the writable edge brings it back.
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if !conn.write_interest {
+                    match conn.sock.register(&self.registry, Token(i), Some(true)) {
+                        Ok(()) => conn.write_interest = true,
+                        Err(err) => self.fail(i, err),
+                    }
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => self.fail(i, err),
         }

@@ -130,6 +130,9 @@ struct Conn {
     out_pos: usize,
     /// Last time bytes came back (or the first message went out).
     last_progress: Instant,
+    /// Registered for writable: only while a write was partial, so the
+    /// kernel does not wake the loop each time send-buffer space frees.
+    write_interest: bool,
 }
 
 /// A worker: its connections and what it has counted.
@@ -230,6 +233,7 @@ fn connect_all(
                         out: Vec::new(),
                         out_pos: 0,
                         last_progress: start,
+                        write_interest: true,
                     });
                     pending += 1;
                 }
@@ -263,6 +267,16 @@ fn connect_all(
                     conn.sock.opened();
                     conn.state = State::Open;
                     pending -= 1;
+                    // Writable was needed to see the connect complete; from
+                    // now on only a partial write asks for it.
+                    let token = event.token();
+                    if poll
+                        .registry()
+                        .reregister(&mut conn.sock, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        conn.write_interest = false;
+                    }
                 }
                 Ok(false) => {}
                 Err(err) => {
@@ -305,7 +319,7 @@ impl Worker<'_> {
         let now = Instant::now();
         for i in 0..self.conns.len() {
             if self.conns[i].state == State::Open {
-                self.send_more(i, now);
+                self.send_more(poll.registry(), i, now);
             }
         }
         let mut next_housekeeping = now + HOUSEKEEPING;
@@ -335,7 +349,7 @@ impl Worker<'_> {
                     self.receive(i, now);
                 }
                 if self.conns[i].state == State::Open {
-                    self.send_more(i, now);
+                    self.send_more(poll.registry(), i, now);
                 }
             }
             let now = Instant::now();
@@ -370,7 +384,7 @@ impl Worker<'_> {
                 if i < self.conns.len() && self.conns[i].state == State::Open {
                     self.receive(i, Instant::now());
                     if self.conns[i].state == State::Open {
-                        self.send_more(i, Instant::now());
+                        self.send_more(poll.registry(), i, Instant::now());
                     }
                 }
             }
@@ -491,7 +505,7 @@ impl Worker<'_> {
 
     /// Tops the connection up to `depth` messages in flight and writes what
     /// the socket takes.
-    fn send_more(&mut self, i: usize, now: Instant) {
+    fn send_more(&mut self, registry: &Registry, i: usize, now: Instant) {
         let depth = self.job.config.depth;
         let measured = now >= self.timeline.measure_start;
         let conn = &mut self.conns[i];
@@ -526,6 +540,21 @@ impl Worker<'_> {
                         format!("connection {id}: write failed: {}", describe(&err))
                     });
                     return;
+                }
+            }
+        }
+        let blocked = conn.out_pos < conn.out.len();
+        if blocked != conn.write_interest {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match registry.reregister(&mut conn.sock, Token(i), interest) {
+                Ok(()) => conn.write_interest = blocked,
+                Err(err) => {
+                    let id = conn.id;
+                    self.kill(i, || format!("connection {id}: reregister: {}", describe(&err)));
                 }
             }
         }
