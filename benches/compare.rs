@@ -10,9 +10,9 @@
 //! exactly when the measured window opens and closes): throughput mostly
 //! measures the load generator, which shares the machine.
 //!
-//! `cargo bench --bench compare` (about 4 minutes), `-- --quick` or
-//! `ECHOPLEX_COMPARE_QUICK=1` (under a minute). `-- --only NAME` runs the
-//! scenarios whose name contains NAME.
+//! `cargo bench --bench compare` (about 5 minutes), `-- --quick` or
+//! `ECHOPLEX_COMPARE_QUICK=1` (under a minute). `-- --only A,B` runs the
+//! scenarios whose name contains A or B.
 
 #[path = "compare/servers.rs"]
 mod servers;
@@ -33,8 +33,18 @@ use echoplex::endpoint::Endpoint;
 const SERVER_CORE: usize = 0;
 const LOAD_CORE: usize = 1;
 
-/// The servers, in the order of the table's columns.
+/// The servers, in the order of the table's columns. With
+/// `ECHOPLEX_BASELINE=/path/to/echoplex` a fifth column, `baseline`, runs
+/// another build of echoplex: the A/B test for a reactor change.
 const SERVERS: [&str; 4] = ["echoplex", "tokio", "threads", "epoll"];
+
+fn servers() -> Vec<&'static str> {
+    let mut names = SERVERS.to_vec();
+    if std::env::var_os("ECHOPLEX_BASELINE").is_some() {
+        names.push("baseline");
+    }
+    names
+}
 
 struct Scenario {
     name: &'static str,
@@ -44,12 +54,42 @@ struct Scenario {
 }
 
 const SCENARIOS: [Scenario; 6] = [
-    Scenario { name: "TCP 1 conn × 64 B", scheme: "tcp", connections: 1, size: 64 },
-    Scenario { name: "TCP 100 conns × 64 B", scheme: "tcp", connections: 100, size: 64 },
-    Scenario { name: "TCP 1,000 conns × 64 B", scheme: "tcp", connections: 1000, size: 64 },
-    Scenario { name: "TCP 10 conns × 16 KiB", scheme: "tcp", connections: 10, size: 16384 },
-    Scenario { name: "UDP 8 sockets × 64 B", scheme: "udp", connections: 8, size: 64 },
-    Scenario { name: "Unix 100 conns × 64 B", scheme: "unix", connections: 100, size: 64 },
+    Scenario {
+        name: "TCP 1 conn × 64 B",
+        scheme: "tcp",
+        connections: 1,
+        size: 64,
+    },
+    Scenario {
+        name: "TCP 100 conns × 64 B",
+        scheme: "tcp",
+        connections: 100,
+        size: 64,
+    },
+    Scenario {
+        name: "TCP 1,000 conns × 64 B",
+        scheme: "tcp",
+        connections: 1000,
+        size: 64,
+    },
+    Scenario {
+        name: "TCP 10 conns × 16 KiB",
+        scheme: "tcp",
+        connections: 10,
+        size: 16384,
+    },
+    Scenario {
+        name: "UDP 8 sockets × 64 B",
+        scheme: "udp",
+        connections: 8,
+        size: 64,
+    },
+    Scenario {
+        name: "Unix 100 conns × 64 B",
+        scheme: "unix",
+        connections: 100,
+        size: 64,
+    },
 ];
 
 struct Plan {
@@ -90,7 +130,7 @@ fn main() {
         }
     } else {
         Plan {
-            rounds: 5,
+            rounds: 3,
             warmup: Duration::from_millis(300),
             duration: Duration::from_secs(2),
             idle_connections: 10_000,
@@ -115,7 +155,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("echoplex-compare-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
 
-    let mut running: Vec<Server> = SERVERS
+    let names = servers();
+    let mut running: Vec<Server> = names
         .iter()
         .map(|name| Server::start(name, &dir, server_core))
         .collect();
@@ -124,7 +165,11 @@ fn main() {
     let mut results: Vec<BTreeMap<&str, Vec<Run>>> = Vec::new();
     for scenario in &SCENARIOS {
         let mut by_server: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
-        if plan.only.as_ref().is_some_and(|o| !scenario.name.contains(o.as_str())) {
+        if plan
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|part| scenario.name.contains(part)))
+        {
             results.push(by_server);
             continue;
         }
@@ -140,7 +185,11 @@ fn main() {
                     run.msgs_per_sec,
                     run.mb_per_sec,
                     run.cpu_us_per_msg,
-                    if run.errors > 0 { format!("  ({} errors)", run.errors) } else { String::new() }
+                    if run.errors > 0 {
+                        format!("  ({} errors)", run.errors)
+                    } else {
+                        String::new()
+                    }
                 );
                 by_server.entry(server.name).or_default().push(run);
             }
@@ -151,13 +200,16 @@ fn main() {
         server.stop();
     }
 
-    print_tables(&results);
+    print_tables(&names, &results);
 
     if plan.only.is_none() {
-        println!("\n## Resident memory of {} idle TCP connections\n", plan.idle_connections);
+        println!(
+            "\n## Resident memory of {} idle TCP connections\n",
+            plan.idle_connections
+        );
         println!("| server | RSS before | RSS with connections | per connection |");
         println!("|---|---:|---:|---:|");
-        for name in SERVERS {
+        for &name in &names {
             let mut server = Server::start(name, &dir, server_core);
             match server.idle_memory(plan.idle_connections) {
                 Ok((before, after)) => println!(
@@ -174,7 +226,7 @@ fn main() {
         println!("\n## Start-up to `ready` (median of 5)\n");
         println!("| server | ms |");
         println!("|---|---:|");
-        for name in SERVERS {
+        for &name in &names {
             let mut times: Vec<f64> = (0..5)
                 .map(|_| {
                     let mut server = Server::start(name, &dir, server_core);
@@ -220,54 +272,69 @@ fn medians(runs: &[Run]) -> Run {
     }
 }
 
-fn print_tables(results: &[BTreeMap<&str, Vec<Run>>]) {
+fn print_tables(names: &[&str], results: &[BTreeMap<&str, Vec<Run>>]) {
     let rows: Vec<(&Scenario, BTreeMap<&str, Run>)> = SCENARIOS
         .iter()
         .zip(results)
         .filter(|(_, by)| !by.is_empty())
         .map(|(s, by)| (s, by.iter().map(|(k, v)| (*k, medians(v))).collect()))
         .collect();
-    let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}×", a / b) } else { "–".into() };
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}×", a / b)
+        } else {
+            "–".into()
+        }
+    };
+    let others: Vec<&str> = names.iter().copied().filter(|n| *n != "echoplex").collect();
+    let header = |what: &str| {
+        let mut line = format!("| {what} |");
+        for name in names {
+            line.push_str(&format!(" {name} |"));
+        }
+        for other in &others {
+            line.push_str(&format!(" echoplex/{other} |"));
+        }
+        println!("{line}");
+        println!("|---|{}", "---:|".repeat(names.len() + others.len()));
+    };
 
     println!("## Server CPU per echoed message (µs, lower is better)\n");
-    println!("| scenario | echoplex | tokio | threads | epoll | echoplex/tokio | echoplex/threads | echoplex/epoll |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    header("scenario");
     for (scenario, by) in &rows {
         let cpu = |name: &str| by.get(name).map_or(f64::NAN, |r| r.cpu_us_per_msg);
-        println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
-            scenario.name,
-            cpu("echoplex"),
-            cpu("tokio"),
-            cpu("threads"),
-            cpu("epoll"),
-            ratio(cpu("echoplex"), cpu("tokio")),
-            ratio(cpu("echoplex"), cpu("threads")),
-            ratio(cpu("echoplex"), cpu("epoll")),
-        );
+        let mut line = format!("| {} |", scenario.name);
+        for name in names {
+            line.push_str(&format!(" {:.2} |", cpu(name)));
+        }
+        for other in &others {
+            line.push_str(&format!(" {} |", ratio(cpu("echoplex"), cpu(other))));
+        }
+        println!("{line}");
     }
     println!("\n## Throughput (msgs/s and MB/s, one direction; bounded by the load generator on its one core)\n");
-    println!("| scenario | echoplex | tokio | threads | epoll | echoplex/tokio | echoplex/threads | echoplex/epoll |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    header("scenario");
     for (scenario, by) in &rows {
-        let cell = |name: &str| {
-            by.get(name).map_or("–".to_string(), |r| {
-                let errors = if r.errors > 0 { format!(" ({} errors)", r.errors) } else { String::new() };
-                format!("{:.0}k/s, {:.1} MB/s{errors}", r.msgs_per_sec / 1e3, r.mb_per_sec)
-            })
-        };
         let rate = |name: &str| by.get(name).map_or(f64::NAN, |r| r.msgs_per_sec);
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            scenario.name,
-            cell("echoplex"),
-            cell("tokio"),
-            cell("threads"),
-            cell("epoll"),
-            ratio(rate("echoplex"), rate("tokio")),
-            ratio(rate("echoplex"), rate("threads")),
-            ratio(rate("echoplex"), rate("epoll")),
-        );
+        let mut line = format!("| {} |", scenario.name);
+        for name in names {
+            line.push_str(&by.get(name).map_or(" – |".to_string(), |r| {
+                let errors = if r.errors > 0 {
+                    format!(" ({} errors)", r.errors)
+                } else {
+                    String::new()
+                };
+                format!(
+                    " {:.0}k/s, {:.1} MB/s{errors} |",
+                    r.msgs_per_sec / 1e3,
+                    r.mb_per_sec
+                )
+            }));
+        }
+        for other in &others {
+            line.push_str(&format!(" {} |", ratio(rate("echoplex"), rate(other))));
+        }
+        println!("{line}");
     }
 }
 
@@ -282,8 +349,12 @@ struct Server {
 impl Server {
     fn start(name: &'static str, dir: &Path, core: usize) -> Server {
         let unix_path: PathBuf = dir.join(format!("{name}.sock"));
-        let mut command = if name == "echoplex" {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_echoplex"));
+        let mut command = if name == "echoplex" || name == "baseline" {
+            let bin = match std::env::var_os("ECHOPLEX_BASELINE") {
+                Some(path) if name == "baseline" => PathBuf::from(path),
+                _ => PathBuf::from(env!("CARGO_BIN_EXE_echoplex")),
+            };
+            let mut c = Command::new(bin);
             c.arg("serve")
                 .arg("tcp://127.0.0.1:0")
                 .arg("udp://127.0.0.1:0")
@@ -297,7 +368,10 @@ impl Server {
             c.arg("--serve").arg(name).arg(&unix_path);
             c
         };
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         // SAFETY: sched_setaffinity is async-signal-safe; nothing else runs
         // between fork and exec.
         unsafe {
@@ -307,7 +381,9 @@ impl Server {
             });
         }
         let started = Instant::now();
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -329,7 +405,12 @@ impl Server {
             }
         }
         let startup = started.elapsed();
-        Server { name, child, endpoints, startup }
+        Server {
+            name,
+            child,
+            endpoints,
+            startup,
+        }
     }
 
     fn endpoint(&self, scheme: &str) -> Endpoint {
@@ -358,7 +439,11 @@ impl Server {
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
         };
-        let mut cpu = CpuWindow { pid: self.pid(), start: 0, end: 0 };
+        let mut cpu = CpuWindow {
+            pid: self.pid(),
+            start: 0,
+            end: 0,
+        };
         let report = run_load(&config, &mut cpu).expect("load run");
         let messages = report.counters.messages.max(1) as f64;
         Run {
@@ -371,7 +456,10 @@ impl Server {
 
     /// RSS (KiB) before and after `n` idle TCP connections are accepted.
     fn idle_memory(&self, n: usize) -> Result<(u64, u64), String> {
-        let addr = self.endpoint("tcp").socket_addr().map_err(|e| e.to_string())?;
+        let addr = self
+            .endpoint("tcp")
+            .socket_addr()
+            .map_err(|e| e.to_string())?;
         let fds_before = count_fds(self.pid());
         let before = rss_kib(self.pid());
         let mut conns = Vec::with_capacity(n);
@@ -383,7 +471,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         while count_fds(self.pid()) < fds_before + n {
             if Instant::now() > deadline {
-                return Err(format!("only {} accepted", count_fds(self.pid()) - fds_before));
+                return Err(format!(
+                    "only {} accepted",
+                    count_fds(self.pid()) - fds_before
+                ));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -437,7 +528,11 @@ fn cpu_ns(pid: i32) -> u64 {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-                if let Some(ns) = text.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()) {
+                if let Some(ns) = text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|f| f.parse::<u64>().ok())
+                {
                     total += ns;
                     any = true;
                 }
@@ -488,7 +583,10 @@ fn pin_self(core: usize) {
 
 /// 10,000 idle connections need more descriptors than the usual soft limit.
 fn raise_nofile() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: get/setrlimit on structs we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {

@@ -32,7 +32,9 @@ pub fn serve(kind: &str, unix_path: &Path) -> io::Result<()> {
         "tokio" => tokio_server(tcp, udp, unix),
         "threads" => threads_server(tcp, udp, unix),
         "epoll" => epoll_server(tcp, udp, unix),
-        other => Err(io::Error::other(format!("unknown reference server {other}"))),
+        other => Err(io::Error::other(format!(
+            "unknown reference server {other}"
+        ))),
     }
 }
 

@@ -554,7 +554,9 @@ impl Worker<'_> {
                 Ok(()) => conn.write_interest = blocked,
                 Err(err) => {
                     let id = conn.id;
-                    self.kill(i, || format!("connection {id}: reregister: {}", describe(&err)));
+                    self.kill(i, || {
+                        format!("connection {id}: reregister: {}", describe(&err))
+                    });
                 }
             }
         }
