@@ -148,6 +148,10 @@ fn ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, events: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes a connection owes after a partial write, and how many of them
+/// went out since: boxed, so an idle connection's slot is one pointer.
+type Owed = Option<Box<(Vec<u8>, usize)>>;
+
 /// Datagrams per recvmmsg/sendmmsg call.
 const BATCH: usize = 32;
 /// Room per datagram in a batch.
@@ -171,7 +175,7 @@ fn epoll_server(tcp: TcpListener, udp: UdpSocket, unix: UnixListener) -> io::Res
         set_nonblocking(fd)?;
         ctl(epfd, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32)?;
     }
-    let mut pending: Vec<Option<Box<(Vec<u8>, usize)>>> = Vec::new();
+    let mut pending: Vec<Owed> = Vec::new();
     let mut buf = vec![0u8; 65536];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
 
@@ -318,7 +322,7 @@ fn write_some(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     Ok(done)
 }
 
-fn close(fd: RawFd, pending: &mut [Option<Box<(Vec<u8>, usize)>>]) {
+fn close(fd: RawFd, pending: &mut [Owed]) {
     pending[fd as usize] = None;
     // SAFETY: closing a connection we accepted; epoll forgets it.
     unsafe { libc::close(fd) };
