@@ -10,7 +10,7 @@
 //! exactly when the measured window opens and closes): throughput mostly
 //! measures the load generator, which shares the machine.
 //!
-//! `cargo bench --bench compare` (about 5 minutes), `-- --quick` or
+//! `cargo bench --bench compare` (about 5 minutes; 7 with a baseline), `-- --quick` or
 //! `ECHOPLEX_COMPARE_QUICK=1` (under a minute). `-- --only A,B` runs the
 //! scenarios whose name contains A or B.
 
@@ -124,13 +124,13 @@ fn main() {
         Plan {
             rounds: 1,
             warmup: Duration::from_millis(100),
-            duration: Duration::from_millis(500),
-            idle_connections: 10_000,
+            duration: Duration::from_millis(400),
+            idle_connections: 2_000,
             only,
         }
     } else {
         Plan {
-            rounds: 3,
+            rounds: 5,
             warmup: Duration::from_millis(300),
             duration: Duration::from_secs(2),
             idle_connections: 10_000,

@@ -39,7 +39,8 @@ its sequence number and a pattern derived from it, so a corrupt, reordered \
 or duplicated echo is an error. A datagram not echoed within --timeout is \
 counted lost and re-sent under a new sequence number (a lossy server never \
 hangs the run); a stream connection owed an echo that hears nothing for \
---timeout is an error.
+--timeout is an error. `echoplex serve` limits UDP replies per source \
+address (--udp-rate, default 1000/s): serve with --udp-rate 0 to load it.
 
 Exit status:
   0  every echo verified, no error
@@ -191,6 +192,15 @@ pub fn run(args: Args) -> ExitCode {
         .and_then(|()| stdout.flush());
 
     let c = &report.counters;
+    if c.lost > 0 && config.endpoint.kind == Kind::Udp {
+        // The likeliest cause on loopback is a reply rate limit, such as
+        // echoplex's own anti-reflection guard.
+        eprintln!(
+            "echoplex bench: {} datagrams lost; a server that limits replies per \
+             source loses them on purpose (echoplex serve: --udp-rate 0 lifts its limit)",
+            c.lost
+        );
+    }
     if c.connected == 0 {
         let why = report
             .first_error
