@@ -40,7 +40,8 @@ or duplicated echo is an error. A datagram not echoed within --timeout is \
 counted lost and re-sent under a new sequence number (a lossy server never \
 hangs the run); a stream connection owed an echo that hears nothing for \
 --timeout is an error. `echoplex serve` limits UDP replies per source \
-address (--udp-rate, default 1000/s): serve with --udp-rate 0 to load it.
+address (--udp-rate, default 1000/s) except from loopback: to load it from \
+another host, serve with --udp-rate 0.
 
 Exit status:
   0  every echo verified, no error
@@ -197,7 +198,7 @@ pub fn run(args: Args) -> ExitCode {
         // echoplex's own anti-reflection guard.
         eprintln!(
             "echoplex bench: {} datagrams lost; a server that limits replies per \
-             source loses them on purpose (echoplex serve: --udp-rate 0 lifts its limit)",
+             source drops them on purpose (echoplex serve: --udp-rate 0 lifts its limit)",
             c.lost
         );
     }

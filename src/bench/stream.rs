@@ -494,7 +494,7 @@ impl Worker<'_> {
                 conn.next_recv += 1;
                 self.completed += 1;
                 if let Some((sent, measured)) = conn.in_flight.pop_front() {
-                    if measured && measure_end.map_or(true, |end| now < end) {
+                    if measured && measure_end.is_none_or(|end| now < end) {
                         self.result.record(sent, now);
                     }
                 }
