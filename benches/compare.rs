@@ -1,0 +1,597 @@
+//! Side by side, in one run: echoplex's reactor (the real `echoplex serve`)
+//! against three reference servers written here (tokio current_thread,
+//! blocking thread-per-connection, raw epoll on libc), each a child process
+//! pinned to core 0 while the load (echoplex's own closed-loop generator,
+//! one thread) runs pinned to core 1. Servers alternate within each round;
+//! each figure is the median of the rounds.
+//!
+//! The figure that judges a server on a 2-core box is its CPU time per
+//! echoed message (from /proc/PID/task/*/schedstat, nanoseconds, read
+//! exactly when the measured window opens and closes): throughput mostly
+//! measures the load generator, which shares the machine.
+//!
+//! `cargo bench --bench compare` (about 5 minutes; 7 with a baseline), `-- --quick` or
+//! `ECHOPLEX_COMPARE_QUICK=1` (under a minute). `-- --only A,B` runs the
+//! scenarios whose name contains A or B.
+
+#[path = "compare/servers.rs"]
+mod servers;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use echoplex::bench::{run_load, LoadConfig, Observer, Stop};
+use echoplex::endpoint::Endpoint;
+
+const SERVER_CORE: usize = 0;
+const LOAD_CORE: usize = 1;
+
+/// The servers, in the order of the table's columns. With
+/// `ECHOPLEX_BASELINE=/path/to/echoplex` a fifth column, `baseline`, runs
+/// another build of echoplex: the A/B test for a reactor change.
+const SERVERS: [&str; 4] = ["echoplex", "tokio", "threads", "epoll"];
+
+fn servers() -> Vec<&'static str> {
+    let mut names = SERVERS.to_vec();
+    if std::env::var_os("ECHOPLEX_BASELINE").is_some() {
+        names.push("baseline");
+    }
+    names
+}
+
+struct Scenario {
+    name: &'static str,
+    scheme: &'static str,
+    connections: usize,
+    size: usize,
+}
+
+const SCENARIOS: [Scenario; 6] = [
+    Scenario {
+        name: "TCP 1 conn × 64 B",
+        scheme: "tcp",
+        connections: 1,
+        size: 64,
+    },
+    Scenario {
+        name: "TCP 100 conns × 64 B",
+        scheme: "tcp",
+        connections: 100,
+        size: 64,
+    },
+    Scenario {
+        name: "TCP 1,000 conns × 64 B",
+        scheme: "tcp",
+        connections: 1000,
+        size: 64,
+    },
+    Scenario {
+        name: "TCP 10 conns × 16 KiB",
+        scheme: "tcp",
+        connections: 10,
+        size: 16384,
+    },
+    Scenario {
+        name: "UDP 8 sockets × 64 B",
+        scheme: "udp",
+        connections: 8,
+        size: 64,
+    },
+    Scenario {
+        name: "Unix 100 conns × 64 B",
+        scheme: "unix",
+        connections: 100,
+        size: 64,
+    },
+];
+
+struct Plan {
+    rounds: usize,
+    warmup: Duration,
+    duration: Duration,
+    idle_connections: usize,
+    only: Option<String>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--serve") {
+        // Child mode: one reference server.
+        let (Some(kind), Some(path)) = (args.get(1), args.get(2)) else {
+            eprintln!("usage: compare --serve KIND UNIX_PATH");
+            std::process::exit(2);
+        };
+        if let Err(err) = servers::serve(kind, Path::new(path)) {
+            eprintln!("reference server {kind}: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick")
+        || std::env::var("ECHOPLEX_COMPARE_QUICK").is_ok_and(|v| v != "0");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let plan = if quick {
+        Plan {
+            rounds: 1,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(400),
+            idle_connections: 2_000,
+            only,
+        }
+    } else {
+        Plan {
+            rounds: 5,
+            warmup: Duration::from_millis(300),
+            duration: Duration::from_secs(2),
+            idle_connections: 10_000,
+            only,
+        }
+    };
+    raise_nofile();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (server_core, load_core) = if cores >= 2 {
+        (SERVER_CORE, LOAD_CORE)
+    } else {
+        (0, 0)
+    };
+    pin_self(load_core);
+    println!(
+        "# echoplex compare: {} round(s) of {:.1} s (+{:.1} s warm-up) per server and scenario; server on core {server_core}, load on core {load_core}\n",
+        plan.rounds,
+        plan.duration.as_secs_f64(),
+        plan.warmup.as_secs_f64()
+    );
+    let started = Instant::now();
+    let dir = std::env::temp_dir().join(format!("echoplex-compare-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+
+    let names = servers();
+    let mut running: Vec<Server> = names
+        .iter()
+        .map(|name| Server::start(name, &dir, server_core))
+        .collect();
+
+    // results[scenario][server] = runs
+    let mut results: Vec<BTreeMap<&str, Vec<Run>>> = Vec::new();
+    for scenario in &SCENARIOS {
+        let mut by_server: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+        if plan
+            .only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|part| scenario.name.contains(part)))
+        {
+            results.push(by_server);
+            continue;
+        }
+        for round in 0..plan.rounds {
+            // Alternate: each round starts with the next server.
+            for k in 0..running.len() {
+                let server = &running[(round + k) % running.len()];
+                let run = server.drive(scenario, &plan);
+                eprintln!(
+                    "  {:<24} {:<9} {:>9.0} msgs/s {:>8.1} MB/s {:>6.2} µs/msg{}",
+                    scenario.name,
+                    server.name,
+                    run.msgs_per_sec,
+                    run.mb_per_sec,
+                    run.cpu_us_per_msg,
+                    if run.errors > 0 {
+                        format!("  ({} errors)", run.errors)
+                    } else {
+                        String::new()
+                    }
+                );
+                by_server.entry(server.name).or_default().push(run);
+            }
+        }
+        results.push(by_server);
+    }
+    for server in &mut running {
+        server.stop();
+    }
+
+    print_tables(&names, &results);
+
+    if plan.only.is_none() {
+        println!(
+            "\n## Resident memory of {} idle TCP connections\n",
+            plan.idle_connections
+        );
+        println!("| server | RSS before | RSS with connections | per connection |");
+        println!("|---|---:|---:|---:|");
+        for &name in &names {
+            let mut server = Server::start(name, &dir, server_core);
+            match server.idle_memory(plan.idle_connections) {
+                Ok((before, after)) => println!(
+                    "| {name} | {} KiB | {} KiB | {:.0} B |",
+                    before,
+                    after,
+                    (after.saturating_sub(before) * 1024) as f64 / plan.idle_connections as f64
+                ),
+                Err(err) => println!("| {name} | – | – | failed: {err} |"),
+            }
+            server.stop();
+        }
+
+        println!("\n## Start-up to `ready` (median of 5)\n");
+        println!("| server | ms |");
+        println!("|---|---:|");
+        for &name in &names {
+            let mut times: Vec<f64> = (0..5)
+                .map(|_| {
+                    let mut server = Server::start(name, &dir, server_core);
+                    server.stop();
+                    server.startup.as_secs_f64() * 1e3
+                })
+                .collect();
+            println!("| {name} | {:.2} |", median(&mut times));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("\n(total {:.0} s)", started.elapsed().as_secs_f64());
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    msgs_per_sec: f64,
+    mb_per_sec: f64,
+    cpu_us_per_msg: f64,
+    errors: u64,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn medians(runs: &[Run]) -> Run {
+    let pick = |f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+    Run {
+        msgs_per_sec: pick(|r| r.msgs_per_sec),
+        mb_per_sec: pick(|r| r.mb_per_sec),
+        cpu_us_per_msg: pick(|r| r.cpu_us_per_msg),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+fn print_tables(names: &[&str], results: &[BTreeMap<&str, Vec<Run>>]) {
+    let rows: Vec<(&Scenario, BTreeMap<&str, Run>)> = SCENARIOS
+        .iter()
+        .zip(results)
+        .filter(|(_, by)| !by.is_empty())
+        .map(|(s, by)| (s, by.iter().map(|(k, v)| (*k, medians(v))).collect()))
+        .collect();
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}×", a / b)
+        } else {
+            "–".into()
+        }
+    };
+    let others: Vec<&str> = names.iter().copied().filter(|n| *n != "echoplex").collect();
+    let header = |what: &str| {
+        let mut line = format!("| {what} |");
+        for name in names {
+            line.push_str(&format!(" {name} |"));
+        }
+        for other in &others {
+            line.push_str(&format!(" echoplex/{other} |"));
+        }
+        println!("{line}");
+        println!("|---|{}", "---:|".repeat(names.len() + others.len()));
+    };
+
+    println!("## Server CPU per echoed message (µs, lower is better)\n");
+    header("scenario");
+    for (scenario, by) in &rows {
+        let cpu = |name: &str| by.get(name).map_or(f64::NAN, |r| r.cpu_us_per_msg);
+        let mut line = format!("| {} |", scenario.name);
+        for name in names {
+            line.push_str(&format!(" {:.2} |", cpu(name)));
+        }
+        for other in &others {
+            line.push_str(&format!(" {} |", ratio(cpu("echoplex"), cpu(other))));
+        }
+        println!("{line}");
+    }
+    println!("\n## Throughput (msgs/s and MB/s, one direction; bounded by the load generator on its one core)\n");
+    header("scenario");
+    for (scenario, by) in &rows {
+        let rate = |name: &str| by.get(name).map_or(f64::NAN, |r| r.msgs_per_sec);
+        let mut line = format!("| {} |", scenario.name);
+        for name in names {
+            line.push_str(&by.get(name).map_or(" – |".to_string(), |r| {
+                let errors = if r.errors > 0 {
+                    format!(" ({} errors)", r.errors)
+                } else {
+                    String::new()
+                };
+                format!(
+                    " {:.0}k/s, {:.1} MB/s{errors} |",
+                    r.msgs_per_sec / 1e3,
+                    r.mb_per_sec
+                )
+            }));
+        }
+        for other in &others {
+            line.push_str(&format!(" {} |", ratio(rate("echoplex"), rate(other))));
+        }
+        println!("{line}");
+    }
+}
+
+/// A server under test: a child process announcing its endpoints.
+struct Server {
+    name: &'static str,
+    child: Child,
+    endpoints: Vec<String>,
+    startup: Duration,
+}
+
+impl Server {
+    fn start(name: &'static str, dir: &Path, core: usize) -> Server {
+        let unix_path: PathBuf = dir.join(format!("{name}.sock"));
+        let mut command = if name == "echoplex" || name == "baseline" {
+            let bin = match std::env::var_os("ECHOPLEX_BASELINE") {
+                Some(path) if name == "baseline" => PathBuf::from(path),
+                _ => PathBuf::from(env!("CARGO_BIN_EXE_echoplex")),
+            };
+            let mut c = Command::new(bin);
+            c.arg("serve")
+                .arg("tcp://127.0.0.1:0")
+                .arg("udp://127.0.0.1:0")
+                .arg(format!("unix:{}", unix_path.display()))
+                // The anti-flood limit would cap one source at 1,000 replies/s.
+                .args(["--udp-rate", "0"])
+                .env("RUST_LOG", "warn");
+            c
+        } else {
+            let mut c = Command::new(std::env::current_exe().expect("own path"));
+            c.arg("--serve").arg(name).arg(&unix_path);
+            c
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: sched_setaffinity is async-signal-safe; nothing else runs
+        // between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                pin(0, core);
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut endpoints = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line == "ready" => break,
+                Ok(line) => endpoints.extend(line.strip_prefix("listening ").map(String::from)),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("{name} never became ready");
+                }
+            }
+        }
+        let startup = started.elapsed();
+        Server {
+            name,
+            child,
+            endpoints,
+            startup,
+        }
+    }
+
+    fn endpoint(&self, scheme: &str) -> Endpoint {
+        let prefix = format!("{scheme}:");
+        let text = self
+            .endpoints
+            .iter()
+            .find(|e| e.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{} has no {scheme} endpoint", self.name));
+        text.parse().expect("endpoint")
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn drive(&self, scenario: &Scenario, plan: &Plan) -> Run {
+        let config = LoadConfig {
+            endpoint: self.endpoint(scenario.scheme),
+            connections: scenario.connections,
+            size: scenario.size,
+            depth: 1,
+            threads: 1,
+            stop: Stop::Duration(plan.duration),
+            warmup: plan.warmup,
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
+        };
+        let mut cpu = CpuWindow {
+            pid: self.pid(),
+            start: 0,
+            end: 0,
+        };
+        let report = run_load(&config, &mut cpu).expect("load run");
+        let messages = report.counters.messages.max(1) as f64;
+        Run {
+            msgs_per_sec: report.msgs_per_sec(),
+            mb_per_sec: report.bytes_per_sec() / 1e6,
+            cpu_us_per_msg: cpu.end.saturating_sub(cpu.start) as f64 / 1e3 / messages,
+            errors: report.counters.errors + report.counters.connect_failures,
+        }
+    }
+
+    /// RSS (KiB) before and after `n` idle TCP connections are accepted.
+    fn idle_memory(&self, n: usize) -> Result<(u64, u64), String> {
+        let addr = self
+            .endpoint("tcp")
+            .socket_addr()
+            .map_err(|e| e.to_string())?;
+        let fds_before = count_fds(self.pid());
+        let before = rss_kib(self.pid());
+        let mut conns = Vec::with_capacity(n);
+        for _ in 0..n {
+            conns.push(TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?);
+        }
+        // Wait until the server holds every connection, then for its RSS
+        // to settle.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count_fds(self.pid()) < fds_before + n {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {} accepted",
+                    count_fds(self.pid()) - fds_before
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let mut last = rss_kib(self.pid());
+        for _ in 0..20 {
+            thread::sleep(Duration::from_millis(100));
+            let now = rss_kib(self.pid());
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        drop(conns);
+        Ok((before, last))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads the server's CPU time as the measured window opens and closes.
+struct CpuWindow {
+    pid: i32,
+    start: u64,
+    end: u64,
+}
+
+impl Observer for CpuWindow {
+    fn measuring(&mut self) {
+        self.start = cpu_ns(self.pid);
+    }
+    fn finished(&mut self) {
+        self.end = cpu_ns(self.pid);
+    }
+}
+
+/// CPU time of every thread of `pid`, in nanoseconds: schedstat's run time,
+/// summed over /proc/PID/task; clock ticks of /proc/PID/stat if schedstat
+/// is missing.
+fn cpu_ns(pid: i32) -> u64 {
+    let mut total = 0u64;
+    let mut any = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+                if let Some(ns) = text
+                    .split_whitespace()
+                    .next()
+                    .and_then(|f| f.parse::<u64>().ok())
+                {
+                    total += ns;
+                    any = true;
+                }
+            }
+        }
+    }
+    if any && total > 0 {
+        return total;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 2..]);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf is a plain query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * 1_000_000_000 / hz
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn count_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Pins thread `tid` (0 = the caller) to one core.
+fn pin(tid: libc::pid_t, core: usize) {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and
+    // sched_setaffinity only touch the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Pins the calling thread; threads it spawns later inherit the mask.
+fn pin_self(core: usize) {
+    pin(0, core);
+}
+
+/// 10,000 idle connections need more descriptors than the usual soft limit.
+fn raise_nofile() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit on structs we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `--plot FILE.svg`: latency by percentile, drawn the way HdrHistogram's
+//! plotter does (x is `1/(1-p)` on a log scale, so the tail gets room).
+//! Written by hand: a polyline and some text do not justify a plotting
+//! crate and its compile time.
+
+use std::fmt::Write as _;
+
+use super::load::Report;
+use super::report::{bytes, group};
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 440.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 24.0;
+const TOP: f64 = 48.0;
+const BOTTOM: f64 = 56.0;
+const SAMPLES: usize = 400;
+
+/// The SVG document for a report.
+pub fn svg(report: &Report) -> String {
+    let hist = &report.latency;
+    // Decades of the x axis: as many nines as the sample count supports.
+    let decades = ((hist.len().max(1) as f64).log10().ceil()).clamp(2.0, 6.0);
+    let max = hist.max().max(1) as f64;
+    let step = nice_step(max / 5.0);
+    let y_top = (max / step).ceil() * step;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x_of = |d: f64| LEFT + d / decades * plot_w;
+    let y_of = |us: f64| TOP + plot_h - us / y_top * plot_h;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let config = &report.config;
+    let title = format!(
+        "{} — {} × {} B, depth {}: {} msgs/s, {}/s",
+        config.endpoint,
+        config.connections,
+        config.size,
+        config.depth,
+        group(report.msgs_per_sec().round() as u64),
+        bytes(report.bytes_per_sec())
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="14">{}</text>"#,
+        WIDTH / 2.0,
+        escape(&title)
+    );
+
+    // Grid and axis labels.
+    let mut y = 0.0;
+    while y <= y_top + step / 2.0 {
+        let py = y_of(y);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            group(y as u64)
+        );
+        y += step;
+    }
+    for d in 0..=decades as usize {
+        let px = x_of(d as f64);
+        let label = match d {
+            0 => "0%".to_string(),
+            1 => "90%".to_string(),
+            _ => format!("99.{}%", "9".repeat(d - 2)).replace("99.%", "99%"),
+        };
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#ddd"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+            TOP + plot_h,
+            TOP + plot_h + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 12.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">latency (µs)</text>"#,
+        TOP + plot_h / 2.0
+    );
+
+    // The curve.
+    let mut points = String::new();
+    if !hist.is_empty() {
+        for i in 0..=SAMPLES {
+            let d = decades * i as f64 / SAMPLES as f64;
+            let q = if i == SAMPLES {
+                1.0
+            } else {
+                1.0 - 10f64.powf(-d)
+            };
+            let us = hist.value_at_quantile(q) as f64;
+            let _ = write!(points, "{:.1},{:.1} ", x_of(d), y_of(us));
+        }
+    }
+    let _ = writeln!(
+        svg,
+        r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##,
+        points.trim_end()
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>"##
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The 1-2-5 step at or above `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let raw = raw.max(1.0);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    for factor in [1.0, 2.0, 5.0, 10.0] {
+        if factor * magnitude >= raw {
+            return factor * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_one_two_five() {
+        assert_eq!(nice_step(0.3), 1.0);
+        assert_eq!(nice_step(3.0), 5.0);
+        assert_eq!(nice_step(18.0), 20.0);
+        assert_eq!(nice_step(450.0), 500.0);
+    }
+}

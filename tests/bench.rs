@@ -1,0 +1,206 @@
+//! `echoplex bench` against the real daemon, and against echo servers that
+//! misbehave on purpose.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::process::ExitStatus;
+use std::thread;
+use std::time::Duration;
+
+use common::{run, temp_dir, Daemon};
+use serde_json::Value;
+
+/// Runs `echoplex bench ARGS... --json`; returns the status, the parsed
+/// object and stderr.
+fn bench_json(args: &[&str]) -> (ExitStatus, Value, String) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let (status, out, err) = run(&all);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one JSON line expected, got {out:?}; stderr {err}"
+    );
+    let value: Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (status, value, err)
+}
+
+fn assert_clean(value: &Value, status: ExitStatus, err: &str) {
+    assert!(status.success(), "exit {status:?}: {value}\n{err}");
+    assert!(value["messages"].as_u64().unwrap() > 0, "{value}");
+    assert_eq!(value["errors"], 0, "{value}");
+    assert_eq!(value["connect_failures"], 0, "{value}");
+    assert!(value["msgs_per_sec"].as_f64().unwrap() > 0.0, "{value}");
+    assert!(value["bytes_per_sec"].as_f64().unwrap() > 0.0, "{value}");
+    let latency = &value["latency_us"];
+    for key in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(latency[key].as_u64().is_some(), "latency_us.{key}: {value}");
+    }
+    assert!(
+        latency["p50"].as_u64() <= latency["max"].as_u64(),
+        "{value}"
+    );
+    // No progress line when stderr is not a terminal.
+    assert!(!err.contains("msgs/s"), "progress on a pipe: {err}");
+}
+
+#[test]
+fn tcp_by_count_and_by_duration() {
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let ep = daemon.endpoint("tcp://").to_string();
+    let (status, value, err) = bench_json(&[&ep, "-n", "2000", "-c", "4", "--depth", "2"]);
+    assert_clean(&value, status, &err);
+    assert_eq!(value["messages"], 2000, "{value}");
+    let (status, value, err) =
+        bench_json(&[&ep, "-d", "0.3", "-c", "3", "-s", "5000", "--threads", "2"]);
+    assert_clean(&value, status, &err);
+    assert_eq!(value["connections"], 3);
+    assert_eq!(value["size"], 5000);
+}
+
+#[test]
+fn unix_stream() {
+    let dir = temp_dir("bench-unix");
+    let path = dir.join("echo.sock");
+    let ep = format!("unix:{}", path.display());
+    let _daemon = Daemon::start(&[&ep]);
+    let (status, value, err) = bench_json(&[&ep, "-d", "0.3", "-c", "5", "-s", "1"]);
+    assert_clean(&value, status, &err);
+}
+
+#[test]
+fn udp_and_unix_datagrams() {
+    let dir = temp_dir("bench-dgram");
+    let dgram = format!("unix-dgram:{}", dir.join("d.sock").display());
+    let daemon = Daemon::start(&["udp://127.0.0.1:0", &dgram, "--udp-rate", "0"]);
+    let udp = daemon.endpoint("udp://").to_string();
+    let (status, value, err) = bench_json(&[&udp, "-n", "1000", "-c", "4"]);
+    assert_clean(&value, status, &err);
+    assert_eq!(value["lost"], 0, "{value}");
+    let (status, value, err) = bench_json(&[&dgram, "-d", "0.3", "-c", "2", "--depth", "4"]);
+    assert_clean(&value, status, &err);
+}
+
+#[test]
+fn human_report_and_plot() {
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let dir = temp_dir("bench-plot");
+    let svg = dir.join("latency.svg");
+    let (status, out, err) = run(&[
+        "bench",
+        daemon.endpoint("tcp://"),
+        "-n",
+        "500",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    for word in ["msgs/s", "p99.9", "errors    0"] {
+        assert!(out.contains(word), "{word} missing from {out}");
+    }
+    let drawn = std::fs::read_to_string(&svg).expect("plot written");
+    assert!(
+        drawn.starts_with("<svg") && drawn.contains("<polyline"),
+        "{drawn}"
+    );
+}
+
+/// An echo server that flips one bit of every chunk it echoes.
+fn corrupting_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf[n / 2] ^= 0x20;
+                    if stream.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("tcp://{addr}")
+}
+
+#[test]
+fn a_corrupting_server_is_caught() {
+    let ep = corrupting_server();
+    let (status, value, err) = bench_json(&[&ep, "-n", "100", "-c", "2"]);
+    assert_eq!(status.code(), Some(1), "{value}\n{err}");
+    assert!(value["errors"].as_u64().unwrap() > 0, "{value}");
+    let first = value["first_error"].as_str().unwrap_or_default();
+    assert!(first.contains("differs at byte"), "{first}");
+}
+
+/// A UDP echo server that answers only every other datagram.
+fn lossy_udp_server() -> String {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    // Ends by itself once the test has long finished.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut count = 0u64;
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            count += 1;
+            if count % 2 == 0 {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+        }
+    });
+    format!("udp://{addr}")
+}
+
+#[test]
+fn udp_losses_are_counted_not_hung_on() {
+    let ep = lossy_udp_server();
+    let (status, value, err) = bench_json(&[&ep, "-n", "200", "-c", "4", "--timeout", "0.05"]);
+    assert!(
+        status.success(),
+        "lost datagrams are not errors: {value}\n{err}"
+    );
+    assert_eq!(value["errors"], 0, "{value}");
+    let lost = value["lost"].as_u64().unwrap();
+    let messages = value["messages"].as_u64().unwrap();
+    assert!(lost >= 50, "about half should be lost: {value}");
+    assert_eq!(lost + messages, 200, "each send is echoed or lost: {value}");
+    // A timed run against the same server ends on time.
+    let (status, value, err) = bench_json(&[&ep, "-d", "0.3", "-c", "2", "--timeout", "0.05"]);
+    assert!(status.success(), "{value}\n{err}");
+    assert!(value["lost"].as_u64().unwrap() > 0, "{value}");
+}
+
+#[test]
+fn nothing_listening_exits_3() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for ep in [
+        format!("tcp://127.0.0.1:{port}"),
+        format!("udp://127.0.0.1:{port}"),
+        format!(
+            "unix:{}",
+            temp_dir("bench-none").join("none.sock").display()
+        ),
+    ] {
+        let (status, _, err) = run(&["bench", &ep, "-d", "0.2"]);
+        assert_eq!(status.code(), Some(3), "{ep}: {err}");
+        assert!(err.contains("nothing echoed"), "{ep}: {err}");
+    }
+    let (status, _, err) = run(&["bench", "multicast://224.10.10.10:9", "-d", "0.1"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+}
