@@ -423,6 +423,17 @@ impl<S: DatagramSocket> DatagramService<S> {
         received == mmsg::BATCH
     }
 
+    /// Sends what waits, answers what came, and keeps the interest right.
+    fn exchange(&mut self, cx: &mut Context) -> Flow {
+        self.flush_queue(cx);
+        self.receive_some(cx);
+        if cx.is_shutting_down() && self.queue.is_empty() {
+            return Flow::Close;
+        }
+        self.sync_write_interest(cx);
+        Flow::Continue
+    }
+
     /// Writable interest follows the queue; one epoll_ctl per transition.
     /// A full Unix datagram peer raises no writable edge for us: its
     /// replies are retried on a timer instead.
@@ -514,23 +525,12 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
         if readiness.readable || readiness.error {
             self.read_ready = true;
         }
-        self.flush_queue(cx);
-        self.receive_some(cx);
-        if cx.is_shutting_down() && self.queue.is_empty() {
-            return Flow::Close;
-        }
-        self.sync_write_interest(cx);
-        Flow::Continue
+        self.exchange(cx)
     }
 
+    /// A retry timer: replies to a full peer, or a receive after an error.
     fn timeout(&mut self, cx: &mut Context) -> Flow {
-        self.flush_queue(cx);
-        self.receive_some(cx);
-        if cx.is_shutting_down() && self.queue.is_empty() {
-            return Flow::Close;
-        }
-        self.sync_write_interest(cx);
-        Flow::Continue
+        self.exchange(cx)
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
