@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -371,29 +371,8 @@ pub fn unix_dgram_round_trip(socket: &UnixDatagram, server: &Target, datagram: &
 // ---------------------------------------------------------------------------
 // Names, waits, files
 
-/// A fresh directory (from `common::temp_dir`) removed again when dropped.
-#[derive(Debug)]
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    /// Creates a directory unique to this test and process.
-    pub fn new(tag: &str) -> ScratchDir {
-        ScratchDir(common::temp_dir(tag))
-    }
-}
-
-impl std::ops::Deref for ScratchDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A fresh directory removed again when dropped.
+pub type ScratchDir = common::TempDir;
 
 /// An abstract-namespace name no other test or run uses.
 pub fn unique_name(tag: &str) -> String {
