@@ -66,9 +66,9 @@ pub struct Args {
     /// Seconds a shutdown may spend flushing what is owed.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub grace: Duration,
-    /// Serve a status socket at PATH (mode 600) for `echoplex status`.
-    #[arg(long, value_name = "PATH", num_args = 0..=1,
-          default_missing_value = services::admin::DEFAULT_ADMIN_PATH)]
+    /// Serve a status socket at PATH (mode 600) for `echoplex status`
+    /// (which looks at ./echoplex-admin.sock unless told otherwise).
+    #[arg(long, value_name = "PATH")]
     pub admin: Option<PathBuf>,
     /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
     #[arg(long)]
