@@ -104,6 +104,8 @@ struct Core {
     limits: Limits,
     spawned: Vec<Box<dyn Handler>>,
     run_again: Vec<Token>,
+    /// The tokens being called back this turn; kept to reuse its allocation.
+    running_again: Vec<Token>,
     shutdown_requested: bool,
     shutdown_deadline: Option<Instant>,
     reserve_fd: Option<File>,
@@ -139,6 +141,7 @@ impl Reactor {
                 limits,
                 spawned: Vec::new(),
                 run_again: Vec::new(),
+                running_again: Vec::new(),
                 shutdown_requested: false,
                 shutdown_deadline: None,
                 reserve_fd: open_reserve_fd(),
@@ -178,22 +181,25 @@ impl Reactor {
                 Err(err) => return Err(err),
             }
             let now = Instant::now();
+            let events = self.events.iter().count();
             self.core.stats.loop_iterations += 1;
-            self.core.stats.events += self.events.iter().count() as u64;
+            self.core.stats.events += events as u64;
             if self.core.trace {
-                trace!(
-                    "turn {}: {} events",
-                    self.core.stats.loop_iterations,
-                    self.events.iter().count()
-                );
+                trace!("turn {}: {events} events", self.core.stats.loop_iterations);
             }
             for event in self.events.iter() {
                 self.core
                     .call(event.token(), now, Call::Ready(Readiness::from(event)));
             }
-            for token in std::mem::take(&mut self.core.run_again) {
+            // Handlers that yield again while called back land in the
+            // fresh `run_again` list, for the next turn.
+            let mut running = std::mem::take(&mut self.core.running_again);
+            std::mem::swap(&mut running, &mut self.core.run_again);
+            for &token in &running {
                 self.core.call(token, now, Call::Ready(Readiness::RESUME));
             }
+            running.clear();
+            self.core.running_again = running;
             while let Some(token) = self.core.timers.pop_expired(now) {
                 self.core.call(token, now, Call::Timeout);
             }

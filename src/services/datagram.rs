@@ -259,13 +259,15 @@ impl<S: DatagramSocket> DatagramService<S> {
         }
     }
 
+    fn count_sent(&mut self, len: usize, cx: &mut Context) {
+        self.bytes_out += len as u64;
+        cx.stats.bytes_out += len as u64;
+        cx.stats.datagrams_out += 1;
+    }
+
     fn count_send(&mut self, result: io::Result<bool>, len: usize, to: &S::Addr, cx: &mut Context) {
         match result {
-            Ok(true) => {
-                self.bytes_out += len as u64;
-                cx.stats.bytes_out += len as u64;
-                cx.stats.datagrams_out += 1;
-            }
+            Ok(true) => self.count_sent(len, cx),
             Ok(false) => {
                 debug!(
                     "{} {}: cannot answer an unnamed sender",
@@ -394,10 +396,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             match batch.send(fd, sent) {
                 Ok(n) => {
                     for k in sent..sent + n {
-                        let len = batch.queued_answer(k).0.len();
-                        self.bytes_out += len as u64;
-                        cx.stats.bytes_out += len as u64;
-                        cx.stats.datagrams_out += 1;
+                        self.count_sent(batch.queued_answer(k).0.len(), cx);
                     }
                     sent += n;
                 }

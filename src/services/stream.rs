@@ -1,4 +1,5 @@
-//! An echo connection over any non-blocking byte stream (TCP or Unix).
+//! A connection over any non-blocking byte stream (TCP or Unix), and the
+//! `Protocol` it speaks: `Echo` here, records and admin lines elsewhere.
 //!
 //! The fast path owns no memory: bytes are read into the reactor's shared
 //! scratch buffer and written straight back. Only when the peer's receive
@@ -284,11 +285,11 @@ impl ConnState {
         }
     }
 
-    /// Flushes what is owed; true when nothing is left.
-    pub fn flush(&mut self, stream: &mut impl Write, cx: &mut Context) -> io::Result<bool> {
+    /// Writes what is owed, as far as the socket takes it.
+    pub fn flush(&mut self, stream: &mut impl Write, cx: &mut Context) -> io::Result<()> {
         let written = self.outbox.flush(stream, cx)?;
         self.sent(written, cx);
-        Ok(self.outbox.is_empty())
+        Ok(())
     }
 
     /// On a timer: true (and counted) if the idle limit has passed.
@@ -570,7 +571,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         let result = self
             .conn
             .flush(&mut self.stream, cx)
-            .and_then(|_| self.pump(cx));
+            .and_then(|()| self.pump(cx));
         if let Err(err) = result {
             log_close(self.kind, &self.peer, &err);
             return self.release(cx);
