@@ -1,7 +1,7 @@
 //! `echoplex bench` against the real daemon, and against echo servers that
 //! misbehave on purpose.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
@@ -9,8 +9,8 @@ use std::process::ExitStatus;
 use std::thread;
 use std::time::Duration;
 
-use common::{run, temp_dir, Daemon};
 use serde_json::Value;
+use support::{run, temp_dir, Daemon};
 
 /// Runs `echoplex bench ARGS... --json`; returns the status, the parsed
 /// object and stderr.

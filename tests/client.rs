@@ -1,9 +1,8 @@
 //! `echoplex client` against the real daemon (and, for multicast and
 //! binary, against small servers written here), loopback only.
 
-mod common;
+mod support;
 
-use common::{run, temp_dir, Daemon, WAIT};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -11,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use support::{run, temp_dir, Daemon, WAIT};
 
 const MESSAGE: &str = "This is the message.  It will be repeated.";
 
@@ -158,9 +158,9 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 }
 
 /// Runs `echoplex ARGS...` with TMPDIR set (where a unix-dgram client
-/// binds its own socket); bounded like `common::run`.
+/// binds its own socket); bounded like `support::run`.
 fn run_with_tmpdir(tmpdir: &Path, args: &[&str]) -> (i32, String) {
-    let child = Command::new(common::bin())
+    let child = Command::new(support::bin())
         .args(args)
         .env("TMPDIR", tmpdir)
         .stdin(Stdio::null())
@@ -379,7 +379,7 @@ fn ctrl_c_still_removes_the_unix_dgram_socket_file() {
     let silent_path = dir.join("silent.sock");
     let _silent = std::os::unix::net::UnixDatagram::bind(&silent_path).expect("bind");
     let endpoint = format!("unix-dgram:{}", silent_path.display());
-    let mut child = Command::new(common::bin())
+    let mut child = Command::new(support::bin())
         .args(["client", "--timeout", "20", &endpoint, "hi"])
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())

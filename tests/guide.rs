@@ -6,14 +6,14 @@
 //! This is also where `serve` with no argument is checked against the
 //! contract's default endpoints.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{bin, Daemon};
+use support::{bin, Daemon};
 
 /// One `$ command` of the guide and the lines printed under it.
 #[derive(Debug)]
@@ -165,7 +165,7 @@ fn check_serve_step(dir: &Path, step: &Step, args: &[String]) {
         .expect("spawn serve");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut printed = String::new();
-    let deadline = Instant::now() + common::WAIT;
+    let deadline = Instant::now() + support::WAIT;
     while !printed.ends_with("ready\n") {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap_or(0) == 0 || Instant::now() > deadline {
@@ -209,7 +209,7 @@ fn the_guide_works_as_printed() {
         .expect("docs/GUIDE.md");
     let steps = parse_guide(&guide);
     assert!(steps.len() > 10, "the guide lost its commands: {steps:?}");
-    let dir = common::temp_dir("guide");
+    let dir = support::temp_dir("guide");
 
     // The guide's first daemon: every default, plus the admin socket.
     let first = steps

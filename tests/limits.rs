@@ -2,7 +2,7 @@
 //! fail if its limit were removed. Margins are wide: the point is the
 //! limit's effect, not its timing.
 
-mod common;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, WAIT};
+use support::{Daemon, WAIT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -36,7 +36,8 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 }
 
 fn status_json(admin: &std::path::Path) -> serde_json::Value {
-    let (status, out, err) = common::run(&["status", "--json", "--admin", admin.to_str().unwrap()]);
+    let (status, out, err) =
+        support::run(&["status", "--json", "--admin", admin.to_str().unwrap()]);
     assert!(status.success(), "status failed: {err}");
     serde_json::from_str(&out).expect("status --json prints JSON")
 }
@@ -80,7 +81,7 @@ fn idle_connections_are_closed_and_talking_ones_are_not() {
 
 #[test]
 fn slow_loris_cannot_hold_the_daemon() {
-    let dir = common::temp_dir("loris");
+    let dir = support::temp_dir("loris");
     let admin = dir.join("admin.sock");
     let daemon = Daemon::start(&[
         "tcp://127.0.0.1:0",
@@ -288,7 +289,7 @@ fn count_replies(socket: &UdpSocket, quiet: Duration) -> usize {
 
 #[test]
 fn udp_from_a_looping_port_is_dropped() {
-    let dir = common::temp_dir("udp-loop");
+    let dir = support::temp_dir("udp-loop");
     let admin = dir.join("admin.sock");
     let daemon = udp_daemon("0", &admin);
     let server = daemon.addr("udp://");
@@ -313,7 +314,7 @@ fn udp_from_a_looping_port_is_dropped() {
 
 #[test]
 fn udp_replies_are_rate_limited_per_source() {
-    let dir = common::temp_dir("udp-rate");
+    let dir = support::temp_dir("udp-rate");
     let admin = dir.join("admin.sock");
     let daemon = udp_daemon("5", &admin);
     let server = daemon.addr("udp://");

@@ -1,14 +1,14 @@
 //! Issue 3: multicast and binary records in the same loop.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use common::{Daemon, WAIT};
 use socket2::{Domain, Protocol, Socket, Type};
+use support::{Daemon, WAIT};
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 10, 10, 10);
 
@@ -94,7 +94,7 @@ fn bad_multicast_groups_and_interfaces_are_startup_errors() {
             "cannot join 224.10.10.10 on interface 10.99.99.99",
         ),
     ] {
-        let (status, out, err) = common::run(&args);
+        let (status, out, err) = support::run(&args);
         assert!(!status.success(), "{args:?} succeeded");
         assert!(out.is_empty(), "{args:?} printed {out}");
         assert!(err.contains(why), "{args:?}: {err}");
@@ -212,7 +212,7 @@ fn garbage_and_truncated_records_do_not_disturb_others() {
 
 #[test]
 fn a_bad_format_points_at_the_offending_character() {
-    let (status, out, err) = common::run(&["serve", "binary://127.0.0.1:0", "--format", "I 2y"]);
+    let (status, out, err) = support::run(&["serve", "binary://127.0.0.1:0", "--format", "I 2y"]);
     assert!(!status.success());
     assert!(out.is_empty());
     assert!(err.contains("unknown code 'y' at position 3"), "{err}");

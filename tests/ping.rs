@@ -1,14 +1,14 @@
 //! `echoplex ping` against the real daemon and against misbehaving servers
 //! written here (silent, late, noisy), loopback only.
 
-mod common;
+mod support;
 
-use common::{run, temp_dir, Daemon, WAIT};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::{run, temp_dir, Daemon, WAIT};
 
 fn code(status: ExitStatus) -> i32 {
     status.code().expect("exit code, not a signal")
@@ -178,7 +178,7 @@ fn a_tcp_stream_resyncs_past_a_late_reply_and_foreign_bytes() {
 fn ctrl_c_prints_the_summary_and_exits_0() {
     let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
     let endpoint = daemon.endpoint("tcp://").to_string();
-    let mut child = Command::new(common::bin())
+    let mut child = Command::new(support::bin())
         .args(["ping", "-i", "0.05", &endpoint])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

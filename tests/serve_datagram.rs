@@ -2,7 +2,6 @@
 //! abstract senders) against the real daemon: whole datagrams, to the
 //! right sender, empty and maximal ones, bursts.
 
-mod common;
 mod support;
 
 use std::os::unix::net::UnixDatagram;

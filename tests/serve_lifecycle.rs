@@ -2,7 +2,6 @@
 //! and shutdown on SIGINT/SIGTERM (stop accepting, flush what is owed
 //! within the grace period, exit 0).
 
-mod common;
 mod support;
 
 use std::io::{self, Write};
@@ -175,7 +174,7 @@ fn connection_open_and_close_are_logged_at_debug_not_info() {
 fn assert_refused(args: &[&str], endpoint: &str, causes: &[&str]) {
     let mut full = vec!["serve"];
     full.extend_from_slice(args);
-    let (status, stdout, stderr) = common::run(&full);
+    let (status, stdout, stderr) = support::run(&full);
     assert!(!status.success(), "serve {args:?} should fail:\n{stderr}");
     assert_eq!(stdout, "", "nothing may be announced when a bind fails");
     let line = assert_one_error_line(&stderr, &[endpoint]);

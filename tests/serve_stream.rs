@@ -2,7 +2,6 @@
 //! byte-exact under any split, concurrency, backpressure, half-close,
 //! resets, fairness, --max-connections and the idle timeout.
 
-mod common;
 mod support;
 
 use std::io::{self, Write};
@@ -12,8 +11,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Daemon;
 use socket2::{Domain, Socket, Type};
+use support::Daemon;
 use support::{
     join, pattern, read_exactly, read_pattern, read_until_closed, round_trip, spawn_pattern_reader,
     targets, unique_name, write_pattern, write_until_stalled, Conn, Ending, PatternCheck, Target,

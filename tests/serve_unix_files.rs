@@ -2,7 +2,6 @@
 //! their removal on exit, stale files replaced, everything else refused
 //! and left untouched, and no half-served state after a failed start.
 
-mod common;
 mod support;
 
 use std::fs;
@@ -24,7 +23,7 @@ use support::{
 fn serve_must_fail(args: &[&str], endpoint: &str) -> String {
     let mut full = vec!["serve"];
     full.extend_from_slice(args);
-    let (status, stdout, stderr) = common::run(&full);
+    let (status, stdout, stderr) = support::run(&full);
     assert!(
         !status.success(),
         "serve {args:?} should have failed; stderr:\n{stderr}"
@@ -134,8 +133,8 @@ fn unix_mode_660_applies_to_stream_and_datagram_files() {
 }
 
 /// Starts `serve ARGS...` with the process umask set to `umask`.
-fn start_with_umask(args: &[&str], umask: libc::mode_t) -> common::Daemon {
-    common::Daemon::start_with(args, |command| {
+fn start_with_umask(args: &[&str], umask: libc::mode_t) -> support::Daemon {
+    support::Daemon::start_with(args, |command| {
         use std::os::unix::process::CommandExt;
         // SAFETY: umask is async-signal-safe and touches only the child.
         unsafe {

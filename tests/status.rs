@@ -1,6 +1,6 @@
 //! Issue 7: `echoplex status` shows the slab and the counters as they are.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -8,14 +8,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Daemon, WAIT};
+use support::{Daemon, WAIT};
 
 fn status(admin: &Path, json: bool) -> String {
     let mut args = vec!["status", "--admin", admin.to_str().expect("utf-8 path")];
     if json {
         args.push("--json");
     }
-    let (ok, out, err) = common::run(&args);
+    let (ok, out, err) = support::run(&args);
     assert!(ok.success(), "status failed: {err}");
     out
 }
@@ -49,7 +49,7 @@ fn wait_for(admin: &Path, ready: impl Fn(&serde_json::Value) -> bool) -> serde_j
 
 #[test]
 fn counters_and_rows_follow_known_connections() {
-    let dir = common::temp_dir("status");
+    let dir = support::temp_dir("status");
     let admin = dir.join("admin.sock");
     let daemon = Daemon::start(&[
         "tcp://127.0.0.1:0",
@@ -114,7 +114,7 @@ fn counters_and_rows_follow_known_connections() {
 
 #[test]
 fn the_admin_protocol_answers_bad_commands_without_hanging_up() {
-    let dir = common::temp_dir("admin");
+    let dir = support::temp_dir("admin");
     let admin = dir.join("admin.sock");
     let _daemon = Daemon::start(&[
         "tcp://127.0.0.1:0",
@@ -167,9 +167,9 @@ fn the_admin_protocol_answers_bad_commands_without_hanging_up() {
 
 #[test]
 fn status_without_a_daemon_says_how_to_start_one() {
-    let dir = common::temp_dir("no-admin");
+    let dir = support::temp_dir("no-admin");
     let admin = dir.join("missing.sock");
-    let (ok, out, err) = common::run(&["status", "--admin", admin.to_str().expect("utf-8")]);
+    let (ok, out, err) = support::run(&["status", "--admin", admin.to_str().expect("utf-8")]);
     assert!(!ok.success());
     assert!(out.is_empty());
     assert!(err.contains("echoplex serve --admin"), "{err}");
