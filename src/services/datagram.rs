@@ -5,8 +5,9 @@
 //! registered for writable once, edge-triggered); beyond it, replies are
 //! dropped and counted, so the loop never blocks on a slow sender.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -99,22 +100,46 @@ const LOOPING_PORTS: [u16; 7] = [0, 7, 9, 13, 17, 19, 37];
 /// Loopback sources are not rate-limited unless asked: the kernel drops
 /// 127/8 and ::1 sources arriving from the network, so they cannot be
 /// spoofed from outside, and local load tests must not be throttled.
+///
+/// The buckets live in a fixed table of [`MAX_BUCKETS`] entries, hashed
+/// into sets of [`WAYS`] (with a per-process random key, so nobody can aim
+/// many sources at one set). A datagram looks at one set only: a new source
+/// takes an empty way or evicts the way used least recently. So the work per
+/// datagram is bounded by `WAYS` whatever arrives, and the memory by the
+/// table, allocated on the first datagram that needs a bucket. An evicted
+/// source starts again with a full bucket: under a spray of more than
+/// `MAX_BUCKETS` live sources the limit loosens to `rate` per source per
+/// eviction, instead of shutting out new sources (as a full table that
+/// refuses newcomers would) or scanning the table for room.
 #[derive(Debug)]
 pub struct SourceGuard {
     rate: u32,
     limit_loopback: bool,
-    buckets: HashMap<IpAddr, Bucket>,
+    /// `MAX_BUCKETS` entries once a bucket was needed; empty before.
+    table: Vec<Bucket>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Time zero of the `Bucket::used` stamps.
+    epoch: Instant,
+    /// Bucket entries compared so far: the work the table does (tests).
+    probes: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// One source's bucket, 32 bytes.
+#[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
+    /// The source as an IPv6 address (IPv4 mapped).
+    source: [u8; 16],
+    /// Nanoseconds since `epoch` when last refilled, plus one; 0 = empty.
+    used: u64,
     tokens: f64,
-    refilled: Instant,
 }
 
 /// Source addresses tracked at most; an attacker spraying spoofed sources
-/// cannot grow the table past this.
-const MAX_BUCKETS: usize = 65_536;
+/// cannot grow the table past this (2 MiB).
+pub const MAX_BUCKETS: usize = 65_536;
+
+/// Entries per set: a source looks at this many buckets, never more.
+pub const WAYS: usize = 4;
 
 /// The guard's verdict on one datagram.
 #[derive(Debug, PartialEq, Eq)]
@@ -134,36 +159,71 @@ impl SourceGuard {
         SourceGuard {
             rate,
             limit_loopback,
-            buckets: HashMap::new(),
+            table: Vec::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            epoch: Instant::now(),
+            probes: 0,
         }
     }
 
+    /// True when no datagram needs a bucket: no rate, or only loopback
+    /// sources and those exempt. Lets the hot path skip `admit` for them.
+    fn exempt(&self, from: &SocketAddr) -> bool {
+        self.rate == 0 || (!self.limit_loopback && from.ip().is_loopback())
+    }
+
     /// Judges a datagram from `from` arriving at `now`.
+    #[inline]
     pub fn admit(&mut self, from: SocketAddr, now: Instant) -> Verdict {
         if LOOPING_PORTS.contains(&from.port()) {
             return Verdict::LoopingPort;
         }
-        if self.rate == 0 || (from.ip().is_loopback() && !self.limit_loopback) {
+        if self.exempt(&from) {
             return Verdict::Reply;
         }
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&from.ip()) {
-            // Forget sources whose bucket has refilled: they are as good as new.
-            let rate = f64::from(self.rate);
-            self.buckets.retain(|_, bucket| {
-                bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * rate < rate
-            });
-            if self.buckets.len() >= MAX_BUCKETS {
-                return Verdict::RateLimited;
+        self.take_token(from.ip(), now)
+    }
+
+    fn take_token(&mut self, ip: IpAddr, now: Instant) -> Verdict {
+        if self.table.is_empty() {
+            self.table = vec![Bucket::default(); MAX_BUCKETS];
+        }
+        let source = match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let stamp = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            + 1;
+        let set = (self.hasher.hash_one(source) as usize % (MAX_BUCKETS / WAYS)) * WAYS;
+        let ways = &mut self.table[set..set + WAYS];
+        let capacity = f64::from(self.rate);
+        // The source's own way if it has one, else an empty one, else the
+        // one used least recently.
+        let mut pick = 0;
+        let mut found = false;
+        for (i, way) in ways.iter().enumerate() {
+            self.probes += 1;
+            if way.used != 0 && way.source == source {
+                pick = i;
+                found = true;
+                break;
+            }
+            if way.used < ways[pick].used {
+                pick = i;
             }
         }
-        let capacity = f64::from(self.rate);
-        let bucket = self.buckets.entry(from.ip()).or_insert(Bucket {
-            tokens: capacity,
-            refilled: now,
-        });
-        let earned = now.duration_since(bucket.refilled).as_secs_f64() * capacity;
+        let bucket = &mut ways[pick];
+        if !found {
+            *bucket = Bucket {
+                source,
+                used: stamp,
+                tokens: capacity,
+            };
+        }
+        let earned = stamp.saturating_sub(bucket.used) as f64 * 1e-9 * capacity;
         bucket.tokens = (bucket.tokens + earned).min(capacity);
-        bucket.refilled = now;
+        bucket.used = stamp.max(bucket.used);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Verdict::Reply
@@ -594,6 +654,54 @@ mod tests {
         // Another source has its own bucket.
         let other = SocketAddr::from(([127, 0, 0, 2], 40000));
         assert_eq!(guard.admit(other, later), Verdict::Reply);
+    }
+
+    /// Issue 10 B4: once the table was full, every datagram from a new
+    /// source scanned all 65,536 buckets. Now each datagram compares at
+    /// most `WAYS` buckets, whatever the number of sources, and the table
+    /// never grows past `MAX_BUCKETS`.
+    #[test]
+    fn a_spray_of_sources_costs_a_bounded_look_up_each() {
+        let mut guard = SourceGuard::new(1, true);
+        let now = Instant::now();
+        let sources = 4 * MAX_BUCKETS as u32;
+        for n in 0..sources {
+            let before = guard.probes;
+            let source = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 40000));
+            // The same instant: no bucket has refilled, so nothing is
+            // evicted for being "as good as new"; only the bound saves us.
+            assert_eq!(guard.admit(source, now), Verdict::Reply);
+            assert!(
+                guard.probes - before <= WAYS as u64,
+                "source {n} compared {} buckets",
+                guard.probes - before
+            );
+        }
+        assert_eq!(guard.table.len(), MAX_BUCKETS);
+        assert!(guard.probes <= u64::from(sources) * WAYS as u64);
+    }
+
+    /// A source that keeps sending keeps its bucket through a spray of
+    /// one-off sources hashed into its set (LRU within the set), so its
+    /// limit still holds.
+    #[test]
+    fn a_busy_source_keeps_its_bucket_through_a_spray() {
+        let mut guard = SourceGuard::new(2, true);
+        let start = Instant::now();
+        let busy = SocketAddr::from(([192, 0, 2, 1], 40000));
+        assert_eq!(guard.admit(busy, start), Verdict::Reply);
+        assert_eq!(guard.admit(busy, start), Verdict::Reply);
+        assert_eq!(guard.admit(busy, start), Verdict::RateLimited);
+        for n in 0..(2 * MAX_BUCKETS as u32) {
+            // The busy source sends every few datagrams of the spray, and
+            // its bucket refills by less than one token over the spray.
+            let t = start + Duration::from_nanos(u64::from(n));
+            let source = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 40000));
+            let _ = guard.admit(source, t);
+            if n % (WAYS as u32 - 1) == 0 {
+                assert_eq!(guard.admit(busy, t), Verdict::RateLimited, "at {n}");
+            }
+        }
     }
 
     #[test]
