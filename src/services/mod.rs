@@ -13,6 +13,7 @@ pub mod stream;
 
 pub mod binary;
 pub mod multicast;
+pub mod proxy;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
