@@ -1,7 +1,13 @@
-//! The one endpoint syntax shared by `serve`, `client`, `ping` and `bench`.
+//! The one endpoint syntax shared by `serve`, `client`, `ping` and `bench`,
+//! and the one table of endpoint kinds.
 //!
 //! `tcp://HOST:PORT`, `udp://HOST:PORT`, `multicast://GROUP:PORT`,
-//! `binary://HOST:PORT`, `unix:PATH`, `unix-dgram:PATH` (`@name` = abstract).
+//! `binary://HOST:PORT`, `unix:PATH`, `unix-dgram:PATH` (`@name` = abstract),
+//! each optionally followed by `?option&key=value` (see [`Options`]).
+//!
+//! Adding a kind: one file in `services/` with a `bind` function, and one
+//! entry in the `kinds!` table below (ARCHITECTURE.md, "Adding a kind").
+//! Adding an option: one line in the `options!` table below.
 
 use std::fmt;
 use std::io;
@@ -9,56 +15,267 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-/// The kinds of endpoint echoplex knows. The scheme string is the only
-/// place a kind's name is spelled; `services::bind` maps a kind to its module.
+use crate::services::{self, Bound, ServeConfig};
+
+/// A tool of this binary that takes endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum Tool {
+    /// `echoplex serve`.
+    Serve,
+    /// `echoplex client`.
+    Client,
+    /// `echoplex ping`.
+    Ping,
+    /// `echoplex bench`.
+    Bench,
+}
+
+impl Tool {
+    /// The subcommand's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Serve => "serve",
+            Tool::Client => "client",
+            Tool::Ping => "ping",
+            Tool::Bench => "bench",
+        }
+    }
+}
+
+/// How an endpoint is addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// `scheme://HOST:PORT`.
+    Inet,
+    /// `scheme:PATH` or `scheme:@abstract` (a Unix-domain socket).
+    Path,
+}
+
+/// What an endpoint carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A byte stream (connections).
+    Stream,
+    /// Datagrams (no connections).
+    Datagram,
+}
+
+/// What the server answers; tools pick their protocol from this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reply {
+    /// The bytes sent, unchanged (RFC 862).
+    Echo,
+    /// `ack` to every datagram sent to the group.
+    Ack,
+    /// Whole struct records, decoded and re-encoded (`--format`).
+    Records,
+}
+
+/// Everything the rest of the program may ask about a kind.
+#[derive(Debug)]
+pub struct KindInfo {
+    /// The scheme as written (`tcp`, `unix-dgram`, ...); the only place a
+    /// kind's name is spelled.
+    pub scheme: &'static str,
+    /// Path or network address.
+    pub address: Address,
+    /// Stream or datagram.
+    pub transport: Transport,
+    /// What the server answers.
+    pub reply: Reply,
+    /// The tools that accept this kind (`serve` accepts every kind).
+    pub tools: &'static [Tool],
+    /// Binds it: the service module's `bind`.
+    pub bind: BindFn,
+}
+
+/// A service module's `bind`: the handler for the reactor, and the endpoint
+/// as really bound.
+pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
+
+/// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
+/// one list, so nothing can be left out of either.
+macro_rules! kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $info:expr; )*) => {
+        /// The kinds of endpoint echoplex knows; `Kind::info` says what each is.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Kind {
+            /// Every kind, in the order of the table (for parsing and help texts).
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),*];
+
+            /// The kind's line of the table.
+            pub fn info(self) -> &'static KindInfo {
+                match self {
+                    $( Kind::$variant => {
+                        static INFO: KindInfo = $info;
+                        &INFO
+                    } )*
+                }
+            }
+        }
+    };
+}
+
+// The table's own shorthand; nothing outside it uses these names bare.
+use Address::{Inet, Path};
+use Reply::{Ack, Echo, Records};
+use Tool::{Bench, Client, Ping, Serve};
+use Transport::{Datagram, Stream};
+
+kinds! {
     /// `tcp://`: TCP echo.
-    Tcp,
+    Tcp => KindInfo { scheme: "tcp", address: Inet, transport: Stream, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], bind: services::tcp::bind };
     /// `udp://`: UDP echo.
-    Udp,
+    Udp => KindInfo { scheme: "udp", address: Inet, transport: Datagram, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], bind: services::udp::bind };
     /// `unix:`: Unix-domain stream echo.
-    Unix,
+    Unix => KindInfo { scheme: "unix", address: Path, transport: Stream, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], bind: services::unix::bind };
     /// `unix-dgram:`: Unix-domain datagram echo.
-    UnixDgram,
+    UnixDgram => KindInfo { scheme: "unix-dgram", address: Path, transport: Datagram, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], bind: services::unix_dgram::bind };
     /// `multicast://`: join a group, answer `ack`.
-    Multicast,
+    Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, reply: Ack,
+        tools: &[Serve, Client], bind: services::multicast::bind };
     /// `binary://`: struct records over TCP.
-    Binary,
+    Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
+        tools: &[Serve, Client], bind: services::binary::bind };
 }
 
 impl Kind {
-    /// Every kind, for parsing and for help texts.
-    pub const ALL: [Kind; 6] = [
-        Kind::Tcp,
-        Kind::Udp,
-        Kind::Unix,
-        Kind::UnixDgram,
-        Kind::Multicast,
-        Kind::Binary,
-    ];
-
     /// The scheme as written in an endpoint (`tcp`, `unix-dgram`, ...).
     pub fn scheme(self) -> &'static str {
-        match self {
-            Kind::Tcp => "tcp",
-            Kind::Udp => "udp",
-            Kind::Unix => "unix",
-            Kind::UnixDgram => "unix-dgram",
-            Kind::Multicast => "multicast",
-            Kind::Binary => "binary",
-        }
+        self.info().scheme
     }
 
     /// Path kinds are written `scheme:PATH`, network kinds `scheme://HOST:PORT`.
     pub fn is_path(self) -> bool {
-        matches!(self, Kind::Unix | Kind::UnixDgram)
+        self.info().address == Address::Path
     }
 
     /// Stream kinds carry a byte stream; the others carry datagrams.
     pub fn is_stream(self) -> bool {
-        matches!(self, Kind::Tcp | Kind::Unix | Kind::Binary)
+        self.info().transport == Transport::Stream
     }
+
+    /// True if `tool` takes endpoints of this kind.
+    pub fn accepts(self, tool: Tool) -> bool {
+        self.info().tools.contains(&tool)
+    }
+
+    /// The schemes `tool` accepts, as a list for people: `tcp, udp and unix`.
+    pub fn schemes_for(tool: Tool) -> String {
+        let schemes: Vec<&str> = Kind::ALL
+            .iter()
+            .filter(|kind| kind.accepts(tool))
+            .map(|kind| kind.scheme())
+            .collect();
+        match schemes.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            Some((last, _)) => (*last).to_string(),
+            None => String::new(),
+        }
+    }
+
+    fn all_schemes() -> String {
+        let schemes: Vec<&str> = Kind::ALL.iter().map(|kind| kind.scheme()).collect();
+        schemes.join(", ")
+    }
+}
+
+/// A value an endpoint option may hold: a flag (`bool`: `?proxy`) or an
+/// optional value (`Option<T>`: `?key=value`, `T: FromStr`).
+pub trait OptionValue: Sized {
+    /// Parses what follows `key` (`None` when there is no `=`).
+    fn parse(value: Option<&str>) -> Result<Self, String>;
+    /// How it is written back: `None` = not set, `Some("")` = a bare flag.
+    fn show(&self) -> Option<String>;
+}
+
+impl OptionValue for bool {
+    fn parse(value: Option<&str>) -> Result<bool, String> {
+        match value {
+            None => Ok(true),
+            Some(other) => Err(format!("takes no value (got '{other}')")),
+        }
+    }
+
+    fn show(&self) -> Option<String> {
+        self.then(String::new)
+    }
+}
+
+impl<T: FromStr + fmt::Display> OptionValue for Option<T> {
+    fn parse(value: Option<&str>) -> Result<Option<T>, String> {
+        match value {
+            None | Some("") => Err("needs a value (key=value)".into()),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("'{text}' is not a valid value")),
+        }
+    }
+
+    fn show(&self) -> Option<String> {
+        self.as_ref().map(|value| value.to_string())
+    }
+}
+
+/// Declares the endpoint options: one line each, the field, its type, its
+/// name after `?`, and the kinds it applies to.
+macro_rules! options {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
+        /// The options of one endpoint (`?proxy&key=value`), parsed once for
+        /// every tool. A field is `false`/`None` when the option is absent.
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+        pub struct Options {
+            $( $(#[$doc])* pub $field: $ty, )*
+        }
+
+        impl Options {
+            /// Every option's name, in the order of the table.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            fn set(&mut self, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
+                match key {
+                    $( $name => {
+                        const KINDS: &[Kind] = &[$(Kind::$kind),+];
+                        if !KINDS.contains(&kind) {
+                            let names: Vec<&str> = KINDS.iter().map(|k| k.scheme()).collect();
+                            return Err(format!(
+                                "option '{key}' does not apply to {} (only to {})",
+                                kind.scheme(),
+                                names.join(", ")
+                            ));
+                        }
+                        self.$field = OptionValue::parse(value)
+                            .map_err(|why| format!("option '{key}' {why}"))?;
+                        Ok(())
+                    } )*
+                    _ => Err(format!("unknown option '{key}' (known: {})", Self::NAMES.join(", "))),
+                }
+            }
+
+            /// `(name, value)` of every option set, `value` empty for a flag.
+            pub fn set_ones(&self) -> Vec<(&'static str, String)> {
+                let mut out = Vec::new();
+                $( if let Some(value) = OptionValue::show(&self.$field) {
+                    out.push(($name, value));
+                } )*
+                out
+            }
+        }
+    };
+}
+
+options! {
+    /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
+    proxy: bool = "proxy" for [Tcp, Binary, Unix];
 }
 
 /// Where an endpoint lives.
@@ -84,6 +301,8 @@ pub struct Endpoint {
     pub kind: Kind,
     /// The address or path.
     pub target: Target,
+    /// What followed `?`.
+    pub options: Options,
 }
 
 /// Why an endpoint string could not be parsed.
@@ -104,35 +323,64 @@ impl FromStr for Endpoint {
     fn from_str(text: &str) -> Result<Self, ParseError> {
         let fail = |why: &str| ParseError(format!("bad endpoint '{text}': {why}"));
         let (scheme, rest) = text.split_once(':').ok_or_else(|| {
-            fail("expected SCHEME://HOST:PORT or unix:PATH (schemes: tcp, udp, unix, unix-dgram, multicast, binary)")
+            fail(&format!(
+                "expected SCHEME://HOST:PORT or unix:PATH (schemes: {})",
+                Kind::all_schemes()
+            ))
         })?;
         let kind = Kind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|k| k.scheme() == scheme)
             .ok_or_else(|| {
                 fail(&format!(
-                    "unknown scheme '{scheme}' (known: tcp, udp, unix, unix-dgram, multicast, binary)"
+                    "unknown scheme '{scheme}' (known: {})",
+                    Kind::all_schemes()
                 ))
             })?;
-        let target = if kind.is_path() {
-            // Accept `unix://path` too, as socat users type it.
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(fail("empty path"));
-            }
-            match path.strip_prefix('@') {
-                Some("") => return Err(fail("empty abstract name after '@'")),
-                Some(name) => Target::Abstract(name.to_string()),
-                None => Target::Path(PathBuf::from(path)),
-            }
-        } else {
-            let hostport = rest
-                .strip_prefix("//")
-                .ok_or_else(|| fail(&format!("expected {scheme}://HOST:PORT")))?;
-            let (host, port) = split_host_port(hostport).map_err(|why| fail(&why))?;
-            Target::Inet { host, port }
+        // Options follow the first '?': a path with a '?' in it cannot be
+        // served, which is the price of one syntax for every kind.
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
         };
-        Ok(Endpoint { kind, target })
+        let target = match kind.info().address {
+            Address::Path => {
+                // Accept `unix://path` too, as socat users type it.
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(fail("empty path"));
+                }
+                match path.strip_prefix('@') {
+                    Some("") => return Err(fail("empty abstract name after '@'")),
+                    Some(name) => Target::Abstract(name.to_string()),
+                    None => Target::Path(PathBuf::from(path)),
+                }
+            }
+            Address::Inet => {
+                let hostport = rest
+                    .strip_prefix("//")
+                    .ok_or_else(|| fail(&format!("expected {scheme}://HOST:PORT")))?;
+                let (host, port) = split_host_port(hostport).map_err(|why| fail(&why))?;
+                Target::Inet { host, port }
+            }
+        };
+        let mut options = Options::default();
+        for item in query.into_iter().flat_map(|query| query.split('&')) {
+            if item.is_empty() {
+                continue;
+            }
+            let (key, value) = match item.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (item, None),
+            };
+            options.set(kind, key, value).map_err(|why| fail(&why))?;
+        }
+        Ok(Endpoint {
+            kind,
+            target,
+            options,
+        })
     }
 }
 
@@ -186,7 +434,16 @@ impl Endpoint {
         Ok(self.socket_addrs()?[0])
     }
 
-    /// The same kind of endpoint at a concrete address (to print real ports).
+    /// An endpoint without options.
+    pub fn new(kind: Kind, target: Target) -> Endpoint {
+        Endpoint {
+            kind,
+            target,
+            options: Options::default(),
+        }
+    }
+
+    /// The same endpoint (kind, options) at a concrete address (to print real ports).
     pub fn with_addr(&self, addr: SocketAddr) -> Endpoint {
         Endpoint {
             kind: self.kind,
@@ -194,7 +451,21 @@ impl Endpoint {
                 host: addr.ip().to_string(),
                 port: addr.port(),
             },
+            options: self.options.clone(),
         }
+    }
+
+    /// `Ok` if `tool` takes this kind, else the line to print (a usage error):
+    /// `cannot ping multicast://...: ping speaks tcp, udp, unix and unix-dgram`.
+    pub fn check_tool(&self, tool: Tool) -> Result<(), String> {
+        if self.kind.accepts(tool) {
+            return Ok(());
+        }
+        let name = tool.name();
+        Err(format!(
+            "cannot {name} {self}: {name} speaks {}",
+            Kind::schemes_for(tool)
+        ))
     }
 }
 
@@ -208,7 +479,15 @@ impl fmt::Display for Endpoint {
             Target::Inet { host, port } => write!(f, "{scheme}://{host}:{port}"),
             Target::Path(path) => write!(f, "{scheme}:{}", path.display()),
             Target::Abstract(name) => write!(f, "{scheme}:@{name}"),
+        }?;
+        for (at, (name, value)) in self.options.set_ones().into_iter().enumerate() {
+            f.write_str(if at == 0 { "?" } else { "&" })?;
+            f.write_str(name)?;
+            if !value.is_empty() {
+                write!(f, "={value}")?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -268,5 +547,65 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_table_names_each_kind_once() {
+        let mut schemes: Vec<&str> = Kind::ALL.iter().map(|k| k.scheme()).collect();
+        let count = schemes.len();
+        schemes.sort_unstable();
+        schemes.dedup();
+        assert_eq!(schemes.len(), count, "a scheme is spelled twice");
+        for kind in Kind::ALL {
+            assert!(kind.accepts(Tool::Serve), "serve takes every kind");
+            let text = match kind.info().address {
+                Address::Inet => format!("{}://127.0.0.1:1", kind.scheme()),
+                Address::Path => format!("{}:/x", kind.scheme()),
+            };
+            assert_eq!(parse(&text).unwrap().kind, *kind);
+        }
+        assert_eq!(
+            Kind::schemes_for(Tool::Ping),
+            "tcp, udp, unix and unix-dgram"
+        );
+    }
+
+    #[test]
+    fn options_parse_print_back_and_name_what_is_wrong() {
+        let endpoint = parse("tcp://127.0.0.1:1?proxy").unwrap();
+        assert!(endpoint.options.proxy);
+        assert_eq!(endpoint.to_string(), "tcp://127.0.0.1:1?proxy");
+        assert!(parse("unix:@x?proxy").unwrap().options.proxy);
+        assert!(!parse("binary://h:1?").unwrap().options.proxy);
+        let bound = endpoint.with_addr("127.0.0.1:9".parse().unwrap());
+        assert_eq!(bound.to_string(), "tcp://127.0.0.1:9?proxy");
+        for (text, why) in [
+            ("tcp://a:1?nope", "unknown option 'nope'"),
+            ("udp://a:1?proxy", "option 'proxy' does not apply to udp"),
+            (
+                "unix-dgram:/x?proxy",
+                "option 'proxy' does not apply to unix-dgram",
+            ),
+            ("tcp://a:1?proxy=1", "option 'proxy' takes no value"),
+            ("tcp://a:1?proxy&bad=2", "unknown option 'bad'"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn tools_refuse_kinds_they_do_not_speak() {
+        let multicast = parse("multicast://224.1.1.1:9").unwrap();
+        assert!(multicast.check_tool(Tool::Client).is_ok());
+        let err = multicast.check_tool(Tool::Ping).unwrap_err();
+        assert_eq!(
+            err,
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix and unix-dgram"
+        );
+        assert!(parse("binary://h:1")
+            .unwrap()
+            .check_tool(Tool::Bench)
+            .is_err());
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::client::say;
 use crate::client::transport::{self, parse_secs, secs, Conn, Failure};
-use crate::endpoint::{Endpoint, Kind};
+use crate::endpoint::{Endpoint, Tool};
 
 /// Probe header: magic (4), nonce (4), sequence number (8), send time in
 /// microseconds since the run began (8). The rest is a pattern.
@@ -62,11 +62,8 @@ pub struct Args {
 /// Runs `echoplex ping`; returns the process exit code.
 pub fn run(args: Args) -> ExitCode {
     let endpoint = &args.endpoint;
-    if !matches!(
-        endpoint.kind,
-        Kind::Tcp | Kind::Udp | Kind::Unix | Kind::UnixDgram
-    ) {
-        eprintln!("echoplex: cannot ping {endpoint}: ping speaks tcp, udp, unix and unix-dgram");
+    if let Err(why) = endpoint.check_tool(Tool::Ping) {
+        eprintln!("echoplex: {why}");
         return ExitCode::from(2);
     }
     if let Err(failure) = transport::stop_on(&[signal_hook::consts::SIGINT]) {

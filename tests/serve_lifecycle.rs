@@ -229,6 +229,28 @@ fn bad_endpoint_syntax_is_one_clear_error() {
     }
 }
 
+#[test]
+fn a_bad_endpoint_option_is_a_usage_error_naming_it() {
+    // Contract, "Endpoint options": unknown, or not for this kind.
+    for (endpoint, option) in [
+        ("tcp://127.0.0.1:0?nosuch", "nosuch"),
+        ("udp://127.0.0.1:0?proxy", "proxy"),
+    ] {
+        assert_refused(&[endpoint], endpoint, &[option]);
+        let (status, _, stderr) = support::run(&["serve", endpoint]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        for tool in [
+            &["client", endpoint, "x"][..],
+            &["ping", endpoint],
+            &["bench", endpoint],
+        ] {
+            let (status, _, stderr) = support::run(tool);
+            assert_eq!(status.code(), Some(2), "{tool:?}: {stderr}");
+            assert!(stderr.contains(option), "{tool:?}: {stderr}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Shutdown
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::endpoint::{Endpoint, Kind};
+use crate::endpoint::{Endpoint, Kind, Tool};
 pub use load::{run_load, LoadConfig, Observer, Progress, Report, Stop};
 
 /// Exit code: every echo verified, no error.
@@ -111,22 +111,12 @@ impl Args {
     /// The run these options describe, or why they make no sense.
     pub fn config(&self) -> Result<LoadConfig, String> {
         let size = usize::try_from(self.size).map_err(|_| "size too large".to_string())?;
-        match self.endpoint.kind {
-            Kind::Tcp | Kind::Unix => {}
-            Kind::Udp | Kind::UnixDgram => {
-                if size > load::MAX_DATAGRAM {
-                    return Err(format!(
-                        "-s {size}: a datagram holds at most {} bytes",
-                        load::MAX_DATAGRAM
-                    ));
-                }
-            }
-            Kind::Multicast | Kind::Binary => {
-                return Err(format!(
-                    "bench drives echo endpoints (tcp, unix, udp, unix-dgram), not {}",
-                    self.endpoint.kind.scheme()
-                ))
-            }
+        self.endpoint.check_tool(Tool::Bench)?;
+        if !self.endpoint.kind.is_stream() && size > load::MAX_DATAGRAM {
+            return Err(format!(
+                "-s {size}: a datagram holds at most {} bytes",
+                load::MAX_DATAGRAM
+            ));
         }
         if self.timeout.is_zero() {
             return Err("--timeout must be more than 0".into());

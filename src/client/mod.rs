@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::endpoint::{Endpoint, Kind};
+use crate::endpoint::{Endpoint, Reply};
 use transport::{parse_secs, Failure};
 
 /// Default `--timeout` for every kind but multicast.
@@ -84,13 +84,13 @@ pub fn run(args: Args) -> ExitCode {
 
 fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
     let message = args.message.join(" ");
-    match args.endpoint.kind {
-        Kind::Multicast => {
+    match args.endpoint.kind.info().reply {
+        Reply::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
             multicast::run(args, message.as_bytes(), timeout, out)
         }
-        Kind::Binary => binary::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out),
-        _ => {
+        Reply::Records => binary::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out),
+        Reply::Echo => {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
             echo::run(args, message.as_bytes(), timeout, out)
         }

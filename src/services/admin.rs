@@ -39,10 +39,7 @@ const MAX_UNREAD_ANSWERS: usize = 1 << 20;
 pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
     let target = Target::Path(path.to_path_buf());
     let (listener, socket_file) = sock::unix_listener(&target, 0o600)?;
-    let shown = Endpoint {
-        kind: Kind::Unix,
-        target,
-    };
+    let shown = Endpoint::new(Kind::Unix, target);
     Ok(Box::new(Listener::new(
         listener,
         "admin-listener",

@@ -1,6 +1,6 @@
 //! One file per endpoint kind. Each binds its socket (through `sock`) and
-//! returns the handler the reactor keeps in its slab; `bind` is the one
-//! place that maps an endpoint kind to its module.
+//! returns the handler the reactor keeps in its slab; the table of kinds in
+//! `endpoint.rs` names each kind's `bind`.
 //!
 //! Shared pieces: `listener` (accepting stream sockets, with the limits),
 //! `stream` (the echo connection and its buffers), `datagram` (answering
@@ -22,7 +22,7 @@ pub mod unix_dgram;
 use std::io;
 use std::net::Ipv4Addr;
 
-use crate::endpoint::{Endpoint, Kind};
+use crate::endpoint::Endpoint;
 use crate::reactor::Handler;
 
 /// Settings that services read when they bind.
@@ -63,14 +63,8 @@ pub struct Bound {
     pub detail: String,
 }
 
-/// Binds `endpoint` with the service module for its kind.
+/// Binds `endpoint` with the service module its kind names in the table
+/// (`endpoint::Kind::info().bind`).
 pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
-    match endpoint.kind {
-        Kind::Tcp => tcp::bind(endpoint, config),
-        Kind::Udp => udp::bind(endpoint, config),
-        Kind::Unix => unix::bind(endpoint, config),
-        Kind::UnixDgram => unix_dgram::bind(endpoint, config),
-        Kind::Multicast => multicast::bind(endpoint, config),
-        Kind::Binary => binary::bind(endpoint, config),
-    }
+    (endpoint.kind.info().bind)(endpoint, config)
 }
