@@ -23,6 +23,8 @@ pub enum Command {
     Ping(crate::ping::Args),
     /// Closed-loop load generator against any echo endpoint.
     Bench(crate::bench::Args),
+    /// Merge the HdrHistogram logs of one or many `bench --hdr-log` runs into one report.
+    Report(crate::report::Args),
     /// Name look-ups through the system resolver.
     Net(crate::net::Args),
     /// Show a running daemon's handlers and counters (netstat for echoplex).
@@ -42,6 +44,7 @@ impl Cli {
             Command::Client(args) => crate::client::run(args),
             Command::Ping(args) => crate::ping::run(args),
             Command::Bench(args) => crate::bench::run(args),
+            Command::Report(args) => crate::report::run(args),
             Command::Net(args) => crate::net::run(args),
             Command::Status(args) => crate::status::run(args),
         }

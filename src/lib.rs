@@ -16,6 +16,7 @@ pub mod mmsg;
 pub mod net;
 pub mod ping;
 pub mod reactor;
+pub mod report;
 pub mod serve;
 pub mod services;
 pub mod sock;

@@ -6,6 +6,7 @@
 //! the command line: options, progress line, exit codes.
 
 pub mod dgram;
+pub mod hdrlog;
 pub mod load;
 pub mod pattern;
 pub mod plot;
