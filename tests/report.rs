@@ -1,13 +1,13 @@
 //! `echoplex report`: interval logs merged into one report, and the logs
 //! read by an independent HdrHistogram implementation (Python's `hdrh`).
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::{run, temp_dir};
+use support::{run, temp_dir};
 use echoplex::bench::hdrlog::HdrLogWriter;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
