@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use support::{run, temp_dir};
 use echoplex::bench::hdrlog::HdrLogWriter;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use support::{run, temp_dir};
 
 fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
     let mut h = Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds");
