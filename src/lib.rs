@@ -15,6 +15,7 @@ pub mod error;
 pub mod mmsg;
 pub mod net;
 pub mod ping;
+pub mod probe;
 pub mod reactor;
 pub mod report;
 pub mod serve;

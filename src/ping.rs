@@ -14,8 +14,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::client::say;
-use crate::client::transport::{self, parse_secs, secs, Conn, Failure};
 use crate::endpoint::{Endpoint, Tool};
+use crate::probe::duration::{positive_secs, show as secs};
+use crate::probe::failure::{self, Failure};
+use crate::probe::socket::Conn;
 
 /// Probe header: magic (4), nonce (4), sequence number (8), send time in
 /// microseconds since the run began (8). The rest is a pattern.
@@ -44,11 +46,11 @@ pub struct Args {
     pub count: Option<u64>,
     /// Seconds between probes (fractions allowed).
     #[arg(short = 'i', long = "interval", value_name = "SECS", default_value = "1",
-          value_parser = parse_secs)]
+          value_parser = positive_secs)]
     pub interval: Duration,
     /// Seconds to wait for each reply; a later one is reported late and counted lost.
     #[arg(short = 'W', long = "timeout", value_name = "SECS", default_value = "2",
-          value_parser = parse_secs)]
+          value_parser = positive_secs)]
     pub timeout: Duration,
     /// Probe size in bytes (at least 24: magic, nonce, sequence number, timestamp).
     #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56,
@@ -66,7 +68,7 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("echoplex: {why}");
         return ExitCode::from(2);
     }
-    if let Err(failure) = transport::stop_on(&[signal_hook::consts::SIGINT]) {
+    if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
         eprintln!("echoplex: {failure}");
         return ExitCode::from(2);
     }
@@ -314,7 +316,7 @@ impl Pinger {
     fn run(&mut self) -> Result<(), Failure> {
         let mut buf = vec![0u8; MAX_SIZE + 1];
         let mut next_send = Instant::now();
-        while !transport::stopped() {
+        while !failure::stopped() {
             let now = Instant::now();
             self.expire(now);
             let more = self

@@ -1,17 +1,24 @@
 //! `echoplex bench ENDPOINT`: a closed-loop load generator for any echo
 //! server, with every echoed byte verified.
 //!
-//! [`load`] runs the loop (workers in [`stream`] and [`dgram`], the bytes
-//! in [`pattern`]); [`report`] and [`plot`] show the result. This file is
-//! the command line: options, progress line, exit codes.
+//! Layers, each using only those below it:
+//! - this file: the command line (options, progress line, Ctrl-C, exit codes);
+//! - [`load`]: the coordinator (resolve, start workers, the window, the sum);
+//! - [`worker`]: the one worker loop, generic over a [`worker::Flow`];
+//! - [`stream`] and [`dgram`]: the two flows (tcp/unix, udp/unix-dgram);
+//! - [`types`]: what they share (config, report, timeline, counters).
+//!
+//! The bytes and the sockets come from [`crate::probe`]; [`report`] and
+//! [`plot`] show the result.
 
 pub mod dgram;
 pub mod hdrlog;
 pub mod load;
-pub mod pattern;
 pub mod plot;
 pub mod report;
 pub mod stream;
+pub mod types;
+pub mod worker;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -21,16 +28,21 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::endpoint::{Endpoint, Kind, Tool};
-pub use load::{run_load, LoadConfig, Observer, Progress, Report, Stop};
+use crate::probe::duration::{positive_secs, secs};
+use crate::probe::{exit, failure, MAX_DATAGRAM};
+pub use load::run_load;
+pub use types::{LoadConfig, Observer, Progress, Quiet, Report, Stop};
 
 /// Exit code: every echo verified, no error.
-pub const EXIT_OK: u8 = 0;
+pub const EXIT_OK: u8 = exit::OK;
 /// Exit code: errors (bad or missing echoes, connections lost or refused).
-pub const EXIT_ERRORS: u8 = 1;
+pub const EXIT_ERRORS: u8 = exit::FAILED;
 /// Exit code: bad usage (as for every clap error).
-pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = exit::USAGE;
 /// Exit code: nothing could connect, or no echo ever came back.
-pub const EXIT_NO_CONNECTION: u8 = 3;
+pub const EXIT_NO_CONNECTION: u8 = exit::UNREACHABLE;
+/// Exit code: interrupted (Ctrl-C); the report of what was measured is printed.
+pub const EXIT_INTERRUPTED: u8 = exit::INTERRUPTED;
 
 /// Command-line arguments of `echoplex bench`.
 #[derive(clap::Args, Debug)]
@@ -44,12 +56,16 @@ hangs the run); a stream connection owed an echo that hears nothing for \
 address (--udp-rate, default 1000/s) except from loopback: to load it from \
 another host, serve with --udp-rate 0.
 
+Ctrl-C ends the run early and prints the report of what was measured, \
+marked interrupted (exit 130); a second Ctrl-C exits at once.
+
 Exit status:
-  0  every echo verified, no error
-  1  errors: corrupt, reordered or missing echoes, connections closed or \
+  0    every echo verified, no error
+  1    errors: corrupt, reordered or missing echoes, connections closed or \
 refused (some connected)
-  2  bad usage
-  3  nothing could connect, or no echo ever came back
+  2    bad usage
+  3    nothing could connect, or no echo ever came back
+  130  interrupted (Ctrl-C): the partial report is printed
 
 Examples:
   echoplex bench tcp://127.0.0.1:10000 -c 100 -d 10
@@ -71,27 +87,27 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub depth: u64,
-    /// Seconds to measure (default 5).
-    #[arg(short = 'd', long, value_name = "SECS", value_parser = parse_secs,
-          conflicts_with = "messages")]
-    pub duration: Option<Duration>,
+    /// Seconds to measure.
+    #[arg(short = 'd', long, value_name = "SECS", default_value = "5",
+          value_parser = positive_secs, conflicts_with = "messages")]
+    pub duration: Duration,
     /// Measure this many messages instead of a duration (datagrams re-sent
     /// after a loss count again).
     #[arg(short = 'n', long = "messages", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub messages: Option<u64>,
     /// Seconds of load before measuring starts.
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = secs)]
     pub warmup: Duration,
     /// Worker threads, each with its own poll loop and share of the connections.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=256))]
     pub threads: u64,
     /// Seconds after which a datagram is lost, or a silent connection stalled.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = positive_secs)]
     pub timeout: Duration,
     /// Seconds connecting may take.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = positive_secs)]
     pub connect_timeout: Duration,
     /// Print one JSON object instead of the human report.
     #[arg(long)]
@@ -101,26 +117,15 @@ pub struct Args {
     pub plot: Option<PathBuf>,
 }
 
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a duration"))
-}
-
 impl Args {
     /// The run these options describe, or why they make no sense.
     pub fn config(&self) -> Result<LoadConfig, String> {
         let size = usize::try_from(self.size).map_err(|_| "size too large".to_string())?;
         self.endpoint.check_tool(Tool::Bench)?;
-        if !self.endpoint.kind.is_stream() && size > load::MAX_DATAGRAM {
+        if !self.endpoint.kind.is_stream() && size > MAX_DATAGRAM {
             return Err(format!(
-                "-s {size}: a datagram holds at most {} bytes",
-                load::MAX_DATAGRAM
+                "-s {size}: a datagram holds at most {MAX_DATAGRAM} bytes"
             ));
-        }
-        if self.timeout.is_zero() {
-            return Err("--timeout must be more than 0".into());
         }
         Ok(LoadConfig {
             endpoint: self.endpoint.clone(),
@@ -128,10 +133,9 @@ impl Args {
             size,
             depth: self.depth as usize,
             threads: self.threads.min(self.connections) as usize,
-            stop: match (self.messages, self.duration) {
-                (Some(n), _) => Stop::Messages(n),
-                (None, Some(d)) => Stop::Duration(d),
-                (None, None) => Stop::Duration(Duration::from_secs(5)),
+            stop: match self.messages {
+                Some(n) => Stop::Messages(n),
+                None => Stop::Duration(self.duration),
             },
             warmup: self.warmup,
             timeout: self.timeout,
@@ -149,6 +153,12 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // The first Ctrl-C ends the run through its normal path (the report of
+    // what was measured); a second one exits at once, 130.
+    if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], true) {
+        eprintln!("echoplex bench: {failure}");
+        return ExitCode::from(exit::IO);
+    }
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
     let report = match run_load(&config, &mut progress) {
         Ok(report) => report,
@@ -185,13 +195,18 @@ pub fn run(args: Args) -> ExitCode {
 
     let c = &report.counters;
     if c.lost > 0 && config.endpoint.kind == Kind::Udp {
-        // The likeliest cause on loopback is a reply rate limit, such as
-        // echoplex's own anti-reflection guard.
+        // Whatever the server: a reply rate limit (such as echoplex's own
+        // anti-reflection guard) is one possibility among several.
         eprintln!(
-            "echoplex bench: {} datagrams lost; a server that limits replies per \
-             source drops them on purpose (echoplex serve: --udp-rate 0 lifts its limit)",
+            "echoplex bench: {} datagrams lost: dropped by the network, the kernel's \
+             buffers, or a server that limits replies per source (echoplex serve does, \
+             except to loopback: --udp-rate 0 lifts it)",
             c.lost
         );
+    }
+    if report.interrupted {
+        eprintln!("echoplex bench: interrupted; the report covers what was measured");
+        return ExitCode::from(EXIT_INTERRUPTED);
     }
     if c.connected == 0 {
         let why = report
@@ -200,6 +215,17 @@ pub fn run(args: Args) -> ExitCode {
             .unwrap_or("no connection could be made");
         eprintln!(
             "echoplex bench: nothing echoed from {}: {why}",
+            config.endpoint
+        );
+        return ExitCode::from(EXIT_NO_CONNECTION);
+    }
+    if c.answered == 0 {
+        let why = report
+            .first_error
+            .as_deref()
+            .map_or(String::new(), |why| format!(" ({why})"));
+        eprintln!(
+            "echoplex bench: {} connected but no echo ever came back{why}",
             config.endpoint
         );
         return ExitCode::from(EXIT_NO_CONNECTION);
@@ -244,6 +270,10 @@ impl ProgressLine {
 }
 
 impl Observer for ProgressLine {
+    fn interrupted(&mut self) -> bool {
+        failure::stopped()
+    }
+
     fn connected(&mut self, connected: u64) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{connected} connected, loading…"));

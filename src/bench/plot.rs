@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
-use super::load::Report;
 use super::report::{bytes, group};
+use super::types::Report;
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 440.0;

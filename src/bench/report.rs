@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::load::Report;
+use super::types::Report;
 
 /// The latency percentiles every report shows: (label, JSON key, quantile).
 pub const PERCENTILES: [(&str, &str, f64); 4] = [
@@ -17,16 +17,20 @@ pub const PERCENTILES: [(&str, &str, f64); 4] = [
 pub fn json(report: &Report) -> serde_json::Value {
     let config = &report.config;
     let c = &report.counters;
-    let mut latency = serde_json::Map::new();
-    latency.insert("min".into(), json!(report.latency.min()));
-    latency.insert(
-        "mean".into(),
-        json!((report.latency.mean() * 10.0).round() / 10.0),
-    );
-    for (_, key, q) in PERCENTILES {
-        latency.insert(key.into(), json!(report.quantile_us(q)));
-    }
-    latency.insert("max".into(), json!(report.latency.max()));
+    // Nothing measured, nothing to say about latency: null, not zeros.
+    let latency = (c.messages > 0).then(|| {
+        let mut latency = serde_json::Map::new();
+        latency.insert("min".into(), json!(report.latency.min()));
+        latency.insert(
+            "mean".into(),
+            json!((report.latency.mean() * 10.0).round() / 10.0),
+        );
+        for (_, key, q) in PERCENTILES {
+            latency.insert(key.into(), json!(report.quantile_us(q)));
+        }
+        latency.insert("max".into(), json!(report.latency.max()));
+        latency
+    });
     json!({
         "endpoint": config.endpoint.to_string(),
         "connections": config.connections,
@@ -46,6 +50,7 @@ pub fn json(report: &Report) -> serde_json::Value {
         "lost": c.lost,
         "late": c.late,
         "first_error": report.first_error,
+        "interrupted": report.interrupted,
     })
 }
 
@@ -58,14 +63,15 @@ pub fn human(report: &Report) -> String {
     let config = &report.config;
     let c = &report.counters;
     let mut text = format!(
-        "{}: {} {} × {} B, depth {}, {} thread{}; measured {:.2} s{}\n",
+        "{}: {} {}{} × {} B, depth {}, {} thread{}; measured {:.2} s{}{}\n",
         config.endpoint,
         config.connections,
         if config.endpoint.kind.is_stream() {
-            "connections"
+            "connection"
         } else {
-            "sockets"
+            "socket"
         },
+        if config.connections == 1 { "" } else { "s" },
         config.size,
         config.depth,
         config.threads,
@@ -75,6 +81,11 @@ pub fn human(report: &Report) -> String {
             String::new()
         } else {
             format!(" after {:.2} s warm-up", config.warmup.as_secs_f64())
+        },
+        if report.interrupted {
+            " (interrupted)"
+        } else {
+            ""
         },
     );
     text.push_str(&format!(

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::echo::read_stream;
-use super::transport::{Conn, Failure};
 use super::{compare, Args, Out};
 use crate::codec::structfmt::{repr, to_hex, Format};
+use crate::probe::socket::Conn;
+use crate::probe::Failure;
 
 /// Runs one record exchange.
 pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failure> {

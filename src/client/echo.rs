@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use super::transport::{Conn, Failure};
 use super::{compare, quote, Args, Out};
-
-/// Largest datagram we can receive: an echo longer than what was sent must
-/// show up as a mismatch, not be cut to size.
-const MAX_DATAGRAM: usize = 65_536;
+use crate::probe::socket::Conn;
+use crate::probe::{Failure, DATAGRAM_BUFFER};
 
 /// Runs one echo exchange.
 pub(super) fn run(
@@ -24,7 +21,7 @@ pub(super) fn run(
     let echo = if conn.is_stream() {
         read_stream(&conn, message.len(), args.chunk as usize, out, quote)?
     } else {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let n = conn.recv(&mut buf)?;
         buf.truncate(n);
         out.say(format_args!("received {}", quote(&buf)));

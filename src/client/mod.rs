@@ -2,13 +2,13 @@
 //!
 //! `echo` covers tcp, unix, udp and unix-dgram (send, read the echo back,
 //! compare); `multicast` sends once and collects acks; `binary` packs
-//! values with the struct codec. [`transport`] holds the connect, send and
-//! receive helpers that `ping` shares.
+//! values with the struct codec. Sockets, waits, the mismatch description
+//! and the failure classes come from [`crate::probe`], shared with `ping`
+//! and `bench`.
 
 mod binary;
 mod echo;
 mod multicast;
-pub mod transport;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -17,7 +17,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, Reply};
-use transport::{parse_secs, Failure};
+use crate::probe::duration::positive_secs;
+use crate::probe::payload::Mismatch;
+use crate::probe::{failure, Failure};
 
 /// Default `--timeout` for every kind but multicast.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,7 +52,7 @@ pub struct Args {
     pub chunk: u32,
     /// Longest any single wait may take [default: 5; multicast: 0.2, the
     /// quiet time that ends the collection of acks].
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
     pub timeout: Option<Duration>,
     /// Print only the echoed payload (multicast: each responder's address;
     /// binary: the decoded values).
@@ -71,8 +73,11 @@ pub struct Args {
 /// Runs `echoplex client`; returns the process exit code.
 pub fn run(args: Args) -> ExitCode {
     let out = Out { quiet: args.quiet };
-    let result = transport::stop_on(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .and_then(|()| dispatch(&args, &out));
+    let result = failure::stop_on(
+        &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
+        false,
+    )
+    .and_then(|()| dispatch(&args, &out));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -145,19 +150,10 @@ pub fn quote(bytes: &[u8]) -> String {
 /// Compares an echo with what was sent; the mismatch names the first
 /// differing byte, since the whole payload may be long.
 fn compare(sent: &[u8], echo: &[u8]) -> Result<(), Failure> {
-    if sent == echo {
-        return Ok(());
+    match Mismatch::find(sent, 0, echo, false) {
+        None => Ok(()),
+        Some(mismatch) => Err(Failure::Mismatch(mismatch.describe("echo"))),
     }
-    let at = sent
-        .iter()
-        .zip(echo)
-        .position(|(a, b)| a != b)
-        .unwrap_or(sent.len().min(echo.len()));
-    Err(Failure::Mismatch(format!(
-        "echo differs from what was sent: {} bytes sent, {} received, first difference at byte {at}",
-        sent.len(),
-        echo.len()
-    )))
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::transport::{multicast_group, secs, wait, Failure};
 use super::{quote, Args, Out};
 use crate::error::describe;
+use crate::probe::duration::show as secs;
+use crate::probe::failure::classify;
+use crate::probe::socket::{multicast_group, wait};
+use crate::probe::{Failure, DATAGRAM_BUFFER};
 use crate::sock;
 
 /// What a receiver answers.
@@ -35,7 +38,7 @@ pub(super) fn run(
         match socket.send_to(message, group) {
             Ok(_) => break,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if !wait(fd, libc::POLLOUT, Instant::now() + timeout)? {
+                if wait(fd, libc::POLLOUT, Instant::now() + timeout)? == 0 {
                     return Err(Failure::Timeout(format!(
                         "{}: could not send within {}",
                         args.endpoint,
@@ -44,17 +47,13 @@ pub(super) fn run(
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => {
-                return Err(Failure::Unreachable(format!(
-                    "cannot send to {}: {}",
-                    args.endpoint,
-                    describe(&err)
-                )))
-            }
+            // One table for every kind: "Message too long" is a usage
+            // error here as on udp://.
+            Err(err) => return Err(classify(&err, &format!("cannot send to {}", args.endpoint))),
         }
     }
     let mut acks = 0usize;
-    let mut buf = vec![0u8; 65_536];
+    let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
@@ -66,7 +65,7 @@ pub(super) fn run(
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 // Quiet for `timeout` since the last answer: everyone spoke.
-                if !wait(fd, libc::POLLIN, Instant::now() + timeout)? {
+                if wait(fd, libc::POLLIN, Instant::now() + timeout)? == 0 {
                     out.say(format_args!("timed out, no more responses"));
                     break;
                 }

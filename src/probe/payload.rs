@@ -1,5 +1,6 @@
-//! The bytes of message number `seq`: what the load generator sends and
-//! expects back.
+//! The verified payload: the bytes of message number `seq`, what bench and
+//! ping send and expect back, and the one description of an echo that
+//! differs from what was sent (client, ping and bench all use it).
 //!
 //! A message opens with its sequence number (little-endian, as many of its
 //! 8 bytes as the message has room for) mixed with a per-run nonce, and
@@ -108,6 +109,101 @@ impl Pattern {
     }
 }
 
+/// A nonce that differs between runs, so a late echo from an earlier run
+/// (a reused port) cannot pass as one of ours.
+pub fn nonce() -> u64 {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    time ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Where an echo first differs from what was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Offset of the first differing byte, from the start of the message.
+    pub at: usize,
+    /// The byte sent there (None: the echo is longer than the message).
+    pub expected: Option<u8>,
+    /// The byte echoed there (None: the echo is shorter).
+    pub got: Option<u8>,
+    /// Bytes of the message.
+    pub sent: usize,
+    /// Bytes of the echo.
+    pub received: usize,
+    /// Header bytes at the start of the message (0: none), to say whether
+    /// the damage is in the header (reordered or duplicated) or the body.
+    pub header: usize,
+}
+
+impl Mismatch {
+    /// Compares an echo with the message it answers, `got` standing for the
+    /// echo's bytes from `offset` on; None when they agree (as far as
+    /// `got` reaches, if `partial`).
+    pub fn find(expected: &[u8], offset: usize, got: &[u8], partial: bool) -> Option<Mismatch> {
+        let want = expected.get(offset..).unwrap_or_default();
+        let common = want.len().min(got.len());
+        let at = want[..common]
+            .iter()
+            .zip(&got[..common])
+            .position(|(a, b)| a != b);
+        let at = match at {
+            Some(at) => at,
+            None if got.len() == want.len() || (partial && got.len() < want.len()) => return None,
+            None => common,
+        };
+        Some(Mismatch {
+            at: offset + at,
+            expected: want.get(at).copied(),
+            got: got.get(at).copied(),
+            sent: expected.len(),
+            received: offset + got.len(),
+            header: 0,
+        })
+    }
+
+    /// The one description of a bad echo: `subject` names what differs
+    /// ("echo", "connection 3: echo of message 7").
+    pub fn describe(&self, subject: &str) -> String {
+        let byte = |b: Option<u8>| b.map_or_else(|| "nothing".to_string(), |b| format!("{b:#04x}"));
+        let region = if self.header == 0 {
+            ""
+        } else if self.at < self.header {
+            " in the sequence header (reordered, duplicated or corrupt)"
+        } else {
+            " in the payload (corrupt)"
+        };
+        format!(
+            "{subject} differs at byte {}: expected {}, got {}{region}; {} bytes sent, {} received, first difference at byte {}",
+            self.at,
+            byte(self.expected),
+            byte(self.got),
+            self.sent,
+            self.received,
+            self.at
+        )
+    }
+}
+
+impl Pattern {
+    /// Describes how `got` (message `seq` from `offset` on) differs from
+    /// what was sent; call it only once [`Pattern::check`] said no.
+    pub fn mismatch(&self, seq: u64, offset: usize, got: &[u8], subject: &str) -> String {
+        let mut want = Vec::with_capacity(self.size);
+        self.write(seq, &mut want);
+        let mut found = Mismatch::find(&want, offset, got, true).unwrap_or(Mismatch {
+            at: offset,
+            expected: want.get(offset).copied(),
+            got: got.first().copied(),
+            sent: self.size,
+            received: offset + got.len(),
+            header: 0,
+        });
+        found.header = self.header_len();
+        found.describe(subject)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +254,25 @@ mod tests {
         assert_eq!(pattern.seq_of(&msg), Some(0x2345));
         assert!(pattern.check(0x1_2345, 0, &msg));
         assert_eq!(pattern.seq_mask(), 0xffff);
+    }
+
+    #[test]
+    fn a_mismatch_names_the_first_difference() {
+        assert_eq!(Mismatch::find(b"abc", 0, b"abc", false), None);
+        let m = Mismatch::find(b"abc", 0, b"abd", false).unwrap();
+        assert_eq!((m.at, m.expected, m.got), (2, Some(b'c'), Some(b'd')));
+        let text = m.describe("echo");
+        assert!(text.contains("echo differs at byte 2"), "{text}");
+        assert!(text.contains("first difference at byte 2"), "{text}");
+        let short = Mismatch::find(b"abc", 0, b"ab", false).unwrap();
+        assert!(short.describe("echo").contains("3 bytes sent, 2 received"));
+        assert_eq!(Mismatch::find(b"abc", 0, b"ab", true), None);
+        let pattern = Pattern::new(64, 3);
+        let mut msg = Vec::new();
+        pattern.write(5, &mut msg);
+        msg[20] ^= 1;
+        let text = pattern.mismatch(5, 16, &msg[16..], "connection 0: echo of message 5");
+        assert!(text.contains("differs at byte 20"), "{text}");
+        assert!(text.contains("in the payload"), "{text}");
     }
 }

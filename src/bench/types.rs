@@ -1,0 +1,341 @@
+//! What the coordinator ([`super::load`]) and the workers
+//! ([`super::worker`]) share: the run's configuration, the report, the
+//! timeline and the counters. Nothing here drives a socket.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use socket2::SockAddr;
+
+use crate::endpoint::{Endpoint, Kind};
+use crate::probe::payload::Pattern;
+
+/// Largest latency the histogram holds, in microseconds (a minute).
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// When a run stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stop {
+    /// Measure for this long after the warm-up.
+    Duration(Duration),
+    /// Send this many messages after the warm-up, then wait for their echoes.
+    Messages(u64),
+}
+
+/// Everything a run needs.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// The echo server to load: tcp, unix, udp or unix-dgram.
+    pub endpoint: Endpoint,
+    /// Connections (datagram sockets for udp and unix-dgram).
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection.
+    pub depth: usize,
+    /// Worker threads, each with its own poll loop.
+    pub threads: usize,
+    /// How long to measure, or how many messages.
+    pub stop: Stop,
+    /// Load applied but not measured before the measured window.
+    pub warmup: Duration,
+    /// A datagram not echoed within this is lost (and re-sent under a new
+    /// sequence number); a stream connection owed an echo that sees no byte
+    /// for this long is stalled (an error).
+    pub timeout: Duration,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+}
+
+/// What the caller hears while a run goes on. Called from the thread that
+/// called [`super::run_load`], never from the workers.
+pub trait Observer {
+    /// Every connection that could connect is connected; load begins.
+    fn connected(&mut self, _connected: u64) {}
+    /// The measured window opens (after the warm-up).
+    fn measuring(&mut self) {}
+    /// The measured window closed (or the last echo of `-n` came back).
+    fn finished(&mut self) {}
+    /// About once a second.
+    fn progress(&mut self, _progress: &Progress) {}
+    /// Asked about every millisecond: true ends the run early, and the
+    /// report covers what was measured until then (Ctrl-C).
+    fn interrupted(&mut self) -> bool {
+        false
+    }
+}
+
+/// An observer that hears nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// A snapshot for the progress line.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Since load began.
+    pub elapsed: Duration,
+    /// True during the warm-up.
+    pub warming_up: bool,
+    /// Echoes completed so far (warm-up included).
+    pub completed: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Datagrams lost so far.
+    pub lost: u64,
+}
+
+/// Counters a worker keeps; summed into the report.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// Echoes verified and counted (in the measured window).
+    pub messages: u64,
+    /// Connections established (datagram sockets: that got any reply).
+    pub connected: u64,
+    /// Connections or sockets that heard any echo back at all.
+    pub answered: u64,
+    /// Connections that could not be made (refused, timed out).
+    pub connect_failures: u64,
+    /// Corrupt, reordered, unexpected or missing echoes; connections
+    /// closed or stalled by the server.
+    pub errors: u64,
+    /// Datagrams not echoed within the timeout.
+    pub lost: u64,
+    /// Datagram echoes that came back after being counted lost.
+    pub late: u64,
+}
+
+impl Counters {
+    /// Adds another worker's counters.
+    pub fn add(&mut self, other: &Counters) {
+        self.messages += other.messages;
+        self.connected += other.connected;
+        self.answered += other.answered;
+        self.connect_failures += other.connect_failures;
+        self.errors += other.errors;
+        self.lost += other.lost;
+        self.late += other.late;
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The configuration run.
+    pub config: LoadConfig,
+    /// Summed counters.
+    pub counters: Counters,
+    /// Latency of every counted echo, in microseconds.
+    pub latency: Histogram<u64>,
+    /// The measured window, as it really lasted (a run that ended early,
+    /// or was interrupted, is shorter than asked).
+    pub duration: Duration,
+    /// The first error seen, in words.
+    pub first_error: Option<String>,
+    /// The run was stopped early by its observer (Ctrl-C).
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// Echoes per second in the measured window.
+    pub fn msgs_per_sec(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.counters.messages as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Echoed bytes per second (one direction) in the measured window.
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.msgs_per_sec() * self.config.size as f64
+    }
+
+    /// Latency at quantile `q` (0..=1), microseconds.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        self.latency.value_at_quantile(q)
+    }
+}
+
+/// A resolved target: the kind says stream or datagram.
+#[derive(Clone, Debug)]
+pub struct Dest {
+    /// tcp, unix, udp or unix-dgram.
+    pub kind: Kind,
+    /// The address every connection goes to.
+    pub addr: SockAddr,
+}
+
+/// When the measured window opens and (for `-d`) closes: set once every
+/// worker has connected.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeline {
+    /// Load begins.
+    pub load_start: Instant,
+    /// The measured window opens.
+    pub measure_start: Instant,
+    /// The measured window closes (`-d`); `-n` ends when its echoes are in.
+    pub measure_end: Option<Instant>,
+}
+
+/// What the coordinator shares with its workers.
+pub struct Shared {
+    /// Every worker and the coordinator meet here once connected, and
+    /// again once the timeline is set.
+    barrier: Barrier,
+    timeline: OnceLock<Timeline>,
+    /// Connections established, added up by the workers before they meet.
+    pub connected: AtomicU64,
+    /// Workers whose load is over; they wait at the barrier until the
+    /// coordinator has told its observer, so no connection closes (and no
+    /// server thread exits) before the window's CPU time is read.
+    finished: AtomicUsize,
+    /// Set by the coordinator to end the load early (Ctrl-C).
+    stop: AtomicBool,
+    /// Per worker: echoes completed, errors, lost (for the progress line).
+    pub progress: Vec<[AtomicU64; 3]>,
+}
+
+impl Shared {
+    /// For `workers` workers and one coordinator.
+    pub fn new(workers: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            barrier: Barrier::new(workers + 1),
+            timeline: OnceLock::new(),
+            connected: AtomicU64::new(0),
+            finished: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            progress: (0..workers)
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
+        })
+    }
+
+    /// Worker side: waits for the others, then returns the timeline.
+    pub fn start(&self) -> Timeline {
+        self.barrier.wait();
+        self.barrier.wait();
+        // The coordinator sets it between the two waits.
+        *self.timeline.get().expect("timeline set between barriers")
+    }
+
+    /// Coordinator side: every worker has connected; sets the timeline and
+    /// lets the load begin.
+    pub fn begin(&self, timeline: impl FnOnce() -> Timeline) -> Timeline {
+        self.barrier.wait();
+        let timeline = *self.timeline.get_or_init(timeline);
+        self.barrier.wait();
+        timeline
+    }
+
+    /// Worker side: its load is over; waits until the coordinator has
+    /// closed the window, before the worker drains and closes its
+    /// connections.
+    pub fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::AcqRel);
+        self.barrier.wait();
+    }
+
+    /// Coordinator side: the window is closed; lets the workers go.
+    pub fn release(&self) {
+        self.barrier.wait();
+    }
+
+    /// Workers whose load is over.
+    pub fn finished(&self) -> usize {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Coordinator side: asks every worker to end its load now.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Worker side: the coordinator asked the load to end.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// What one worker is asked to do.
+pub struct WorkerJob {
+    /// Index of the worker, for progress.
+    pub index: usize,
+    /// Connection numbers this worker owns (for error messages).
+    pub first_conn: usize,
+    /// How many connections.
+    pub conns: usize,
+    /// Messages this worker sends in the measured window (`-n`).
+    pub quota: Option<u64>,
+    /// The target.
+    pub dest: Dest,
+    /// The run's configuration.
+    pub config: LoadConfig,
+    /// The bytes to send.
+    pub pattern: Arc<Pattern>,
+    /// Shared with the coordinator.
+    pub shared: Arc<Shared>,
+}
+
+/// What one worker brings back.
+pub struct WorkerResult {
+    /// Its counters.
+    pub counters: Counters,
+    /// Its latencies.
+    pub latency: Histogram<u64>,
+    /// When its last counted echo came back.
+    pub last_completion: Option<Instant>,
+    /// The first error it saw.
+    pub first_error: Option<String>,
+}
+
+impl WorkerResult {
+    /// An empty result.
+    pub fn new() -> WorkerResult {
+        WorkerResult {
+            counters: Counters::default(),
+            latency: new_histogram(),
+            last_completion: None,
+            first_error: None,
+        }
+    }
+
+    /// Counts an error, keeping the first description.
+    pub fn error(&mut self, what: impl FnOnce() -> String) {
+        self.counters.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what());
+        }
+    }
+
+    /// Counts a connection that could not be made.
+    pub fn connect_failed(&mut self, what: impl FnOnce() -> String) {
+        self.counters.connect_failures += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(what());
+        }
+    }
+
+    /// Records one echo that came back at `now`, sent at `sent`.
+    pub fn record(&mut self, sent: Instant, now: Instant) {
+        let micros = now.saturating_duration_since(sent).as_micros();
+        self.latency
+            .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+        self.counters.messages += 1;
+        self.last_completion = Some(now);
+    }
+}
+
+impl Default for WorkerResult {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An empty latency histogram.
+pub fn new_histogram() -> Histogram<u64> {
+    // 3 significant figures: 0.1 % resolution, the usual HdrHistogram setting.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}

@@ -1,0 +1,377 @@
+//! The socket over any echo kind, and connecting with a deadline.
+//!
+//! [`addresses`] resolves an endpoint (names through the system resolver,
+//! IPv4 first; Unix paths and `@abstract` names); [`Sock::begin`] opens a
+//! non-blocking socket and starts connecting, [`Sock::connecting`] tells
+//! when a stream's handshake is over. `client` and `ping` wrap a `Sock` in
+//! a [`Conn`] whose every wait is a `poll(2)` with a deadline; `bench`
+//! registers many with its own `mio::Poll`.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::duration::show;
+use super::failure::{classify, stopped, Failure};
+use crate::endpoint::{Endpoint, Kind, Reply, Target};
+use crate::error::describe;
+use crate::sock::{self, SocketFile};
+
+/// Resolves an endpoint to the addresses to try, in order. Network names
+/// go through the system resolver, IPv4 first: the article's clients are
+/// AF_INET, and `localhost` should reach a daemon on 127.0.0.1.
+pub fn addresses(endpoint: &Endpoint) -> Result<Vec<SockAddr>, Failure> {
+    match &endpoint.target {
+        Target::Inet { .. } => {
+            let mut addrs = endpoint
+                .socket_addrs()
+                .map_err(|err| Failure::Unreachable(describe(&err)))?;
+            addrs.sort_by_key(SocketAddr::is_ipv6);
+            Ok(addrs.into_iter().map(SockAddr::from).collect())
+        }
+        unix => Ok(vec![
+            sock::unix_sockaddr(unix).map_err(|err| Failure::Usage(describe(&err)))?
+        ]),
+    }
+}
+
+/// The IPv4 address of a `multicast://` endpoint's group.
+pub fn multicast_group(endpoint: &Endpoint) -> Result<SocketAddr, Failure> {
+    let group = addresses(endpoint)
+        .map_err(|failure| failure.context(&endpoint.to_string()))?
+        .into_iter()
+        .filter_map(|addr| addr.as_socket())
+        .find(|addr| addr.ip().is_multicast() && addr.is_ipv4());
+    group.ok_or_else(|| {
+        Failure::Usage(format!(
+            "{endpoint}: not an IPv4 multicast group (224.0.0.0/4)"
+        ))
+    })
+}
+
+/// Where a `unix-dgram:` client binds, so the server has an address to
+/// answer to.
+#[derive(Clone, Copy, Debug)]
+pub enum Local<'a> {
+    /// A fresh file in the temporary directory, removed when the socket
+    /// is dropped.
+    TempFile,
+    /// An abstract name: no file, gone with the socket.
+    Abstract(&'a str),
+}
+
+/// A fresh path for a client's own Unix datagram socket.
+fn temp_socket_path() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "echoplex-client-{}-{}.sock",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A non-blocking client socket of any connected kind (tcp, unix, udp,
+/// unix-dgram, binary).
+#[derive(Debug)]
+pub struct Sock {
+    socket: Socket,
+    stream: bool,
+    /// Removes a unix-dgram client's own socket file when dropped.
+    _local: Option<SocketFile>,
+}
+
+impl Sock {
+    /// Opens a socket for `kind` and starts connecting it to `addr`. A
+    /// datagram socket is connected on return; a stream may still be
+    /// connecting (see [`Sock::connecting`]). A Unix listener with a full
+    /// backlog refuses at once with `WouldBlock`.
+    pub fn begin(kind: Kind, addr: &SockAddr, local: Local) -> io::Result<Sock> {
+        if kind.info().reply == Reply::Ack {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "multicast is not a connected endpoint",
+            ));
+        }
+        let stream = kind.is_stream();
+        let ty = if stream { Type::STREAM } else { Type::DGRAM };
+        let (socket, file) = match (addr.domain(), stream, local) {
+            (Domain::UNIX, false, Local::TempFile) => {
+                let path = temp_socket_path();
+                let (socket, file) = sock::unix_datagram_client(&path).map_err(|err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("cannot bind {}: {}", path.display(), describe(&err)),
+                    )
+                })?;
+                (socket, Some(file))
+            }
+            (Domain::UNIX, false, Local::Abstract(name)) => {
+                let socket = sock::client_socket(Domain::UNIX, ty)?;
+                socket.bind(&sock::unix_sockaddr(&Target::Abstract(name.into()))?)?;
+                (socket, None)
+            }
+            (domain, ..) => (sock::client_socket(domain, ty)?, None),
+        };
+        match socket.connect(addr) {
+            Ok(()) => {}
+            Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(err) => return Err(err),
+        }
+        Ok(Sock {
+            socket,
+            stream,
+            _local: file,
+        })
+    }
+
+    /// After the socket turned writable: `Ok(true)` once connected,
+    /// `Ok(false)` while still connecting, `Err` if connecting failed.
+    pub fn connecting_done(&self) -> io::Result<bool> {
+        if let Some(err) = self.socket.take_error()? {
+            return Err(err);
+        }
+        match self.socket.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(err) if err.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// True for byte-stream kinds (tcp, unix, binary).
+    pub fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// Sends one datagram, or what the stream takes of `buf`.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        (&self.socket).write(buf)
+    }
+
+    /// Receives what is there (stream) or one datagram.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.socket).read(buf)
+    }
+}
+
+impl AsRawFd for Sock {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// Longest single `poll`: a signal landing just before `poll` starts is
+/// noticed at the next slice instead of at the deadline.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Waits until `fd` is ready for `events` (`POLLIN`, `POLLOUT`, or both);
+/// returns the ready events, empty when `deadline` passed first.
+pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc::c_short, Failure> {
+    loop {
+        if stopped() {
+            return Err(Failure::Interrupted);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(0);
+        }
+        // Round up, so a sub-millisecond remainder does not spin.
+        let ms = left.min(SLICE).as_micros().div_ceil(1000) as libc::c_int;
+        let mut pollfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
+        if ready > 0 {
+            return Ok(pollfd.revents);
+        }
+        if ready < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(Failure::Io(format!("poll: {}", describe(&err))));
+            }
+        }
+    }
+}
+
+/// Connects to `endpoint`: each resolved address in turn, each handshake
+/// bounded by `timeout`. Returns the socket and the address that answered.
+pub fn connect(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    local: Local,
+) -> Result<(Sock, SockAddr), Failure> {
+    // A group's answers come from many members: no one peer to connect to.
+    if endpoint.kind.info().reply == Reply::Ack {
+        return Err(Failure::Usage(format!(
+            "{endpoint}: multicast is not a connected endpoint"
+        )));
+    }
+    let mut last = Failure::Unreachable("no address".into());
+    for addr in addresses(endpoint)? {
+        match connect_one(endpoint.kind, &addr, timeout, local) {
+            Ok(sock) => return Ok((sock, addr)),
+            Err(Failure::Interrupted) => return Err(Failure::Interrupted),
+            Err(failure) => last = failure,
+        }
+    }
+    Err(last)
+}
+
+fn connect_one(
+    kind: Kind,
+    addr: &SockAddr,
+    timeout: Duration,
+    local: Local,
+) -> Result<Sock, Failure> {
+    let sock = Sock::begin(kind, addr, local).map_err(|err| match err.kind() {
+        // A Unix listener whose backlog is full answers EAGAIN at once.
+        io::ErrorKind::WouldBlock => {
+            Failure::Unreachable("server busy (listen backlog full)".into())
+        }
+        _ if err.raw_os_error().is_none() => Failure::Io(describe(&err)),
+        _ => Failure::Unreachable(describe(&err)),
+    })?;
+    if !sock.stream {
+        return Ok(sock);
+    }
+    if wait(sock.as_raw_fd(), libc::POLLOUT, Instant::now() + timeout)? == 0 {
+        return Err(Failure::Timeout(format!(
+            "no answer within {}",
+            show(timeout)
+        )));
+    }
+    match sock.connecting_done() {
+        Ok(_) => Ok(sock),
+        Err(err) => Err(Failure::Unreachable(describe(&err))),
+    }
+}
+
+/// A connected client socket whose every wait is bounded: what `client`
+/// and `ping` talk through.
+#[derive(Debug)]
+pub struct Conn {
+    sock: Sock,
+    /// The endpoint as written, for messages.
+    name: String,
+    /// How long any one wait may take.
+    timeout: Duration,
+}
+
+impl Conn {
+    /// Connects to `endpoint` (a unix-dgram client binds a temporary file,
+    /// removed again on every path out); every wait is bounded by `timeout`.
+    pub fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, Failure> {
+        let name = endpoint.to_string();
+        let (sock, _) = connect(endpoint, timeout, Local::TempFile)
+            .map_err(|failure| failure.context(&format!("cannot connect to {name}")))?;
+        Ok(Conn {
+            sock,
+            name,
+            timeout,
+        })
+    }
+
+    /// True for byte-stream endpoints (tcp, unix, binary).
+    pub fn is_stream(&self) -> bool {
+        self.sock.stream
+    }
+
+    /// The endpoint as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long any one wait may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The socket, for a caller that waits on it itself.
+    pub fn sock(&self) -> &Sock {
+        &self.sock
+    }
+
+    /// Classifies an error met on this connection.
+    pub fn failure(&self, err: &io::Error) -> Failure {
+        classify(err, &self.name)
+    }
+
+    /// Sends all of `data` (stream) or `data` as one datagram.
+    pub fn send(&self, data: &[u8]) -> Result<(), Failure> {
+        let mut sent = 0;
+        loop {
+            match self.sock.send(&data[sent..]) {
+                Ok(n) => {
+                    sent += n;
+                    if !self.sock.stream || sent == data.len() {
+                        return Ok(());
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let deadline = Instant::now() + self.timeout;
+                    if wait(self.sock.as_raw_fd(), libc::POLLOUT, deadline)? == 0 {
+                        return Err(Failure::Timeout(format!(
+                            "{}: could not send within {}",
+                            self.name,
+                            show(self.timeout)
+                        )));
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.failure(&err)),
+            }
+        }
+    }
+
+    /// Receives what is there (stream) or one datagram, waiting at most the
+    /// timeout. A stream closed by the peer is an error.
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize, Failure> {
+        match self.recv_until(buf, Instant::now() + self.timeout)? {
+            Some(n) => Ok(n),
+            None => Err(Failure::Timeout(format!(
+                "no reply from {} within {}",
+                self.name,
+                show(self.timeout)
+            ))),
+        }
+    }
+
+    /// Like [`Conn::recv`], but waits until `deadline`; `None` when it passed.
+    pub fn recv_until(&self, buf: &mut [u8], deadline: Instant) -> Result<Option<usize>, Failure> {
+        loop {
+            match self.try_recv(buf)? {
+                Some(n) => return Ok(Some(n)),
+                None => {
+                    if wait(self.sock.as_raw_fd(), libc::POLLIN, deadline)? == 0 {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives without waiting: `None` when nothing is there.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<usize>, Failure> {
+        loop {
+            match self.sock.recv(buf) {
+                Ok(0) if self.sock.stream && !buf.is_empty() => {
+                    return Err(Failure::Io(format!(
+                        "{}: connection closed by peer",
+                        self.name
+                    )))
+                }
+                Ok(n) => return Ok(Some(n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.failure(&err)),
+            }
+        }
+    }
+}
