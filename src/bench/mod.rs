@@ -11,11 +11,15 @@
 //! The bytes and the sockets come from [`crate::probe`]; [`report`] and
 //! [`plot`] show the result.
 
+pub mod churn;
 pub mod dgram;
 pub mod hdrlog;
+pub mod intervals;
+pub mod judge;
 pub mod load;
 pub mod plot;
 pub mod report;
+pub mod schedule;
 pub mod stream;
 pub mod types;
 pub mod worker;
