@@ -19,6 +19,8 @@ pub struct Stats {
     pub rejected_no_fds: u64,
     /// Connections closed for idleness.
     pub timeouts: u64,
+    /// Connections closed for a missing, malformed or late PROXY header.
+    pub proxy_errors: u64,
     /// Datagrams received.
     pub datagrams_in: u64,
     /// Datagrams sent.
@@ -50,6 +52,7 @@ impl Stats {
             rejected_max_connections: 0,
             rejected_no_fds: 0,
             timeouts: 0,
+            proxy_errors: 0,
             datagrams_in: 0,
             datagrams_out: 0,
             dropped_datagrams: 0,

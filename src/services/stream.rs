@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use mio::{Interest, Registry, Token};
 
+use super::proxy::{self, Preamble};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 
 /// Reads per event before yielding to other connections.
@@ -417,6 +418,22 @@ impl Protocol for Echo {
     }
 }
 
+/// A PROXY header refused, or never finished: counted; the connection
+/// closes with nothing of it echoed.
+fn proxy_error(err: proxy::Error, cx: &mut Context) -> io::Error {
+    cx.stats.proxy_errors += 1;
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+/// The log line of a connection whose PROXY header is complete.
+fn proxy_accepted(kind: &str, peer: &dyn fmt::Display, preamble: &Preamble) {
+    let version = preamble.header().map_or(0, |h| h.version);
+    match preamble.client() {
+        Some(client) => debug!("{kind} {client} accepted (PROXY v{version} from {peer})"),
+        None => debug!("{kind} {peer}: PROXY v{version} LOCAL/UNKNOWN: served as a direct connection"),
+    }
+}
+
 /// The interests of a stream connection; writable only while bytes are owed.
 fn interest(writable: bool) -> Interest {
     let base = Interest::READABLE | Interest::PRIORITY;
@@ -436,6 +453,25 @@ pub struct StreamConn<S, P, R> {
     protocol: R,
     /// Registered for writable: only while bytes are owed.
     write_interest: bool,
+    /// `?proxy`: the PROXY header to read before the protocol sees a byte,
+    /// then the client it named. Boxed: other connections pay 8 bytes.
+    proxy: Option<Box<Preamble>>,
+}
+
+/// How a connection's peer is shown: the client a PROXY header named, else
+/// the socket's peer.
+struct Shown<'a, P> {
+    peer: &'a P,
+    proxy: Option<&'a Preamble>,
+}
+
+impl<P: fmt::Display> fmt::Display for Shown<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.proxy.and_then(Preamble::client) {
+            Some(client) => f.write_str(&client),
+            None => self.peer.fmt(f),
+        }
+    }
 }
 
 /// The echo connection of `tcp://` and `unix:`.
@@ -451,7 +487,27 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             conn: ConnState::new(),
             protocol,
             write_interest: false,
+            proxy: None,
         }
+    }
+
+    /// Every connection must begin with a PROXY protocol header (`?proxy`).
+    pub fn with_proxy(mut self) -> Self {
+        self.proxy = Some(Box::default());
+        self
+    }
+
+    /// The peer as logs and `status` show it.
+    fn shown(&self) -> Shown<'_, P> {
+        Shown {
+            peer: &self.peer,
+            proxy: self.proxy.as_deref(),
+        }
+    }
+
+    /// True while a PROXY header is still awaited.
+    fn proxy_pending(&self) -> bool {
+        self.proxy.as_ref().is_some_and(|p| p.pending())
     }
 
     /// Reads and hands bytes to the protocol until `WouldBlock`, a short
@@ -464,6 +520,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             peer,
             conn,
             protocol,
+            proxy,
             ..
         } = self;
         for _ in 0..READS_PER_EVENT {
@@ -477,6 +534,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             let drained = cx.with_scratch(|scratch, cx| -> io::Result<bool> {
                 let room = room.min(scratch.len());
                 let n = match stream.read(&mut scratch[..room]) {
+                    Ok(0) if proxy.as_ref().is_some_and(|p| p.pending()) => {
+                        return Err(proxy_error(proxy::Error::Incomplete, cx));
+                    }
                     Ok(0) => {
                         conn.peer_done = true;
                         return Ok(true);
@@ -487,14 +547,40 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                         return Ok(true);
                     }
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(false),
-                    Err(err) => return Err(err),
+                    Err(err) => {
+                        if proxy.as_ref().is_some_and(|p| p.pending()) {
+                            cx.stats.proxy_errors += 1; // reset inside the header
+                        }
+                        return Err(err);
+                    }
                 };
-                conn.received(n, cx);
-                protocol.received(&scratch[..n], &mut Sender { stream, conn }, cx)?;
+                let mut data = &scratch[..n];
+                if let Some(preamble) = proxy.as_deref_mut().filter(|p| p.pending()) {
+                    // Header bytes are the balancer's, not the client's:
+                    // never echoed, not counted as received.
+                    let header = preamble
+                        .feed(data)
+                        .map_err(|err| proxy_error(err, cx))?;
+                    data = &data[header..];
+                    if let Some(idle) = &mut conn.idle {
+                        idle.touch(cx.now);
+                    }
+                    if !preamble.pending() {
+                        proxy_accepted(kind, peer, preamble);
+                    }
+                }
+                if !data.is_empty() {
+                    conn.received(data.len(), cx);
+                    protocol.received(data, &mut Sender { stream, conn }, cx)?;
+                }
                 Ok(conn.drained_by(n, room))
             })?;
             if conn.peer_done {
-                protocol.peer_closed(kind, peer);
+                let shown = Shown {
+                    peer: &*peer,
+                    proxy: proxy.as_deref(),
+                };
+                protocol.peer_closed(kind, &shown);
             }
             if drained {
                 return Ok(());
@@ -561,8 +647,14 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn started(&mut self, cx: &mut Context) -> Flow {
-        debug!("{} {} accepted", self.kind, self.peer);
         self.conn.start(cx);
+        if let Some(preamble) = &mut self.proxy {
+            debug!("{} {} connected; awaiting its PROXY header", self.kind, self.peer);
+            let deadline = preamble.start(cx.now);
+            cx.set_timer(deadline);
+        } else {
+            debug!("{} {} accepted", self.kind, self.peer);
+        }
         Flow::Continue
     }
 
@@ -573,12 +665,12 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             .flush(&mut self.stream, cx)
             .and_then(|()| self.pump(cx));
         if let Err(err) = result {
-            log_close(self.kind, &self.peer, &err);
+            log_close(self.kind, &self.shown(), &err);
             return self.release(cx);
         }
         if self.conn.outbox.is_empty() {
             if self.conn.finished() || self.protocol.done() {
-                debug!("{} {} closed: all sent", self.kind, self.peer);
+                debug!("{} {} closed: all sent", self.kind, self.shown());
                 return Flow::Close;
             }
             if cx.is_shutting_down() {
@@ -595,7 +687,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 .registry()
                 .reregister(&mut self.stream, cx.token, interest(owed))
             {
-                log_close(self.kind, &self.peer, &err);
+                log_close(self.kind, &self.shown(), &err);
                 return self.release(cx);
             }
             self.write_interest = owed;
@@ -604,15 +696,25 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn timeout(&mut self, cx: &mut Context) -> Flow {
+        if self.proxy.as_ref().is_some_and(|p| p.expired(cx.now)) && !cx.is_shutting_down() {
+            let err = proxy_error(proxy::Error::Timeout, cx);
+            log_close(self.kind, &self.peer, &err);
+            return self.release(cx);
+        }
         let quiet = self.conn.idle.as_ref().map(|idle| idle.idle(cx.now));
         if self.conn.lingering && quiet.is_none_or(|quiet| quiet >= LINGER_QUIET) {
-            debug!("{} {} closed: quiet after our FIN", self.kind, self.peer);
+            debug!("{} {} closed: quiet after our FIN", self.kind, self.shown());
             return Flow::Close;
         }
         if self.conn.idle_expired(cx) {
+            if self.proxy_pending() {
+                cx.stats.proxy_errors += 1; // idle before its header was complete
+            }
             debug!(
                 "{} {} closed: idle for {:?}",
-                self.kind, self.peer, cx.limits.idle_timeout
+                self.kind,
+                self.shown(),
+                cx.limits.idle_timeout
             );
             return self.release(cx);
         }
@@ -634,7 +736,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn describe(&self, now: Instant) -> HandlerInfo {
-        self.conn.describe(self.kind, self.peer.to_string(), now)
+        self.conn.describe(self.kind, self.shown().to_string(), now)
     }
 }
 
