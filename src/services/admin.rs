@@ -144,7 +144,7 @@ fn secs(duration: Option<Duration>) -> String {
 fn status_table(cx: &Context) -> String {
     let stats = &*cx.stats;
     let mut out = format!(
-        "uptime {:.1}s  connections {}  accepted {}  closed {}  timeouts {}  rejected {} (max-connections) {} (no fds)\n\
+        "uptime {:.1}s  connections {}  accepted {}  closed {}  timeouts {}  rejected {} (max-connections) {} (no fds)  proxy errors {}\n\
          datagrams in {} out {}  dropped {}  filtered {}  rate-limited {}  bytes in {} out {}\n\
          loop iterations {}  events {}  events/iteration {:.2}\n",
         cx.now.duration_since(stats.started).as_secs_f64(),
@@ -154,6 +154,7 @@ fn status_table(cx: &Context) -> String {
         stats.timeouts,
         stats.rejected_max_connections,
         stats.rejected_no_fds,
+        stats.proxy_errors,
         stats.datagrams_in,
         stats.datagrams_out,
         stats.dropped_datagrams,
@@ -217,6 +218,7 @@ fn status_json(cx: &Context) -> serde_json::Value {
         "timeouts": stats.timeouts,
         "rejected_max_connections": stats.rejected_max_connections,
         "rejected_no_fds": stats.rejected_no_fds,
+        "proxy_errors": stats.proxy_errors,
         "datagrams_in": stats.datagrams_in,
         "datagrams_out": stats.datagrams_out,
         "dropped_datagrams": stats.dropped_datagrams,

@@ -25,6 +25,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     let format = Rc::new(format);
     let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
     let local = listener.local_addr()?;
+    let proxy = endpoint.options.proxy;
     let detail = format!("format '{}', {}-byte records", config.format, format.size());
     let handler = Listener::new(
         listener,
@@ -35,7 +36,8 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
                 debug!("TCP_NODELAY on {peer}: {err}");
             }
             let records = Records::new(Rc::clone(&format));
-            Box::new(StreamConn::new(stream, "binary-conn", peer, records))
+            let conn = StreamConn::new(stream, "binary-conn", peer, records);
+            Box::new(if proxy { conn.with_proxy() } else { conn })
         }),
         None,
     );

@@ -430,7 +430,9 @@ fn proxy_accepted(kind: &str, peer: &dyn fmt::Display, preamble: &Preamble) {
     let version = preamble.header().map_or(0, |h| h.version);
     match preamble.client() {
         Some(client) => debug!("{kind} {client} accepted (PROXY v{version} from {peer})"),
-        None => debug!("{kind} {peer}: PROXY v{version} LOCAL/UNKNOWN: served as a direct connection"),
+        None => {
+            debug!("{kind} {peer}: PROXY v{version} LOCAL/UNKNOWN: served as a direct connection")
+        }
     }
 }
 
@@ -558,9 +560,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                 if let Some(preamble) = proxy.as_deref_mut().filter(|p| p.pending()) {
                     // Header bytes are the balancer's, not the client's:
                     // never echoed, not counted as received.
-                    let header = preamble
-                        .feed(data)
-                        .map_err(|err| proxy_error(err, cx))?;
+                    let header = preamble.feed(data).map_err(|err| proxy_error(err, cx))?;
                     data = &data[header..];
                     if let Some(idle) = &mut conn.idle {
                         idle.touch(cx.now);
@@ -649,7 +649,10 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     fn started(&mut self, cx: &mut Context) -> Flow {
         self.conn.start(cx);
         if let Some(preamble) = &mut self.proxy {
-            debug!("{} {} connected; awaiting its PROXY header", self.kind, self.peer);
+            debug!(
+                "{} {} connected; awaiting its PROXY header",
+                self.kind, self.peer
+            );
             let deadline = preamble.start(cx.now);
             cx.set_timer(deadline);
         } else {

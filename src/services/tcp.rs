@@ -12,16 +12,18 @@ use crate::sock;
 pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
     let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
     let local = listener.local_addr()?;
+    let proxy = endpoint.options.proxy;
     let handler = Listener::new(
         listener,
         "tcp-listener",
         local.to_string(),
-        Box::new(|stream, peer| {
+        Box::new(move |stream, peer| {
             // Echo answers small writes at once: Nagle would hold them back.
             if let Err(err) = stream.set_nodelay(true) {
                 log::debug!("TCP_NODELAY on {peer}: {err}");
             }
-            Box::new(EchoConn::new(stream, "tcp-conn", peer, Echo))
+            let conn = EchoConn::new(stream, "tcp-conn", peer, Echo);
+            Box::new(if proxy { conn.with_proxy() } else { conn })
         }),
         None,
     );

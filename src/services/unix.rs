@@ -11,11 +11,15 @@ use crate::sock;
 /// Binds a Unix stream echo listener (file mode `--unix-mode`).
 pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     let (listener, socket_file) = sock::unix_listener(&endpoint.target, config.unix_mode)?;
+    let proxy = endpoint.options.proxy;
     let handler = Listener::new(
         listener,
         "unix-listener",
         endpoint.to_string(),
-        Box::new(|stream, peer| Box::new(EchoConn::new(stream, "unix-conn", peer, Echo))),
+        Box::new(move |stream, peer| {
+            let conn = EchoConn::new(stream, "unix-conn", peer, Echo);
+            Box::new(if proxy { conn.with_proxy() } else { conn })
+        }),
         socket_file,
     );
     Ok(Bound {
