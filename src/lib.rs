@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod codec;
+pub mod daemon;
 pub mod endpoint;
 pub mod error;
 pub mod mmsg;

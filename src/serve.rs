@@ -12,6 +12,8 @@ use log::{info, warn};
 use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 
+use crate::daemon::pidfile::PidFile;
+use crate::daemon::{activation, notify, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::describe;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
@@ -70,6 +72,10 @@ pub struct Args {
     /// (which looks at ./echoplex-admin.sock unless told otherwise).
     #[arg(long, value_name = "PATH")]
     pub admin: Option<PathBuf>,
+    /// Write the pid of the process that serves to PATH (an upgrade's new
+    /// process rewrites it; removed on exit while it is still ours).
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
     /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
     #[arg(long)]
     pub trace: bool,
@@ -112,7 +118,18 @@ fn serve(args: Args) -> Result<(), String> {
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
     // end the process between a bind and the cleanup that undoes it.
     let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
-    let endpoints = if args.endpoints.is_empty() {
+    // SIGUSR2 too: its default action would end the daemon.
+    let upgrader =
+        upgrade::Upgrader::new().map_err(|err| format!("signals: {}", describe(&err)))?;
+    // Sockets passed by systemd or by the process we replace; `sock`
+    // adopts them when an endpoint names their address.
+    upgrade::enable_inventory();
+    let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
+    let passed = activation::adopt_from_env(from_upgrade)?;
+    let endpoints = if args.endpoints.is_empty() && passed > 0 {
+        // Socket activation with no endpoint named: only what was passed.
+        Vec::new()
+    } else if args.endpoints.is_empty() {
         DEFAULT_ENDPOINTS
             .iter()
             .map(|text| text.parse())
@@ -138,9 +155,35 @@ fn serve(args: Args) -> Result<(), String> {
         bound.push(one);
     }
     let admin = match &args.admin {
-        Some(path) => Some(services::admin::bind(path).map_err(|err| {
+        Some(path) => {
+            let admin = services::admin::bind(path).map_err(|err| {
+                format!(
+                    "cannot serve the admin socket {}: {}",
+                    path.display(),
+                    describe(&err)
+                )
+            })?;
+            upgrade::label_admin(path);
+            Some(admin)
+        }
+        None => None,
+    };
+    // Passed sockets no endpoint named are served by their own kind.
+    for endpoint in activation::unclaimed_endpoints()? {
+        let one = services::bind(&endpoint, &config)
+            .map_err(|err| format!("cannot serve passed socket {endpoint}: {}", describe(&err)))?;
+        bound.push(one);
+    }
+    if bound.is_empty() && admin.is_none() {
+        return Err("nothing to serve".to_string());
+    }
+    for one in &bound {
+        upgrade::label(&one.endpoint);
+    }
+    let pid_file = match &args.pid_file {
+        Some(path) => Some(PidFile::write(path).map_err(|err| {
             format!(
-                "cannot serve the admin socket {}: {}",
+                "cannot write the pid file {}: {}",
                 path.display(),
                 describe(&err)
             )
@@ -180,6 +223,10 @@ fn serve(args: Args) -> Result<(), String> {
     reactor
         .add(Box::new(signals))
         .map_err(|err| format!("signals: {}", describe(&err)))?;
+    reactor
+        .add(Box::new(upgrader))
+        .map_err(|err| format!("signals: {}", describe(&err)))?;
+    let endpoint_count = lines.lines().count();
 
     lines.push_str("ready\n");
     let mut stdout = io::stdout().lock();
@@ -194,6 +241,7 @@ fn serve(args: Args) -> Result<(), String> {
         args.max_buffer,
         args.idle_timeout
     );
+    upgrade::announce_ready(&format!("serving {endpoint_count} endpoints"));
 
     reactor
         .run()
@@ -208,6 +256,7 @@ fn serve(args: Args) -> Result<(), String> {
         stats.dropped_datagrams,
         stats.rate_limited
     );
+    drop(pid_file);
     Ok(())
 }
 
@@ -286,6 +335,11 @@ impl Handler for SignalPipe {
             }
         }
         if got_signal {
+            if !cx.is_shutting_down() && !upgrade::handed_over() {
+                notify::stopping("shutting down");
+            }
+            // The inventory's duplicates would keep closed listeners listening.
+            upgrade::release_inventory();
             if cx.is_shutting_down() {
                 info!("second signal: exiting without waiting");
             } else {

@@ -12,6 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::daemon::activation::{self, Local};
+use crate::daemon::upgrade;
 use crate::endpoint::Target;
 
 /// Listen backlog: the kernel caps it at `net.core.somaxconn` anyway.
@@ -27,27 +29,52 @@ fn domain_of(addr: &SocketAddr) -> Domain {
 
 /// A non-blocking TCP listener on `addr`, with SO_REUSEADDR so a restart
 /// does not wait out TIME_WAIT.
+/// A socket passed to us for `addr` (socket activation, upgrade) is
+/// adopted instead of bound.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
-    let socket = Socket::new(domain_of(&addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        // `[::]` should mean IPv6 only, as the user wrote it.
-        socket.set_only_v6(true)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
+    let socket = match activation::claim(Type::STREAM, &Local::Inet(addr)) {
+        Some(socket) => adopt_listener(socket)?,
+        None => {
+            let socket = Socket::new(domain_of(&addr), Type::STREAM, Some(Protocol::TCP))?;
+            if addr.is_ipv6() {
+                // `[::]` should mean IPv6 only, as the user wrote it.
+                socket.set_only_v6(true)?;
+            }
+            socket.set_reuse_address(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(BACKLOG)?;
+            socket
+        }
+    };
     socket.set_nonblocking(true)?;
+    upgrade::record(&socket);
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// A passed stream socket listens already (systemd's `Accept=no`); one
+/// that does not is made to.
+fn adopt_listener(socket: Socket) -> io::Result<Socket> {
+    if !socket.is_listener()? {
+        socket.listen(BACKLOG)?;
+    }
+    Ok(socket)
 }
 
 /// A non-blocking UDP socket bound to `addr`.
 pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
-    let socket = Socket::new(domain_of(&addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
+    let socket = match activation::claim(Type::DGRAM, &Local::Inet(addr)) {
+        Some(socket) => socket,
+        None => {
+            let socket = Socket::new(domain_of(&addr), Type::DGRAM, Some(Protocol::UDP))?;
+            if addr.is_ipv6() {
+                socket.set_only_v6(true)?;
+            }
+            socket.bind(&addr.into())?;
+            socket
+        }
+    };
     socket.set_nonblocking(true)?;
+    upgrade::record(&socket);
     Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
 
@@ -70,19 +97,32 @@ pub fn multicast_socket(
             format!("{group} is not a multicast group (224.0.0.0/4)"),
         ));
     }
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&SocketAddr::from((group, port)).into())?;
-    socket.join_multicast_v4(&group, &iface).map_err(|err| {
-        io::Error::new(
-            err.kind(),
-            format!("cannot join {group} on interface {iface}: {err}"),
-        )
-    })?;
+    let addr = SocketAddr::from((group, port));
+    let (socket, joined) = match activation::claim(Type::DGRAM, &Local::Inet(addr)) {
+        Some(socket) => (socket, true),
+        None => {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into())?;
+            (socket, false)
+        }
+    };
+    match socket.join_multicast_v4(&group, &iface) {
+        Ok(()) => {}
+        // A passed socket (our upgrade) may be a member already.
+        Err(err) if joined && err.raw_os_error() == Some(libc::EADDRINUSE) => {}
+        Err(err) => {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot join {group} on interface {iface}: {err}"),
+            ))
+        }
+    }
     socket.set_multicast_if_v4(&iface)?;
     socket.set_multicast_ttl_v4(1)?;
     socket.set_nonblocking(true)?;
+    upgrade::record(&socket);
     Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
 
@@ -124,6 +164,9 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        if upgrade::handed_over() {
+            return; // the process that replaced us serves this file now
+        }
         match fs::symlink_metadata(&self.path) {
             Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {}
             Ok(_) => {
@@ -221,24 +264,50 @@ fn bind_unix(target: &Target, ty: Type, mode: u32) -> io::Result<(Socket, Option
 }
 
 /// A non-blocking Unix stream listener; see `bind_unix` for the file rules.
+/// A passed socket at `target` is adopted instead (and its file, which we
+/// did not create, is never removed).
 pub fn unix_listener(
     target: &Target,
     mode: u32,
 ) -> io::Result<(mio::net::UnixListener, Option<SocketFile>)> {
-    let (socket, guard) = bind_unix(target, Type::STREAM, mode)?;
-    socket.listen(BACKLOG)?;
+    let (socket, guard) = match claim_unix(target, Type::STREAM) {
+        Some((socket, guard)) => (adopt_listener(socket)?, guard),
+        None => {
+            let (socket, guard) = bind_unix(target, Type::STREAM, mode)?;
+            socket.listen(BACKLOG)?;
+            (socket, guard)
+        }
+    };
     socket.set_nonblocking(true)?;
+    upgrade::record(&socket);
     Ok((mio::net::UnixListener::from_std(socket.into()), guard))
 }
 
 /// A non-blocking Unix datagram socket; see `bind_unix` for the file rules.
+/// A passed socket at `target` is adopted instead, as for `unix_listener`.
 pub fn unix_datagram(
     target: &Target,
     mode: u32,
 ) -> io::Result<(std::os::unix::net::UnixDatagram, Option<SocketFile>)> {
-    let (socket, guard) = bind_unix(target, Type::DGRAM, mode)?;
+    let (socket, guard) = match claim_unix(target, Type::DGRAM) {
+        Some(claimed) => claimed,
+        None => bind_unix(target, Type::DGRAM, mode)?,
+    };
     socket.set_nonblocking(true)?;
+    upgrade::record(&socket);
     Ok((socket.into(), guard))
+}
+
+/// A passed Unix socket at `target`. Its file is removed on exit only when
+/// the process we replaced handed it over (echoplex made it); a file
+/// systemd made is never removed.
+fn claim_unix(target: &Target, ty: Type) -> Option<(Socket, Option<SocketFile>)> {
+    let socket = activation::claim(ty, &Local::of_target(target)?)?;
+    let guard = match target {
+        Target::Path(path) if activation::from_upgrade() => SocketFile::created(path).ok(),
+        _ => None,
+    };
+    Some((socket, guard))
 }
 
 // --- clients ---

@@ -21,6 +21,9 @@ pub struct MulticastSocket {
 
 impl Drop for MulticastSocket {
     fn drop(&mut self) {
+        if crate::daemon::upgrade::handed_over() {
+            return; // the socket lives on in the process that replaced us
+        }
         if let Err(err) = self.socket.leave_multicast_v4(&self.group, &self.iface) {
             log::debug!("leaving {} on {}: {err}", self.group, self.iface);
         }

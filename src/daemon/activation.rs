@@ -1,0 +1,510 @@
+//! Socket activation: adopt the sockets another process opened for us,
+//! passed as descriptors 3, 4, ... with systemd's convention (`LISTEN_FDS`,
+//! `LISTEN_PID`, `LISTEN_FDNAMES`). systemd's `.socket` units and
+//! `systemd-socket-activate` pass them this way, and so does our own
+//! hitless upgrade (`daemon::upgrade`): one path, used twice.
+//!
+//! The passed sockets wait in a pool. `sock`'s constructors ask it first
+//! ([`claim`]): a passed socket with the very address an endpoint names is
+//! adopted instead of bound, so the service modules never know the
+//! difference. Whatever no endpoint claimed is served by the kind its name
+//! says (`tcp`, `udp`, `unix`, `unix-dgram`, `binary`, `metrics`,
+//! `multicast`), else by the kind the socket itself shows (SO_DOMAIN,
+//! SO_TYPE). A passed socket file is never removed: `sock` gives an
+//! adopted socket no `SocketFile` guard.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::endpoint::{Endpoint, Kind, Target};
+
+/// The first passed descriptor (after stdin, stdout, stderr).
+pub const FIRST_FD: RawFd = 3;
+
+/// The name a passed admin socket carries (`serve --admin PATH`): never
+/// served as an echo endpoint, only claimed back by `--admin`.
+pub const ADMIN_NAME: &str = "admin";
+
+/// Where a socket is: what matching an endpoint to a passed socket compares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Local {
+    /// An IP address and port.
+    Inet(SocketAddr),
+    /// A Unix socket file.
+    Path(PathBuf),
+    /// A Linux abstract name, without the leading NUL.
+    Abstract(Vec<u8>),
+    /// Anything else (an unnamed Unix socket).
+    Unnamed,
+}
+
+impl Local {
+    /// The address a socket is bound to.
+    pub fn of(addr: &SockAddr) -> Local {
+        if let Some(inet) = addr.as_socket() {
+            Local::Inet(inet)
+        } else if let Some(path) = addr.as_pathname() {
+            Local::Path(path.to_path_buf())
+        } else if let Some(name) = addr.as_abstract_namespace() {
+            Local::Abstract(name.to_vec())
+        } else {
+            Local::Unnamed
+        }
+    }
+
+    /// The address of a Unix-domain endpoint target.
+    pub fn of_target(target: &Target) -> Option<Local> {
+        match target {
+            Target::Path(path) => Some(Local::Path(path.clone())),
+            Target::Abstract(name) => Some(Local::Abstract(name.as_bytes().to_vec())),
+            Target::Inet { .. } => None,
+        }
+    }
+
+    /// True if `self` (what an endpoint asks for) names the socket at
+    /// `passed`. Paths match by file identity too (`./x.sock` is
+    /// `/run/echoplex/x.sock` when run from there). With `any_port`, an
+    /// endpoint with port 0 matches any port of the same IP: the upgrade
+    /// hands sockets over in the order they were bound, so a restarted
+    /// `tcp://127.0.0.1:0` gets back the port it had.
+    fn matches(&self, passed: &Local, any_port: bool) -> bool {
+        match (self, passed) {
+            (Local::Inet(want), Local::Inet(have)) => {
+                want == have || (any_port && want.port() == 0 && want.ip() == have.ip())
+            }
+            (Local::Path(want), Local::Path(have)) => want == have || same_file(want, have),
+            (Local::Abstract(want), Local::Abstract(have)) => want == have,
+            _ => false,
+        }
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+impl fmt::Display for Local {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Local::Inet(addr) => write!(f, "{addr}"),
+            Local::Path(path) => write!(f, "{}", path.display()),
+            Local::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+            Local::Unnamed => f.write_str("(unnamed)"),
+        }
+    }
+}
+
+/// What the `LISTEN_*` variables say, before the descriptors are examined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// How many descriptors, from [`FIRST_FD`] on.
+    pub count: usize,
+    /// One name per descriptor; None where there is none (or `unknown`,
+    /// systemd's placeholder).
+    pub names: Vec<Option<String>>,
+}
+
+/// Reads the `LISTEN_*` values as `sd_listen_fds` does: nothing to adopt
+/// unless `LISTEN_PID` is this process (the variables may have been
+/// inherited from a parent that was activated itself). A malformed value
+/// is an error; the caller refuses to start rather than guess.
+pub fn parse(
+    listen_pid: Option<&str>,
+    listen_fds: Option<&str>,
+    listen_fdnames: Option<&str>,
+    my_pid: u32,
+) -> Result<Option<Listen>, String> {
+    let Some(fds) = listen_fds else {
+        return Ok(None);
+    };
+    let Some(pid) = listen_pid else {
+        log::warn!("LISTEN_FDS is set but LISTEN_PID is not: ignoring the passed sockets");
+        return Ok(None);
+    };
+    let pid: u32 = pid
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_PID='{pid}' is not a process id"))?;
+    if pid != my_pid {
+        log::info!("LISTEN_PID={pid} names another process (we are {my_pid}): not adopting");
+        return Ok(None);
+    }
+    let count: usize = fds
+        .trim()
+        .parse()
+        .map_err(|_| format!("LISTEN_FDS='{fds}' is not a number of descriptors"))?;
+    // Far more than any unit passes; a typo must not make us claim every fd.
+    if count > 4096 {
+        return Err(format!("LISTEN_FDS={count} is implausibly many"));
+    }
+    let mut names: Vec<Option<String>> = match listen_fdnames {
+        Some(text) if !text.is_empty() => text
+            .split(':')
+            .map(|name| (!name.is_empty() && name != "unknown").then(|| name.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if names.len() != count {
+        if !names.is_empty() {
+            log::warn!(
+                "LISTEN_FDNAMES has {} names for {count} sockets: ignoring the names",
+                names.len()
+            );
+        }
+        names = vec![None; count];
+    }
+    Ok((count > 0).then_some(Listen { count, names }))
+}
+
+/// One passed socket.
+#[derive(Debug)]
+pub struct Passed {
+    /// The socket (close-on-exec, as `sd_listen_fds` leaves it).
+    pub socket: Socket,
+    /// Its name from `LISTEN_FDNAMES`.
+    pub name: Option<String>,
+    /// Stream or datagram.
+    pub ty: Type,
+    /// Where it is bound.
+    pub local: Local,
+    domain: Domain,
+}
+
+impl Passed {
+    /// Examines descriptor `fd`, which the caller promises is ours to own.
+    fn from_fd(fd: RawFd, name: Option<String>) -> Result<Passed, String> {
+        let what = |err: io::Error| format!("passed descriptor {fd}: {err}");
+        // Look before taking ownership: a descriptor that is not a socket
+        // (or not open) must not be closed by us later.
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes into the buffer we own; a bad fd gives EBADF.
+        if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+            return Err(what(io::Error::last_os_error()));
+        }
+        // SAFETY: fstat succeeded, so the buffer is initialised.
+        let mode = unsafe { stat.assume_init() }.st_mode;
+        if mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(format!("passed descriptor {fd} is not a socket"));
+        }
+        // SAFETY: LISTEN_FDS/LISTEN_PID hand descriptors FIRST_FD.. to this
+        // process (parse checked the pid); each is taken exactly once.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        // sd_listen_fds sets FD_CLOEXEC: nothing we start inherits them by accident.
+        socket.set_cloexec(true).map_err(what)?;
+        let domain = socket.domain().map_err(what)?;
+        let ty = socket.r#type().map_err(what)?;
+        let local = Local::of(&socket.local_addr().map_err(what)?);
+        Ok(Passed {
+            socket,
+            name,
+            ty,
+            local,
+            domain,
+        })
+    }
+
+    /// The kind it is served as: its name when that is a scheme, else what
+    /// the socket is (stream inet -> tcp, datagram inet -> udp, or
+    /// multicast when bound to a group; stream unix -> unix, datagram unix
+    /// -> unix-dgram).
+    pub fn kind(&self) -> Result<Kind, String> {
+        if let Some(name) = &self.name {
+            if let Some(kind) = Kind::ALL.into_iter().find(|k| k.scheme() == name) {
+                return if kind.is_stream() == (self.ty == Type::STREAM) {
+                    Ok(kind)
+                } else {
+                    Err(format!(
+                        "passed socket '{name}' at {} is a {} socket",
+                        self.local,
+                        if self.ty == Type::STREAM {
+                            "stream"
+                        } else {
+                            "datagram"
+                        }
+                    ))
+                };
+            }
+        }
+        let inet = self.domain == Domain::IPV4 || self.domain == Domain::IPV6;
+        match (inet, self.domain == Domain::UNIX, self.ty) {
+            (true, _, Type::STREAM) => Ok(Kind::Tcp),
+            (true, _, Type::DGRAM) => match &self.local {
+                Local::Inet(addr) if addr.ip().is_multicast() => Ok(Kind::Multicast),
+                _ => Ok(Kind::Udp),
+            },
+            (_, true, Type::STREAM) => Ok(Kind::Unix),
+            (_, true, Type::DGRAM) => Ok(Kind::UnixDgram),
+            _ => Err(format!(
+                "passed socket at {} is neither a stream nor a datagram socket of inet or unix",
+                self.local
+            )),
+        }
+    }
+
+    /// The endpoint that serves it, as its `listening` line will print it.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let kind = self.kind()?;
+        let target = match &self.local {
+            Local::Inet(addr) => Target::Inet {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            Local::Path(path) => Target::Path(path.clone()),
+            Local::Abstract(name) => Target::Abstract(String::from_utf8_lossy(name).into_owned()),
+            Local::Unnamed => {
+                return Err("a passed Unix socket has no address to serve".to_string())
+            }
+        };
+        if kind.is_path() != matches!(target, Target::Path(_) | Target::Abstract(_)) {
+            return Err(format!(
+                "passed socket named '{}' at {} cannot be served as {}",
+                self.name.as_deref().unwrap_or("?"),
+                self.local,
+                kind.scheme()
+            ));
+        }
+        Ok(Endpoint { kind, target })
+    }
+
+    /// True for the admin socket an upgrade hands over.
+    pub fn is_admin(&self) -> bool {
+        self.name.as_deref() == Some(ADMIN_NAME)
+    }
+}
+
+/// The sockets passed to this process and not claimed yet.
+struct Pool {
+    passed: Vec<Passed>,
+    /// Port 0 matches any port: only for sockets from our own upgrade,
+    /// whose order is the order our endpoints are bound in.
+    any_port: bool,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    passed: Vec::new(),
+    any_port: false,
+});
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    // A panic elsewhere cannot leave the list half-changed: take it anyway.
+    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Takes the passed sockets from the environment into the pool; returns
+/// how many. `from_upgrade` says they come from our own previous process.
+pub fn adopt_from_env(from_upgrade: bool) -> Result<usize, String> {
+    let var = |name: &str| std::env::var(name).ok();
+    let Some(listen) = parse(
+        var("LISTEN_PID").as_deref(),
+        var("LISTEN_FDS").as_deref(),
+        var("LISTEN_FDNAMES").as_deref(),
+        std::process::id(),
+    )?
+    else {
+        return Ok(0);
+    };
+    let mut passed = Vec::with_capacity(listen.count);
+    for (index, name) in listen.names.into_iter().enumerate() {
+        let fd = FIRST_FD + index as RawFd;
+        passed.push(Passed::from_fd(fd, name)?);
+    }
+    for one in &passed {
+        log::info!(
+            "adopting passed socket {} ({}{})",
+            one.local,
+            match one.ty {
+                Type::STREAM => "stream",
+                Type::DGRAM => "datagram",
+                _ => "other",
+            },
+            one.name
+                .as_ref()
+                .map(|name| format!(", named '{name}'"))
+                .unwrap_or_default()
+        );
+    }
+    let count = passed.len();
+    let mut pool = pool();
+    pool.passed = passed;
+    pool.any_port = from_upgrade;
+    Ok(count)
+}
+
+/// Puts sockets into the pool directly (tests).
+pub fn install(passed: Vec<Passed>, any_port: bool) {
+    let mut pool = pool();
+    pool.passed = passed;
+    pool.any_port = any_port;
+}
+
+/// True when the passed sockets came from our own upgrade: their socket
+/// files were made by echoplex, and the last process to serve them removes
+/// them on exit (systemd's are never removed).
+pub fn from_upgrade() -> bool {
+    pool().any_port
+}
+
+/// True while passed sockets wait to be claimed.
+pub fn has_passed() -> bool {
+    !pool().passed.is_empty()
+}
+
+/// The passed socket of type `ty` at `local`, if one was passed: `sock`
+/// adopts it instead of binding a new one.
+pub fn claim(ty: Type, local: &Local) -> Option<Socket> {
+    let mut pool = pool();
+    let any_port = pool.any_port;
+    let index = pool
+        .passed
+        .iter()
+        .position(|one| one.ty == ty && local.matches(&one.local, any_port))?;
+    let one = pool.passed.remove(index);
+    log::debug!("{local}: using the passed socket at {}", one.local);
+    Some(one.socket)
+}
+
+/// The sockets no endpoint claimed, as endpoints to serve (which then claim
+/// them through `sock`). Passed admin sockets that `--admin` did not claim
+/// are closed: they are never served as echo endpoints. Sockets that
+/// cannot be served are an error.
+pub fn unclaimed_endpoints() -> Result<Vec<Endpoint>, String> {
+    let mut pool = pool();
+    let mut endpoints = Vec::new();
+    let mut keep = Vec::new();
+    for one in std::mem::take(&mut pool.passed) {
+        if one.is_admin() {
+            log::warn!(
+                "a passed admin socket at {} was not claimed by --admin: closing it",
+                one.local
+            );
+            continue;
+        }
+        endpoints.push(one.endpoint()?);
+        keep.push(one);
+    }
+    pool.passed = keep;
+    Ok(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_adopt_without_listen_fds_or_for_another_pid() {
+        assert_eq!(parse(None, None, None, 7), Ok(None));
+        assert_eq!(parse(Some("7"), None, None, 7), Ok(None));
+        assert_eq!(parse(None, Some("2"), None, 7), Ok(None));
+        assert_eq!(parse(Some("8"), Some("2"), None, 7), Ok(None));
+        assert_eq!(parse(Some("7"), Some("0"), None, 7), Ok(None));
+    }
+
+    #[test]
+    fn counts_and_names_are_read() {
+        let listen = parse(Some("7"), Some("3"), Some("tcp:unknown:metrics"), 7)
+            .expect("valid")
+            .expect("some");
+        assert_eq!(listen.count, 3);
+        assert_eq!(
+            listen.names,
+            vec![Some("tcp".to_string()), None, Some("metrics".to_string())]
+        );
+        // A name list of the wrong length is ignored, not misapplied.
+        let listen = parse(Some("7"), Some("2"), Some("tcp"), 7)
+            .expect("valid")
+            .expect("some");
+        assert_eq!(listen.names, vec![None, None]);
+    }
+
+    #[test]
+    fn malformed_values_are_errors() {
+        assert!(parse(Some("x"), Some("1"), None, 7)
+            .unwrap_err()
+            .contains("LISTEN_PID"));
+        assert!(parse(Some("7"), Some("one"), None, 7)
+            .unwrap_err()
+            .contains("LISTEN_FDS"));
+        assert!(parse(Some("7"), Some("99999"), None, 7).is_err());
+    }
+
+    fn passed(socket: Socket, name: Option<&str>) -> Passed {
+        Passed {
+            domain: socket.domain().expect("domain"),
+            ty: socket.r#type().expect("type"),
+            local: Local::of(&socket.local_addr().expect("addr")),
+            socket,
+            name: name.map(str::to_string),
+        }
+    }
+
+    fn tcp() -> Socket {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        socket.listen(8).expect("listen");
+        socket
+    }
+
+    fn udp(ip: [u8; 4]) -> Socket {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+        socket.set_reuse_address(true).expect("reuse");
+        socket
+            .bind(&SocketAddr::from((ip, 0)).into())
+            .expect("bind");
+        socket
+    }
+
+    #[test]
+    fn kinds_come_from_names_else_from_the_socket() {
+        assert_eq!(passed(tcp(), None).kind(), Ok(Kind::Tcp));
+        assert_eq!(passed(tcp(), Some("binary")).kind(), Ok(Kind::Binary));
+        assert_eq!(passed(tcp(), Some("web")).kind(), Ok(Kind::Tcp));
+        assert_eq!(passed(udp([127, 0, 0, 1]), None).kind(), Ok(Kind::Udp));
+        assert_eq!(
+            passed(udp([224, 10, 10, 77]), None).kind(),
+            Ok(Kind::Multicast)
+        );
+        // A name that contradicts the socket is refused, not obeyed.
+        assert!(passed(tcp(), Some("udp")).kind().is_err());
+        let dir = std::env::temp_dir().join(format!("echoplex-act-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = fs::remove_file(&path);
+        let unix = Socket::new(Domain::UNIX, Type::DGRAM, None).expect("socket");
+        unix.bind(&SockAddr::unix(&path).expect("addr"))
+            .expect("bind");
+        let one = passed(unix, None);
+        assert_eq!(one.kind(), Ok(Kind::UnixDgram));
+        assert_eq!(
+            one.endpoint().expect("endpoint").to_string(),
+            format!("unix-dgram:{}", path.display())
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn matching_by_address_and_port_zero_only_for_upgrades() {
+        let have = Local::Inet(SocketAddr::from(([127, 0, 0, 1], 4000)));
+        let exact = Local::Inet(SocketAddr::from(([127, 0, 0, 1], 4000)));
+        let zero = Local::Inet(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let other = Local::Inet(SocketAddr::from(([127, 0, 0, 2], 0)));
+        assert!(exact.matches(&have, false));
+        assert!(!zero.matches(&have, false));
+        assert!(zero.matches(&have, true));
+        assert!(!other.matches(&have, true));
+        assert!(Local::Abstract(b"x".to_vec()).matches(&Local::Abstract(b"x".to_vec()), false));
+        assert!(!Local::Path("a".into()).matches(&Local::Abstract(b"a".to_vec()), true));
+    }
+}

@@ -1,0 +1,695 @@
+//! Hitless upgrade on SIGUSR2, the way nginx and HAProxy do it.
+//!
+//! 1. `sock` records a close-on-exec duplicate of every listening and
+//!    datagram socket it makes or adopts (the *inventory*); `serve` labels
+//!    each with its kind (`tcp`, `binary`, `metrics`, `admin`, ...).
+//! 2. On SIGUSR2 the daemon starts the executable on disk (the path behind
+//!    `/proc/self/exe`, so a new build at that path takes over) with the
+//!    same arguments, and hands it the inventory exactly as systemd hands
+//!    sockets at activation: descriptors 3.., `LISTEN_FDS`,
+//!    `LISTEN_FDNAMES`, and `LISTEN_PID` set to the child's own pid
+//!    between `fork` and `exec` (only async-signal-safe calls there: the
+//!    daemon may have other threads). The new process adopts them through
+//!    `daemon::activation`, the path socket activation takes.
+//! 3. The child binds nothing the parent had, prints its own `listening`
+//!    and `ready` lines, and reports readiness on a notify socket of ours
+//!    (`ECHOPLEX_UPGRADE_NOTIFY`, the `sd_notify` protocol).
+//! 4. Then the parent tells systemd the new `MAINPID=`, marks the sockets
+//!    handed over (socket files and multicast memberships now belong to the
+//!    successor: nothing is removed or left), and shuts down as on SIGTERM:
+//!    stop accepting, finish its connections within `--grace`.
+//!
+//! Both processes hold the listening sockets while the child starts, so
+//! connection attempts keep landing in the same accept queue throughout:
+//! none is refused. If the child exits or is not ready within
+//! [`READY_TIMEOUT`], the parent logs why and keeps serving.
+
+use std::ffi::{CString, OsStr};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream as StdUnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::net::UnixStream;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use socket2::{Socket, Type};
+
+use super::activation::{Local, ADMIN_NAME, FIRST_FD};
+use super::notify;
+use crate::endpoint::{Endpoint, Target};
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+
+/// The variable that tells a new process where to report readiness to the
+/// process it replaces.
+pub const UPGRADE_NOTIFY: &str = "ECHOPLEX_UPGRADE_NOTIFY";
+
+/// How long the new process may take to become ready before it is killed
+/// and the upgrade abandoned.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the child is looked at when the kernel has no pidfd.
+const POLL_CHILD: Duration = Duration::from_millis(50);
+
+// ---------------------------------------------------------------------------
+// The inventory
+
+/// A socket that will be handed over.
+#[derive(Debug)]
+struct Entry {
+    fd: OwnedFd,
+    ty: Type,
+    local: Local,
+    name: Option<String>,
+}
+
+/// None until `serve` enables it: other users of `sock` (tests, benches)
+/// must not keep duplicates of their sockets alive.
+static INVENTORY: Mutex<Option<Vec<Entry>>> = Mutex::new(None);
+
+/// Set once the sockets belong to a successor.
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
+fn inventory() -> std::sync::MutexGuard<'static, Option<Vec<Entry>>> {
+    INVENTORY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts recording the sockets `sock` makes (called by `serve`).
+pub fn enable_inventory() {
+    *inventory() = Some(Vec::new());
+}
+
+/// Records a serving socket (called by `sock` for every listening and
+/// datagram socket it makes or adopts). A failure only means this socket
+/// will not be handed over, which the upgrade reports.
+pub fn record(socket: &Socket) {
+    let mut inventory = inventory();
+    let Some(entries) = inventory.as_mut() else {
+        return;
+    };
+    let entry = (|| -> io::Result<Entry> {
+        Ok(Entry {
+            ty: socket.r#type()?,
+            local: Local::of(&socket.local_addr()?),
+            // F_DUPFD_CLOEXEC: never inherited by accident.
+            fd: socket.try_clone()?.into(),
+            name: None,
+        })
+    })();
+    match entry {
+        Ok(entry) => entries.push(entry),
+        Err(err) => warn!("cannot keep a socket for a later upgrade: {err}"),
+    }
+}
+
+/// The address an endpoint was really bound at, if it can be told.
+fn local_of(endpoint: &Endpoint) -> Option<Local> {
+    match &endpoint.target {
+        Target::Inet { host, port } => Some(Local::Inet(std::net::SocketAddr::new(
+            host.parse().ok()?,
+            *port,
+        ))),
+        target => Local::of_target(target),
+    }
+}
+
+fn label_with(local: &Local, name: &str) {
+    let mut inventory = inventory();
+    for entry in inventory.iter_mut().flatten() {
+        if entry.name.is_none() && entry.local == *local {
+            entry.name = Some(name.to_string());
+        }
+    }
+}
+
+/// Names the recorded sockets of a bound endpoint (its real address) by
+/// its kind, which the new process reads from `LISTEN_FDNAMES`.
+pub fn label(endpoint: &Endpoint) {
+    if let Some(local) = local_of(endpoint) {
+        label_with(&local, endpoint.kind.scheme());
+    }
+}
+
+/// Names the admin socket's record.
+pub fn label_admin(path: &std::path::Path) {
+    label_with(&Local::Path(path.to_path_buf()), ADMIN_NAME);
+}
+
+/// Closes the recorded duplicates: at shutdown, so a listener that closes
+/// really stops listening, and after a handover.
+pub fn release_inventory() {
+    *inventory() = None;
+}
+
+/// True once the sockets belong to a successor: socket files and
+/// multicast memberships are then left as they are.
+pub fn handed_over() -> bool {
+    HANDED_OVER.load(Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------
+// Starting the successor
+
+/// The executable on disk: `/proc/self/exe` resolved to its path. When
+/// the file was replaced since we started (a new build, a package
+/// upgrade), the link reads `PATH (deleted)`; the path is what we want.
+pub fn executable() -> io::Result<PathBuf> {
+    let link = std::fs::read_link("/proc/self/exe")?;
+    let bytes = link.as_os_str().as_bytes();
+    let path = match bytes.strip_suffix(b" (deleted)") {
+        Some(path) => PathBuf::from(OsStr::from_bytes(path)),
+        None => link,
+    };
+    std::fs::metadata(&path)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+    Ok(path)
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an argument or variable holds a NUL byte",
+        )
+    })
+}
+
+/// A started successor.
+#[derive(Debug)]
+pub struct Successor {
+    /// Its process id.
+    pub pid: libc::pid_t,
+    /// A descriptor that turns readable when it exits (Linux 5.3+).
+    pub pidfd: Option<OwnedFd>,
+    /// The executable it runs.
+    pub exe: PathBuf,
+    /// Sockets handed over.
+    pub sockets: usize,
+}
+
+/// Starts the executable on disk with our arguments and every recorded
+/// socket, telling it to report readiness to `notify_addr` (`@name`).
+pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
+    let exe = executable()?;
+    let exe_c = cstring(exe.as_os_str().as_bytes())?;
+    let args: Vec<CString> = std::env::args_os()
+        .map(|arg| cstring(arg.as_bytes()))
+        .collect::<io::Result<_>>()?;
+
+    let inventory = inventory();
+    let entries = inventory.as_deref().unwrap_or_default();
+    let count = entries.len();
+    let first_free = FIRST_FD + count as RawFd;
+    // Above every target number, so no dup2 in the child overwrites a
+    // descriptor it has yet to move; close-on-exec in the parent's copy.
+    let high: Vec<OwnedFd> = entries
+        .iter()
+        .map(|entry| {
+            // SAFETY: fcntl duplicates a descriptor we own.
+            let fd =
+                unsafe { libc::fcntl(entry.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first_free) };
+            if fd < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                // SAFETY: a fresh descriptor, owned by nobody else.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            }
+        })
+        .collect::<io::Result<_>>()?;
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|entry| entry.name.as_deref().unwrap_or("unknown"))
+        .collect();
+    for entry in entries {
+        let ty = if entry.ty == Type::STREAM {
+            "stream"
+        } else {
+            "datagram"
+        };
+        log::debug!(
+            "handing over {ty} {} as '{}'",
+            entry.local,
+            entry.name.as_deref().unwrap_or("unknown")
+        );
+    }
+
+    let mut env: Vec<CString> = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let key = key.as_bytes();
+        if matches!(
+            key,
+            b"LISTEN_PID" | b"LISTEN_FDS" | b"LISTEN_FDNAMES" | b"ECHOPLEX_UPGRADE_NOTIFY"
+        ) {
+            continue;
+        }
+        let mut pair = key.to_vec();
+        pair.push(b'=');
+        pair.extend_from_slice(value.as_bytes());
+        env.push(cstring(&pair)?);
+    }
+    env.push(cstring(format!("LISTEN_FDS={count}").as_bytes())?);
+    env.push(cstring(
+        format!("LISTEN_FDNAMES={}", names.join(":")).as_bytes(),
+    )?);
+    env.push(cstring(
+        format!("{UPGRADE_NOTIFY}={notify_addr}").as_bytes(),
+    )?);
+    // LISTEN_PID must be the child's pid, known only after fork: the child
+    // writes its digits into this buffer (its own copy of our memory).
+    const PREFIX: &[u8] = b"LISTEN_PID=";
+    let mut listen_pid = vec![0u8; PREFIX.len() + 24];
+    listen_pid[..PREFIX.len()].copy_from_slice(PREFIX);
+
+    let argv: Vec<*const libc::c_char> = args
+        .iter()
+        .map(|arg| arg.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|pair| pair.as_ptr()).collect();
+    envp.push(listen_pid.as_ptr().cast());
+    envp.push(std::ptr::null());
+    let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+    let pid_digits = listen_pid[PREFIX.len()..].as_mut_ptr();
+
+    // SAFETY: see `fork_exec`: every pointer stays valid until it returns.
+    let pid = unsafe { fork_exec(&exe_c, &argv, &envp, &sources, pid_digits) }?;
+    drop(high);
+    drop(inventory);
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let pidfd = (pidfd >= 0).then(|| {
+        // SAFETY: a fresh descriptor (close-on-exec by definition of pidfd_open).
+        unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) }
+    });
+    Ok(Successor {
+        pid,
+        pidfd,
+        exe,
+        sockets: count,
+    })
+}
+
+/// `fork`, then in the child: move `sources` to descriptors 3.., write
+/// the child's pid at `pid_digits` (inside `envp`'s `LISTEN_PID=`), reset
+/// signal dispositions and the mask, `execve`.
+///
+/// # Safety
+/// Every pointer must be valid and NUL-terminated as `execve` expects,
+/// `pid_digits` must have room for 21 bytes, and every `sources` entry must
+/// be at least `FIRST_FD + sources.len()`.
+unsafe fn fork_exec(
+    exe: &CString,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    sources: &[RawFd],
+    pid_digits: *mut u8,
+) -> io::Result<libc::pid_t> {
+    // Block every signal across fork: the child must not run our handlers
+    // (they write to the parent's signal pipe) before exec resets them.
+    let mut all: libc::sigset_t = std::mem::zeroed();
+    let mut old: libc::sigset_t = std::mem::zeroed();
+    libc::sigfillset(&mut all);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    let pid = libc::fork();
+    if pid != 0 {
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        return if pid < 0 { Err(err) } else { Ok(pid) };
+    }
+    // The child. Only async-signal-safe calls from here on: no allocation.
+    for (index, &fd) in sources.iter().enumerate() {
+        if libc::dup2(fd, FIRST_FD + index as RawFd) < 0 {
+            libc::_exit(126);
+        }
+    }
+    let mut pid = libc::getpid() as u64;
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (pid % 10) as u8;
+        len += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        *pid_digits.add(i) = digits[len - 1 - i];
+    }
+    *pid_digits.add(len) = 0;
+    let mut default: libc::sigaction = std::mem::zeroed();
+    default.sa_sigaction = libc::SIG_DFL;
+    for signal in 1..libc::SIGRTMIN() {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            libc::sigaction(signal, &default, std::ptr::null_mut());
+        }
+    }
+    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    libc::_exit(127)
+}
+
+/// Tells whoever waits that this process serves: the process it replaces
+/// (on the upgrade's notify socket), else the service manager.
+pub fn announce_ready(status: &str) {
+    let Ok(address) = std::env::var(UPGRADE_NOTIFY) else {
+        notify::ready(status);
+        return;
+    };
+    let message = format!("READY=1\nMAINPID={}", std::process::id());
+    match notify::Notifier::new(&address).and_then(|to| to.send(&message)) {
+        Ok(()) => info!("told the process we replace that we are ready"),
+        Err(err) => warn!(
+            "could not tell the process we replace that we are ready ({address}: {err}); it will give up on us"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handler
+
+/// What the upgrade is doing.
+#[derive(Debug)]
+enum State {
+    Idle,
+    Waiting {
+        child: Successor,
+        deadline: Instant,
+        killed: bool,
+    },
+    HandedOver(libc::pid_t),
+}
+
+/// SIGUSR2, turned into readiness like SIGINT/SIGTERM; the notify socket
+/// the successor reports to; the successor's pidfd. One handler, one token.
+pub struct Upgrader {
+    signal: UnixStream,
+    listener: Option<UnixDatagram>,
+    name: String,
+    state: State,
+}
+
+impl Upgrader {
+    /// Catches SIGUSR2 from now on (its default action would end the
+    /// process: call this before anything else is set up).
+    pub fn new() -> io::Result<Upgrader> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        signal_hook::low_level::pipe::register_raw(signal_hook::consts::SIGUSR2, writer.into())?;
+        static SERIAL: AtomicUsize = AtomicUsize::new(0);
+        Ok(Upgrader {
+            signal: UnixStream::from_std(reader),
+            listener: None,
+            name: format!(
+                "echoplex-upgrade-{}-{}",
+                std::process::id(),
+                SERIAL.fetch_add(1, Ordering::Relaxed)
+            ),
+            state: State::Idle,
+        })
+    }
+
+    fn start(&mut self, cx: &mut Context) {
+        if let Err(err) = self.try_start(cx) {
+            warn!("upgrade failed: {err}; still serving");
+            notify::status(&format!("upgrade failed: {err}; still serving"));
+        }
+    }
+
+    fn try_start(&mut self, cx: &mut Context) -> io::Result<()> {
+        if self.listener.is_none() {
+            let addr = UnixAddr::from_abstract_name(self.name.as_bytes())?;
+            let listener = UnixDatagram::bind_addr(&addr)?;
+            listener.set_nonblocking(true)?;
+            cx.registry().register(
+                &mut SourceFd(&listener.as_raw_fd()),
+                cx.token,
+                Interest::READABLE,
+            )?;
+            self.listener = Some(listener);
+        }
+        let child = spawn_successor(&format!("@{}", self.name)).map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
+        })?;
+        info!(
+            "upgrade: started {} as pid {} with {} sockets; waiting up to {:?} for it to be ready",
+            child.exe.display(),
+            child.pid,
+            child.sockets,
+            READY_TIMEOUT
+        );
+        notify::status(&format!("upgrading: new process {} starting", child.pid));
+        match &child.pidfd {
+            Some(pidfd) => cx.registry().register(
+                &mut SourceFd(&pidfd.as_raw_fd()),
+                cx.token,
+                Interest::READABLE,
+            )?,
+            None => cx.set_timer(cx.now + POLL_CHILD),
+        }
+        let deadline = cx.now + READY_TIMEOUT;
+        cx.set_timer(deadline);
+        self.state = State::Waiting {
+            child,
+            deadline,
+            killed: false,
+        };
+        Ok(())
+    }
+
+    /// Reads what the successor said; true once it said `READY=1`.
+    fn heard_ready(&mut self, pid: libc::pid_t) -> bool {
+        let Some(listener) = &self.listener else {
+            return false;
+        };
+        let mut buf = [0u8; 512];
+        let mut ready = false;
+        loop {
+            match listener.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]);
+                    let said = |line: &str| text.lines().any(|l| l == line);
+                    if said("READY=1") && said(&format!("MAINPID={pid}")) {
+                        ready = true;
+                    } else {
+                        log::debug!("upgrade: ignored notification {text:?}");
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return ready,
+            }
+        }
+    }
+
+    /// The successor's exit status, once it has exited.
+    fn exited(pid: libc::pid_t) -> Option<String> {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child, non-blocking.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if reaped != pid {
+            return None;
+        }
+        Some(if libc::WIFEXITED(status) {
+            match libc::WEXITSTATUS(status) {
+                127 => "could not be executed (status 127)".to_string(),
+                code => format!("exited with status {code}"),
+            }
+        } else if libc::WIFSIGNALED(status) {
+            format!("was killed by signal {}", libc::WTERMSIG(status))
+        } else {
+            "ended".to_string()
+        })
+    }
+
+    fn forget_child(&mut self, cx: &mut Context) {
+        if let State::Waiting { child, .. } = &self.state {
+            if let Some(pidfd) = &child.pidfd {
+                let _ = cx.registry().deregister(&mut SourceFd(&pidfd.as_raw_fd()));
+            }
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context) {
+        let State::Waiting { child, killed, .. } = &self.state else {
+            return;
+        };
+        let (pid, killed) = (child.pid, *killed);
+        if !killed && self.heard_ready(pid) {
+            self.hand_over(pid, cx);
+            return;
+        }
+        if let Some(how) = Self::exited(pid) {
+            if !killed {
+                warn!("upgrade failed: new process {pid} {how} before it was ready; still serving (its log above says why)");
+                notify::status(&format!("upgrade failed: new process {how}; still serving"));
+            }
+            self.forget_child(cx);
+            self.state = State::Idle;
+        }
+    }
+
+    fn hand_over(&mut self, pid: libc::pid_t, cx: &mut Context) {
+        HANDED_OVER.store(true, Ordering::Relaxed);
+        release_inventory();
+        self.forget_child(cx);
+        self.state = State::HandedOver(pid);
+        info!(
+            "upgrade: pid {pid} is ready and serves every socket; finishing our own connections (grace {:?})",
+            cx.limits.grace
+        );
+        notify::notify(&format!(
+            "MAINPID={pid}\nSTATUS=upgraded: pid {pid} serves; pid {} finishing its connections",
+            std::process::id()
+        ));
+        cx.request_shutdown();
+    }
+}
+
+impl Handler for Upgrader {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.signal, token, Interest::READABLE)
+    }
+
+    fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
+        let mut drained = [0u8; 64];
+        let mut asked = false;
+        loop {
+            match self.signal.read(&mut drained) {
+                Ok(0) => break,
+                Ok(_) => asked = true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if asked {
+            match &self.state {
+                _ if cx.is_shutting_down() => warn!("SIGUSR2 ignored: shutting down"),
+                State::Waiting { child, .. } => {
+                    warn!("SIGUSR2 ignored: upgrade to pid {} in progress", child.pid)
+                }
+                State::HandedOver(pid) => {
+                    warn!("SIGUSR2 ignored: already handed over to pid {pid}")
+                }
+                State::Idle => {
+                    info!("SIGUSR2: upgrading");
+                    self.start(cx);
+                }
+            }
+        }
+        self.check(cx);
+        Flow::Continue
+    }
+
+    fn timeout(&mut self, cx: &mut Context) -> Flow {
+        self.check(cx);
+        if let State::Waiting {
+            child,
+            deadline,
+            killed,
+        } = &mut self.state
+        {
+            if cx.now >= *deadline && !*killed {
+                warn!(
+                    "upgrade failed: new process {} not ready within {READY_TIMEOUT:?}; killed it; still serving",
+                    child.pid
+                );
+                notify::status("upgrade failed: new process not ready in time; still serving");
+                // SAFETY: signalling our own child, which we have not reaped.
+                unsafe { libc::kill(child.pid, libc::SIGKILL) };
+                *killed = true;
+                *deadline = cx.now + READY_TIMEOUT;
+            }
+            if child.pidfd.is_none() || *killed {
+                cx.set_timer(cx.now + POLL_CHILD);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        if let State::Waiting { child, killed, .. } = &self.state {
+            if !killed {
+                warn!(
+                    "shutting down during an upgrade: stopping new process {}",
+                    child.pid
+                );
+                // SAFETY: signalling our own child, which we have not reaped.
+                unsafe { libc::kill(child.pid, libc::SIGTERM) };
+            }
+            self.forget_child(cx);
+        }
+        Flow::Close
+    }
+
+    fn keeps_alive(&self) -> bool {
+        false
+    }
+
+    fn describe(&self, _now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind: "upgrade",
+            local: "SIGUSR2".into(),
+            peer: match &self.state {
+                State::Waiting { child, .. } => child.pid.to_string(),
+                State::HandedOver(pid) => pid.to_string(),
+                State::Idle => "-".into(),
+            },
+            state: match self.state {
+                State::Idle => "idle",
+                State::Waiting { .. } => "starting-successor",
+                State::HandedOver(_) => "handed-over",
+            },
+            ..HandlerInfo::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_is_a_real_file() {
+        let exe = executable().expect("exe");
+        assert!(exe.is_file(), "{}", exe.display());
+        assert!(!exe.to_string_lossy().ends_with("(deleted)"));
+    }
+
+    #[test]
+    fn labels_follow_real_addresses() {
+        enable_inventory();
+        let socket = Socket::new(socket2::Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind");
+        record(&socket);
+        let port = socket
+            .local_addr()
+            .expect("addr")
+            .as_socket()
+            .expect("inet")
+            .port();
+        let endpoint: Endpoint = format!("binary://127.0.0.1:{port}")
+            .parse()
+            .expect("endpoint");
+        label(&endpoint);
+        let names: Vec<Option<String>> = inventory()
+            .iter()
+            .flatten()
+            .filter(|e| e.local == Local::Inet(([127, 0, 0, 1], port).into()))
+            .map(|e| e.name.clone())
+            .collect();
+        assert_eq!(names, vec![Some("binary".to_string())]);
+        release_inventory();
+        assert!(inventory().is_none());
+    }
+}
