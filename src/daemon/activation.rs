@@ -220,7 +220,7 @@ impl Passed {
     /// -> unix-dgram).
     pub fn kind(&self) -> Result<Kind, String> {
         if let Some(name) = &self.name {
-            if let Some(kind) = Kind::ALL.into_iter().find(|k| k.scheme() == name) {
+            if let Some(kind) = Kind::ALL.iter().copied().find(|k| k.scheme() == name) {
                 return if kind.is_stream() == (self.ty == Type::STREAM) {
                     Ok(kind)
                 } else {
@@ -274,7 +274,11 @@ impl Passed {
                 kind.scheme()
             ));
         }
-        Ok(Endpoint { kind, target })
+        Ok(Endpoint {
+            kind,
+            target,
+            options: Default::default(),
+        })
     }
 
     /// True for the admin socket an upgrade hands over.
