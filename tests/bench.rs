@@ -204,3 +204,99 @@ fn nothing_listening_exits_3() {
     let (status, _, err) = run(&["bench", "multicast://224.10.10.10:9", "-d", "0.1"]);
     assert_eq!(status.code(), Some(2), "{err}");
 }
+
+#[test]
+fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let ep = daemon.endpoint("tcp://").to_string();
+    let child = Command::new(support::bin())
+        .args(["bench", &ep, "-d", "60", "-c", "2", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bench");
+    // Load for a moment, then Ctrl-C as a terminal would send it.
+    thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let output = child.wait_with_output().expect("bench output");
+    assert!(
+        started.elapsed() < support::WAIT,
+        "bench ignored SIGINT for {:?}",
+        started.elapsed()
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(130), "{out}\n{err}");
+    let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(value["interrupted"], true, "{value}");
+    assert!(value["messages"].as_u64().unwrap() > 0, "{value}");
+    assert_eq!(value["errors"], 0, "{value}");
+    let measured = value["duration_s"].as_f64().unwrap();
+    assert!(measured > 0.0 && measured < 60.0, "{value}");
+    assert!(err.contains("interrupted"), "{err}");
+    daemon.stop();
+}
+
+#[test]
+fn a_tcp_server_that_never_echoes_exits_3() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep = format!("tcp://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        // Accept and hold every connection; read nothing, write nothing.
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            held.push(stream);
+        }
+    });
+    let (status, value, err) = bench_json(&[&ep, "-d", "0.3", "-c", "2"]);
+    assert_eq!(status.code(), Some(3), "{value}\n{err}");
+    assert_eq!(value["connected"], 2, "{value}");
+    assert_eq!(value["messages"], 0, "{value}");
+    assert!(err.contains("no echo ever came back"), "{err}");
+}
+
+#[test]
+fn a_closed_port_reports_the_real_elapsed_time_and_no_latency() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let (status, value, err) = bench_json(&[&ep, "-d", "60"]);
+    assert_eq!(status.code(), Some(3), "{value}\n{err}");
+    let measured = value["duration_s"].as_f64().unwrap();
+    assert!(measured < 60.0, "nothing ran for 60 s: {value}");
+    assert!(value["latency_us"].is_null(), "{value}");
+    let (_, out, _) = run(&["bench", &ep, "-d", "60"]);
+    assert!(!out.contains("measured 60.00 s"), "{out}");
+    assert!(!out.contains("latency"), "{out}");
+}
+
+#[test]
+fn help_shows_defaults_as_clap_does_and_one_is_singular() {
+    let (status, out, _) = run(&["bench", "--help"]);
+    assert!(status.success());
+    let duration = out
+        .lines()
+        .skip_while(|line| !line.contains("--duration"))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(duration.contains("[default: 5]"), "{duration}");
+    assert!(out.contains("130"), "the exit code of Ctrl-C: {out}");
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let (status, out, err) = run(&["bench", daemon.endpoint("tcp://"), "-n", "20", "-c", "1"]);
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains(" 1 connection × "), "{out}");
+    daemon.stop();
+}

@@ -520,3 +520,166 @@ fn multicast_hears_the_daemon_and_the_article_receiver_alike() {
     assert_eq!(receiver.finish().len(), 1);
     daemon.stop();
 }
+
+/// Runs `echoplex ARGS...` with `input` on stdin; returns the exit code,
+/// stdout (raw) and stderr.
+fn run_with_stdin(args: &[&str], input: &[u8]) -> (i32, Vec<u8>, String) {
+    use std::io::{Read, Write};
+    let mut child = Command::new(support::bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn echoplex");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "echoplex {args:?} did not finish"
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
+    writer.join().expect("writer");
+    (code(status), reader.join().expect("reader"), stderr)
+}
+
+#[test]
+fn a_message_from_a_file_stdin_or_hex_may_hold_any_byte() {
+    let dir = temp_dir("client-file");
+    let daemon = daemon(&dir, &support::unique_name("client-file"));
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    let file = dir.join("message.bin");
+    std::fs::write(&file, &all_bytes).expect("write message");
+    let unix = format!("unix:{}", dir.join("s.sock").display());
+    let unix_dgram = format!("unix-dgram:{}", dir.join("d.sock").display());
+    for endpoint in [
+        daemon.endpoint("tcp://").to_string(),
+        daemon.endpoint("udp://").to_string(),
+        unix.clone(),
+        unix_dgram,
+    ] {
+        // -q prints the echoed payload raw, then a newline.
+        let (status, stdout, stderr) = run_with_stdin(
+            &[
+                "client",
+                "-q",
+                "-f",
+                file.to_str().expect("utf-8 path"),
+                &endpoint,
+            ],
+            b"",
+        );
+        assert_eq!(status, 0, "{endpoint}: {stderr}");
+        assert_eq!(stdout[..stdout.len() - 1], all_bytes[..], "{endpoint}");
+        let (status, stdout, stderr) =
+            run_with_stdin(&["client", "-q", "-f", "-", &endpoint], &all_bytes);
+        assert_eq!(status, 0, "{endpoint}: {stderr}");
+        assert_eq!(stdout[..stdout.len() - 1], all_bytes[..], "{endpoint}");
+    }
+    let (status, stdout, stderr) =
+        run_with_stdin(&["client", "-q", "--hex", &unix, "00 ff 0d0A", "7f"], b"");
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(stdout, b"\x00\xff\x0d\x0a\x7f\n");
+    // Hex from a file, too.
+    std::fs::write(&file, "68 69\n").expect("write hex");
+    let (status, stdout, stderr) = run_with_stdin(
+        &[
+            "client",
+            "-q",
+            "--hex",
+            "-f",
+            file.to_str().expect("utf-8"),
+            &unix,
+        ],
+        b"",
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(stdout, b"hi\n");
+    // Bad input is a usage error, in one line.
+    for args in [
+        vec!["client", "--hex", &unix, "abc"],
+        vec!["client", "--hex", &unix, "zz"],
+        vec!["client", "-f", "/nonexistent/echoplex-message", &unix],
+        vec!["client", "-f", "-", &unix, "and words"],
+    ] {
+        let (status, _, stderr) = run_with_stdin(&args, b"");
+        assert_eq!(status, 2, "{args:?}: {stderr}");
+    }
+    let (status, _, stderr) = run_with_stdin(&["client", "--hex", &unix, "zz"], b"");
+    assert_eq!(status, 2);
+    assert!(one_error_line(&stderr).contains("--hex"), "{stderr}");
+    daemon.stop();
+}
+
+#[test]
+fn a_megabyte_to_unix_goes_through_a_daemon_that_caps_its_buffer() {
+    let dir = temp_dir("client-megabyte");
+    let path = dir.join("big.sock");
+    let endpoint = format!("unix:{}", path.display());
+    // The daemon stops reading a connection that owes this much: a client
+    // that sent everything before reading would stall for good.
+    let daemon = Daemon::start(&[&endpoint, "--max-buffer", "65536"]);
+    let message: Vec<u8> = (0..1_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let file = dir.join("megabyte.bin");
+    std::fs::write(&file, &message).expect("write message");
+    let (status, stdout, stderr) = run_with_stdin(
+        &[
+            "client",
+            "-q",
+            "--chunk",
+            "65536",
+            "--timeout",
+            "5",
+            "-f",
+            file.to_str().expect("utf-8 path"),
+            &endpoint,
+        ],
+        b"",
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(stdout.len(), message.len() + 1);
+    assert!(stdout[..message.len()] == message[..], "the echo differs");
+    daemon.stop();
+}
+
+#[test]
+fn a_datagram_too_long_is_a_usage_error_on_udp_and_multicast_alike() {
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let udp = format!("udp://{}", silent.local_addr().expect("addr"));
+    let port = free_udp_port();
+    let multicast = format!("multicast://224.10.10.10:{port}");
+    let dir = temp_dir("client-too-long");
+    let file = dir.join("huge.bin");
+    std::fs::write(&file, vec![b'x'; 70_000]).expect("write message");
+    for endpoint in [&udp, &multicast] {
+        let (status, _, stderr) =
+            run(&["client", "-f", file.to_str().expect("utf-8 path"), endpoint]);
+        assert_eq!(code(status), 2, "{endpoint}: {stderr}");
+        let line = one_error_line(&stderr);
+        assert!(line.contains("Message too long"), "{line}");
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use super::echo::read_stream;
 use super::{compare, Args, Out};
 use crate::codec::structfmt::{repr, to_hex, Format};
 use crate::probe::socket::Conn;
@@ -21,17 +20,17 @@ pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failu
     let conn = Conn::connect(&args.endpoint, timeout)?;
     out.say(format_args!("values = {}", repr(&values)));
     out.say(format_args!("sending {}", to_hex(&packed)));
-    conn.send(&packed)?;
-    let echo =
-        read_stream(&conn, packed.len(), args.chunk as usize, out, to_hex).map_err(|failure| {
-            match failure {
-                // The server echoes only whole records of its own --format.
-                Failure::Timeout(why) => Failure::Timeout(format!(
-                    "{why}; does the server use the same --format '{}'?",
-                    args.format
-                )),
-                other => other,
-            }
+    let echo = conn
+        .exchange(&packed, packed.len(), args.chunk as usize, |piece| {
+            out.say(format_args!("received {}", to_hex(piece)))
+        })
+        .map_err(|failure| match failure {
+            // The server echoes only whole records of its own --format.
+            Failure::Timeout(why) => Failure::Timeout(format!(
+                "{why}; does the server use the same --format '{}'?",
+                args.format
+            )),
+            other => other,
         })?;
     // The daemon re-encodes what it decoded; a record that does not decode
     // is a mismatch, not a crash.

@@ -11,12 +11,14 @@ mod echo;
 mod multicast;
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, Reply};
+use crate::error::describe;
 use crate::probe::duration::positive_secs;
 use crate::probe::payload::Mismatch;
 use crate::probe::{failure, Failure};
@@ -30,10 +32,17 @@ const DEFAULT_MULTICAST_TIMEOUT: Duration = Duration::from_millis(200);
 /// Command-line arguments of `echoplex client`.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
+The message comes from the words after ENDPOINT, or from -f FILE (- for \
+stdin, any bytes, any size); --hex reads either as hexadecimal digits \
+(spaces allowed), for bytes a command line cannot carry. A stream's message \
+is sent while its echo is read, so a message larger than the server's \
+buffers goes through.
+
 Exit status:
   0    the echo matched byte for byte (multicast: at least one ack came)
   1    the echo differed from what was sent
-  2    usage error (bad option, endpoint, value or format)
+  2    usage error (bad option, endpoint, value or format; unreadable -f \
+FILE; bad --hex; a datagram too large for the kind)
   3    could not reach the endpoint (refused, no such socket, unreachable, unknown host)
   4    timed out (multicast: no ack at all)
   5    connection lost or another I/O error
@@ -44,8 +53,16 @@ pub struct Args {
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// The message, words joined by one space (binary://: the values to pack).
-    #[arg(value_name = "MESSAGE", required = true, num_args = 1.., allow_negative_numbers = true)]
+    #[arg(value_name = "MESSAGE", required_unless_present = "file", num_args = 1..,
+          allow_negative_numbers = true, conflicts_with = "file")]
     pub message: Vec<String>,
+    /// Send the bytes of FILE instead (- reads standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The message (words or FILE) is hexadecimal digits, spaces allowed:
+    /// `--hex '00 ff 0d 0a'`.
+    #[arg(long)]
+    pub hex: bool,
     /// Read a stream's echo in pieces of at most this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
@@ -88,18 +105,81 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
-    let message = args.message.join(" ");
     match args.endpoint.kind.info().reply {
         Reply::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
-            multicast::run(args, message.as_bytes(), timeout, out)
+            multicast::run(args, &message(args)?, timeout, out)
         }
-        Reply::Records => binary::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out),
+        Reply::Records => {
+            if args.file.is_some() || args.hex {
+                return Err(Failure::Usage(format!(
+                    "{}: binary:// packs the values given as words; -f and --hex send raw bytes",
+                    args.endpoint
+                )));
+            }
+            binary::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out)
+        }
         Reply::Echo => {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            echo::run(args, message.as_bytes(), timeout, out)
+            echo::run(args, &message(args)?, timeout, out)
         }
     }
+}
+
+/// The bytes to send: the words, or FILE (`-`: stdin), decoded from hex
+/// with `--hex`.
+fn message(args: &Args) -> Result<Vec<u8>, Failure> {
+    let raw = match &args.file {
+        None => args.message.join(" ").into_bytes(),
+        Some(path) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            io::stdin().lock().read_to_end(&mut bytes).map_err(|err| {
+                Failure::Io(format!("reading standard input: {}", describe(&err)))
+            })?;
+            bytes
+        }
+        Some(path) => std::fs::read(path).map_err(|err| {
+            Failure::Usage(format!(
+                "cannot read {}: {}",
+                path.display(),
+                describe(&err)
+            ))
+        })?,
+    };
+    if args.hex {
+        return from_hex(&raw).map_err(Failure::Usage);
+    }
+    Ok(raw)
+}
+
+/// Hexadecimal digits to bytes; ASCII whitespace between them is ignored.
+fn from_hex(text: &[u8]) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!(
+            "--hex: {} digits is an odd count; every byte takes two",
+            digits.len()
+        ));
+    }
+    digits
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "--hex: {} at byte {i} is not two hexadecimal digits",
+                        quote(pair)
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Where output goes: the article's lines for people, or with `--quiet`
@@ -165,6 +245,14 @@ mod tests {
         assert_eq!(quote(b"It's \"x\""), r#""It's \"x\"""#);
         assert_eq!(quote(b"a\nb\x00"), r#""a\nb\0""#);
         assert_eq!(quote(b"caf\xc3\xa9 \xff"), r#""café \xff""#);
+    }
+
+    #[test]
+    fn hex_takes_pairs_of_digits_and_ignores_spaces() {
+        assert_eq!(from_hex(b"00 ff\n0D0a"), Ok(vec![0, 0xff, 0x0d, 0x0a]));
+        assert_eq!(from_hex(b""), Ok(vec![]));
+        assert!(from_hex(b"abc").unwrap_err().contains("odd"));
+        assert!(from_hex(b"zz").unwrap_err().contains("not two hexadecimal"));
     }
 
     #[test]

@@ -357,6 +357,87 @@ impl Conn {
         }
     }
 
+    /// Sends `data` on a stream and reads `expected` bytes back at the
+    /// same time, in pieces of at most `chunk`, handing each to `each` as
+    /// it arrives. Sending and receiving together matters: a server that
+    /// stops reading while its replies are not taken (echoplex at
+    /// `--max-buffer`) would otherwise stall a large message for good.
+    /// Every wait is bounded by the timeout since the last progress.
+    pub fn exchange(
+        &self,
+        data: &[u8],
+        expected: usize,
+        chunk: usize,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<Vec<u8>, Failure> {
+        let mut echo = Vec::with_capacity(expected);
+        let mut buf = vec![0u8; chunk.max(1)];
+        let mut sent = 0;
+        let fd = self.sock.as_raw_fd();
+        while echo.len() < expected || sent < data.len() {
+            let mut progress = false;
+            if sent < data.len() {
+                match self.sock.send(&data[sent..]) {
+                    Ok(n) => {
+                        sent += n;
+                        progress = n > 0;
+                    }
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(err) => return Err(self.failure(&err)),
+                }
+            }
+            if echo.len() < expected {
+                let want = buf.len().min(expected - echo.len());
+                let got = echo.len();
+                let received =
+                    self.try_recv(&mut buf[..want])
+                        .map_err(|failure| match failure {
+                            Failure::Io(why) => {
+                                Failure::Io(format!("{why} after {got} of {expected} bytes"))
+                            }
+                            other => other,
+                        })?;
+                if let Some(n) = received {
+                    each(&buf[..n]);
+                    echo.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+            }
+            if progress {
+                continue;
+            }
+            let mut events = 0;
+            if sent < data.len() {
+                events |= libc::POLLOUT;
+            }
+            if echo.len() < expected {
+                events |= libc::POLLIN;
+            }
+            if wait(fd, events, Instant::now() + self.timeout)? == 0 {
+                let (got, within) = (echo.len(), show(self.timeout));
+                return Err(Failure::Timeout(if sent < data.len() {
+                    format!(
+                        "{}: could not send within {within} (sent {sent} of {} bytes, got {got} back)",
+                        self.name,
+                        data.len()
+                    )
+                } else if got > 0 {
+                    format!(
+                        "no reply from {} within {within} (got {got} of {expected} bytes)",
+                        self.name
+                    )
+                } else {
+                    format!("no reply from {} within {within}", self.name)
+                }));
+            }
+        }
+        Ok(echo)
+    }
+
     /// Receives without waiting: `None` when nothing is there.
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<Option<usize>, Failure> {
         loop {
