@@ -11,66 +11,16 @@
 //! never reach the resolver: gethostname, usage errors, and names Python's
 //! IDNA codec rejects before any look-up.
 
+mod support;
+
 use std::io::ErrorKind;
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-const NEEDS_ROOT: &str =
-    "needs root (a private mount namespace keeps DNS queries on loopback): run scripts/test-all as root";
+use support::offline;
 
-/// The files bound over /etc/resolv.conf and /etc/nsswitch.conf in the
-/// namespace; `None` when not root, where only the plain tests run.
-fn sandbox() -> Option<&'static (PathBuf, PathBuf)> {
-    static FILES: OnceLock<Option<(PathBuf, PathBuf)>> = OnceLock::new();
-    FILES
-        .get_or_init(|| {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            if unsafe { libc::geteuid() } != 0 {
-                return None;
-            }
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("net-offline");
-            std::fs::create_dir_all(&dir).expect("cannot create the sandbox directory");
-            let resolv = dir.join("resolv.conf");
-            let nss = dir.join("nsswitch.conf");
-            // One try, one second: a query to a closed loopback port fails at once.
-            std::fs::write(
-                &resolv,
-                "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-            )
-            .expect("cannot write resolv.conf");
-            std::fs::write(&nss, "hosts: files dns\n").expect("cannot write nsswitch.conf");
-            Some((resolv, nss))
-        })
-        .as_ref()
-}
-
-/// Panics unless the tests can run offline; the first line of each `root_*`
-/// test, so run as non-root it fails rather than passing without checking.
-fn require_sandbox() {
-    assert!(sandbox().is_some(), "{NEEDS_ROOT}");
-    let out = Command::new("unshare").arg("--version").output();
-    assert!(
-        out.is_ok_and(|o| o.status.success()),
-        "needs unshare (util-linux): scripts/test-all"
-    );
-}
-
-/// `program`, in the offline namespace when root, else as is.
+/// `program`, offline when root (see `support::offline`).
 fn command(program: &str) -> Command {
-    let Some((resolv, nss)) = sandbox() else {
-        return Command::new(program);
-    };
-    let mut cmd = Command::new("unshare");
-    // unshare makes the new namespace's mounts private, so the binds never
-    // reach the machine's own /etc.
-    cmd.args(["--mount", "--", "sh", "-c"])
-        .arg(r#"mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@""#)
-        .arg("sh")
-        .arg(resolv)
-        .arg(nss)
-        .arg(program);
-    cmd
+    offline::command(program, None)
 }
 
 /// Runs `echoplex net ARGS...`.
@@ -86,7 +36,7 @@ fn echoplex(args: &[&str]) -> Output {
 /// `None` means python3 is absent and CI is unset: the caller skips. On CI
 /// a missing python3 fails the test, so the comparison cannot go silent.
 fn python(code: &str, args: &[&str]) -> Option<String> {
-    if sandbox().is_some() && Command::new("python3").arg("-V").output().is_err() {
+    if offline::is_root() && Command::new("python3").arg("-V").output().is_err() {
         // Inside the namespace a missing python3 shows as sh's exit 127.
         if std::env::var_os("CI").is_none() {
             eprintln!("skipping: python3 is not installed (with CI set this fails)");
@@ -218,7 +168,7 @@ fn hostname_is_pythons() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_fqdn_is_pythons() {
-    require_sandbox();
+    offline::require();
     let Some(host) = own_hostname() else {
         return;
     };
@@ -253,7 +203,7 @@ fn root_fqdn_is_pythons() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_lookup_is_gethostbyname_ex() {
-    require_sandbox();
+    offline::require();
     let Some(host) = own_hostname() else {
         return;
     };
@@ -266,7 +216,7 @@ fn root_lookup_is_gethostbyname_ex() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_reverse_is_gethostbyaddr() {
-    require_sandbox();
+    offline::require();
     let Some(host) = own_hostname() else {
         return;
     };
@@ -279,7 +229,7 @@ fn root_reverse_is_gethostbyaddr() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_unknown_name_fails_in_words() {
-    require_sandbox();
+    offline::require();
     let name = "no-such-host.invalid";
     let Some(Outcome::Err { words, .. }) = python_outcome("gethostbyname_ex", &[name]) else {
         // None: skipped for lack of python3. Ok: a resolver that invents
@@ -308,7 +258,7 @@ fn root_unknown_name_fails_in_words() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_reverse_of_a_bad_address_fails_clearly() {
-    require_sandbox();
+    offline::require();
     for addr in ["999.1.1.1", "1.2.3.4.5", "not an address"] {
         let out = echoplex(&["reverse", addr]);
         assert_eq!(out.status.code(), Some(1), "{addr}");
@@ -325,7 +275,7 @@ fn root_reverse_of_a_bad_address_fails_clearly() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_human_format_lists_the_same_entries() {
-    require_sandbox();
+    offline::require();
     const TRIPLE: &str = r#"
 import socket, sys
 func, arg = sys.argv[1], sys.argv[2]
@@ -393,16 +343,16 @@ fn names_rejected_before_any_lookup() {
 #[test]
 #[ignore = "needs root: scripts/test-all"]
 fn root_sandbox_keeps_queries_on_loopback() {
-    require_sandbox();
+    offline::require();
     let out = command("cat")
         .args(["/etc/resolv.conf", "/etc/nsswitch.conf"])
         .output()
         .expect("cannot run cat");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\nhosts: files dns\n"
+        format!("{}{}", offline::RESOLV_CONF, offline::NSSWITCH_CONF)
     );
-    // The machine's own files are untouched.
+    // The machine's own file is untouched.
     let own = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    assert!(!own.contains("options timeout:1 attempts:1"), "{own}");
+    assert_ne!(own, offline::RESOLV_CONF);
 }

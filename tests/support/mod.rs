@@ -6,6 +6,8 @@
 //! kernel's view of socket queues (for "what has the server really read?").
 #![allow(dead_code)]
 
+pub mod offline;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
