@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use echoplex::reactor::Timers;
+use echoplex::reactor::{Reason, Timers};
 use mio::Token;
 
 const N: usize = 100_000;
@@ -22,7 +22,7 @@ fn deadlines(start: Instant) -> Vec<Instant> {
 fn full_heap(start: Instant) -> Timers {
     let mut timers = Timers::new();
     for (i, deadline) in deadlines(start).into_iter().enumerate() {
-        timers.insert(deadline, Token(i));
+        timers.insert(deadline, Token(i), Reason(0));
     }
     timers
 }
@@ -36,7 +36,7 @@ fn timers(c: &mut Criterion) {
         b.iter(|| {
             let mut timers = Timers::new();
             for (i, deadline) in all.iter().enumerate() {
-                timers.insert(*deadline, Token(i));
+                timers.insert(*deadline, Token(i), Reason(0));
             }
             black_box(timers.len())
         })
@@ -64,8 +64,8 @@ fn timers(c: &mut Criterion) {
                 // The earliest entry is due; its connection was active since,
                 // so it goes back in 300 s later.
                 now += Duration::from_micros(3000);
-                if let Some(token) = timers.pop_expired(now) {
-                    timers.insert(now + Duration::from_secs(300), token);
+                if let Some((token, reason)) = timers.pop_expired(now) {
+                    timers.insert(now + Duration::from_secs(300), token, reason);
                 }
                 black_box(timers.next_deadline())
             })

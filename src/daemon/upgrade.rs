@@ -44,7 +44,12 @@ use socket2::{Socket, Type};
 use super::activation::{Local, ADMIN_NAME, FIRST_FD};
 use super::notify;
 use crate::endpoint::{Endpoint, Target};
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
+
+/// Timer reasons: a poll of the child (no pidfd), the readiness deadline.
+/// `timeout` checks both states whichever fired.
+const POLL_TICK: Reason = Reason(0);
+const READY_DEADLINE: Reason = Reason(1);
 
 /// The variable that tells a new process where to report readiness to the
 /// process it replaces.
@@ -454,10 +459,10 @@ impl Upgrader {
                 cx.token,
                 Interest::READABLE,
             )?,
-            None => cx.set_timer(cx.now + POLL_CHILD),
+            None => cx.set_timer(cx.now + POLL_CHILD, POLL_TICK),
         }
         let deadline = cx.now + READY_TIMEOUT;
-        cx.set_timer(deadline);
+        cx.set_timer(deadline, READY_DEADLINE);
         self.state = State::Waiting {
             child,
             deadline,
@@ -589,7 +594,7 @@ impl Handler for Upgrader {
         Flow::Continue
     }
 
-    fn timeout(&mut self, cx: &mut Context) -> Flow {
+    fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
         self.check(cx);
         if let State::Waiting {
             child,
@@ -609,7 +614,7 @@ impl Handler for Upgrader {
                 *deadline = cx.now + READY_TIMEOUT;
             }
             if child.pidfd.is_none() || *killed {
-                cx.set_timer(cx.now + POLL_CHILD);
+                cx.set_timer(cx.now + POLL_CHILD, POLL_TICK);
             }
         }
         Flow::Continue

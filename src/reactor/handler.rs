@@ -1,8 +1,9 @@
 //! What a handler is, and what it may touch while it runs.
 //!
 //! A handler never sees the reactor: it gets a [`Context`] that lends it the
-//! registry, the timers, the buffer pool, the counters and a queue for new
-//! handlers. The slab is therefore never borrowed twice.
+//! counters, the limits, and (through methods) the registry, the timers, the
+//! buffer pool, the scratch buffer and a queue for new handlers. The slab is
+//! therefore never borrowed twice.
 
 use std::fmt;
 use std::io;
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use super::buffer::BufferPool;
 use super::stats::Stats;
-use super::timer::Timers;
+use super::timer::Reason;
+use super::Shared;
 
 /// What the loop does with a handler after calling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,9 +153,10 @@ pub trait Handler {
     /// [`Readiness::RESUME`] when it asked to run again.
     fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow;
 
-    /// Called when a deadline this handler set has passed. Deadlines are
-    /// not cancelled: a handler checks whether the deadline still matters.
-    fn timeout(&mut self, _cx: &mut Context) -> Flow {
+    /// Called when a deadline this handler set has passed, with the reason
+    /// it gave `Context::set_timer`. Deadlines are not cancelled: a handler
+    /// checks whether the deadline still matters.
+    fn timeout(&mut self, _reason: Reason, _cx: &mut Context) -> Flow {
         Flow::Continue
     }
 
@@ -179,6 +181,17 @@ pub trait Handler {
     fn describe(&self, now: Instant) -> HandlerInfo;
 }
 
+/// What [`Context::spawn`] did with a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Admission {
+    /// Queued: it is inserted after the current call.
+    Admitted,
+    /// A connection over `--max-connections`: dropped (its socket closed)
+    /// and counted as `rejected_max_connections`.
+    OverLimit,
+}
+
 /// What a handler may touch while it runs: lent by the reactor per call.
 pub struct Context<'a> {
     /// The token of the handler being called.
@@ -189,81 +202,83 @@ pub struct Context<'a> {
     pub stats: &'a mut Stats,
     /// The daemon's limits.
     pub limits: &'a Limits,
-    pub(super) registry: &'a Registry,
-    pub(super) timers: &'a mut Timers,
-    pub(super) pool: &'a mut BufferPool,
-    pub(super) scratch: &'a mut [u8],
-    pub(super) spawned: &'a mut Vec<Box<dyn Handler>>,
-    pub(super) run_again: &'a mut Vec<Token>,
-    pub(super) shutdown_requested: &'a mut bool,
-    pub(super) shutting_down: bool,
-    pub(super) reserve_fd: &'a mut Option<std::fs::File>,
+    pub(super) shared: &'a mut Shared,
+    /// The other handlers (the running one is out of its slot), for `status`.
     pub(super) slots: &'a slab::Slab<super::Slot>,
 }
 
 impl Context<'_> {
     /// The registry, to change interest or register a new source.
     pub fn registry(&self) -> &Registry {
-        self.registry
+        &self.shared.registry
     }
 
-    /// Calls this handler's `timeout` at (or soon after) `deadline`.
-    pub fn set_timer(&mut self, deadline: Instant) {
-        self.timers.insert(deadline, self.token);
+    /// Calls this handler's `timeout` with `reason` at (or soon after) `deadline`.
+    pub fn set_timer(&mut self, deadline: Instant, reason: Reason) {
+        self.shared.timers.insert(deadline, self.token, reason);
     }
 
-    /// Queues a new handler; it is inserted after the current event.
-    pub fn spawn(&mut self, handler: Box<dyn Handler>) {
-        self.spawned.push(handler);
+    /// Queues a new handler; it is inserted after the current call, in the
+    /// order of spawning. A connection (`is_connection`) is admitted only
+    /// under `--max-connections`, and counted as accepted; the reactor
+    /// counts it closed when it closes.
+    pub fn spawn(&mut self, handler: Box<dyn Handler>) -> Admission {
+        if handler.is_connection() {
+            if self.connections() >= self.limits.max_connections {
+                self.stats.rejected_max_connections += 1;
+                return Admission::OverLimit; // dropping it closes its socket
+            }
+            self.stats.accepted += 1;
+            self.shared.spawned_connections += 1;
+        }
+        self.shared.spawned.push_back(handler);
+        Admission::Admitted
     }
 
     /// Calls this handler again, with [`Readiness::RESUME`], on the next
     /// turn of the loop: how a handler that hit its fairness budget yields.
     pub fn run_again(&mut self) {
-        self.run_again.push(self.token);
+        self.shared.run_again.push(self.token);
     }
 
     /// Asks the loop to begin a graceful shutdown.
     pub fn request_shutdown(&mut self) {
-        *self.shutdown_requested = true;
+        self.shared.shutdown_requested = true;
     }
 
     /// True once shutdown has begun: accept nothing new.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down
+        self.shared.shutdown_deadline.is_some()
     }
 
     /// Open connections, counting those accepted in this turn.
     pub fn connections(&self) -> usize {
-        self.stats.connections + self.spawned.iter().filter(|h| h.is_connection()).count()
+        self.stats.connections + self.shared.spawned_connections
     }
 
     /// Lends the shared read buffer to `f` together with the context:
     /// reads land there, so an idle or flushed connection owns no buffer.
     pub fn with_scratch<T>(&mut self, f: impl FnOnce(&mut [u8], &mut Self) -> T) -> T {
-        let scratch = std::mem::take(&mut self.scratch);
-        let result = f(&mut *scratch, self);
-        self.scratch = scratch;
+        let mut scratch = std::mem::take(&mut self.shared.scratch);
+        let result = f(&mut scratch, self);
+        self.shared.scratch = scratch;
         result
     }
 
     /// A buffer with capacity for `limits.max_buffer` bytes, from the pool.
     pub fn take_buffer(&mut self) -> Vec<u8> {
-        self.pool.take()
+        self.shared.pool.take()
     }
 
     /// Returns a buffer to the pool.
     pub fn give_buffer(&mut self, buffer: Vec<u8>) {
-        self.pool.give(buffer);
+        self.shared.pool.give(buffer);
     }
 
     /// A row for every other handler in the slab, by slab key: what
     /// `echoplex status` shows.
     pub fn describe_all(&self) -> Vec<(usize, HandlerInfo)> {
-        self.slots
-            .iter()
-            .filter_map(|(key, slot)| Some((key, slot.handler.as_ref()?.describe(self.now))))
-            .collect()
+        super::describe_slots(self.slots, self.now)
     }
 
     /// The reserve-descriptor trick for EMFILE: closes the spare descriptor
@@ -272,9 +287,12 @@ impl Context<'_> {
     pub fn with_reserve_fd<T>(&mut self, f: impl FnOnce() -> T) -> Option<T> {
         // A spare lost earlier (the reopen raced another descriptor) is
         // taken again whenever one is free.
-        self.reserve_fd.take().or_else(super::open_reserve_fd)?;
+        self.shared
+            .reserve_fd
+            .take()
+            .or_else(super::open_reserve_fd)?;
         let result = f();
-        *self.reserve_fd = super::open_reserve_fd();
+        self.shared.reserve_fd = super::open_reserve_fd();
         Some(result)
     }
 }

@@ -1,12 +1,19 @@
 //! The reactor: one thread, one `mio::Poll`, one `Slab` of handlers.
 //!
-//! Each turn of [`Reactor::run`]:
+//! [`Reactor::run`] loops over [`Reactor::turn`]; a test (or a thread of
+//! `--reactors`) may call `turn` itself, with a [`ManualClock`]. One turn:
 //! 1. choose the poll timeout: zero if a handler asked to run again, else
-//!    until the nearest timer (or the shutdown deadline), else forever;
-//! 2. `poll`, then hand each event to the handler its token names;
+//!    until the nearest timer (or the shutdown deadline), else forever
+//!    (capped by the caller's `max_wait`);
+//! 2. `poll` once, then hand each event to the handler its token names;
 //! 3. call back the handlers that yielded at their fairness budget;
-//! 4. fire the timers that are due;
+//! 4. fire the timers that are due, each with the reason it was set for;
 //! 5. begin a graceful shutdown if a signal asked for one.
+//!
+//! Handlers a call spawns (accepted connections) are inserted after it,
+//! first in first out, by a loop: never by recursion. The reactor owns the
+//! connection count: `Context::spawn` admits or refuses against
+//! `--max-connections`, and a closed connection is counted here.
 //!
 //! A token is the slab key in its low bits and a generation in its high
 //! bits: an event fetched for a connection that closed earlier in the same
@@ -18,8 +25,11 @@ pub mod handler;
 pub mod stats;
 pub mod timer;
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, trace, warn};
@@ -27,9 +37,9 @@ use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 pub use buffer::BufferPool;
-pub use handler::{Context, Flow, Handler, HandlerInfo, Limits, Readiness};
+pub use handler::{Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness};
 pub use stats::Stats;
-pub use timer::Timers;
+pub use timer::{Reason, Timers};
 
 /// Events fetched per poll: enough to amortise the syscall, small enough
 /// that one turn stays short.
@@ -69,7 +79,7 @@ struct Slot {
 enum Call {
     Started,
     Ready(Readiness),
-    Timeout,
+    Timeout(Reason),
     Shutdown,
 }
 
@@ -78,38 +88,102 @@ impl std::fmt::Display for Call {
         match self {
             Call::Started => f.write_str("started"),
             Call::Ready(readiness) => write!(f, "ready {readiness}"),
-            Call::Timeout => f.write_str("timeout"),
+            Call::Timeout(reason) => write!(f, "timeout {}", reason.0),
             Call::Shutdown => f.write_str("shutdown"),
         }
     }
 }
 
+/// A clock a test moves by hand: timers fire when it says so, not when the
+/// wall clock does. Clones share the same time.
+#[derive(Clone, Debug)]
+pub struct ManualClock(Rc<Cell<Instant>>);
+
+impl ManualClock {
+    /// A clock standing at the real time now.
+    pub fn new() -> ManualClock {
+        ManualClock(Rc::new(Cell::new(Instant::now())))
+    }
+
+    /// The time it shows.
+    pub fn now(&self) -> Instant {
+        self.0.get()
+    }
+
+    /// Moves it forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.set(self.0.get() + by);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where the loop reads the time: once after each poll.
+#[derive(Clone, Debug)]
+enum Clock {
+    System,
+    Manual(ManualClock),
+}
+
+impl Clock {
+    fn now(&self) -> Instant {
+        match self {
+            Clock::System => Instant::now(),
+            Clock::Manual(clock) => clock.now(),
+        }
+    }
+}
+
+/// What a [`Reactor::turn`] left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Keep turning.
+    Running,
+    /// A shutdown has finished (nothing owed, or the grace period over).
+    Finished,
+}
+
 /// The event loop. Build it, [`add`](Reactor::add) handlers, then
-/// [`run`](Reactor::run) it until shutdown.
+/// [`run`](Reactor::run) it until shutdown (or [`turn`](Reactor::turn) it
+/// step by step).
 pub struct Reactor {
     poll: Poll,
     events: Events,
+    clock: Clock,
     core: Core,
 }
 
 /// Everything but the poller, so events can be iterated while handlers run.
 struct Core {
-    registry: Registry,
     slots: Slab<Slot>,
     generation: usize,
+    stats: Stats,
+    limits: Limits,
+    shared: Shared,
+    trace: bool,
+}
+
+/// What a running handler may touch through its `Context`, besides the
+/// counters, the limits and (read-only) the other slots.
+pub(crate) struct Shared {
+    registry: Registry,
     timers: Timers,
     pool: BufferPool,
     scratch: Box<[u8]>,
-    stats: Stats,
-    limits: Limits,
-    spawned: Vec<Box<dyn Handler>>,
+    /// Handlers spawned and not yet inserted, first in first out.
+    spawned: VecDeque<Box<dyn Handler>>,
+    /// How many of `spawned` are connections (they count against the limit).
+    spawned_connections: usize,
     run_again: Vec<Token>,
     /// The tokens being called back this turn; kept to reuse its allocation.
     running_again: Vec<Token>,
     shutdown_requested: bool,
     shutdown_deadline: Option<Instant>,
     reserve_fd: Option<File>,
-    trace: bool,
 }
 
 /// Spare send buffers the pool may keep, in bytes.
@@ -119,7 +193,7 @@ const SPARE_BUFFER_BYTES: usize = 16 << 20;
 const MAX_DATAGRAM: usize = 65_536;
 
 impl Reactor {
-    /// A reactor with no handlers yet.
+    /// A reactor with no handlers yet, on the system clock.
     pub fn new(limits: Limits) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
@@ -127,32 +201,48 @@ impl Reactor {
         Ok(Reactor {
             poll,
             events: Events::with_capacity(EVENTS_PER_POLL),
+            clock: Clock::System,
             core: Core {
-                registry,
                 slots: Slab::new(),
                 generation: 0,
-                timers: Timers::new(),
-                pool: BufferPool::new(
-                    limits.max_buffer,
-                    SPARE_BUFFER_BYTES / limits.max_buffer.max(1),
-                ),
-                scratch: vec![0; scratch_len].into_boxed_slice(),
                 stats: Stats::new(Instant::now()),
+                shared: Shared {
+                    registry,
+                    timers: Timers::new(),
+                    pool: BufferPool::new(
+                        limits.max_buffer,
+                        SPARE_BUFFER_BYTES / limits.max_buffer.max(1),
+                    ),
+                    scratch: vec![0; scratch_len].into_boxed_slice(),
+                    spawned: VecDeque::new(),
+                    spawned_connections: 0,
+                    run_again: Vec::new(),
+                    running_again: Vec::new(),
+                    shutdown_requested: false,
+                    shutdown_deadline: None,
+                    reserve_fd: open_reserve_fd(),
+                },
                 limits,
-                spawned: Vec::new(),
-                run_again: Vec::new(),
-                running_again: Vec::new(),
-                shutdown_requested: false,
-                shutdown_deadline: None,
-                reserve_fd: open_reserve_fd(),
                 trace: log::log_enabled!(log::Level::Trace),
             },
         })
     }
 
+    /// A reactor whose time is `clock`'s (for tests: timers fire when the
+    /// test advances it).
+    pub fn with_clock(limits: Limits, clock: ManualClock) -> io::Result<Reactor> {
+        let mut reactor = Reactor::new(limits)?;
+        reactor.core.stats.started = clock.now();
+        reactor.clock = Clock::Manual(clock);
+        Ok(reactor)
+    }
+
     /// Inserts and registers a handler; returns its token.
     pub fn add(&mut self, handler: Box<dyn Handler>) -> io::Result<Token> {
-        self.core.insert(handler, Instant::now())
+        let now = self.clock.now();
+        let token = self.core.insert(handler, now)?;
+        self.core.insert_spawned(now);
+        Ok(token)
     }
 
     /// The counters so far.
@@ -160,67 +250,97 @@ impl Reactor {
         &self.core.stats
     }
 
+    /// Asks for a graceful shutdown, as a signal does: it begins at the end
+    /// of the next turn (a second request ends it at once).
+    pub fn request_shutdown(&mut self) {
+        self.core.shared.shutdown_requested = true;
+    }
+
+    /// A `status` row for every handler, by slab key.
+    pub fn describe_all(&self) -> Vec<(usize, HandlerInfo)> {
+        let now = self.clock.now();
+        describe_slots(&self.core.slots, now)
+    }
+
     /// Runs the loop until a shutdown has finished (every handler closed,
     /// or the grace period over).
     pub fn run(&mut self) -> io::Result<()> {
-        loop {
-            let now = Instant::now();
-            if let Some(deadline) = self.core.shutdown_deadline {
-                if now >= deadline || !self.core.anything_owed() {
-                    if now >= deadline {
-                        warn!("grace period over; closing what is still open");
-                    }
-                    return Ok(());
+        while self.turn(None)? == Turn::Running {}
+        Ok(())
+    }
+
+    /// One turn of the loop: poll once (waiting at most `max_wait`, if
+    /// given, besides the loop's own timeout), dispatch the events, call
+    /// back the handlers that yielded, fire the timers that are due.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<Turn> {
+        let now = self.clock.now();
+        if let Some(deadline) = self.core.shared.shutdown_deadline {
+            if now >= deadline || !self.core.anything_owed() {
+                if now >= deadline {
+                    warn!("grace period over; closing what is still open");
                 }
-            }
-            let timeout = self.core.poll_timeout(now);
-            match self.poll.poll(&mut self.events, timeout) {
-                Ok(()) => {}
-                // A signal landed: its handler wrote to our pipe, so go round.
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            }
-            let now = Instant::now();
-            let events = self.events.iter().count();
-            self.core.stats.loop_iterations += 1;
-            self.core.stats.events += events as u64;
-            if self.core.trace {
-                trace!("turn {}: {events} events", self.core.stats.loop_iterations);
-            }
-            for event in self.events.iter() {
-                self.core
-                    .call(event.token(), now, Call::Ready(Readiness::from(event)));
-            }
-            // Handlers that yield again while called back land in the
-            // fresh `run_again` list, for the next turn.
-            let mut running = std::mem::take(&mut self.core.running_again);
-            std::mem::swap(&mut running, &mut self.core.run_again);
-            for &token in &running {
-                self.core.call(token, now, Call::Ready(Readiness::RESUME));
-            }
-            running.clear();
-            self.core.running_again = running;
-            while let Some(token) = self.core.timers.pop_expired(now) {
-                self.core.call(token, now, Call::Timeout);
-            }
-            self.core.sweep_stale_timers();
-            if self.core.shutdown_requested {
-                self.core.begin_shutdown(now);
+                return Ok(Turn::Finished);
             }
         }
+        let timeout = match (self.core.poll_timeout(now), max_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            // A signal landed: its handler wrote to our pipe, so go round.
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Ok(Turn::Running),
+            Err(err) => return Err(err),
+        }
+        let now = self.clock.now();
+        let core = &mut self.core;
+        let events = self.events.iter().count();
+        core.stats.loop_iterations += 1;
+        core.stats.events += events as u64;
+        if core.trace {
+            trace!("turn {}: {events} events", core.stats.loop_iterations);
+        }
+        for event in self.events.iter() {
+            core.dispatch(event.token(), now, Call::Ready(Readiness::from(event)));
+        }
+        // Handlers that yield again while called back land in the
+        // fresh `run_again` list, for the next turn.
+        let mut running = std::mem::take(&mut core.shared.running_again);
+        std::mem::swap(&mut running, &mut core.shared.run_again);
+        for &token in &running {
+            core.dispatch(token, now, Call::Ready(Readiness::RESUME));
+        }
+        running.clear();
+        core.shared.running_again = running;
+        while let Some((token, reason)) = core.shared.timers.pop_expired(now) {
+            core.dispatch(token, now, Call::Timeout(reason));
+        }
+        core.sweep_stale_timers();
+        if core.shared.shutdown_requested {
+            core.begin_shutdown(now);
+        }
+        Ok(Turn::Running)
     }
+}
+
+fn describe_slots(slots: &Slab<Slot>, now: Instant) -> Vec<(usize, HandlerInfo)> {
+    slots
+        .iter()
+        .filter_map(|(key, slot)| Some((key, slot.handler.as_ref()?.describe(now))))
+        .collect()
 }
 
 impl Core {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.run_again.is_empty() {
+        let shared = &self.shared;
+        if !shared.run_again.is_empty() {
             if self.trace {
                 trace!("poll timeout 0: handlers yielded at their budget");
             }
             return Some(Duration::ZERO);
         }
-        let timer = self.timers.poll_timeout(now);
-        let grace = self
+        let timer = shared.timers.poll_timeout(now);
+        let grace = shared
             .shutdown_deadline
             .map(|deadline| deadline.saturating_duration_since(now));
         let timeout = match (timer, grace) {
@@ -231,8 +351,8 @@ impl Core {
             match timeout {
                 Some(t) => trace!(
                     "poll timeout {t:?}: nearest of {} timers (token {}){}",
-                    self.timers.len(),
-                    self.timers.next_token().map_or(0, key_of),
+                    shared.timers.len(),
+                    shared.timers.next_token().map_or(0, key_of),
                     if grace.is_some() {
                         " or the grace period"
                     } else {
@@ -248,9 +368,9 @@ impl Core {
     /// Keeps the timer heap proportional to the live handlers (see
     /// `Timers::retain_live`): a sweep only when stale entries dominate.
     fn sweep_stale_timers(&mut self) {
-        if self.timers.len() > 2 * self.slots.len() + 1024 {
+        if self.shared.timers.len() > 2 * self.slots.len() + 1024 {
             let slots = &self.slots;
-            self.timers.retain_live(|token| {
+            self.shared.timers.retain_live(|token| {
                 slots
                     .get(key_of(token))
                     .is_some_and(|slot| slot.generation == generation_of(token))
@@ -258,6 +378,8 @@ impl Core {
         }
     }
 
+    /// Registers a handler and puts it in the slab, then calls `started`.
+    /// Whatever that spawns waits in `spawned` for `insert_spawned`.
     fn insert(&mut self, mut handler: Box<dyn Handler>, now: Instant) -> io::Result<Token> {
         if self.slots.vacant_key() > KEY_MASK {
             return Err(io::Error::other("too many handlers for the token space"));
@@ -265,7 +387,7 @@ impl Core {
         self.generation = self.generation.wrapping_add(1) & (usize::MAX >> KEY_BITS);
         let entry = self.slots.vacant_entry();
         let token = make_token(entry.key(), self.generation);
-        handler.register(&self.registry, token)?;
+        handler.register(&self.shared.registry, token)?;
         if handler.is_connection() {
             self.stats.connections += 1;
         }
@@ -275,6 +397,29 @@ impl Core {
         });
         self.call(token, now, Call::Started);
         Ok(token)
+    }
+
+    /// Inserts the spawned handlers in the order they were spawned; those
+    /// their `started` spawns join the end of the queue.
+    fn insert_spawned(&mut self, now: Instant) {
+        while let Some(new) = self.shared.spawned.pop_front() {
+            let is_connection = new.is_connection();
+            if is_connection {
+                self.shared.spawned_connections -= 1;
+            }
+            if let Err(err) = self.insert(new, now) {
+                warn!("could not register a new handler: {err}");
+                if is_connection {
+                    self.stats.closed += 1; // it was counted as accepted
+                }
+            }
+        }
+    }
+
+    /// One call from the loop: the handler, then what it spawned.
+    fn dispatch(&mut self, token: Token, now: Instant, call: Call) {
+        self.call(token, now, call);
+        self.insert_spawned(now);
     }
 
     fn call(&mut self, token: Token, now: Instant, call: Call) {
@@ -293,33 +438,25 @@ impl Core {
             return;
         };
         let moved_before = (self.stats.bytes_in, self.stats.bytes_out);
-        let yielded_before = self.run_again.len();
+        let yielded_before = self.shared.run_again.len();
         let mut cx = Context {
             token,
             now,
             stats: &mut self.stats,
             limits: &self.limits,
-            registry: &self.registry,
-            timers: &mut self.timers,
-            pool: &mut self.pool,
-            scratch: &mut self.scratch,
-            spawned: &mut self.spawned,
-            run_again: &mut self.run_again,
-            shutdown_requested: &mut self.shutdown_requested,
-            shutting_down: self.shutdown_deadline.is_some(),
-            reserve_fd: &mut self.reserve_fd,
+            shared: &mut self.shared,
             slots: &self.slots,
         };
         let flow = match call {
             Call::Started => handler.started(&mut cx),
             Call::Ready(readiness) => handler.ready(readiness, &mut cx),
-            Call::Timeout => handler.timeout(&mut cx),
+            Call::Timeout(reason) => handler.timeout(reason, &mut cx),
             Call::Shutdown => handler.shutdown(&mut cx),
         };
         if self.trace {
             // "budget": it yielded and will be called again next turn;
             // "drained": it stopped at WouldBlock, a short read, or backpressure.
-            let stop = if self.run_again.len() > yielded_before {
+            let stop = if self.shared.run_again.len() > yielded_before {
                 "budget"
             } else {
                 "drained"
@@ -347,15 +484,6 @@ impl Core {
                 drop(handler);
             }
         }
-        while let Some(new) = self.spawned.pop() {
-            let is_connection = new.is_connection();
-            if let Err(err) = self.insert(new, now) {
-                warn!("could not register a new handler: {err}");
-                if is_connection {
-                    self.stats.closed += 1; // it was counted as accepted
-                }
-            }
-        }
     }
 
     /// Anything that must finish before exit: a handler that is not just
@@ -367,10 +495,10 @@ impl Core {
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
-        self.shutdown_requested = false;
-        if self.shutdown_deadline.is_some() {
+        self.shared.shutdown_requested = false;
+        if self.shared.shutdown_deadline.is_some() {
             warn!("second signal: exiting now");
-            self.shutdown_deadline = Some(now);
+            self.shared.shutdown_deadline = Some(now);
             return;
         }
         debug!(
@@ -378,14 +506,14 @@ impl Core {
             self.slots.len(),
             self.limits.grace
         );
-        self.shutdown_deadline = Some(now + self.limits.grace);
+        self.shared.shutdown_deadline = Some(now + self.limits.grace);
         let tokens: Vec<Token> = self
             .slots
             .iter()
             .map(|(key, slot)| make_token(key, slot.generation))
             .collect();
         for token in tokens {
-            self.call(token, now, Call::Shutdown);
+            self.dispatch(token, now, Call::Shutdown);
         }
     }
 }
@@ -448,5 +576,101 @@ mod tests {
         );
         reactor.core.call(new, now, event);
         assert_eq!(new_calls.get(), 1);
+    }
+
+    /// Spawns the next link of a chain from `started`, `left` more times.
+    struct Chain {
+        left: u32,
+        started: Rc<Cell<u32>>,
+    }
+
+    impl Handler for Chain {
+        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            Ok(())
+        }
+        fn started(&mut self, cx: &mut Context) -> Flow {
+            self.started.set(self.started.get() + 1);
+            if self.left > 0 {
+                let next = Chain {
+                    left: self.left - 1,
+                    started: self.started.clone(),
+                };
+                assert_eq!(cx.spawn(Box::new(next)), Admission::Admitted);
+            }
+            Flow::Close
+        }
+        fn ready(&mut self, _: Readiness, _: &mut Context) -> Flow {
+            Flow::Continue
+        }
+        fn describe(&self, _: Instant) -> HandlerInfo {
+            HandlerInfo::default()
+        }
+    }
+
+    #[test]
+    fn spawned_handlers_are_inserted_by_a_loop_not_by_recursion() {
+        // Recursion (insert -> started -> spawn -> insert ...) this deep
+        // would overflow the test thread's stack.
+        let mut reactor = Reactor::new(Limits::default()).expect("poll");
+        let started = Rc::new(Cell::new(0));
+        let chain = Chain {
+            left: 200_000,
+            started: started.clone(),
+        };
+        reactor.add(Box::new(chain)).expect("add");
+        assert_eq!(started.get(), 200_001);
+        assert!(reactor.describe_all().is_empty());
+    }
+
+    /// Sets two timers with two reasons when started; records what fires.
+    struct Alarm(Rc<std::cell::RefCell<Vec<Reason>>>);
+
+    impl Handler for Alarm {
+        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            Ok(())
+        }
+        fn started(&mut self, cx: &mut Context) -> Flow {
+            cx.set_timer(cx.now + Duration::from_secs(20), Reason(2));
+            cx.set_timer(cx.now + Duration::from_secs(10), Reason(1));
+            Flow::Continue
+        }
+        fn ready(&mut self, _: Readiness, _: &mut Context) -> Flow {
+            Flow::Continue
+        }
+        fn timeout(&mut self, reason: Reason, _: &mut Context) -> Flow {
+            self.0.borrow_mut().push(reason);
+            Flow::Continue
+        }
+        fn describe(&self, _: Instant) -> HandlerInfo {
+            HandlerInfo::default()
+        }
+    }
+
+    #[test]
+    fn timers_fire_on_the_manual_clock_with_their_reason() {
+        let clock = ManualClock::new();
+        let mut reactor = Reactor::with_clock(Limits::default(), clock.clone()).expect("poll");
+        let fired = Rc::new(std::cell::RefCell::new(Vec::new()));
+        reactor.add(Box::new(Alarm(fired.clone()))).expect("add");
+        let zero = Some(Duration::ZERO);
+        reactor.turn(zero).expect("turn");
+        assert!(fired.borrow().is_empty(), "fired before its time");
+        clock.advance(Duration::from_secs(10));
+        reactor.turn(zero).expect("turn");
+        assert_eq!(*fired.borrow(), [Reason(1)]);
+        clock.advance(Duration::from_secs(10));
+        reactor.turn(zero).expect("turn");
+        assert_eq!(*fired.borrow(), [Reason(1), Reason(2)]);
+    }
+
+    #[test]
+    fn a_requested_shutdown_finishes_when_nothing_is_owed() {
+        let mut reactor = Reactor::new(Limits::default()).expect("poll");
+        let fired = Rc::new(std::cell::RefCell::new(Vec::new()));
+        reactor.add(Box::new(Alarm(fired))).expect("add");
+        reactor.request_shutdown();
+        let zero = Some(Duration::ZERO);
+        assert_eq!(reactor.turn(zero).expect("turn"), Turn::Running);
+        assert_eq!(reactor.turn(zero).expect("turn"), Turn::Finished);
     }
 }

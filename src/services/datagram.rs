@@ -17,7 +17,7 @@ use log::{debug, info, warn};
 use mio::{Interest, Registry, Token};
 
 use crate::mmsg::{self, Batch};
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 use crate::sock::SocketFile;
 
 /// Datagrams handled per event before yielding.
@@ -28,6 +28,10 @@ const PEER_FULL_RETRY: std::time::Duration = std::time::Duration::from_millis(10
 
 /// Pause after a receive error before trying again.
 const RECEIVE_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Timer reasons: a retry of replies to a full peer, or of a receive.
+const RETRY_PEER_FULL: Reason = Reason(0);
+const RETRY_RECEIVE: Reason = Reason(1);
 
 /// Replies that may wait for a full socket buffer to drain.
 const QUEUE_DATAGRAMS: usize = 64;
@@ -315,7 +319,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             self.queue.push_back((datagram, to));
         }
         if !self.queue.is_empty() {
-            cx.set_timer(cx.now + PEER_FULL_RETRY);
+            cx.set_timer(cx.now + PEER_FULL_RETRY, RETRY_PEER_FULL);
         }
     }
 
@@ -397,7 +401,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             match self.socket.send_one(reply, &from) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     if S::FULL_MEANS_PEER_FULL && self.queue.is_empty() {
-                        cx.set_timer(cx.now + PEER_FULL_RETRY);
+                        cx.set_timer(cx.now + PEER_FULL_RETRY, RETRY_PEER_FULL);
                     }
                 }
                 result => return self.count_send(result, reply.len(), &from, cx),
@@ -523,7 +527,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             "{} {}: receive failed: {err}; retrying",
             self.kind, self.local
         );
-        cx.set_timer(cx.now + RECEIVE_RETRY);
+        cx.set_timer(cx.now + RECEIVE_RETRY, RETRY_RECEIVE);
     }
 
     fn receive_some(&mut self, cx: &mut Context) {
@@ -587,8 +591,9 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
         self.exchange(cx)
     }
 
-    /// A retry timer: replies to a full peer, or a receive after an error.
-    fn timeout(&mut self, cx: &mut Context) -> Flow {
+    /// A retry timer: replies to a full peer, or a receive after an error;
+    /// either way the same exchange retries both.
+    fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
         self.exchange(cx)
     }
 

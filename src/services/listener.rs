@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use mio::{Interest, Registry, Token};
 
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+use crate::reactor::{Admission, Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 use crate::sock::SocketFile;
 
 /// Accepts per event before yielding, so a connection storm cannot starve
@@ -141,11 +141,11 @@ impl<L: Acceptor> Listener<L> {
             );
         }
         let conn = (self.make_conn)(stream, peer);
-        // Admin clients do not count against the limit: status must work
-        // precisely when the daemon is full.
-        if conn.is_connection() {
-            if cx.connections() >= cx.limits.max_connections {
-                cx.stats.rejected_max_connections += 1;
+        // The reactor admits or refuses against --max-connections (admin
+        // clients are not connections: status must work when full).
+        let counted = conn.is_connection();
+        match cx.spawn(conn) {
+            Admission::OverLimit => {
                 if !self.over_limit {
                     self.over_limit = true;
                     warn!(
@@ -153,12 +153,10 @@ impl<L: Acceptor> Listener<L> {
                         self.kind, self.local, cx.limits.max_connections
                     );
                 }
-                return; // dropping `conn` closes its socket
             }
-            self.over_limit = false;
-            cx.stats.accepted += 1;
+            Admission::Admitted if counted => self.over_limit = false,
+            Admission::Admitted => {}
         }
-        cx.spawn(conn);
     }
 
     fn out_of_fds(&mut self, err: &io::Error, cx: &mut Context) {
@@ -183,7 +181,7 @@ impl<L: Acceptor> Listener<L> {
 
     fn pause(&mut self, cx: &mut Context) {
         self.paused = true;
-        cx.set_timer(cx.now + NO_FD_RETRY);
+        cx.set_timer(cx.now + NO_FD_RETRY, Reason::default());
     }
 }
 
@@ -225,7 +223,8 @@ impl<L: Acceptor> Handler for Listener<L> {
         Flow::Continue
     }
 
-    fn timeout(&mut self, cx: &mut Context) -> Flow {
+    /// The one timer a listener sets: the end of a pause.
+    fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
         if self.paused {
             self.paused = false;
             // The edge may have come and gone while paused: try anyway.

@@ -20,7 +20,7 @@ use log::{debug, warn};
 use mio::{Interest, Registry, Token};
 
 use super::proxy::{self, Preamble};
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
+use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
@@ -28,6 +28,12 @@ const READS_PER_EVENT: usize = 16;
 /// At shutdown, how long a peer that was still sending must stay quiet
 /// after our FIN before we close (see `StreamConn::linger`).
 const LINGER_QUIET: Duration = Duration::from_millis(200);
+
+/// Timer reasons: the idle limit, the quiet time of a lingering close, the
+/// deadline of a PROXY header.
+const IDLE: Reason = Reason(0);
+const LINGER: Reason = Reason(1);
+const PROXY_DEADLINE: Reason = Reason(2);
 
 /// A byte stream the reactor can poll: `mio::net::TcpStream` or `UnixStream`.
 pub trait Stream: Read + Write + mio::event::Source {
@@ -160,7 +166,7 @@ impl IdleClock {
     /// Starts the clock and arms the first deadline.
     pub fn start(cx: &mut Context) -> Self {
         if !cx.limits.idle_timeout.is_zero() {
-            cx.set_timer(cx.now + cx.limits.idle_timeout);
+            cx.set_timer(cx.now + cx.limits.idle_timeout, IDLE);
         }
         IdleClock {
             last_active: cx.now,
@@ -182,7 +188,7 @@ impl IdleClock {
         if cx.now >= deadline {
             return true;
         }
-        cx.set_timer(deadline);
+        cx.set_timer(deadline, IDLE);
         false
     }
 
@@ -630,7 +636,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
         }
         if discarded > 0 {
             self.conn.received(discarded, cx); // restarts the quiet time
-            cx.set_timer(cx.now + LINGER_QUIET);
+            cx.set_timer(cx.now + LINGER_QUIET, LINGER);
         }
         if !drained {
             cx.run_again();
@@ -654,7 +660,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 self.kind, self.peer
             );
             let deadline = preamble.start(cx.now);
-            cx.set_timer(deadline);
+            cx.set_timer(deadline, PROXY_DEADLINE);
         } else {
             debug!("{} {} accepted", self.kind, self.peer);
         }
@@ -698,18 +704,21 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         Flow::Continue
     }
 
-    fn timeout(&mut self, cx: &mut Context) -> Flow {
-        if self.proxy.as_ref().is_some_and(|p| p.expired(cx.now)) && !cx.is_shutting_down() {
-            let err = proxy_error(proxy::Error::Timeout, cx);
-            log_close(self.kind, &self.peer, &err);
-            return self.release(cx);
-        }
-        let quiet = self.conn.idle.as_ref().map(|idle| idle.idle(cx.now));
-        if self.conn.lingering && quiet.is_none_or(|quiet| quiet >= LINGER_QUIET) {
-            debug!("{} {} closed: quiet after our FIN", self.kind, self.shown());
-            return Flow::Close;
-        }
-        if self.conn.idle_expired(cx) {
+    fn timeout(&mut self, reason: Reason, cx: &mut Context) -> Flow {
+        if reason == PROXY_DEADLINE {
+            if self.proxy.as_ref().is_some_and(|p| p.expired(cx.now)) && !cx.is_shutting_down() {
+                let err = proxy_error(proxy::Error::Timeout, cx);
+                log_close(self.kind, &self.peer, &err);
+                return self.release(cx);
+            }
+        } else if reason == LINGER {
+            // Every discarded read re-arms it: the last one set decides.
+            let quiet = self.conn.idle.as_ref().map(|idle| idle.idle(cx.now));
+            if self.conn.lingering && quiet.is_none_or(|quiet| quiet >= LINGER_QUIET) {
+                debug!("{} {} closed: quiet after our FIN", self.kind, self.shown());
+                return Flow::Close;
+            }
+        } else if self.conn.idle_expired(cx) {
             if self.proxy_pending() {
                 cx.stats.proxy_errors += 1; // idle before its header was complete
             }
@@ -753,7 +762,8 @@ mod tests {
     fn an_idle_tcp_connection_is_small() {
         let handler = std::mem::size_of::<EchoConn<mio::net::TcpStream, std::net::SocketAddr>>();
         eprintln!("EchoConn<TcpStream, SocketAddr>: {handler} bytes");
-        let slot_and_timer = 2 * std::mem::size_of::<usize>() * 2 + 24;
+        let slot_and_timer =
+            2 * std::mem::size_of::<usize>() * 2 + std::mem::size_of::<(Instant, usize, Reason)>();
         assert!(
             handler + slot_and_timer <= 256,
             "handler {handler} B + slot/timer {slot_and_timer} B"

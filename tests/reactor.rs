@@ -1,0 +1,243 @@
+//! The daemon's reactor driven in-process, one `turn` at a time, with a
+//! clock the test moves: backpressure, a lingering close, the datagram
+//! reply queue and first-in-first-out accepting, deterministically and
+//! without sleeps. (Out of descriptors: `tests/reactor_fds.rs`, alone in
+//! its process because it lowers RLIMIT_NOFILE.)
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::time::{Duration, Instant};
+
+use echoplex::endpoint::Endpoint;
+use echoplex::reactor::{HandlerInfo, Limits, ManualClock, Reactor, Turn};
+use echoplex::services::{self, ServeConfig};
+use support::{pattern, unique_name, PatternCheck, WAIT};
+
+/// Longest a single poll may wait: events on loopback are already queued
+/// when the test turns, so this only bounds a test that went wrong.
+const POLL: Option<Duration> = Some(Duration::from_millis(20));
+
+fn reactor_with(limits: Limits) -> (Reactor, ManualClock) {
+    let clock = ManualClock::new();
+    let reactor = Reactor::with_clock(limits, clock.clone()).expect("reactor");
+    (reactor, clock)
+}
+
+/// Binds `endpoint` into the reactor; returns the endpoint as bound.
+fn serve(reactor: &mut Reactor, endpoint: &str) -> Endpoint {
+    let endpoint: Endpoint = endpoint.parse().expect("endpoint");
+    let bound = services::bind(&endpoint, &ServeConfig::default()).expect("bind");
+    reactor.add(bound.handler).expect("add");
+    bound.endpoint
+}
+
+/// Turns the reactor until `done` holds; fails after `WAIT` of real time.
+fn turn_until(reactor: &mut Reactor, what: &str, mut done: impl FnMut(&mut Reactor) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done(reactor) {
+        assert!(Instant::now() < deadline, "timed out turning until {what}");
+        assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Running);
+    }
+}
+
+/// The rows of the handlers whose kind is `kind`.
+fn rows(reactor: &Reactor, kind: &str) -> Vec<HandlerInfo> {
+    reactor
+        .describe_all()
+        .into_iter()
+        .map(|(_, info)| info)
+        .filter(|info| info.kind == kind)
+        .collect()
+}
+
+fn connect(endpoint: &Endpoint) -> TcpStream {
+    let addr: SocketAddr = endpoint.socket_addr().expect("address");
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nonblocking(true).expect("non-blocking");
+    stream
+}
+
+/// Writes pattern bytes from `*sent` until the socket would block.
+fn write_until_blocked(stream: &mut TcpStream, sent: &mut u64) -> usize {
+    let chunk = 16 * 1024;
+    let mut wrote = 0;
+    loop {
+        match stream.write(&pattern(*sent, chunk)) {
+            Ok(n) => {
+                *sent += n as u64;
+                wrote += n;
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return wrote,
+            Err(err) => panic!("write: {err}"),
+        }
+    }
+}
+
+/// Reads what is there, checking it against the pattern; true at end of file.
+fn read_available(stream: &mut TcpStream, check: &mut PatternCheck) -> bool {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => check.feed(&buf[..n]),
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return false,
+            Err(err) => panic!("read: {err}"),
+        }
+    }
+}
+
+#[test]
+fn accepted_connections_are_inserted_first_in_first_out() {
+    let (mut reactor, _clock) = reactor_with(Limits::default());
+    let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
+    // All queued in the backlog before the reactor accepts any of them.
+    let clients: Vec<TcpStream> = (0..40).map(|_| connect(&endpoint)).collect();
+    turn_until(&mut reactor, "all are accepted", |r| {
+        r.stats().accepted == 40
+    });
+    let peers: Vec<String> = rows(&reactor, "tcp-conn")
+        .into_iter()
+        .map(|info| info.peer)
+        .collect();
+    let expected: Vec<String> = clients
+        .iter()
+        .map(|c| c.local_addr().expect("addr").to_string())
+        .collect();
+    assert_eq!(peers, expected, "slab order is not accept order");
+    assert_eq!(reactor.stats().connections, 40);
+}
+
+#[test]
+fn a_peer_that_does_not_read_pauses_its_connection_and_loses_nothing() {
+    let max_buffer = 64 * 1024;
+    let (mut reactor, _clock) = reactor_with(Limits {
+        max_buffer,
+        ..Limits::default()
+    });
+    let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
+    let mut client = connect(&endpoint);
+    let mut sent = 0;
+    // Send without reading until the server owes --max-buffer and stops.
+    turn_until(&mut reactor, "the connection is paused", |r| {
+        write_until_blocked(&mut client, &mut sent);
+        rows(r, "tcp-conn")
+            .first()
+            .is_some_and(|info| info.state == "paused-by-backpressure")
+    });
+    let info = rows(&reactor, "tcp-conn").remove(0);
+    assert_eq!(
+        info.pending, max_buffer,
+        "owed bytes are capped at --max-buffer"
+    );
+    // Paused means not reading: more turns read nothing more.
+    let read_before = reactor.stats().bytes_in;
+    for _ in 0..3 {
+        reactor.turn(Some(Duration::ZERO)).expect("turn");
+    }
+    assert_eq!(reactor.stats().bytes_in, read_before, "read while paused");
+    // Reading resumes it; every byte comes back, in order.
+    let mut check = PatternCheck::default();
+    turn_until(&mut reactor, "everything is echoed", |_| {
+        read_available(&mut client, &mut check);
+        check.seen() == sent
+    });
+    assert_eq!(rows(&reactor, "tcp-conn")[0].state, "open");
+}
+
+#[test]
+fn a_shutdown_lingers_for_a_sending_peer_until_it_is_quiet() {
+    let (mut reactor, clock) = reactor_with(Limits {
+        max_buffer: 16 * 1024,
+        ..Limits::default()
+    });
+    let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
+    let mut client = connect(&endpoint);
+    let mut sent = 0;
+    turn_until(&mut reactor, "the connection is paused", |r| {
+        write_until_blocked(&mut client, &mut sent);
+        rows(r, "tcp-conn")
+            .first()
+            .is_some_and(|info| info.state == "paused-by-backpressure")
+    });
+    // Shutdown while owing bytes, with unread input behind them.
+    reactor.request_shutdown();
+    reactor.turn(Some(Duration::ZERO)).expect("turn");
+    assert!(rows(&reactor, "tcp-listener").is_empty(), "listener closed");
+    let mut check = PatternCheck::default();
+    turn_until(
+        &mut reactor,
+        "the owed bytes are flushed and FIN sent",
+        |_| read_available(&mut client, &mut check),
+    );
+    assert!(
+        check.seen() > 0 && check.seen() < sent,
+        "a prefix is echoed"
+    );
+    // Lingering: still open, discarding, until the peer is quiet for a while.
+    assert_eq!(rows(&reactor, "tcp-conn")[0].state, "closing");
+    client.write_all(b"late").expect("the server still reads");
+    for _ in 0..3 {
+        assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Running);
+    }
+    assert_eq!(rows(&reactor, "tcp-conn").len(), 1, "closed before quiet");
+    clock.advance(Duration::from_secs(1));
+    turn_until(&mut reactor, "the quiet timer closes it", |r| {
+        rows(r, "tcp-conn").is_empty()
+    });
+    assert_eq!(reactor.stats().closed, 1);
+    assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Finished);
+}
+
+#[test]
+fn replies_to_a_full_unix_datagram_peer_wait_in_the_queue() {
+    let (mut reactor, clock) = reactor_with(Limits::default());
+    let name = unique_name("queue");
+    let endpoint = serve(&mut reactor, &format!("unix-dgram:@{name}"));
+    let server = UnixAddr::from_abstract_name(name.as_bytes()).expect("address");
+    let client_name = unique_name("queue-client");
+    let client = UnixDatagram::bind_addr(
+        &UnixAddr::from_abstract_name(client_name.as_bytes()).expect("address"),
+    )
+    .expect("bind client");
+    client.set_nonblocking(true).expect("non-blocking");
+    // Send without reading until a reply has to wait for us.
+    let mut sent: u32 = 0;
+    turn_until(&mut reactor, "a reply waits in the queue", |r| {
+        client
+            .send_to_addr(&sent.to_be_bytes(), &server)
+            .expect("send");
+        sent += 1;
+        r.turn(Some(Duration::ZERO)).expect("turn");
+        rows(r, "unix-dgram")[0].state == "draining"
+    });
+    let queued = rows(&reactor, "unix-dgram")[0].pending;
+    assert!(queued > 0, "{endpoint}: nothing queued");
+    // Read what arrived; the queued rest goes out on the retry timer.
+    let mut next: u32 = 0;
+    let read_all = |next: &mut u32| {
+        let mut buf = [0u8; 16];
+        loop {
+            match client.recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], &next.to_be_bytes(), "reply out of order");
+                    *next += 1;
+                }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return,
+                Err(err) => panic!("recv: {err}"),
+            }
+        }
+    };
+    read_all(&mut next);
+    assert!(next < sent, "the queued replies came before the retry");
+    clock.advance(Duration::from_millis(50));
+    turn_until(&mut reactor, "the queue drains", |r| {
+        read_all(&mut next);
+        next == sent && rows(r, "unix-dgram")[0].state == "open"
+    });
+    assert_eq!(reactor.stats().dropped_datagrams, 0);
+    assert_eq!(reactor.stats().datagrams_out, u64::from(sent));
+}
