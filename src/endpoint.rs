@@ -69,6 +69,8 @@ pub enum Reply {
     Ack,
     /// Whole struct records, decoded and re-encoded (`--format`).
     Records,
+    /// HTTP answers (`metrics://`): served, never echoed.
+    Http,
 }
 
 /// Everything the rest of the program may ask about a kind.
@@ -122,7 +124,7 @@ macro_rules! kinds {
 
 // The table's own shorthand; nothing outside it uses these names bare.
 use Address::{Inet, Path};
-use Reply::{Ack, Echo, Records};
+use Reply::{Ack, Echo, Http, Records};
 use Tool::{Bench, Client, Ping, Serve};
 use Transport::{Datagram, Stream};
 
@@ -145,6 +147,9 @@ kinds! {
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
         tools: &[Serve, Client], bind: services::binary::bind };
+    /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
+    Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
+        tools: &[Serve], bind: services::metrics::bind };
 }
 
 impl Kind {

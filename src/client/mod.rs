@@ -123,6 +123,11 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
             echo::run(args, &message(args)?, timeout, out)
         }
+        // The kind table keeps metrics:// from the client; say so if it changes.
+        Reply::Http => Err(Failure::Usage(format!(
+            "{}: an HTTP endpoint; use curl",
+            args.endpoint
+        ))),
     }
 }
 

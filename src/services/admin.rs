@@ -192,7 +192,7 @@ fn status_table(cx: &Context) -> String {
 }
 
 /// The same as one JSON object.
-fn status_json(cx: &Context) -> serde_json::Value {
+pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
     let stats = &*cx.stats;
     let handlers: Vec<serde_json::Value> = rows(cx)
         .into_iter()

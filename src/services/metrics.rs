@@ -1,0 +1,669 @@
+//! `metrics://HOST:PORT`: HTTP/1.1 served by the reactor itself, on the
+//! same `StreamConn` as every stream kind (buffers, backpressure, idle
+//! timeout, shutdown), never a server thread of its own.
+//!
+//! | request         | answer                                                   |
+//! |-----------------|----------------------------------------------------------|
+//! | `GET /metrics`  | Prometheus text format 0.0.4                             |
+//! | `GET /healthz`  | `200 ok` while serving, `503 stopping` once shutdown began |
+//! | `GET /status`   | the JSON object of `echoplex status --json`              |
+//! | other paths     | `404`; another method on a known path: `405`             |
+//! | malformed       | `400` and close                                          |
+//!
+//! The parser is our own, strict and bounded (why not `httparse`: the
+//! whole grammar needed is a request line and `name: value` headers; the
+//! limits, the body rule and keep-alive are ours to decide either way, and
+//! a dependency would save about sixty lines). Heads are at most
+//! [`MAX_HEAD`] bytes and [`MAX_HEADERS`] lines; a request may carry a
+//! `Content-Length` body up to [`MAX_BODY`] bytes (read and ignored), and
+//! `Transfer-Encoding` is refused. Keep-alive follows HTTP/1.1 (on unless
+//! `Connection: close`) and HTTP/1.0 (off unless `keep-alive`); pipelined
+//! requests are answered in order.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::sync::Mutex;
+
+use super::listener::Listener;
+use super::stream::{Protocol, Sender, StreamConn};
+use super::{Bound, ServeConfig};
+use crate::endpoint::Endpoint;
+use crate::reactor::{Context, Stats};
+use crate::sock;
+
+/// Longest request head (request line and headers).
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Most header lines in one request.
+pub const MAX_HEADERS: usize = 64;
+/// Longest request body accepted (and discarded).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Binds the metrics listener.
+pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
+    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+    let local = listener.local_addr()?;
+    let handler = Listener::new(
+        listener,
+        "metrics-listener",
+        local.to_string(),
+        Box::new(|stream: mio::net::TcpStream, peer| {
+            if let Err(err) = stream.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on {peer}: {err}");
+            }
+            Box::new(StreamConn::new(
+                stream,
+                "metrics-conn",
+                peer,
+                Http::default(),
+            ))
+        }),
+        None,
+    );
+    Ok(Bound {
+        handler: Box::new(handler),
+        endpoint: endpoint.with_addr(local),
+        detail: "HTTP: /metrics /healthz /status".to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The endpoints the daemon serves, for `echoplex_endpoint_info`
+
+static ENDPOINTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Tells /metrics which endpoints the daemon serves (their `listening` text).
+pub fn set_endpoints(endpoints: Vec<String>) {
+    *ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner()) = endpoints;
+}
+
+fn endpoints() -> Vec<String> {
+    ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+// ---------------------------------------------------------------------------
+// The parser
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `GET`, `HEAD`, ...
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// Keep the connection open after answering.
+    pub keep_alive: bool,
+    /// Bytes of the head and body together.
+    pub length: usize,
+}
+
+/// Why a request is refused; each becomes a status code and a close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// 400, 413, 431, 501, 505.
+    pub status: u16,
+    /// For the body and the debug log.
+    pub why: String,
+}
+
+fn malformed(status: u16, why: impl Into<String>) -> Malformed {
+    Malformed {
+        status,
+        why: why.into(),
+    }
+}
+
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// Parses one request from the front of `buf`: `Ok(None)` while it is
+/// incomplete, else the request and how many bytes it used.
+pub fn parse(buf: &[u8]) -> Result<Option<Request>, Malformed> {
+    // The head ends at the first empty line (CRLF, or a bare LF as many
+    // servers accept).
+    let window = &buf[..buf.len().min(MAX_HEAD + 4)];
+    let Some((head_end, body_start)) = find_head_end(window) else {
+        if buf.len() > MAX_HEAD {
+            return Err(malformed(431, "request head too large"));
+        }
+        return Ok(None);
+    };
+    if head_end > MAX_HEAD {
+        return Err(malformed(431, "request head too large"));
+    }
+    let head = std::str::from_utf8(&buf[..head_end])
+        .map_err(|_| malformed(400, "request head is not UTF-8"))?;
+    let mut lines = head
+        .split('\n')
+        .map(|line| line.strip_suffix('\r').unwrap_or(line));
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed(400, "request line is not METHOD TARGET VERSION"));
+    };
+    if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(malformed(400, "bad method"));
+    }
+    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(malformed(400, "target must be a path (origin form)"));
+    }
+    let http11 = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        v if v.starts_with("HTTP/") => return Err(malformed(505, "only HTTP/1.0 and 1.1")),
+        _ => return Err(malformed(400, "bad HTTP version")),
+    };
+    let mut keep_alive = http11;
+    let mut host = false;
+    let mut content_length: Option<usize> = None;
+    for (count, line) in lines.enumerate() {
+        if count >= MAX_HEADERS {
+            return Err(malformed(431, "too many header lines"));
+        }
+        if line.starts_with([' ', '\t']) {
+            return Err(malformed(400, "obsolete header line folding"));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| malformed(400, "header line without ':'"))?;
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(malformed(400, "bad header name"));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(malformed(400, "control character in a header value"));
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "host" => {
+                if host {
+                    return Err(malformed(400, "more than one Host header"));
+                }
+                host = true;
+            }
+            "content-length" => {
+                let length: usize = value
+                    .parse()
+                    .ok()
+                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| malformed(400, "bad Content-Length"))?;
+                if content_length.is_some_and(|other| other != length) {
+                    return Err(malformed(400, "conflicting Content-Length headers"));
+                }
+                if length > MAX_BODY {
+                    return Err(malformed(413, "request body too large"));
+                }
+                content_length = Some(length);
+            }
+            "transfer-encoding" => {
+                return Err(malformed(501, "Transfer-Encoding is not supported"))
+            }
+            "connection" => {
+                for token in value.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        keep_alive = false;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        keep_alive = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if http11 && !host {
+        return Err(malformed(400, "HTTP/1.1 request without Host"));
+    }
+    let length = body_start + content_length.unwrap_or(0);
+    if buf.len() < length {
+        return Ok(None); // the body is still coming
+    }
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    Ok(Some(Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        keep_alive,
+        length,
+    }))
+}
+
+/// Where the head ends (before the empty line) and the body begins.
+fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(offset) = buf[at..].iter().position(|&b| b == b'\n') {
+        let newline = at + offset;
+        let rest = &buf[newline + 1..];
+        if rest.starts_with(b"\r\n") {
+            return Some((newline, newline + 3));
+        }
+        if rest.starts_with(b"\n") {
+            return Some((newline, newline + 2));
+        }
+        at = newline + 1;
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Answers
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// A whole response: status line, headers, and the body unless `head_only`.
+pub fn response(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep_alive: bool,
+    head_only: bool,
+    extra: &str,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}{}\r\n",
+        reason(status),
+        body.len(),
+        if keep_alive { "" } else { "Connection: close\r\n" }
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+/// The Content-Type of the Prometheus text format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Routes one request.
+fn answer(request: &Request, cx: &Context) -> Vec<u8> {
+    let head_only = request.method == "HEAD";
+    let keep = request.keep_alive;
+    let text = "text/plain; charset=utf-8";
+    let (status, content_type, body) = match request.path.as_str() {
+        "/metrics" | "/healthz" | "/status"
+            if request.method != "GET" && request.method != "HEAD" =>
+        {
+            return response(
+                405,
+                text,
+                "method not allowed\n",
+                keep,
+                false,
+                "Allow: GET, HEAD\r\n",
+            );
+        }
+        "/metrics" => (200, PROMETHEUS_TEXT, exposition(cx)),
+        "/healthz" if cx.is_shutting_down() => (503, text, "stopping\n".to_string()),
+        "/healthz" => (200, text, "ok".to_string()),
+        "/status" => (
+            200,
+            "application/json",
+            format!("{}\n", super::admin::status_json(cx)),
+        ),
+        _ => (
+            404,
+            text,
+            "not found: try /metrics, /healthz or /status\n".to_string(),
+        ),
+    };
+    response(status, content_type, &body, keep, head_only, "")
+}
+
+/// One metric family: help, type, and its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// A label value, escaped as the text format wants.
+pub fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus text exposition of the daemon's counters.
+pub fn exposition(cx: &Context) -> String {
+    render(
+        cx.stats,
+        &endpoints(),
+        cx.now.duration_since(cx.stats.started).as_secs_f64(),
+    )
+}
+
+/// The exposition of `stats` (one reactor: no `reactor` label).
+pub fn render(stats: &Stats, endpoints: &[String], uptime: f64) -> String {
+    let mut out = String::with_capacity(4096);
+    let one = |value: f64| vec![(String::new(), value)];
+    let counters: [(&str, &str, u64); 9] = [
+        (
+            "echoplex_connections_accepted_total",
+            "Connections accepted.",
+            stats.accepted,
+        ),
+        (
+            "echoplex_connections_closed_total",
+            "Connections closed.",
+            stats.closed,
+        ),
+        (
+            "echoplex_bytes_received_total",
+            "Bytes received on every socket.",
+            stats.bytes_in,
+        ),
+        (
+            "echoplex_bytes_sent_total",
+            "Bytes sent on every socket.",
+            stats.bytes_out,
+        ),
+        (
+            "echoplex_datagrams_received_total",
+            "Datagrams received.",
+            stats.datagrams_in,
+        ),
+        (
+            "echoplex_datagrams_sent_total",
+            "Datagrams sent.",
+            stats.datagrams_out,
+        ),
+        (
+            "echoplex_proxy_errors_total",
+            "Connections closed for a missing, malformed or late PROXY header.",
+            stats.proxy_errors,
+        ),
+        (
+            "echoplex_loop_iterations_total",
+            "Turns of the event loop.",
+            stats.loop_iterations,
+        ),
+        (
+            "echoplex_events_total",
+            "Readiness events handled.",
+            stats.events,
+        ),
+    ];
+    family(
+        &mut out,
+        "echoplex_connections_open",
+        "gauge",
+        "Connections open now.",
+        &one(stats.connections as f64),
+    );
+    for (name, help, value) in counters {
+        family(&mut out, name, "counter", help, &one(value as f64));
+    }
+    let dropped = [
+        ("queue_full", stats.dropped_datagrams),
+        ("looping_port", stats.filtered_datagrams),
+        ("rate_limited", stats.rate_limited),
+        ("max_connections", stats.rejected_max_connections),
+        ("no_fds", stats.rejected_no_fds),
+        ("idle_timeout", stats.timeouts),
+    ];
+    family(
+        &mut out,
+        "echoplex_dropped_total",
+        "counter",
+        "Datagrams and connections dropped, by reason.",
+        &dropped
+            .iter()
+            .map(|(reason, value)| (format!("{{reason=\"{reason}\"}}"), *value as f64))
+            .collect::<Vec<_>>(),
+    );
+    family(
+        &mut out,
+        "echoplex_reactors",
+        "gauge",
+        "Event loops serving.",
+        &one(1.0),
+    );
+    family(
+        &mut out,
+        "echoplex_uptime_seconds",
+        "gauge",
+        "Seconds since the event loop started.",
+        &one((uptime * 1000.0).round() / 1000.0),
+    );
+    family(
+        &mut out,
+        "echoplex_endpoint_info",
+        "gauge",
+        "The endpoints served, as their listening lines print them.",
+        &endpoints
+            .iter()
+            .map(|endpoint| {
+                let kind = endpoint.split(':').next().unwrap_or_default();
+                (
+                    format!(
+                        "{{endpoint=\"{}\",kind=\"{}\"}}",
+                        escape(endpoint),
+                        escape(kind)
+                    ),
+                    1.0,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The protocol on a connection
+
+/// HTTP on one connection: the bytes of a request not yet complete.
+#[derive(Debug, Default)]
+pub struct Http {
+    buf: Vec<u8>,
+    close: bool,
+}
+
+impl Protocol for Http {
+    fn received<S: Write>(
+        &mut self,
+        data: &[u8],
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()> {
+        if self.close {
+            return Ok(()); // answered with a close: the rest is ignored
+        }
+        self.buf.extend_from_slice(data);
+        loop {
+            match parse(&self.buf) {
+                Ok(Some(request)) => {
+                    let reply = answer(&request, cx);
+                    out.send(&reply, cx)?;
+                    self.buf.drain(..request.length);
+                    if !request.keep_alive {
+                        self.close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(bad) => {
+                    log::debug!("metrics: bad request ({}): {}", bad.status, bad.why);
+                    let body = format!("{}\n", bad.why);
+                    let reply = response(
+                        bad.status,
+                        "text/plain; charset=utf-8",
+                        &body,
+                        false,
+                        false,
+                        "",
+                    );
+                    out.send(&reply, cx)?;
+                    self.close = true;
+                    break;
+                }
+            }
+        }
+        if self.close {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.close
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn ok(text: &str) -> Request {
+        parse(text.as_bytes())
+            .unwrap_or_else(|bad| panic!("{text:?}: {bad:?}"))
+            .unwrap_or_else(|| panic!("{text:?}: incomplete"))
+    }
+
+    fn bad(text: &str) -> u16 {
+        parse(text.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{text:?} was accepted"))
+            .status
+    }
+
+    #[test]
+    fn requests_and_keep_alive() {
+        let get = ok("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(get.method, "GET");
+        assert_eq!(get.path, "/metrics");
+        assert!(get.keep_alive);
+        assert_eq!(get.length, 34);
+        assert!(!ok("GET /healthz?x=1 HTTP/1.0\r\n\r\n").keep_alive);
+        assert_eq!(ok("GET /healthz?x=1 HTTP/1.0\r\n\r\n").path, "/healthz");
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        // Bare LF line ends, as `printf | nc` users send them.
+        assert_eq!(ok("GET /status HTTP/1.1\nHost: x\n\n").path, "/status");
+        // A body is read past, not taken for the next request.
+        let post = ok("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET");
+        assert_eq!(post.length, 51);
+    }
+
+    #[test]
+    fn incomplete_requests_wait() {
+        for text in [
+            "",
+            "GET /metrics HTTP/1.1\r\n",
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n",
+            "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
+        ] {
+            assert_eq!(parse(text.as_bytes()), Ok(None), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        assert_eq!(bad("GET /metrics\r\n\r\n"), 400);
+        assert_eq!(bad("GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(bad("get /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(bad("GET metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(bad("GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(bad("GET /metrics HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(bad("GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n"), 400);
+        assert_eq!(bad("GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"), 400);
+        assert_eq!(bad("GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n"), 400);
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            bad("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n"),
+            413
+        );
+        assert_eq!(
+            bad("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            501
+        );
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert_eq!(bad(&huge), 431);
+        let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD + 10));
+        assert_eq!(bad(&endless), 431);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: 1\r\n")).collect();
+        assert_eq!(
+            bad(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            431
+        );
+        assert_eq!(bad("GET / HTTP/1.1\r\nHost: \u{1}\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn responses_have_length_and_close() {
+        let reply =
+            String::from_utf8(response(200, "text/plain", "ok", false, false, "")).expect("utf8");
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(reply.contains("Content-Length: 2\r\n"));
+        assert!(reply.contains("Connection: close\r\n"));
+        assert!(reply.ends_with("\r\n\r\nok"));
+        let head = response(200, "text/plain", "ok", true, true, "");
+        assert!(head.ends_with(b"\r\n\r\n"));
+        assert!(!String::from_utf8_lossy(&head).contains("Connection"));
+    }
+
+    #[test]
+    fn exposition_declares_every_family_once() {
+        let mut stats = Stats::new(Instant::now());
+        stats.accepted = 3;
+        stats.dropped_datagrams = 2;
+        let text = render(
+            &stats,
+            &["tcp://127.0.0.1:1".to_string(), "unix:/a\"b".to_string()],
+            1.5,
+        );
+        for family in [
+            "echoplex_connections_open",
+            "echoplex_connections_accepted_total",
+            "echoplex_bytes_received_total",
+            "echoplex_bytes_sent_total",
+            "echoplex_datagrams_received_total",
+            "echoplex_datagrams_sent_total",
+            "echoplex_dropped_total",
+            "echoplex_proxy_errors_total",
+            "echoplex_loop_iterations_total",
+            "echoplex_events_total",
+            "echoplex_reactors",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} ")).count(),
+                1,
+                "{family}"
+            );
+            assert_eq!(
+                text.matches(&format!("# HELP {family} ")).count(),
+                1,
+                "{family}"
+            );
+        }
+        assert!(text.contains("echoplex_connections_accepted_total 3\n"));
+        assert!(text.contains("echoplex_dropped_total{reason=\"queue_full\"} 2\n"));
+        assert!(text.contains("endpoint=\"unix:/a\\\"b\""), "{text}");
+    }
+}
