@@ -249,13 +249,16 @@ fn serve(args: Args) -> Result<(), String> {
         .map_err(|err| format!("event loop failed: {}", describe(&err)))?;
     let stats = reactor.stats();
     info!(
-        "stopped: {} accepted, {} closed, {} datagrams in, {} out, {} dropped, {} rate-limited",
+        "stopped: {} accepted, {} closed, {} datagrams in, {} out, {} dropped, {} rate-limited, {} bytes in, {} out, {} proxy errors",
         stats.accepted,
         stats.closed,
         stats.datagrams_in,
         stats.datagrams_out,
         stats.dropped_datagrams,
-        stats.rate_limited
+        stats.rate_limited,
+        stats.bytes_in,
+        stats.bytes_out,
+        stats.proxy_errors
     );
     drop(pid_file);
     Ok(())

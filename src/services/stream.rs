@@ -453,7 +453,7 @@ fn interest(writable: bool) -> Interest {
 }
 
 /// A connection over a stream, speaking protocol `R`.
-pub struct StreamConn<S, P, R> {
+pub struct StreamConn<S, P: fmt::Display, R> {
     stream: S,
     kind: &'static str,
     peer: P,
@@ -642,6 +642,21 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             cx.run_again();
         }
         Ok(Flow::Continue)
+    }
+}
+
+impl<S, P: fmt::Display, R> Drop for StreamConn<S, P, R> {
+    fn drop(&mut self) {
+        // One line whichever way the connection ended (tests and operators
+        // match what a client received against what was sent to it).
+        let shown = Shown {
+            peer: &self.peer,
+            proxy: self.proxy.as_deref(),
+        };
+        debug!(
+            "{} {shown} gone: {} bytes in, {} out",
+            self.kind, self.conn.bytes_in, self.conn.bytes_out
+        );
     }
 }
 
