@@ -438,6 +438,7 @@ impl Server {
             warmup: plan.warmup,
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
+            modes: Default::default(),
         };
         let mut cpu = CpuWindow {
             pid: self.pid(),

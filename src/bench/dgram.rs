@@ -56,6 +56,8 @@ enum SlotState {
 #[derive(Clone, Copy)]
 struct Slot {
     seq: u64,
+    /// When it was due (open loop; else its send time).
+    due: Instant,
     sent: Instant,
     measured: bool,
     state: SlotState,
@@ -74,6 +76,8 @@ struct Conn {
 /// A worker's datagram sockets.
 pub struct Datagrams {
     conns: Vec<Conn>,
+    /// Open loop: the socket the next due datagram tries first.
+    next_conn: usize,
     last_reply: Instant,
     /// One received datagram (one byte more than a message, so a longer
     /// echo shows).
@@ -121,6 +125,7 @@ impl Flow for Datagrams {
         }
         Datagrams {
             conns,
+            next_conn: 0,
             last_reply: Instant::now(),
             buf: vec![0; job.config.size + 1],
             out: Vec::with_capacity(job.config.size),
@@ -140,6 +145,7 @@ impl Flow for Datagrams {
             for _ in 0..depth {
                 self.conns[i].slots.push(Slot {
                     seq: 0,
+                    due: now,
                     sent: now,
                     measured: false,
                     state: SlotState::Idle,
@@ -178,6 +184,9 @@ impl Flow for Datagrams {
     }
 
     fn resume(&mut self, ctx: &mut Ctx, now: Instant) {
+        if ctx.open_loop() {
+            return self.send_due(ctx, now);
+        }
         for i in 0..self.conns.len() {
             for s in 0..self.conns[i].slots.len() {
                 if !self.conns[i].dead && self.conns[i].slots[s].state == SlotState::Idle {
@@ -239,6 +248,46 @@ impl Flow for Datagrams {
 }
 
 impl Datagrams {
+    /// Open loop: every datagram due by now goes out, each on the next
+    /// live socket (round robin), in a free slot or a new one: as many in
+    /// flight as the schedule makes. Answered or lost slots become free
+    /// (in open loop `launch` only frees: `admit` says no).
+    fn send_due(&mut self, ctx: &mut Ctx, now: Instant) {
+        let n = self.conns.len();
+        loop {
+            let Some(i) = (0..n)
+                .map(|k| (self.next_conn + k) % n)
+                .find(|&i| !self.conns[i].dead)
+            else {
+                return;
+            };
+            let Some((due, measured)) = ctx.due(now) else {
+                return;
+            };
+            self.next_conn = (i + 1) % n;
+            let conn = &mut self.conns[i];
+            let slot = Slot {
+                seq: conn.next_seq,
+                due,
+                sent: now,
+                measured,
+                state: SlotState::Unsent,
+            };
+            conn.next_seq += 1;
+            let s = match conn.slots.iter().position(|s| s.state == SlotState::Idle) {
+                Some(s) => {
+                    conn.slots[s] = slot;
+                    s
+                }
+                None => {
+                    conn.slots.push(slot);
+                    conn.slots.len() - 1
+                }
+            };
+            self.transmit(ctx, i, s, now);
+        }
+    }
+
     /// Gives slot `s` a new message and sends it, if the run wants more.
     fn launch(&mut self, ctx: &mut Ctx, i: usize, s: usize, now: Instant) {
         let conn = &mut self.conns[i];
@@ -248,6 +297,7 @@ impl Datagrams {
         };
         conn.slots[s] = Slot {
             seq: conn.next_seq,
+            due: now,
             sent: now,
             measured,
             state: SlotState::Unsent,
@@ -335,7 +385,7 @@ impl Datagrams {
         match slot {
             Some(s) if n == size && pattern.check(conn.slots[s].seq, 0, data) => {
                 let slot = conn.slots[s];
-                ctx.echoed(slot.sent, slot.measured, now);
+                ctx.echoed(slot.due, slot.sent, slot.measured, now);
                 self.launch(ctx, i, s, now);
             }
             Some(s) => {

@@ -44,6 +44,9 @@ pub struct Recorder {
     tx: Sender<Piece>,
     /// The last interval: nothing is recorded past the window.
     last: u64,
+    /// Errors and connects counted so far, and at the last hand-in.
+    totals: (u64, u64),
+    handed: (u64, u64),
 }
 
 impl Recorder {
@@ -68,6 +71,8 @@ impl Recorder {
             },
             tx,
             last: count.saturating_sub(1),
+            totals: (0, 0),
+            handed: (0, 0),
         }
     }
 
@@ -84,7 +89,16 @@ impl Recorder {
         }
     }
 
+    /// The worker's running totals of errors and connects: the growth
+    /// since the last hand-in belongs to the interval handed in next.
+    pub fn totals(&mut self, errors: u64, connects: u64) {
+        self.totals = (errors, connects);
+    }
+
     fn hand_in(&mut self) {
+        self.current.errors += self.totals.0.saturating_sub(self.handed.0);
+        self.current.connects += self.totals.1.saturating_sub(self.handed.1);
+        self.handed = self.totals;
         let next = Piece {
             index: self.current.index + 1,
             latency: histogram(),
@@ -106,29 +120,21 @@ impl Recorder {
         }
     }
 
-    /// An error at `now`.
-    pub fn error(&mut self, now: Instant) {
-        self.tick(now);
-        self.current.errors += 1;
-    }
-
-    /// A connection opened at `now`.
-    pub fn connected(&mut self, now: Instant) {
-        self.tick(now);
-        self.current.connects += 1;
-    }
-
-    /// The window closed: hands in the rest, up to the last interval.
-    pub fn finish(mut self) {
-        while self.current.index < self.last {
+    /// The window closed at `now`: hands in the rest, up to the interval
+    /// of `now` (a timed run's last interval at most).
+    pub fn finish(mut self, now: Instant) {
+        let last = self.index_of(now);
+        while self.current.index < last {
             self.hand_in();
         }
+        self.current.errors += self.totals.0.saturating_sub(self.handed.0);
+        self.current.connects += self.totals.1.saturating_sub(self.handed.1);
         let _ = self.tx.send(self.current);
     }
 }
 
 /// One interval, every worker's pieces merged.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Interval {
     /// Interval number.
     pub index: u64,
@@ -338,24 +344,28 @@ mod tests {
             "b has not handed in interval 0"
         );
         b.record(start + Duration::from_millis(900), 30, Some(5));
-        b.error(start + Duration::from_millis(1200));
+        b.totals(1, 0);
+        b.tick(start + Duration::from_millis(1200));
         let done = collector.poll();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].latency.len(), 2);
         // Past the window: counted in the last interval, never a fourth.
         a.record(start + Duration::from_secs(7), 40, Some(5));
-        a.finish();
-        b.finish();
+        a.finish(start + Duration::from_secs(9));
+        b.finish(start + Duration::from_secs(9));
         let rest = collector.finish(Duration::from_millis(100));
         assert_eq!(rest.iter().map(|i| i.index).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(rest[0].latency.len(), 1);
-        assert_eq!(rest[0].errors, 1);
+        assert_eq!(
+            done[0].errors, 1,
+            "counted by the tick that handed interval 0 in"
+        );
         assert_eq!(rest[1].latency.len(), 1);
         assert_eq!(rest[1].length, Duration::from_millis(500));
         assert_eq!(rest[1].msgs_per_sec(), 2.0);
         let total: u64 = done.iter().chain(&rest).map(|i| i.latency.len()).sum();
         assert_eq!(total, 4);
         assert_eq!(rest[0].json()["type"], "interval");
-        assert!(rest[0].line(false).contains("errors 1"));
+        assert!(done[0].line(false).contains("errors 1"));
     }
 }

@@ -127,10 +127,14 @@ impl Verdict {
             self.busiest_thread * 100.0
         ));
         if self.saturated() {
-            line.push_str(
-                "\n  SATURATED: the generator could not keep up; \
-                 the generator, not the server, set these numbers",
-            );
+            line.push_str(if self.busiest_thread >= SATURATED_CPU {
+                "\n  SATURATED: a generator thread used all its CPU; \
+                 the generator, not the server, set these numbers"
+            } else {
+                "\n  SATURATED: the generator fell behind its schedule (its threads \
+                 waited for a CPU: the machine is busy); the generator, not the \
+                 server, set these numbers"
+            });
         }
         line.push('\n');
         line

@@ -7,11 +7,14 @@
 //! window opens and closes.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::dgram::Datagrams;
+use super::intervals::Collector;
+use super::judge::{CpuClock, Verdict};
+use super::schedule::Lag;
 use super::stream::Streams;
 use super::types::{
     new_histogram, Counters, Dest, LoadConfig, Observer, Progress, Report, Shared, Stop, Timeline,
@@ -56,6 +59,18 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
     let threads = config.threads.clamp(1, config.connections.max(1));
     let pattern = Arc::new(Pattern::new(config.size, nonce()));
     let shared = Shared::new(threads);
+    let (tx, mut collector) = match config.modes.interval {
+        Some(length) => {
+            let (tx, rx) = mpsc::channel();
+            let window = match config.stop {
+                Stop::Duration(d) => Some(d),
+                Stop::Messages(_) => None,
+            };
+            (Some(tx), Some(Collector::new(threads, length, window, rx)))
+        }
+        None => (None, None),
+    };
+    let mut intervals = Vec::new();
 
     let mut handles = Vec::with_capacity(threads);
     let mut first_conn = 0;
@@ -76,6 +91,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
             config: config.clone(),
             pattern: Arc::clone(&pattern),
             shared: Arc::clone(&shared),
+            intervals: tx.clone(),
         };
         first_conn += conns;
         let run = if dest.kind.is_stream() {
@@ -107,6 +123,8 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         measure_start,
         ..
     } = timeline;
+    drop(tx);
+    let cpu = CpuClock::start(false);
     observer.connected(shared.connected.load(std::sync::atomic::Ordering::Relaxed));
 
     let mut measuring = false;
@@ -124,6 +142,12 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         if let Some(end) = timeline.measure_end {
             if now >= end {
                 break end;
+            }
+        }
+        if let Some(collector) = &mut collector {
+            for interval in collector.poll() {
+                observer.interval(&interval);
+                intervals.push(interval);
             }
         }
         if observer.interrupted() {
@@ -165,6 +189,11 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
     let mut latency = new_histogram();
     let mut first_error = None;
     let mut last_completion: Option<Instant> = None;
+    let mut service = new_histogram();
+    let mut connect_time = new_histogram();
+    let mut connect_causes = std::collections::BTreeMap::new();
+    let mut lag = Lag::default();
+    let mut busiest: f64 = 0.0;
     for handle in handles {
         let result = handle
             .join()
@@ -177,7 +206,29 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
             first_error = result.first_error;
         }
         last_completion = last_completion.max(result.last_completion);
+        let _ = service.add(&result.service);
+        let _ = connect_time.add(&result.connect_time);
+        for (cause, n) in result.connect_causes {
+            *connect_causes.entry(cause).or_insert(0) += n;
+        }
+        lag.add(&result.lag);
+        busiest = busiest.max(result.cpu_share);
     }
+    let (cpu_used, cpu_wall) = cpu.read();
+    if let Some(collector) = &mut collector {
+        // The workers are joined: their last pieces are in the channel.
+        for interval in collector.finish(Duration::from_millis(100)) {
+            observer.interval(&interval);
+            intervals.push(interval);
+        }
+    }
+    let open = config.modes.rate.is_some();
+    let verdict = Verdict {
+        lag: open.then_some(lag),
+        cpu_percent: 100.0 * cpu_used.as_secs_f64() / cpu_wall.as_secs_f64().max(1e-9),
+        busiest_thread: busiest,
+        cpu_ns_per_msg: cpu_used.as_nanos() as f64 / counters.messages.max(1) as f64,
+    };
     // The window as it really was: a run whose every worker ended early (a
     // closed port, a dead server) or that was interrupted is shorter than
     // asked; `-n` lasts until its last echo.
@@ -192,5 +243,10 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         duration: end.saturating_duration_since(measure_start),
         first_error,
         interrupted,
+        service: open.then_some(service),
+        verdict,
+        intervals,
+        connect_time,
+        connect_causes,
     })
 }

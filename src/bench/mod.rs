@@ -35,6 +35,7 @@ use crate::endpoint::{Endpoint, Kind, Tool};
 use crate::probe::duration::{positive_secs, secs};
 use crate::probe::{exit, failure, MAX_DATAGRAM};
 pub use load::run_load;
+use schedule::Arrivals;
 pub use types::{LoadConfig, Observer, Progress, Quiet, Report, Stop};
 
 /// Exit code: every echo verified, no error.
@@ -116,9 +117,43 @@ pub struct Args {
     /// Print one JSON object instead of the human report.
     #[arg(long)]
     pub json: bool,
-    /// Draw the latency percentile distribution into FILE.svg.
+    /// Draw the latency percentile distribution into FILE.svg (and, with
+    /// intervals, the throughput and p99 over time).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Open loop: R messages per second in all, on a schedule, whether or
+    /// not echoes came back; latency is measured from the scheduled time.
+    #[arg(long, value_name = "R", value_parser = parse_rate, conflicts_with = "depth")]
+    pub rate: Option<f64>,
+    /// How the open loop spreads its sends in time.
+    #[arg(long, value_name = "HOW", value_enum, default_value_t = Arrivals::Uniform,
+          requires = "rate")]
+    pub arrivals: Arrivals,
+    /// Print a line per interval of SECS while the run goes.
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    pub interval: Option<Duration>,
+    /// JSON Lines on stdout: one object per interval, then the summary.
+    #[arg(long, conflicts_with = "json")]
+    pub json_stream: bool,
+    /// Stream kinds: close a connection after M echoes and open a new one.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
+    pub churn: Option<u64>,
+    /// Write every interval's latency histogram to FILE (HdrHistogram
+    /// interval-log format; merge several with `echoplex report`).
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+    /// multicast://: the interface the rounds go out on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub iface: std::net::Ipv4Addr,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= 100_000_000.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate (messages per second, more than 0)"
+        )),
+    }
 }
 
 impl Args {
@@ -126,6 +161,12 @@ impl Args {
     pub fn config(&self) -> Result<LoadConfig, String> {
         let size = usize::try_from(self.size).map_err(|_| "size too large".to_string())?;
         self.endpoint.check_tool(Tool::Bench)?;
+        if self.churn.is_some() && !self.endpoint.kind.is_stream() {
+            return Err(format!(
+                "--churn closes and reopens stream connections; {} has none",
+                self.endpoint.kind.scheme()
+            ));
+        }
         if !self.endpoint.kind.is_stream() && size > MAX_DATAGRAM {
             return Err(format!(
                 "-s {size}: a datagram holds at most {MAX_DATAGRAM} bytes"
@@ -144,6 +185,16 @@ impl Args {
             warmup: self.warmup,
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
+            modes: types::Modes {
+                rate: self.rate,
+                arrivals: self.arrivals,
+                // Intervals are recorded when anything shows them.
+                interval: self.interval.or_else(|| {
+                    (self.json_stream || self.hdr_log.is_some() || self.plot.is_some())
+                        .then_some(Duration::from_secs(1))
+                }),
+                churn: self.churn,
+            },
         })
     }
 }
@@ -163,7 +214,29 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("echoplex bench: {failure}");
         return ExitCode::from(exit::IO);
     }
+    if let Some(m) = config.modes.churn {
+        if let Err(why) = churn_preflight(&config, m) {
+            eprintln!("echoplex bench: refused: {why}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    }
+    if let Some(path) = &args.hdr_log {
+        // Fail before the run, not after it.
+        if let Err(err) = std::fs::File::create(path) {
+            eprintln!(
+                "echoplex bench: cannot write {}: {}",
+                path.display(),
+                crate::error::describe(&err)
+            );
+            return ExitCode::from(exit::IO);
+        }
+    }
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
+    progress.lines = args.interval.is_some() && !args.json && !args.json_stream;
+    progress.json_stream = args.json_stream;
+    progress.churn = config.modes.churn.is_some();
+    progress.hdr_path = args.hdr_log.clone();
+    progress.command = std::env::args().collect::<Vec<_>>().join(" ");
     let report = match run_load(&config, &mut progress) {
         Ok(report) => report,
         Err(err) => {
@@ -187,8 +260,25 @@ pub fn run(args: Args) -> ExitCode {
             );
         }
     }
-    let out = if args.json {
-        format!("{}\n", report::json(&report))
+    let summary = report::json(&report);
+    if let Some(log) = &mut progress.hdr {
+        if let Err(err) = log.summary(&summary) {
+            progress.hdr_error = Some(err);
+        }
+    }
+    if let (Some(path), Some(err)) = (&args.hdr_log, &progress.hdr_error) {
+        eprintln!(
+            "echoplex bench: cannot write {}: {}",
+            path.display(),
+            crate::error::describe(err)
+        );
+    }
+    let out = if args.json_stream {
+        let mut summary = summary;
+        summary["type"] = serde_json::json!("summary");
+        format!("{summary}\n")
+    } else if args.json {
+        format!("{summary}\n")
     } else {
         report::human(&report)
     };
@@ -246,10 +336,46 @@ pub fn run(args: Args) -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-/// The once-a-second progress line on stderr, only on a terminal.
+/// The churn pre-flight: the machine's limits against the planned run.
+fn churn_preflight(config: &LoadConfig, m: u64) -> Result<(), String> {
+    churn::raise_nofile();
+    let limits = churn::Limits::read();
+    let loopback = config
+        .endpoint
+        .socket_addrs()
+        .map(|addrs| addrs.iter().all(|a| a.ip().is_loopback()))
+        .unwrap_or(false);
+    let plan = churn::Plan {
+        connections: config.connections as u64,
+        connects_per_sec: config.modes.rate.map(|r| r / m as f64),
+        duration: match config.stop {
+            Stop::Duration(d) => Some(d + config.warmup),
+            Stop::Messages(_) => None,
+        },
+        tcp: config.endpoint.kind == Kind::Tcp,
+        loopback,
+    };
+    for note in churn::check(&plan, &limits)? {
+        eprintln!("echoplex bench: note: {note}");
+    }
+    Ok(())
+}
+
+/// The once-a-second progress line on stderr, only on a terminal; the
+/// interval lines, JSON Lines and histogram log as intervals complete.
 struct ProgressLine {
     bar: Option<ProgressBar>,
     last: u64,
+    /// `--interval`: a line per interval on stdout.
+    lines: bool,
+    /// `--json-stream`: an object per interval on stdout.
+    json_stream: bool,
+    churn: bool,
+    /// `--hdr-log`: opened when the window opens.
+    hdr_path: Option<PathBuf>,
+    hdr: Option<hdrlog::HdrLogWriter>,
+    hdr_error: Option<std::io::Error>,
+    command: String,
 }
 
 impl ProgressLine {
@@ -263,7 +389,17 @@ impl ProgressLine {
             bar.set_message("connecting…");
             bar
         });
-        ProgressLine { bar, last: 0 }
+        ProgressLine {
+            bar,
+            last: 0,
+            lines: false,
+            json_stream: false,
+            churn: false,
+            hdr_path: None,
+            hdr: None,
+            hdr_error: None,
+            command: String::new(),
+        }
     }
 
     fn clear(&mut self) {
@@ -276,6 +412,44 @@ impl ProgressLine {
 impl Observer for ProgressLine {
     fn interrupted(&mut self) -> bool {
         failure::stopped()
+    }
+
+    fn measuring(&mut self) {
+        if let Some(path) = &self.hdr_path {
+            match hdrlog::HdrLogWriter::create(path, &self.command, std::time::SystemTime::now()) {
+                Ok(log) => self.hdr = Some(log),
+                Err(err) => self.hdr_error = Some(err),
+            }
+        }
+    }
+
+    fn interval(&mut self, interval: &intervals::Interval) {
+        if let Some(log) = &mut self.hdr {
+            if let Err(err) = log.interval(
+                interval.offset,
+                interval.length,
+                &interval.latency,
+                interval.service.as_ref(),
+            ) {
+                self.hdr_error = Some(err);
+                self.hdr = None;
+            }
+        }
+        let line = if self.json_stream {
+            interval.json().to_string()
+        } else if self.lines {
+            interval.line(self.churn)
+        } else {
+            return;
+        };
+        let print = || {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
     }
 
     fn connected(&mut self, connected: u64) {

@@ -16,8 +16,120 @@ const TOP: f64 = 48.0;
 const BOTTOM: f64 = 56.0;
 const SAMPLES: usize = 400;
 
-/// The SVG document for a report.
+/// Height of the over-time panel, drawn below when the run has intervals.
+const TIME_HEIGHT: f64 = 300.0;
+
+/// The SVG document for a report: the percentile curve and, when the run
+/// was recorded interval by interval, throughput and p99 over time.
 pub fn svg(report: &Report) -> String {
+    let mut svg = percentiles(report);
+    if report.intervals.len() >= 2 {
+        let panel = over_time(report);
+        let total = HEIGHT + TIME_HEIGHT;
+        svg = svg
+            .replacen(
+                &format!(r#"height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}""#),
+                &format!(r#"height="{total}" viewBox="0 0 {WIDTH} {total}""#),
+                1,
+            )
+            .replace("</svg>\n", &panel);
+        svg.push_str("</svg>\n");
+    }
+    svg
+}
+
+/// Throughput (left axis) and p99 (right axis) per interval, below the
+/// percentile curve.
+fn over_time(report: &Report) -> String {
+    let intervals = &report.intervals;
+    let top = HEIGHT + 30.0;
+    let plot_h = TIME_HEIGHT - 30.0 - BOTTOM;
+    let right = RIGHT + 56.0;
+    let plot_w = WIDTH - LEFT - right;
+    let end = intervals
+        .iter()
+        .map(|i| (i.offset + i.length).as_secs_f64())
+        .fold(0.0, f64::max)
+        .max(1e-3);
+    let max_rate = intervals
+        .iter()
+        .map(|i| i.msgs_per_sec())
+        .fold(1.0, f64::max);
+    let max_p99 = intervals
+        .iter()
+        .map(|i| i.latency.value_at_quantile(0.99) as f64)
+        .fold(1.0, f64::max);
+    let (rate_step, p99_step) = (nice_step(max_rate / 4.0), nice_step(max_p99 / 4.0));
+    let (rate_top, p99_top) = (
+        (max_rate / rate_step).ceil() * rate_step,
+        (max_p99 / p99_step).ceil() * p99_step,
+    );
+    let x_of = |t: f64| LEFT + t / end * plot_w;
+    let y_of = |v: f64, top_v: f64| top + plot_h - v / top_v * plot_h;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{:.1}" text-anchor="middle" font-size="14">over time: throughput (blue, msgs/s) and p99 (red, µs) per interval</text>"#,
+        WIDTH / 2.0,
+        top - 10.0
+    );
+    for k in 0..=4 {
+        let py = top + plot_h - plot_h * k as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#1f77b4">{}</text><text x="{:.1}" y="{:.1}" fill="#d62728">{}</text>"##,
+            LEFT + plot_w,
+            LEFT - 6.0,
+            py + 4.0,
+            group((rate_top * k as f64 / 4.0) as u64),
+            LEFT + plot_w + 6.0,
+            py + 4.0,
+            group((p99_top * k as f64 / 4.0) as u64),
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds ({:.1} s)</text>"#,
+        LEFT + plot_w / 2.0,
+        top + plot_h + 30.0,
+        end
+    );
+    let mut rate = String::new();
+    let mut p99 = String::new();
+    for i in intervals {
+        let mid = (i.offset + i.length / 2).as_secs_f64();
+        let _ = write!(
+            rate,
+            "{:.1},{:.1} ",
+            x_of(mid),
+            y_of(i.msgs_per_sec(), rate_top)
+        );
+        let _ = write!(
+            p99,
+            "{:.1},{:.1} ",
+            x_of(mid),
+            y_of(i.latency.value_at_quantile(0.99) as f64, p99_top)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<polyline class="throughput" fill="none" stroke="#1f77b4" stroke-width="2" points="{}"/>"##,
+        rate.trim_end()
+    );
+    let _ = writeln!(
+        svg,
+        r##"<polyline class="p99" fill="none" stroke="#d62728" stroke-width="2" points="{}"/>"##,
+        p99.trim_end()
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{top:.1}" width="{plot_w:.1}" height="{plot_h:.1}" fill="none" stroke="#888"/>"##
+    );
+    svg
+}
+
+/// The percentile curve.
+fn percentiles(report: &Report) -> String {
     let hist = &report.latency;
     // Decades of the x axis: as many nines as the sample count supports.
     let decades = ((hist.len().max(1) as f64).log10().ceil()).clamp(2.0, 6.0);

@@ -31,8 +31,9 @@ pub fn json(report: &Report) -> serde_json::Value {
         latency.insert("max".into(), json!(report.latency.max()));
         latency
     });
-    json!({
+    let mut out = json!({
         "endpoint": config.endpoint.to_string(),
+        "mode": if config.modes.rate.is_some() { "open" } else { "closed" },
         "connections": config.connections,
         "connected": c.connected,
         "threads": config.threads,
@@ -51,7 +52,46 @@ pub fn json(report: &Report) -> serde_json::Value {
         "late": c.late,
         "first_error": report.first_error,
         "interrupted": report.interrupted,
-    })
+        "generator": report.verdict.json(),
+    });
+    if let Some(rate) = config.modes.rate {
+        out["rate"] = json!(rate);
+        out["arrivals"] = json!(format!("{:?}", config.modes.arrivals).to_lowercase());
+    }
+    if let Some(service) = report.service.as_ref().filter(|_| c.messages > 0) {
+        out["service_latency_us"] = quantiles(service);
+    }
+    if let Some(m) = config.modes.churn {
+        out["churn"] = json!({
+            "every": m,
+            "connects": c.connects,
+            "connects_per_sec": round3(report.connects_per_sec()),
+            "connect_time_us": (c.connects > 0).then(|| quantiles(&report.connect_time)),
+            "failures": report.connect_causes,
+        });
+    }
+    out
+}
+
+/// Percentiles of a histogram, as `latency_us` has them.
+pub fn quantiles(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("min".into(), json!(h.min()));
+    out.insert("mean".into(), json!((h.mean() * 10.0).round() / 10.0));
+    for (_, key, q) in PERCENTILES {
+        out.insert(key.into(), json!(h.value_at_quantile(q)));
+    }
+    out.insert("max".into(), json!(h.max()));
+    serde_json::Value::Object(out)
+}
+
+fn percentile_line(label: &str, h: &hdrhistogram::Histogram<u64>) -> String {
+    let mut line = format!("  {label} min {} µs", group(h.min()));
+    for (name, _, q) in PERCENTILES {
+        line.push_str(&format!(", {name} {} µs", group(h.value_at_quantile(q))));
+    }
+    line.push_str(&format!(", max {} µs\n", group(h.max())));
+    line
 }
 
 fn round3(x: f64) -> f64 {
@@ -63,7 +103,7 @@ pub fn human(report: &Report) -> String {
     let config = &report.config;
     let c = &report.counters;
     let mut text = format!(
-        "{}: {} {}{} × {} B, depth {}, {} thread{}; measured {:.2} s{}{}\n",
+        "{}: {} {}{} × {} B, {}, {} thread{}; measured {:.2} s{}{}\n",
         config.endpoint,
         config.connections,
         if config.endpoint.kind.is_stream() {
@@ -73,7 +113,10 @@ pub fn human(report: &Report) -> String {
         },
         if config.connections == 1 { "" } else { "s" },
         config.size,
-        config.depth,
+        match config.modes.rate {
+            Some(_) => "open loop".to_string(),
+            None => format!("depth {}", config.depth),
+        },
         config.threads,
         if config.threads == 1 { "" } else { "s" },
         report.duration.as_secs_f64(),
@@ -94,14 +137,42 @@ pub fn human(report: &Report) -> String {
         group(report.msgs_per_sec().round() as u64),
         bytes(report.bytes_per_sec()),
     ));
+    if let Some(rate) = config.modes.rate {
+        text.push_str(&format!(
+            "  open loop {} msgs/s asked ({:?}), {} msgs/s achieved; latency from the schedule\n",
+            group(rate.round() as u64),
+            config.modes.arrivals,
+            group(report.msgs_per_sec().round() as u64),
+        ));
+    }
     if c.messages > 0 {
-        let mut line = format!("  latency   min {} µs", group(report.latency.min()));
-        for (label, _, q) in PERCENTILES {
-            line.push_str(&format!(", {label} {} µs", group(report.quantile_us(q))));
+        text.push_str(&percentile_line("latency  ", &report.latency));
+        if let Some(service) = &report.service {
+            text.push_str(&percentile_line("service  ", service));
         }
-        line.push_str(&format!(", max {} µs\n", group(report.latency.max())));
+    }
+    if let Some(m) = config.modes.churn {
+        let mut line = format!(
+            "  churn     every {m} echoes: {} connects, {} connects/s",
+            group(c.connects),
+            group(report.connects_per_sec().round() as u64),
+        );
+        if c.connects > 0 {
+            let t = &report.connect_time;
+            line.push_str(&format!(
+                "; connect p50 {} µs, p99 {} µs, max {} µs",
+                group(t.value_at_quantile(0.5)),
+                group(t.value_at_quantile(0.99)),
+                group(t.max())
+            ));
+        }
+        for (cause, n) in &report.connect_causes {
+            line.push_str(&format!("; {n} failed: {cause}"));
+        }
+        line.push('\n');
         text.push_str(&line);
     }
+    text.push_str(&report.verdict.line());
     text.push_str(&format!(
         "  errors    {} (connect failures {}",
         c.errors, c.connect_failures

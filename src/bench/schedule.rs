@@ -12,9 +12,10 @@
 use std::time::{Duration, Instant};
 
 /// How sends are spread in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Arrivals {
     /// Evenly spaced.
+    #[default]
     Uniform,
     /// Exponentially distributed gaps (a Poisson process), as independent
     /// users arrive.

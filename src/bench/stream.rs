@@ -27,6 +27,8 @@ const DRAIN: Duration = Duration::from_millis(250);
 enum State {
     Connecting,
     Open,
+    /// Churn: a reconnect failed; try again at the next housekeeping.
+    Retry,
     Dead,
 }
 
@@ -39,9 +41,14 @@ struct Conn {
     next_recv: u64,
     /// Bytes of message `next_recv` already received.
     recv_off: usize,
-    /// Send time of every message in flight, oldest first, and whether it
-    /// belongs to the measured window.
-    in_flight: VecDeque<(Instant, bool)>,
+    /// Every message in flight, oldest first: when it was due (open loop;
+    /// else its send time), when it was sent, and whether it belongs to
+    /// the measured window.
+    in_flight: VecDeque<(Instant, Instant, bool)>,
+    /// Messages sent on this connection (churn closes it after M).
+    sent: u64,
+    /// When the current connect began (churn's connect time).
+    connect_started: Instant,
     /// Messages not yet taken by the socket: `out[out_pos..]`.
     out: Vec<u8>,
     out_pos: usize,
@@ -57,7 +64,12 @@ struct Conn {
 /// A worker's stream connections.
 pub struct Streams {
     conns: Vec<Conn>,
+    /// Connections open, or reconnecting (churn).
     live: usize,
+    /// Open loop: the connection the next due message tries first.
+    next_conn: usize,
+    /// Open loop: connections written to in this turn.
+    touched: Vec<usize>,
     /// The read buffer, shared by all connections.
     scratch: Vec<u8>,
 }
@@ -103,6 +115,8 @@ fn connect_one(
         next_recv: 0,
         recv_off: 0,
         in_flight: VecDeque::new(),
+        sent: 0,
+        connect_started: now,
         out: Vec::new(),
         out_pos: 0,
         last_progress: now,
@@ -210,6 +224,8 @@ impl Flow for Streams {
         Streams {
             conns,
             live,
+            next_conn: 0,
+            touched: Vec::new(),
             scratch: vec![0; READ_BUFFER],
         }
     }
@@ -225,12 +241,19 @@ impl Flow for Streams {
 
     fn event(&mut self, ctx: &mut Ctx, event: &Event) {
         let i = event.token().0;
-        if i >= self.conns.len() || self.conns[i].state != State::Open {
+        if i >= self.conns.len() {
             return;
         }
         // A clock read per event (vDSO, tens of ns) keeps latencies
         // honest when one poll returns many events.
         let now = Instant::now();
+        if self.conns[i].state == State::Connecting {
+            // Churn: a new connection in place of a closed one.
+            self.reconnecting(ctx, i, now);
+        }
+        if self.conns[i].state != State::Open {
+            return;
+        }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.receive(ctx, i, now);
         }
@@ -240,6 +263,9 @@ impl Flow for Streams {
     }
 
     fn resume(&mut self, ctx: &mut Ctx, now: Instant) {
+        if ctx.open_loop() {
+            return self.send_due(ctx, now);
+        }
         for i in 0..self.conns.len() {
             if self.conns[i].state == State::Open {
                 self.send_more(ctx, i, now);
@@ -249,7 +275,25 @@ impl Flow for Streams {
 
     fn housekeeping(&mut self, ctx: &mut Ctx, now: Instant) {
         let timeout = ctx.job.config.timeout;
+        let connect_timeout = ctx.job.config.connect_timeout;
         for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            if conn.state == State::Retry {
+                self.reconnect(ctx, i, now);
+                continue;
+            }
+            if conn.state == State::Connecting
+                && now.saturating_duration_since(conn.connect_started) >= connect_timeout
+            {
+                let err = io::Error::from(io::ErrorKind::TimedOut);
+                let id = conn.id;
+                ctx.result.connect_cause(&err);
+                ctx.result.connect_failed(|| {
+                    format!("connection {id}: reconnect timed out after {connect_timeout:?}")
+                });
+                self.conns[i].state = State::Retry;
+                continue;
+            }
             let conn = &self.conns[i];
             if conn.state == State::Open
                 && !conn.in_flight.is_empty()
@@ -336,6 +380,11 @@ impl Streams {
                         self.kill(ctx, i, || why);
                         break;
                     }
+                    if self.retiring(ctx, i) && self.conns[i].in_flight.is_empty() {
+                        // Churn: M echoes done; a new connection takes its place.
+                        self.reconnect(ctx, i, now);
+                        break;
+                    }
                     // A short read drained the socket; the next arrival
                     // raises a new edge, so skip the read that would only
                     // say WouldBlock.
@@ -357,16 +406,135 @@ impl Streams {
         self.scratch = scratch;
     }
 
-    /// Tops the connection up to `depth` messages in flight and writes what
-    /// the socket takes.
+    /// Churn: this connection has sent its M messages and takes no more.
+    fn retiring(&self, ctx: &Ctx, i: usize) -> bool {
+        ctx.job
+            .config
+            .modes
+            .churn
+            .is_some_and(|m| self.conns[i].sent >= m)
+    }
+
+    /// Churn: closes connection `i` (its M echoes are in) and starts a new
+    /// one under the same token.
+    fn reconnect(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+        let id = self.conns[i].id;
+        if ctx.draining() {
+            // The window is over: no new connection, the old one closes.
+            let conn = &mut self.conns[i];
+            if conn.state != State::Dead {
+                conn.state = State::Dead;
+                self.live -= 1;
+            }
+            return;
+        }
+        match connect_one(&ctx.job.dest, &ctx.registry, id, Token(i), now) {
+            Ok(mut conn) => {
+                conn.answered = self.conns[i].answered;
+                // Dropping the old socket closes it (the generator closes
+                // first, so TIME_WAIT is on this side).
+                self.conns[i] = conn;
+            }
+            Err(err) => {
+                ctx.result.connect_cause(&err);
+                ctx.result.connect_failed(|| {
+                    format!("connection {id}: reconnect failed: {}", describe(&err))
+                });
+                self.conns[i].state = State::Retry;
+                self.conns[i].connect_started = now;
+            }
+        }
+    }
+
+    /// Churn: connection `i` is connecting; has it finished?
+    fn reconnecting(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+        let conn = &mut self.conns[i];
+        match conn.sock.connecting_done() {
+            Ok(true) => {
+                conn.state = State::Open;
+                conn.last_progress = now;
+                let took = now.saturating_duration_since(conn.connect_started);
+                ctx.reconnected(took, now);
+                if register(
+                    &ctx.registry,
+                    &conn.sock,
+                    Token(i),
+                    Interest::READABLE,
+                    true,
+                )
+                .is_ok()
+                {
+                    conn.write_interest = false;
+                }
+            }
+            Ok(false) => {}
+            Err(err) => {
+                let id = conn.id;
+                ctx.result.connect_cause(&err);
+                ctx.result.connect_failed(|| {
+                    format!("connection {id}: reconnect failed: {}", describe(&err))
+                });
+                conn.state = State::Retry;
+            }
+        }
+    }
+
+    /// Open loop: every message due by now goes out, each on the next
+    /// connection (round robin) that is open and has room.
+    fn send_due(&mut self, ctx: &mut Ctx, now: Instant) {
+        let n = self.conns.len();
+        'due: loop {
+            let mut pick = None;
+            for k in 0..n {
+                let i = (self.next_conn + k) % n;
+                if self.conns[i].state == State::Open && !self.retiring(ctx, i) {
+                    pick = Some(i);
+                    break;
+                }
+            }
+            // No connection can take a message now (all reconnecting): the
+            // due ones wait, and count as late when they leave.
+            let Some(i) = pick else { break 'due };
+            let Some((due, measured)) = ctx.due(now) else {
+                break 'due;
+            };
+            self.next_conn = (i + 1) % n;
+            let conn = &mut self.conns[i];
+            if conn.out_pos == conn.out.len() {
+                conn.out.clear();
+                conn.out_pos = 0;
+            }
+            if conn.in_flight.is_empty() {
+                conn.last_progress = now;
+            }
+            ctx.pattern.write(conn.next_send, &mut conn.out);
+            conn.next_send += 1;
+            conn.sent += 1;
+            conn.in_flight.push_back((due, now, measured));
+            if !self.touched.contains(&i) {
+                self.touched.push(i);
+            }
+        }
+        for k in 0..self.touched.len() {
+            let i = self.touched[k];
+            if self.conns[i].state == State::Open {
+                self.send_more(ctx, i, now);
+            }
+        }
+        self.touched.clear();
+    }
+
+    /// Closed loop: tops the connection up to `depth` messages in flight.
+    /// Both loops: writes what the socket takes.
     fn send_more(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
         let depth = ctx.job.config.depth;
+        let churn = ctx.job.config.modes.churn;
         let conn = &mut self.conns[i];
         if conn.out_pos == conn.out.len() {
             conn.out.clear();
             conn.out_pos = 0;
         }
-        while conn.in_flight.len() < depth {
+        while conn.in_flight.len() < depth && churn.is_none_or(|m| conn.sent < m) {
             let Some(measured) = ctx.admit(now) else {
                 break;
             };
@@ -375,7 +543,8 @@ impl Streams {
             }
             ctx.pattern.write(conn.next_send, &mut conn.out);
             conn.next_send += 1;
-            conn.in_flight.push_back((now, measured));
+            conn.sent += 1;
+            conn.in_flight.push_back((now, now, measured));
         }
         while conn.out_pos < conn.out.len() {
             match conn.sock.send(&conn.out[conn.out_pos..]) {
@@ -440,8 +609,8 @@ fn consume(ctx: &mut Ctx, conn: &mut Conn, mut data: &[u8], now: Instant) -> Res
         if conn.recv_off == size {
             conn.recv_off = 0;
             conn.next_recv += 1;
-            if let Some((sent, measured)) = conn.in_flight.pop_front() {
-                ctx.echoed(sent, measured, now);
+            if let Some((due, sent, measured)) = conn.in_flight.pop_front() {
+                ctx.echoed(due, sent, measured, now);
             }
         }
     }

@@ -2,13 +2,18 @@
 //! ([`super::worker`]) share: the run's configuration, the report, the
 //! timeline and the counters. Nothing here drives a socket.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use socket2::SockAddr;
 
+use super::intervals::{Interval, Piece};
+use super::judge::Verdict;
+use super::schedule::{Arrivals, Lag};
 use crate::endpoint::{Endpoint, Kind};
 use crate::probe::payload::Pattern;
 
@@ -47,6 +52,25 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// Open loop, intervals, churn (issue 12); the default is the closed
+    /// loop as before.
+    pub modes: Modes,
+}
+
+/// The load generator's further modes; all off by default.
+#[derive(Clone, Debug, Default)]
+pub struct Modes {
+    /// Open loop: messages per second in all, on a schedule, whether or
+    /// not echoes came back (`--rate`).
+    pub rate: Option<f64>,
+    /// How the open loop spreads its sends.
+    pub arrivals: Arrivals,
+    /// Record the run interval by interval (`--interval`, `--json-stream`,
+    /// `--hdr-log`, `--plot` over time).
+    pub interval: Option<Duration>,
+    /// Close a stream connection after this many echoes and open a new one
+    /// (`--churn`).
+    pub churn: Option<u64>,
 }
 
 /// What the caller hears while a run goes on. Called from the thread that
@@ -65,6 +89,8 @@ pub trait Observer {
     fn interrupted(&mut self) -> bool {
         false
     }
+    /// An interval is complete (when intervals were asked for), in order.
+    fn interval(&mut self, _interval: &Interval) {}
 }
 
 /// An observer that hears nothing.
@@ -104,6 +130,8 @@ pub struct Counters {
     pub lost: u64,
     /// Datagram echoes that came back after being counted lost.
     pub late: u64,
+    /// Connections opened in the measured window (`--churn`).
+    pub connects: u64,
 }
 
 impl Counters {
@@ -116,6 +144,7 @@ impl Counters {
         self.errors += other.errors;
         self.lost += other.lost;
         self.late += other.late;
+        self.connects += other.connects;
     }
 }
 
@@ -135,6 +164,16 @@ pub struct Report {
     pub first_error: Option<String>,
     /// The run was stopped early by its observer (Ctrl-C).
     pub interrupted: bool,
+    /// Open loop: time from each message's actual send to its echo.
+    pub service: Option<Histogram<u64>>,
+    /// What the generator says about itself.
+    pub verdict: Verdict,
+    /// The run interval by interval (when intervals were asked for).
+    pub intervals: Vec<Interval>,
+    /// Churn: how long connects took, microseconds.
+    pub connect_time: Histogram<u64>,
+    /// Connects that failed, by cause.
+    pub connect_causes: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -151,6 +190,16 @@ impl Report {
     /// Echoed bytes per second (one direction) in the measured window.
     pub fn bytes_per_sec(&self) -> f64 {
         self.msgs_per_sec() * self.config.size as f64
+    }
+
+    /// Churn: connections opened per second in the measured window.
+    pub fn connects_per_sec(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.counters.connects as f64 / secs
+        } else {
+            0.0
+        }
     }
 
     /// Latency at quantile `q` (0..=1), microseconds.
@@ -277,6 +326,8 @@ pub struct WorkerJob {
     pub pattern: Arc<Pattern>,
     /// Shared with the coordinator.
     pub shared: Arc<Shared>,
+    /// Where finished intervals go (when intervals were asked for).
+    pub intervals: Option<Sender<Piece>>,
 }
 
 /// What one worker brings back.
@@ -289,6 +340,16 @@ pub struct WorkerResult {
     pub last_completion: Option<Instant>,
     /// The first error it saw.
     pub first_error: Option<String>,
+    /// Open loop: service times (from the actual send).
+    pub service: Histogram<u64>,
+    /// Open loop: how the schedule was kept.
+    pub lag: Lag,
+    /// The worker thread's CPU over its wall time (1.0 = a whole core).
+    pub cpu_share: f64,
+    /// Churn: connect times, microseconds.
+    pub connect_time: Histogram<u64>,
+    /// Connects that failed, by cause.
+    pub connect_causes: BTreeMap<String, u64>,
 }
 
 impl WorkerResult {
@@ -299,6 +360,11 @@ impl WorkerResult {
             latency: new_histogram(),
             last_completion: None,
             first_error: None,
+            service: new_histogram(),
+            lag: Lag::default(),
+            cpu_share: 0.0,
+            connect_time: new_histogram(),
+            connect_causes: BTreeMap::new(),
         }
     }
 
@@ -318,13 +384,37 @@ impl WorkerResult {
         }
     }
 
-    /// Records one echo that came back at `now`, sent at `sent`.
-    pub fn record(&mut self, sent: Instant, now: Instant) {
-        let micros = now.saturating_duration_since(sent).as_micros();
-        self.latency
-            .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX).max(1));
+    /// Records one echo that came back at `now`, due at `due` (the
+    /// schedule's time in open loop, else the send) and sent at `sent`;
+    /// returns the latency and, in open loop, the service time (µs).
+    pub fn record(
+        &mut self,
+        due: Instant,
+        sent: Instant,
+        now: Instant,
+        open: bool,
+    ) -> (u64, Option<u64>) {
+        let us = |from: Instant| {
+            u64::try_from(now.saturating_duration_since(from).as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        };
+        let latency = us(due);
+        self.latency.saturating_record(latency);
+        let service = open.then(|| {
+            let service = us(sent);
+            self.service.saturating_record(service);
+            service
+        });
         self.counters.messages += 1;
         self.last_completion = Some(now);
+        (latency, service)
+    }
+
+    /// Counts a connect that failed mid-run (churn), by cause.
+    pub fn connect_cause(&mut self, err: &std::io::Error) {
+        let cause = crate::error::describe(err).to_lowercase();
+        *self.connect_causes.entry(cause).or_insert(0) += 1;
     }
 }
 

@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Poll, Registry};
 
-use super::types::{Timeline, WorkerJob, WorkerResult};
+use super::intervals::Recorder;
+use super::judge::CpuClock;
+use super::schedule::Schedule;
+use super::types::{Stop, Timeline, WorkerJob, WorkerResult};
 use crate::error::describe;
 use crate::probe::payload::Pattern;
 
@@ -94,13 +97,56 @@ pub struct Ctx<'a> {
     draining: bool,
     /// The flow gave up (the server seems gone).
     given_up: bool,
+    /// Open loop: this worker's share of the schedule.
+    schedule: Option<Schedule>,
+    /// Open loop: the schedule has nothing more to send (window or quota).
+    schedule_over: bool,
+    /// Intervals: where this worker's echoes go, interval by interval.
+    recorder: Option<Recorder>,
 }
 
 impl Ctx<'_> {
-    /// Whether a new message may go out at `now`, and if so whether it
-    /// belongs to the measured window. The one place a send is admitted.
+    /// Closed loop: whether a new message may go out at `now`, and if so
+    /// whether it belongs to the measured window. The one place a send is
+    /// admitted. In open loop it is always None: only [`Ctx::due`] sends.
     #[inline]
     pub fn admit(&mut self, now: Instant) -> Option<bool> {
+        if self.schedule.is_some() {
+            return None;
+        }
+        self.window_admits(now)
+    }
+
+    /// True in open loop (`--rate`).
+    pub fn open_loop(&self) -> bool {
+        self.schedule.is_some()
+    }
+
+    /// Open loop: the next message due by `now`, if any, as its due time
+    /// and whether it is measured; the schedule moves on. The flow sends
+    /// it at once (or, when no connection can take it, does not ask).
+    #[inline]
+    pub fn due(&mut self, now: Instant) -> Option<(Instant, bool)> {
+        let due = self.schedule.as_ref()?.due();
+        if due > now || self.schedule_over {
+            return None;
+        }
+        // Judged by its due time: a message due in the window is measured
+        // however late it leaves.
+        let Some(measured) = self.window_admits(due) else {
+            self.schedule_over = true;
+            return None;
+        };
+        if let Some(schedule) = self.schedule.as_mut() {
+            schedule.advance();
+        }
+        if measured {
+            self.result.lag.sent(due, now);
+        }
+        Some((due, measured))
+    }
+
+    fn window_admits(&mut self, now: Instant) -> Option<bool> {
         if self.draining || self.timeline.measure_end.is_some_and(|end| now >= end) {
             return None;
         }
@@ -115,13 +161,29 @@ impl Ctx<'_> {
         Some(measured)
     }
 
-    /// The echo of a message sent at `sent` came back whole at `now`. The
-    /// one place a latency is recorded.
+    /// The echo of a message due at `due` (open loop; else its send
+    /// time) and sent at `sent` came back whole at `now`. The one place a
+    /// latency is recorded.
     #[inline]
-    pub fn echoed(&mut self, sent: Instant, measured: bool, now: Instant) {
+    pub fn echoed(&mut self, due: Instant, sent: Instant, measured: bool, now: Instant) {
         self.completed += 1;
         if measured && self.timeline.measure_end.is_none_or(|end| now < end) {
-            self.result.record(sent, now);
+            let open = self.schedule.is_some();
+            let (latency, service) = self.result.record(due, sent, now, open);
+            if let Some(recorder) = &mut self.recorder {
+                recorder.record(now, latency, service);
+            }
+        }
+    }
+
+    /// A connection opened mid-run (churn) in `took`, at `now`.
+    pub fn reconnected(&mut self, took: Duration, now: Instant) {
+        if now >= self.timeline.measure_start
+            && self.timeline.measure_end.is_none_or(|end| now < end)
+        {
+            self.result.counters.connects += 1;
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+            self.result.connect_time.saturating_record(us);
         }
     }
 
@@ -141,9 +203,20 @@ impl Ctx<'_> {
     }
 
     /// When the loop must wake next regardless of events, beyond the
-    /// housekeeping tick (an open loop's next due send). None today.
+    /// housekeeping tick: an open loop's next due send.
     pub fn next_wake(&self) -> Option<Instant> {
-        None
+        if self.schedule_over || self.draining {
+            return None;
+        }
+        self.schedule.as_ref().map(Schedule::due)
+    }
+
+    fn tick_intervals(&mut self, now: Instant) {
+        if let Some(recorder) = &mut self.recorder {
+            let c = &self.result.counters;
+            recorder.totals(c.errors + c.connect_failures, c.connects);
+            recorder.tick(now);
+        }
     }
 
     fn publish(&self) {
@@ -192,6 +265,39 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
         .connected
         .fetch_add(flow.connected(), Ordering::Relaxed);
     let timeline = job.shared.start();
+    let modes = &job.config.modes;
+    let schedule = modes.rate.map(|rate| {
+        // This worker's share of the rate: its share of the connections.
+        // Workers are offset by a fraction of their period, so the sum of
+        // their schedules stays even.
+        let share = rate * job.conns as f64 / job.config.connections.max(1) as f64;
+        let workers = job.shared.progress.len();
+        Schedule::new(
+            timeline.load_start,
+            share * workers as f64,
+            job.index,
+            workers,
+            modes.arrivals,
+            job.pattern.nonce(),
+        )
+    });
+    let recorder = match (&job.intervals, modes.interval) {
+        (Some(tx), Some(length)) => {
+            let count = match job.config.stop {
+                Stop::Duration(d) => (d.as_nanos().div_ceil(length.as_nanos().max(1))) as u64,
+                Stop::Messages(_) => u64::MAX,
+            };
+            Some(Recorder::new(
+                timeline.measure_start,
+                length,
+                count,
+                schedule.is_some(),
+                tx.clone(),
+            ))
+        }
+        _ => None,
+    };
+    let cpu = CpuClock::start(true);
     let mut ctx = Ctx {
         job: &job,
         pattern: &job.pattern,
@@ -202,8 +308,16 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
         completed: 0,
         draining: false,
         given_up: false,
+        schedule,
+        schedule_over: false,
+        recorder,
     };
     turn_until_done(&mut flow, &mut ctx, &mut poll, &mut events);
+    ctx.result.cpu_share = cpu.share();
+    ctx.tick_intervals(Instant::now());
+    if let Some(recorder) = ctx.recorder.take() {
+        recorder.finish(Instant::now());
+    }
     ctx.publish();
     job.shared.finish();
     ctx.draining = true;
@@ -212,10 +326,90 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
     ctx.result
 }
 
+/// The token of the open loop's timer: beyond any connection's, so a
+/// flow that sees it ignores it.
+const TIMER: mio::Token = mio::Token(usize::MAX - 1);
+
+/// The open loop's clock: a timerfd, because `epoll_wait` sleeps in whole
+/// milliseconds (rounded up), which would make every send up to a
+/// millisecond late; a timerfd wakes within tens of microseconds.
+struct Timer {
+    fd: std::os::fd::OwnedFd,
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    fn new(registry: &Registry) -> io::Result<Timer> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: timerfd_create returns a new descriptor we own, or -1.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        registry.register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            TIMER,
+            mio::Interest::READABLE,
+        )?;
+        Ok(Timer { fd, armed: None })
+    }
+
+    /// Fires once at `at` (re-armed only when the time changes).
+    fn arm(&mut self, at: Instant, now: Instant) {
+        use std::os::fd::AsRawFd;
+        if self.armed == Some(at) {
+            return;
+        }
+        let after = at
+            .saturating_duration_since(now)
+            .max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: a valid timerfd and a valid itimerspec.
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        self.armed = Some(at);
+    }
+
+    /// It fired: read its count so the next expiry raises a new edge.
+    fn fired(&mut self) {
+        use std::os::fd::AsRawFd;
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into our buffer.
+        unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        self.armed = None;
+    }
+}
+
 fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events: &mut Events) {
     let now = Instant::now();
     flow.start(ctx, now);
     let mut next_housekeeping = now + F::HOUSEKEEPING;
+    let mut timer = match ctx.schedule.is_some() {
+        true => match Timer::new(&ctx.registry) {
+            Ok(timer) => Some(timer),
+            Err(err) => {
+                ctx.result
+                    .error(|| format!("cannot create the schedule's timer: {}", describe(&err)));
+                return;
+            }
+        },
+        false => None,
+    };
     loop {
         let now = Instant::now();
         if ctx.timeline.measure_end.is_some_and(|end| now >= end)
@@ -230,7 +424,10 @@ fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events
             wake = wake.min(end);
         }
         if let Some(due) = ctx.next_wake() {
-            wake = wake.min(due);
+            match &mut timer {
+                Some(timer) if due > now => timer.arm(due, now),
+                _ => wake = wake.min(due),
+            }
         }
         if let Err(err) = poll_once(poll, events, Some(wake.saturating_duration_since(now))) {
             ctx.result
@@ -238,6 +435,12 @@ fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events
             break;
         }
         for event in events.iter() {
+            if event.token() == TIMER {
+                if let Some(timer) = &mut timer {
+                    timer.fired();
+                }
+                continue;
+            }
             flow.event(ctx, event);
         }
         let now = Instant::now();
@@ -247,6 +450,7 @@ fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events
         if now >= next_housekeeping {
             next_housekeeping = now + F::HOUSEKEEPING;
             flow.housekeeping(ctx, now);
+            ctx.tick_intervals(now);
             ctx.publish();
         }
     }
