@@ -1,9 +1,10 @@
 //! `echoplex ping`: ping(8) over an echo service (tcp, udp, unix, unix-dgram).
 //!
 //! Probes go out every `-i` seconds whether or not the last one came back,
-//! as ping(8) sends them. Each carries a magic, a per-run nonce, its
-//! sequence number and its send time, so a reply is matched by what it
-//! says, never by arrival order: a reply later than `-W` is reported as
+//! as ping(8) sends them. Each is a marker followed by the verified
+//! payload every client tool uses (`probe::payload`: the sequence number
+//! mixed with a per-run nonce, then a pattern), so a reply is matched by
+//! what it says, never by arrival order: a reply later than `-W` is reported as
 //! late (it was already counted lost), not mistaken for the next one. On a
 //! stream, probes are cut back out of the byte stream by length, and bytes
 //! that are not a probe of ours are skipped up to the next probe start.
@@ -11,23 +12,23 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::client::say;
 use crate::endpoint::{Endpoint, Tool};
 use crate::probe::duration::{positive_secs, show as secs};
 use crate::probe::failure::{self, Failure};
+use crate::probe::payload::{nonce, Pattern, SEQ_BYTES};
 use crate::probe::socket::Conn;
+use crate::probe::{DATAGRAM_BUFFER, MAX_DATAGRAM};
 
-/// Probe header: magic (4), nonce (4), sequence number (8), send time in
-/// microseconds since the run began (8). The rest is a pattern.
-const HEADER: usize = 24;
-
-/// Marks the start of a probe; with the nonce, it is what resync looks for.
+/// Marks the start of a probe: what resync looks for on a stream, where
+/// foreign bytes may come first (bench needs none: its streams carry only
+/// its own messages, in order).
 const MAGIC: [u8; 4] = *b"EPNG";
 
-/// Largest probe: the most a UDP datagram can carry.
-const MAX_SIZE: usize = 65_507;
+/// Smallest probe: the marker and the payload's sequence header.
+const HEADER: usize = MAGIC.len() + SEQ_BYTES;
 
 /// Command-line arguments of `echoplex ping`.
 #[derive(clap::Args, Debug)]
@@ -52,9 +53,10 @@ pub struct Args {
     #[arg(short = 'W', long = "timeout", value_name = "SECS", default_value = "2",
           value_parser = positive_secs)]
     pub timeout: Duration,
-    /// Probe size in bytes (at least 24: magic, nonce, sequence number, timestamp).
+    /// Probe size in bytes (at least 12: a marker, then the sequence number
+    /// mixed with a per-run nonce; the rest is a pattern).
     #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56,
-          value_parser = clap::value_parser!(u32).range(HEADER as i64..=MAX_SIZE as i64))]
+          value_parser = clap::value_parser!(u32).range(HEADER as i64..=MAX_DATAGRAM as i64))]
     pub size: u32,
     /// Print only the first line and the summary.
     #[arg(short = 'q', long = "quiet")]
@@ -94,57 +96,45 @@ pub fn run(args: Args) -> ExitCode {
     ExitCode::from(if pinger.stats.received > 0 { 0 } else { 1 })
 }
 
-/// Builds and checks probes of one run.
-#[derive(Debug, Clone, Copy)]
+/// Builds and checks probes of one run: the marker, then message `seq`
+/// of the run's [`Pattern`].
+#[derive(Debug, Clone)]
 struct Probe {
-    nonce: u32,
-    size: usize,
+    pattern: Pattern,
 }
 
 impl Probe {
-    /// The bytes every probe of this run starts with.
-    fn start(&self) -> [u8; 8] {
-        let mut start = [0u8; 8];
-        start[..4].copy_from_slice(&MAGIC);
-        start[4..].copy_from_slice(&self.nonce.to_be_bytes());
-        start
+    fn new(size: usize, nonce: u64) -> Probe {
+        Probe {
+            pattern: Pattern::new(size - MAGIC.len(), nonce),
+        }
     }
 
-    fn build(&self, seq: u64, sent_us: u64) -> Vec<u8> {
-        let mut frame = Vec::with_capacity(self.size);
-        frame.extend_from_slice(&self.start());
-        frame.extend_from_slice(&seq.to_be_bytes());
-        frame.extend_from_slice(&sent_us.to_be_bytes());
-        frame.extend((HEADER..self.size).map(|i| pattern(seq, i)));
+    /// Bytes per probe.
+    fn size(&self) -> usize {
+        MAGIC.len() + self.pattern.size()
+    }
+
+    fn build(&self, seq: u64) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(self.size());
+        frame.extend_from_slice(&MAGIC);
+        self.pattern.write(seq, &mut frame);
         frame
     }
 
-    /// `(seq, sent_us)` of a probe of ours that came back intact.
-    fn check(&self, frame: &[u8]) -> Option<(u64, u64)> {
-        if frame.len() != self.size || frame[..8] != self.start() {
-            return None;
-        }
-        let seq = u64::from_be_bytes(frame[8..16].try_into().ok()?);
-        let sent_us = u64::from_be_bytes(frame[16..24].try_into().ok()?);
-        let intact = frame[HEADER..]
-            .iter()
-            .enumerate()
-            .all(|(i, &byte)| byte == pattern(seq, HEADER + i));
-        intact.then_some((seq, sent_us))
+    /// The sequence number of a probe of ours that came back intact.
+    fn check(&self, frame: &[u8]) -> Option<u64> {
+        let payload = frame.strip_prefix(&MAGIC)?;
+        let seq = self.pattern.seq_of(payload)?;
+        (frame.len() == self.size() && self.pattern.check(seq, 0, payload)).then_some(seq)
     }
-}
-
-/// The filler byte at `index`; it depends on `seq` so a probe's body cannot
-/// pass for another's.
-fn pattern(seq: u64, index: usize) -> u8 {
-    (seq as u8).wrapping_add(index as u8)
 }
 
 /// What a stream yields next.
 #[derive(Debug, PartialEq, Eq)]
 enum Piece {
-    /// An intact probe: `(seq, sent_us)`.
-    Probe(u64, u64),
+    /// An intact probe: its sequence number.
+    Probe(u64),
     /// Bytes that are not a probe of ours, dropped to find the next one.
     Skipped(usize),
 }
@@ -162,14 +152,15 @@ impl Reassembly {
 
     /// The next probe or skipped run, or `None` until more bytes come.
     fn next(&mut self, probe: &Probe) -> Option<Piece> {
-        let start = probe.start();
+        let start = MAGIC;
+        let size = probe.size();
         let found = self.buf.windows(start.len()).position(|w| w == start);
         let skip = match found {
-            Some(0) if self.buf.len() < probe.size => return None,
-            Some(0) => match probe.check(&self.buf[..probe.size]) {
-                Some((seq, sent_us)) => {
-                    self.buf.drain(..probe.size);
-                    return Some(Piece::Probe(seq, sent_us));
+            Some(0) if self.buf.len() < size => return None,
+            Some(0) => match probe.check(&self.buf[..size]) {
+                Some(seq) => {
+                    self.buf.drain(..size);
+                    return Some(Piece::Probe(seq));
                 }
                 // A damaged probe: step past its start and look again.
                 None => 1,
@@ -275,8 +266,8 @@ struct Pinger {
     quiet: bool,
     name: String,
     start: Instant,
-    /// `status[seq - 1]`.
-    status: Vec<Status>,
+    /// `status[seq - 1]`, and when it was sent.
+    status: Vec<(Status, Instant)>,
     /// Probes in send order with their send time; the front is the next to expire.
     waiting: VecDeque<(u64, Instant)>,
     stream: Reassembly,
@@ -286,10 +277,7 @@ struct Pinger {
 impl Pinger {
     fn new(args: &Args, conn: Conn) -> Pinger {
         Pinger {
-            probe: Probe {
-                nonce: nonce(),
-                size: args.size as usize,
-            },
+            probe: Probe::new(args.size as usize, nonce()),
             count: args.count,
             interval: args.interval,
             timeout: args.timeout,
@@ -314,7 +302,7 @@ impl Pinger {
     /// every probe is answered or expired, or Ctrl-C. An error that ends the
     /// run early (a broken stream) is returned for one stderr line.
     fn run(&mut self) -> Result<(), Failure> {
-        let mut buf = vec![0u8; MAX_SIZE + 1];
+        let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let mut next_send = Instant::now();
         while !failure::stopped() {
             let now = Instant::now();
@@ -354,9 +342,9 @@ impl Pinger {
     fn send_next(&mut self) -> Result<(), Failure> {
         let seq = self.stats.transmitted + 1;
         let now = Instant::now();
-        let frame = self.probe.build(seq, micros(now - self.start));
+        let frame = self.probe.build(seq);
         self.stats.transmitted = seq;
-        self.status.push(Status::Waiting);
+        self.status.push((Status::Waiting, now));
         self.waiting.push_back((seq, now));
         match self.conn.send(&frame) {
             Err(Failure::Unreachable(why)) if !self.conn.is_stream() => {
@@ -371,11 +359,11 @@ impl Pinger {
     fn expire(&mut self, now: Instant) {
         while let Some(&(seq, sent)) = self.waiting.front() {
             let index = (seq - 1) as usize;
-            if self.status[index] == Status::Waiting {
+            if self.status[index].0 == Status::Waiting {
                 if now < sent + self.timeout {
                     break;
                 }
-                self.status[index] = Status::Lost;
+                self.status[index].0 = Status::Lost;
                 let within = secs(self.timeout);
                 self.line(format_args!("no reply for seq={seq} within {within}"));
             }
@@ -387,7 +375,7 @@ impl Pinger {
     fn take(&mut self, bytes: &[u8]) {
         if !self.conn.is_stream() {
             match self.probe.check(bytes) {
-                Some((seq, sent_us)) => self.reply(seq, sent_us),
+                Some(seq) => self.reply(seq),
                 None => self.line(format_args!(
                     "{} bytes from {}: not a probe of ours, ignored",
                     bytes.len(),
@@ -400,7 +388,7 @@ impl Pinger {
         let mut skipped = 0;
         while let Some(piece) = self.stream.next(&self.probe) {
             match piece {
-                Piece::Probe(seq, sent_us) => self.reply(seq, sent_us),
+                Piece::Probe(seq) => self.reply(seq),
                 Piece::Skipped(n) => skipped += n,
             }
         }
@@ -413,19 +401,19 @@ impl Pinger {
     }
 
     /// Matches an intact probe to what was sent, by its sequence number.
-    fn reply(&mut self, seq: u64, sent_us: u64) {
-        let ms = micros(self.start.elapsed()).saturating_sub(sent_us) as f64 / 1e3;
-        let (size, name) = (self.probe.size, &self.name);
+    fn reply(&mut self, seq: u64) {
+        let (size, name) = (self.probe.size(), &self.name);
         let status = seq
             .checked_sub(1)
             .and_then(|index| self.status.get(index as usize).copied());
-        match status {
+        let ms = status.map_or(0.0, |(_, sent)| sent.elapsed().as_secs_f64() * 1e3);
+        match status.map(|(status, _)| status) {
             Some(Status::Waiting) => {
                 self.line(format_args!(
                     "{size} bytes from {name}: seq={seq} time={ms:.3} ms"
                 ));
                 // Some(_) above means seq >= 1.
-                self.status[(seq - 1) as usize] = Status::Replied;
+                self.status[(seq - 1) as usize].0 = Status::Replied;
                 self.stats.record(ms);
             }
             Some(Status::Lost) => self.line(format_args!(
@@ -453,66 +441,54 @@ impl Pinger {
     }
 }
 
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// A per-run nonce, so probes of an earlier run (or another program's
-/// bytes) are never taken for ours.
-fn nonce() -> u32 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.subsec_nanos());
-    nanos ^ std::process::id().rotate_left(16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const PROBE: Probe = Probe {
-        nonce: 0xdead_beef,
-        size: 40,
-    };
+    fn probe() -> Probe {
+        Probe::new(40, 0xdead_beef)
+    }
 
     #[test]
     fn a_probe_checks_out_and_a_damaged_one_does_not() {
-        let frame = PROBE.build(7, 1234);
+        let probe = probe();
+        let frame = probe.build(7);
         assert_eq!(frame.len(), 40);
-        assert_eq!(PROBE.check(&frame), Some((7, 1234)));
+        assert_eq!(probe.check(&frame), Some(7));
         let mut bad = frame.clone();
         bad[30] ^= 1;
-        assert_eq!(PROBE.check(&bad), None);
-        let other = Probe { nonce: 1, ..PROBE };
+        assert_eq!(probe.check(&bad), None);
+        let other = Probe::new(40, 1);
         assert_eq!(other.check(&frame), None);
     }
 
     #[test]
     fn the_stream_resyncs_after_garbage_and_split_reads() {
+        let probe = &probe();
         let mut stream = Reassembly::default();
-        let one = PROBE.build(1, 10);
-        let two = PROBE.build(2, 20);
+        let one = probe.build(1);
+        let two = probe.build(2);
         stream.push(b"junk!");
         stream.push(&one[..10]);
-        assert_eq!(stream.next(&PROBE), Some(Piece::Skipped(5)));
-        assert_eq!(stream.next(&PROBE), None);
+        assert_eq!(stream.next(probe), Some(Piece::Skipped(5)));
+        assert_eq!(stream.next(probe), None);
         stream.push(&one[10..]);
         let mut damaged = two.clone();
         damaged[39] ^= 0xff;
         stream.push(&damaged);
         stream.push(&two);
-        assert_eq!(stream.next(&PROBE), Some(Piece::Probe(1, 10)));
+        assert_eq!(stream.next(probe), Some(Piece::Probe(1)));
         // The damaged copy is stepped over byte by byte, up to the next start.
         let mut skipped = 0;
         let found = loop {
-            match stream.next(&PROBE) {
+            match stream.next(probe) {
                 Some(Piece::Skipped(n)) => skipped += n,
                 other => break other,
             }
         };
-        assert_eq!(found, Some(Piece::Probe(2, 20)));
+        assert_eq!(found, Some(Piece::Probe(2)));
         assert_eq!(skipped, 40);
-        assert_eq!(stream.next(&PROBE), None);
+        assert_eq!(stream.next(probe), None);
     }
 
     #[test]
