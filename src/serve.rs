@@ -16,6 +16,7 @@ use crate::daemon::pidfile::PidFile;
 use crate::daemon::{activation, notify, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::describe;
+use crate::probe::duration::secs;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
 use crate::services::{self, Bound, ServeConfig};
 
@@ -46,7 +47,7 @@ pub struct Args {
     #[arg(long, value_name = "FMT", default_value = "I 2s f")]
     pub format: String,
     /// Close a connection after this many seconds without traffic (0 = never).
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
     pub idle_timeout: Duration,
     /// Most connections open at once (default: the descriptor limit less headroom).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -66,7 +67,7 @@ pub struct Args {
     #[arg(long)]
     pub rate_limit_loopback: bool,
     /// Seconds a shutdown may spend flushing what is owed.
-    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = secs)]
     pub grace: Duration,
     /// Serve a status socket at PATH (mode 600) for `echoplex status`
     /// (which looks at ./echoplex-admin.sock unless told otherwise).
@@ -79,20 +80,6 @@ pub struct Args {
     /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
     #[arg(long)]
     pub trace: bool,
-}
-
-/// Longest duration accepted: deadlines are `Instant + duration`, which
-/// must not overflow; a year is "never" for any practical purpose.
-const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
-
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if !(0.0..=MAX_SECS).contains(&secs) {
-        return Err(format!("'{text}' is not between 0 and {MAX_SECS} seconds"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a duration"))
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
