@@ -286,10 +286,11 @@ fn a_closed_port_reports_the_real_elapsed_time_and_no_latency() {
 fn help_shows_defaults_as_clap_does_and_one_is_singular() {
     let (status, out, _) = run(&["bench", "--help"]);
     assert!(status.success());
-    let duration = out
-        .lines()
-        .skip_while(|line| !line.contains("--duration"))
-        .take(3)
+    // From `--duration` to the next option, whichever help layout clap picks.
+    let mut lines = out.lines().skip_while(|line| !line.contains("--duration"));
+    let first = lines.next().unwrap_or_default();
+    let duration = std::iter::once(first)
+        .chain(lines.take_while(|line| !line.trim_start().starts_with('-')))
         .collect::<Vec<_>>()
         .join(" ");
     assert!(duration.contains("[default: 5]"), "{duration}");
