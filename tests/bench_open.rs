@@ -306,3 +306,37 @@ fn the_plot_shows_the_run_over_time_when_it_has_intervals() {
     assert!(drawn.contains(r#"class="p99""#), "{drawn}");
     assert_eq!(drawn.matches("</svg>").count(), 1);
 }
+
+/// A port no one uses right now (multicast daemons share a known one).
+fn free_udp_port() -> u16 {
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("addr").port()
+}
+
+#[test]
+fn multicast_rounds_reach_two_daemons_sharing_a_group() {
+    let port = free_udp_port();
+    let ep = format!("multicast://224.10.10.12:{port}");
+    let first = Daemon::start(&[&ep]);
+    let second = Daemon::start(&[&ep]);
+    let (status, out, err) = bench(&[&ep, "-n", "20", "--timeout", "0.5", "--json"]);
+    assert!(status.success(), "{out}\n{err}");
+    let v = json_of(&out);
+    assert_eq!(v["rounds"], 20, "{v}");
+    let responders = v["responders"].as_array().expect("responders");
+    assert_eq!(responders.len(), 1, "one host, one address: {v}");
+    let r = &responders[0];
+    assert_eq!(r["receivers"], 2, "both daemons answer: {v}");
+    assert_eq!(
+        r["acks"].as_u64().unwrap() + r["lost"].as_u64().unwrap(),
+        40,
+        "{v}"
+    );
+    assert!(r["latency_us"]["p99"].as_u64().is_some(), "{v}");
+    assert!(r["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{v}");
+    drop((first, second));
+
+    let (status, _, err) = bench(&[&ep, "-n", "2", "--timeout", "0.1"]);
+    assert_eq!(status.code(), Some(3), "nobody answers: {err}");
+    assert!(err.contains("no ack"), "{err}");
+}

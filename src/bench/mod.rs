@@ -17,6 +17,7 @@ pub mod hdrlog;
 pub mod intervals;
 pub mod judge;
 pub mod load;
+pub mod multicast;
 pub mod plot;
 pub mod report;
 pub mod schedule;
@@ -72,7 +73,22 @@ refused (some connected)
   3    nothing could connect, or no echo ever came back
   130  interrupted (Ctrl-C): the partial report is printed
 
+Without --rate the loop is closed: each connection sends again when its \
+echoes are back. With --rate R it is open: R messages per second leave on \
+a schedule whether or not the server keeps up, latency is measured from \
+each message's scheduled time (a stall shows; no coordinated omission) and \
+service time from its actual send. The generator judges itself (late \
+sends, lag, CPU) and says SATURATED when it, not the server, set the \
+numbers. --churn M is checked first against the port range, RLIMIT_NOFILE \
+and TIME_WAIT build-up; a run that would exhaust them is refused (exit 2). \
+multicast://GROUP:PORT sends rounds to the group (TTL 1, --iface) and \
+reports every responder's acks, loss and latency (exit 3: no ack).
+
 Examples:
+  echoplex bench tcp://127.0.0.1:10000 -c 100 -d 10 --rate 50000 --interval 1
+  echoplex bench tcp://127.0.0.1:10000 --rate 2000 --hdr-log gen1.hlog
+  echoplex bench tcp://127.0.0.1:10000 --churn 100 -c 20 --json-stream
+  echoplex bench multicast://224.1.1.1:5000 -d 5 --timeout 0.5
   echoplex bench tcp://127.0.0.1:10000 -c 100 -d 10
   echoplex bench udp://127.0.0.1:10000 -c 8 -s 64 --json
   echoplex bench unix:./echoplex.sock -s 16384 -c 10 --plot latency.svg")]
@@ -201,6 +217,9 @@ impl Args {
 
 /// Runs `echoplex bench`; returns the process exit code.
 pub fn run(args: Args) -> ExitCode {
+    if args.endpoint.kind == Kind::Multicast {
+        return multicast::run(&args);
+    }
     let config = match args.config() {
         Ok(config) => config,
         Err(why) => {
