@@ -29,6 +29,10 @@ pub enum Command {
     Net(crate::net::Args),
     /// Show a running daemon's handlers and counters (netstat for echoplex).
     Status(crate::status::Args),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completions(crate::shell::CompletionsArgs),
+    /// Print the man page (roff).
+    Manpage(crate::shell::ManpageArgs),
 }
 
 impl Cli {
@@ -47,6 +51,8 @@ impl Cli {
             Command::Report(args) => crate::report::run(args),
             Command::Net(args) => crate::net::run(args),
             Command::Status(args) => crate::status::run(args),
+            Command::Completions(args) => crate::shell::completions(args),
+            Command::Manpage(args) => crate::shell::manpage(args),
         }
     }
 }

@@ -21,5 +21,6 @@ pub mod reactor;
 pub mod report;
 pub mod serve;
 pub mod services;
+pub mod shell;
 pub mod sock;
 pub mod status;
