@@ -234,19 +234,7 @@ fn serve(args: Args) -> Result<(), String> {
     reactor
         .run()
         .map_err(|err| format!("event loop failed: {}", describe(&err)))?;
-    let stats = reactor.stats();
-    info!(
-        "stopped: {} accepted, {} closed, {} datagrams in, {} out, {} dropped, {} rate-limited, {} bytes in, {} out, {} proxy errors",
-        stats.accepted,
-        stats.closed,
-        stats.datagrams_in,
-        stats.datagrams_out,
-        stats.dropped_datagrams,
-        stats.rate_limited,
-        stats.bytes_in,
-        stats.bytes_out,
-        stats.proxy_errors
-    );
+    info!("stopped: {}", reactor.stats().line());
     drop(pid_file);
     Ok(())
 }

@@ -38,7 +38,7 @@ use slab::Slab;
 
 pub use buffer::BufferPool;
 pub use handler::{Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness};
-pub use stats::Stats;
+pub use stats::{Stat, StatKind, Stats};
 pub use timer::{Reason, Timers};
 
 /// Events fetched per poll: enough to amortise the syscall, small enough

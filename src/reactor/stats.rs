@@ -1,67 +1,248 @@
-//! The daemon's counters, shown by `echoplex status` and the shutdown log.
+//! The daemon's counters: ONE declared list (the `stats!` table below)
+//! feeds the struct, the `status` text, the `status json` object, the
+//! shutdown log line, per-reactor totals (`Stats::add`) and any other
+//! exposition (`Stats::LIST`: name, help, counter or gauge, value).
+//!
+//! Adding a counter is one entry in the table; handlers bump it as a field
+//! (`cx.stats.NAME += 1`), and every output shows it.
 
 use std::time::Instant;
 
-/// Counters kept by the loop and its handlers.
-#[derive(Clone, Debug)]
-pub struct Stats {
-    /// When the loop started.
-    pub started: Instant,
+use serde_json::{Map, Value};
+
+/// Whether a figure only grows (a counter) or goes up and down (a gauge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatKind {
+    /// Only grows, from 0 at start.
+    Counter,
+    /// A level now (open connections).
+    Gauge,
+}
+
+/// One line of the table: what a figure is called and how it is shown.
+#[derive(Debug)]
+pub struct Stat {
+    /// The field name, which is also its `status json` key (`bytes_in`).
+    pub name: &'static str,
+    /// One sentence for people (Prometheus `# HELP`).
+    help: &'static str,
+    /// Counter or gauge.
+    pub kind: StatKind,
+    /// Which line of the `status` text it is on (1 connections, 2 datagrams
+    /// and bytes, 3 the loop).
+    pub line: u8,
+    /// Its piece of that line, `{}` standing for the value, with the
+    /// separator before it (the text is these pieces, concatenated).
+    pub text: &'static str,
+    /// Reads it.
+    pub get: fn(&Stats) -> u64,
+}
+
+impl Stat {
+    /// The help sentence.
+    pub fn help(&self) -> &'static str {
+        self.help.trim()
+    }
+}
+
+/// A field's value as the `u64` every exposition uses.
+trait Figure {
+    fn figure(&self) -> u64;
+}
+
+impl Figure for u64 {
+    fn figure(&self) -> u64 {
+        *self
+    }
+}
+
+impl Figure for usize {
+    fn figure(&self) -> u64 {
+        u64::try_from(*self).unwrap_or(u64::MAX)
+    }
+}
+
+macro_rules! stats {
+    ($( #[doc = $help:literal] $field:ident : $ty:ty, $kind:ident, $line:literal, $text:literal; )*) => {
+        /// Counters kept by the loop and its handlers.
+        #[derive(Clone, Debug)]
+        pub struct Stats {
+            /// When the loop started.
+            pub started: Instant,
+            $( #[doc = $help] pub $field: $ty, )*
+        }
+
+        impl Stats {
+            /// Zeroed counters, starting at `started`.
+            pub fn new(started: Instant) -> Self {
+                Stats { started, $( $field: 0, )* }
+            }
+
+            /// Every figure, in the order of the table.
+            pub const LIST: &'static [Stat] = &[ $( Stat {
+                name: stringify!($field),
+                help: $help,
+                kind: StatKind::$kind,
+                line: $line,
+                text: $text,
+                get: |stats: &Stats| stats.$field.figure(),
+            }, )* ];
+
+            /// Adds `other`'s figures to these (totals over several
+            /// reactors; gauges add up too: open connections in all).
+            pub fn add(&mut self, other: &Stats) {
+                self.started = self.started.min(other.started);
+                $( self.$field += other.$field; )*
+            }
+        }
+    };
+}
+
+stats! {
     /// Connections open now.
-    pub connections: usize,
+    connections: usize, Gauge, 1, "  connections {}";
     /// Connections accepted since start.
-    pub accepted: u64,
+    accepted: u64, Counter, 1, "  accepted {}";
     /// Connections closed since start.
-    pub closed: u64,
-    /// Connections closed at once because `--max-connections` was reached.
-    pub rejected_max_connections: u64,
-    /// Connections closed at once because the process was out of descriptors.
-    pub rejected_no_fds: u64,
+    closed: u64, Counter, 1, "  closed {}";
     /// Connections closed for idleness.
-    pub timeouts: u64,
+    timeouts: u64, Counter, 1, "  timeouts {}";
+    /// Connections closed at once because `--max-connections` was reached.
+    rejected_max_connections: u64, Counter, 1, "  rejected {} (max-connections)";
+    /// Connections closed at once because the process was out of descriptors.
+    rejected_no_fds: u64, Counter, 1, " {} (no fds)";
     /// Connections closed for a missing, malformed or late PROXY header.
-    pub proxy_errors: u64,
+    proxy_errors: u64, Counter, 1, "  proxy errors {}";
     /// Datagrams received.
-    pub datagrams_in: u64,
+    datagrams_in: u64, Counter, 2, "datagrams in {}";
     /// Datagrams sent.
-    pub datagrams_out: u64,
+    datagrams_out: u64, Counter, 2, " out {}";
     /// Datagrams dropped: send queue full, or a sender we cannot answer.
-    pub dropped_datagrams: u64,
+    dropped_datagrams: u64, Counter, 2, "  dropped {}";
     /// Datagrams dropped because their source port would make a loop.
-    pub filtered_datagrams: u64,
+    filtered_datagrams: u64, Counter, 2, "  filtered {}";
     /// Datagrams dropped by the per-source rate limit.
-    pub rate_limited: u64,
+    rate_limited: u64, Counter, 2, "  rate-limited {}";
     /// Bytes received on every socket.
-    pub bytes_in: u64,
+    bytes_in: u64, Counter, 2, "  bytes in {}";
     /// Bytes sent on every socket.
-    pub bytes_out: u64,
+    bytes_out: u64, Counter, 2, " out {}";
     /// Turns of the loop.
-    pub loop_iterations: u64,
+    loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
-    pub events: u64,
+    events: u64, Counter, 3, "  events {}";
 }
 
 impl Stats {
-    /// Zeroed counters, starting now.
-    pub fn new(started: Instant) -> Self {
-        Stats {
-            started,
-            connections: 0,
-            accepted: 0,
-            closed: 0,
-            rejected_max_connections: 0,
-            rejected_no_fds: 0,
-            timeouts: 0,
-            proxy_errors: 0,
-            datagrams_in: 0,
-            datagrams_out: 0,
-            dropped_datagrams: 0,
-            filtered_datagrams: 0,
-            rate_limited: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-            loop_iterations: 0,
-            events: 0,
+    /// Every figure with its value, in the order of the table.
+    pub fn values(&self) -> impl Iterator<Item = (&'static Stat, u64)> + '_ {
+        Stats::LIST.iter().map(move |stat| (stat, (stat.get)(self)))
+    }
+
+    /// Seconds since start, at `now`.
+    pub fn uptime_s(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.started).as_secs_f64()
+    }
+
+    /// Events per turn of the loop (0 before the first turn).
+    pub fn events_per_iteration(&self) -> f64 {
+        if self.loop_iterations == 0 {
+            0.0
+        } else {
+            self.events as f64 / self.loop_iterations as f64
         }
+    }
+
+    /// The three summary lines of `echoplex status`, without a final newline.
+    pub fn text(&self, now: Instant) -> String {
+        let mut lines = [
+            format!("uptime {:.1}s", self.uptime_s(now)),
+            String::new(),
+            String::new(),
+        ];
+        for (stat, value) in self.values() {
+            let line = &mut lines[usize::from(stat.line.clamp(1, 3)) - 1];
+            line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
+        }
+        lines[2].push_str(&format!(
+            "  events/iteration {:.2}",
+            self.events_per_iteration()
+        ));
+        lines.join("\n")
+    }
+
+    /// The figures as `status json` keys: every field, plus `uptime_s` and
+    /// `events_per_iteration`.
+    pub fn json(&self, now: Instant) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("uptime_s".into(), Value::from(self.uptime_s(now)));
+        for (stat, value) in self.values() {
+            map.insert(stat.name.into(), Value::from(value));
+        }
+        map.insert(
+            "events_per_iteration".into(),
+            Value::from(self.events_per_iteration()),
+        );
+        map
+    }
+
+    /// `name value, ...` for every figure, for a log line (serve's last).
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self
+            .values()
+            .map(|(stat, value)| format!("{} {value}", stat.name))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_has_every_figure_on_the_three_lines_status_always_showed() {
+        let started = Instant::now();
+        let mut stats = Stats::new(started);
+        stats.connections = 1;
+        stats.rejected_max_connections = 2;
+        stats.rejected_no_fds = 3;
+        stats.datagrams_out = 4;
+        stats.bytes_out = 5;
+        stats.loop_iterations = 4;
+        stats.events = 6;
+        assert_eq!(
+            stats.text(started),
+            "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0\n\
+             datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
+             loop iterations 4  events 6  events/iteration 1.50"
+        );
+    }
+
+    #[test]
+    fn json_and_list_agree_and_totals_add_up() {
+        let started = Instant::now();
+        let mut a = Stats::new(started);
+        a.accepted = 2;
+        a.connections = 1;
+        let mut b = Stats::new(started);
+        b.accepted = 3;
+        b.bytes_in = 7;
+        a.add(&b);
+        let json = a.json(started);
+        assert_eq!(json["accepted"], 5);
+        assert_eq!(json["bytes_in"], 7);
+        assert_eq!(json["connections"], 1);
+        assert_eq!(json.len(), Stats::LIST.len() + 2);
+        let gauges: Vec<&str> = Stats::LIST
+            .iter()
+            .filter(|s| s.kind == StatKind::Gauge)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(gauges, ["connections"]);
+        assert!(Stats::LIST.iter().all(|s| !s.help().is_empty()));
+        assert!(a
+            .line()
+            .starts_with("connections 1, accepted 5, closed 0, "));
     }
 }

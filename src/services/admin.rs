@@ -22,7 +22,7 @@ use serde_json::json;
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
 use crate::endpoint::{Endpoint, Kind, Target};
-use crate::reactor::{Context, Handler, HandlerInfo, Stats};
+use crate::reactor::{Context, Handler, HandlerInfo};
 use crate::sock;
 
 /// The path `status` looks at, and `serve --admin` uses when given no path.
@@ -128,44 +128,14 @@ fn rows(cx: &Context) -> Vec<(usize, HandlerInfo)> {
     cx.describe_all()
 }
 
-fn events_per_iteration(stats: &Stats) -> f64 {
-    if stats.loop_iterations == 0 {
-        0.0
-    } else {
-        stats.events as f64 / stats.loop_iterations as f64
-    }
-}
-
 fn secs(duration: Option<Duration>) -> String {
     duration.map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
 /// The netstat-like table.
 fn status_table(cx: &Context) -> String {
-    let stats = &*cx.stats;
-    let mut out = format!(
-        "uptime {:.1}s  connections {}  accepted {}  closed {}  timeouts {}  rejected {} (max-connections) {} (no fds)  proxy errors {}\n\
-         datagrams in {} out {}  dropped {}  filtered {}  rate-limited {}  bytes in {} out {}\n\
-         loop iterations {}  events {}  events/iteration {:.2}\n",
-        cx.now.duration_since(stats.started).as_secs_f64(),
-        stats.connections,
-        stats.accepted,
-        stats.closed,
-        stats.timeouts,
-        stats.rejected_max_connections,
-        stats.rejected_no_fds,
-        stats.proxy_errors,
-        stats.datagrams_in,
-        stats.datagrams_out,
-        stats.dropped_datagrams,
-        stats.filtered_datagrams,
-        stats.rate_limited,
-        stats.bytes_in,
-        stats.bytes_out,
-        stats.loop_iterations,
-        stats.events,
-        events_per_iteration(stats),
-    );
+    let mut out = cx.stats.text(cx.now);
+    out.push('\n');
     out.push_str(&format!(
         "{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
         "TOKEN", "KIND", "LOCAL", "PEER", "STATE", "IN", "OUT", "PENDING", "IDLE"
@@ -193,7 +163,6 @@ fn status_table(cx: &Context) -> String {
 
 /// The same as one JSON object.
 pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
-    let stats = &*cx.stats;
     let handlers: Vec<serde_json::Value> = rows(cx)
         .into_iter()
         .map(|(key, info)| {
@@ -210,25 +179,7 @@ pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
             })
         })
         .collect();
-    json!({
-        "uptime_s": cx.now.duration_since(stats.started).as_secs_f64(),
-        "connections": stats.connections,
-        "accepted": stats.accepted,
-        "closed": stats.closed,
-        "timeouts": stats.timeouts,
-        "rejected_max_connections": stats.rejected_max_connections,
-        "rejected_no_fds": stats.rejected_no_fds,
-        "proxy_errors": stats.proxy_errors,
-        "datagrams_in": stats.datagrams_in,
-        "datagrams_out": stats.datagrams_out,
-        "dropped_datagrams": stats.dropped_datagrams,
-        "filtered_datagrams": stats.filtered_datagrams,
-        "rate_limited": stats.rate_limited,
-        "bytes_in": stats.bytes_in,
-        "bytes_out": stats.bytes_out,
-        "loop_iterations": stats.loop_iterations,
-        "events": stats.events,
-        "events_per_iteration": events_per_iteration(stats),
-        "handlers": handlers,
-    })
+    let mut object = cx.stats.json(cx.now);
+    object.insert("handlers".into(), serde_json::Value::Array(handlers));
+    serde_json::Value::Object(object)
 }
