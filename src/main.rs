@@ -3,13 +3,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = echoplex::cli::Cli::parse();
-    // Logs go to stderr; stdout is reserved for the contract's lines.
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    logger.target(env_logger::Target::Stderr);
-    if cli.wants_trace() {
-        logger.filter_module("echoplex::reactor", log::LevelFilter::Trace);
-    }
-    logger.init();
-    cli.run()
+    // Logs go to stderr; stdout is reserved for the contract's lines. The
+    // daemon's logs go through a queue that never blocks its loop.
+    let daemon = matches!(cli.command, echoplex::cli::Command::Serve(_));
+    echoplex::daemon::log::init(daemon, cli.wants_trace());
+    let code = cli.run();
+    echoplex::daemon::log::flush();
+    code
 }

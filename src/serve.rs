@@ -89,11 +89,18 @@ fn parse_mode(text: &str) -> Result<u32, String> {
     }
 }
 
-/// Runs the daemon; the exit code is 0 after a clean shutdown.
+/// Runs the daemon; the exit code is 0 after a clean shutdown, 2 for a
+/// bad option (such as a `--format` it cannot serve), 1 if it could not start.
 pub fn run(args: Args) -> ExitCode {
+    if let Err(message) = services::binary::check_format(&args.format, args.max_buffer) {
+        eprintln!("echoplex: {message}");
+        return ExitCode::from(2);
+    }
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
+            // Log lines still queued come first, so the error is the last line.
+            crate::daemon::log::flush();
             eprintln!("echoplex: {message}");
             ExitCode::FAILURE
         }
@@ -203,7 +210,8 @@ fn serve(args: Args) -> Result<(), String> {
             .add(one.handler)
             .map_err(|err| format!("cannot register {}: {}", one.endpoint, describe(&err)))?;
     }
-    if let Some(admin) = admin {
+    if let (Some(admin), Some(path)) = (admin, &args.admin) {
+        lines.push_str(&format!("listening admin:{}\n", path.display()));
         reactor
             .add(admin)
             .map_err(|err| format!("admin socket: {}", describe(&err)))?;

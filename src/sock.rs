@@ -9,7 +9,7 @@ use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::daemon::activation::{self, Local};
@@ -250,17 +250,42 @@ fn bind_unix(target: &Target, ty: Type, mode: u32) -> io::Result<(Socket, Option
         return Ok((socket, None));
     };
     clear_stale_socket(path, ty)?;
-    // bind() creates the file with 0777 & !umask: narrowing the umask around
-    // it means the file never exists with wider permissions than asked.
-    // SAFETY: umask only swaps the process mask; we are still single-threaded.
+    // bind() creates the file with 0777 & !umask, so a umask of !mode gives
+    // it exactly `mode`, from its first instant. Nothing touches the path
+    // after bind: anyone who can write to the directory can rename a
+    // symlink over the fresh socket, and a chmod by path would then follow
+    // it and change the mode of any file the daemon can reach.
+    // SAFETY: umask only swaps the process mask. Sockets are bound before
+    // the loop starts; the only other thread then (the log writer) creates
+    // no files.
     let old_mask = unsafe { libc::umask(!mode as libc::mode_t & 0o777) };
     let bound = socket.bind(&SockAddr::unix(path)?);
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old_mask) };
-    bound?;
+    bound.map_err(|err| explain_bind_error(path, err))?;
     let guard = SocketFile::created(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     Ok((socket, Some(guard)))
+}
+
+/// bind(2) says only "No such file or directory" when the socket's
+/// directory is missing: name the directory.
+fn explain_bind_error(path: &Path, err: io::Error) -> io::Error {
+    if err.kind() != io::ErrorKind::NotFound {
+        return err;
+    }
+    let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) else {
+        return err;
+    };
+    if fs::symlink_metadata(dir).is_ok() {
+        return err;
+    }
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "No such file or directory: the directory {} does not exist",
+            dir.display()
+        ),
+    )
 }
 
 /// A non-blocking Unix stream listener; see `bind_unix` for the file rules.

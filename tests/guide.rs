@@ -307,8 +307,9 @@ fn the_guide_works_as_printed() {
             "unix:./echoplex.sock",
             "multicast://224.10.10.10:10000",
             "binary://127.0.0.1:10001",
+            "admin:./echoplex-admin.sock",
         ],
-        "serve with no endpoint serves the contract's defaults"
+        "serve with no endpoint serves the contract's defaults, then the admin socket"
     );
 
     let mut ran = 0;

@@ -3,6 +3,7 @@
 //! notification, the hitless upgrade and the pid file).
 
 pub mod activation;
+pub mod log;
 pub mod notify;
 pub mod pidfile;
 pub mod upgrade;

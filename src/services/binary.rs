@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::rc::Rc;
 
-use log::{debug, info, warn};
+use log::debug;
 
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
@@ -17,6 +17,30 @@ use crate::codec::structfmt::{self, Format};
 use crate::endpoint::Endpoint;
 use crate::reactor::Context;
 use crate::sock;
+
+/// Checks `--format` at start-up, whether or not a `binary://` endpoint
+/// uses it: it must parse, and its records must be at least one byte (an
+/// empty record would swallow all input) and fit in `--max-buffer` (the
+/// partial record a connection holds counts against that limit).
+pub fn check_format(text: &str, max_buffer: u64) -> Result<Format, String> {
+    let format = Format::parse(text).map_err(|err| format!("--format: {err}"))?;
+    let size = format.size();
+    if size == 0 {
+        return Err(format!(
+            "--format '{text}' describes zero-length records: binary:// could never echo anything"
+        ));
+    }
+    if size as u64 > max_buffer {
+        return Err(format!(
+            "--format '{text}' records are {size} bytes, more than --max-buffer {max_buffer}: \
+             raise --max-buffer or use a smaller format"
+        ));
+    }
+    Ok(format)
+}
+
+/// Longest `unpacked:` line logged; a bigger record is shown cut.
+const MAX_LOGGED_RECORD: usize = 1024;
 
 /// Binds the record service.
 pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
@@ -93,7 +117,20 @@ impl Records {
 
     fn echo_record(&self, record: &[u8], replies: &mut Vec<u8>) -> Result<(), String> {
         let values = self.format.decode(record).map_err(|err| err.to_string())?;
-        info!("unpacked: {}", structfmt::repr(&values));
+        // The tutorial's line, but a client must not be able to make the
+        // daemon log once per record, nor megabytes per line.
+        if log::log_enabled!(log::Level::Info) {
+            let mut repr = structfmt::repr(&values);
+            if repr.len() > MAX_LOGGED_RECORD {
+                let cut = (0..=MAX_LOGGED_RECORD)
+                    .rev()
+                    .find(|&at| repr.is_char_boundary(at))
+                    .unwrap_or(0);
+                repr.truncate(cut);
+                repr.push_str("...");
+            }
+            crate::log_limited!(log::Level::Info, "unpacked: {repr}");
+        }
         let encoded = self.format.encode(&values).map_err(|err| err.to_string())?;
         replies.extend_from_slice(&encoded);
         Ok(())
@@ -115,7 +152,8 @@ impl Protocol for Records {
 
     fn peer_closed(&mut self, kind: &str, peer: &dyn fmt::Display) {
         if !self.partial.is_empty() {
-            warn!(
+            crate::log_limited!(
+                log::Level::Warn,
                 "{kind} {peer}: connection ended with {} bytes of a partial {}-byte record",
                 self.partial.len(),
                 self.format.size()
@@ -123,7 +161,7 @@ impl Protocol for Records {
         }
     }
 
-    fn min_room(&self) -> usize {
-        self.format.size().max(1)
+    fn held(&self) -> usize {
+        self.partial.len()
     }
 }

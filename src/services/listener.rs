@@ -11,9 +11,10 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::Level;
 use mio::{Interest, Registry, Token};
 
+use crate::log_limited;
 use crate::reactor::{Admission, Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 use crate::sock::SocketFile;
 
@@ -77,7 +78,6 @@ pub struct Listener<L: Acceptor> {
     make_conn: MakeConn<L>,
     accept_ready: bool,
     paused: bool,
-    over_limit: bool,
     /// Accept is failing for lack of descriptors: log once per burst.
     out_of_fds: bool,
     /// Removes the socket file when the listener goes.
@@ -100,7 +100,6 @@ impl<L: Acceptor> Listener<L> {
             make_conn,
             accept_ready: false,
             paused: false,
-            over_limit: false,
             out_of_fds: false,
             _socket_file: socket_file,
         }
@@ -120,9 +119,11 @@ impl<L: Acceptor> Listener<L> {
                 Err(err) if is_out_of_fds(&err) => self.out_of_fds(&err, cx),
                 Err(err) if is_this_connections_error(&err) => {}
                 Err(err) => {
-                    warn!(
+                    log_limited!(
+                        Level::Warn,
                         "{} {}: accept failed: {err}; retrying shortly",
-                        self.kind, self.local
+                        self.kind,
+                        self.local
                     );
                     self.pause(cx);
                     return;
@@ -135,34 +136,35 @@ impl<L: Acceptor> Listener<L> {
     fn admit(&mut self, stream: L::Stream, peer: L::Peer, cx: &mut Context) {
         if self.out_of_fds {
             self.out_of_fds = false;
-            info!(
+            log_limited!(
+                Level::Info,
                 "{} {}: descriptors available again, accepting",
-                self.kind, self.local
+                self.kind,
+                self.local
             );
         }
         let conn = (self.make_conn)(stream, peer);
         // The reactor admits or refuses against --max-connections (admin
         // clients are not connections: status must work when full).
-        let counted = conn.is_connection();
-        match cx.spawn(conn) {
-            Admission::OverLimit => {
-                if !self.over_limit {
-                    self.over_limit = true;
-                    warn!(
-                        "{} {}: --max-connections {} reached; closing new connections",
-                        self.kind, self.local, cx.limits.max_connections
-                    );
-                }
-            }
-            Admission::Admitted if counted => self.over_limit = false,
-            Admission::Admitted => {}
+        if let Admission::OverLimit = cx.spawn(conn) {
+            // Rate-limited, not "once per burst": under churn a burst never
+            // ends, and a flag re-armed by every accepted connection warned
+            // once per connection.
+            log_limited!(
+                Level::Warn,
+                "{} {}: --max-connections {} reached; closing new connections",
+                self.kind,
+                self.local,
+                cx.limits.max_connections
+            );
         }
     }
 
     fn out_of_fds(&mut self, err: &io::Error, cx: &mut Context) {
         if !self.out_of_fds {
             self.out_of_fds = true;
-            warn!(
+            log_limited!(
+                Level::Warn,
                 "{} {}: out of file descriptors ({err}); closing new connections until some free up",
                 self.kind, self.local
             );

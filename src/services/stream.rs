@@ -14,9 +14,10 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::debug;
 use mio::{Interest, Registry, Token};
 
 use super::proxy::{self, Preamble};
@@ -36,20 +37,46 @@ const LINGER: Reason = Reason(1);
 const PROXY_DEADLINE: Reason = Reason(2);
 
 /// A byte stream the reactor can poll: `mio::net::TcpStream` or `UnixStream`.
-pub trait Stream: Read + Write + mio::event::Source {
+pub trait Stream: Read + Write + mio::event::Source + AsFd + AsRawFd {
     /// Sends our FIN: the peer reads what is left, then EOF.
     fn shutdown_write(&self) -> io::Result<()>;
+
+    /// Makes the coming close a reset (RST), so a peer we still owe bytes
+    /// sees an error rather than a clean end of stream.
+    fn reset_on_close(&self);
 }
 
 impl Stream for mio::net::TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
+
+    fn reset_on_close(&self) {
+        // SO_LINGER with a zero timeout: close() sends RST and drops the
+        // send queue instead of a FIN behind it.
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
 }
 
 impl Stream for mio::net::UnixStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    /// Unix streams have no reset: the kernel gives the peer ECONNRESET
+    /// only if we close with unread bytes; otherwise it reads EOF.
+    fn reset_on_close(&self) {}
+}
+
+/// Bytes in the socket's receive queue that we have not read (FIONREAD).
+fn unread_bytes(fd: &impl AsRawFd) -> usize {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the variable we own.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) };
+    if rc == 0 {
+        usize::try_from(count).unwrap_or(0)
+    } else {
+        0
     }
 }
 
@@ -348,12 +375,13 @@ impl Default for ConnState {
     }
 }
 
-/// What the loop owes a connection whose call failed: a line at the right level.
+/// What the loop owes a connection whose call failed: a line at the right
+/// level (a client can cause this once per connection: rate-limited).
 pub fn log_close(kind: &str, peer: &dyn fmt::Display, err: &io::Error) {
     if is_disconnect(err) {
         debug!("{kind} {peer} closed by peer: {err}");
     } else {
-        warn!("{kind} {peer} closed on error: {err}");
+        crate::log_limited!(log::Level::Warn, "{kind} {peer} closed on error: {err}");
     }
 }
 
@@ -378,9 +406,11 @@ pub trait Protocol {
         false
     }
 
-    /// Bytes of outbox room below which reading waits (a whole record).
-    fn min_room(&self) -> usize {
-        1
+    /// Bytes received and held, not yet answered (a partial record): they
+    /// count against `--max-buffer`, and a connection holding some is not
+    /// quiet at shutdown.
+    fn held(&self) -> usize {
+        0
     }
 
     /// True if the connection counts against `--max-connections`.
@@ -453,7 +483,11 @@ fn interest(writable: bool) -> Interest {
 }
 
 /// A connection over a stream, speaking protocol `R`.
-pub struct StreamConn<S, P: fmt::Display, R> {
+///
+/// Dropped while it still holds bytes unread or unsent (the grace period
+/// of a shutdown ran out, an error), it resets the connection: the peer
+/// must not mistake a clean end of stream for a complete echo.
+pub struct StreamConn<S: Stream, P: fmt::Display, R: Protocol> {
     stream: S,
     kind: &'static str,
     peer: P,
@@ -519,9 +553,10 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
     }
 
     /// Reads and hands bytes to the protocol until `WouldBlock`, a short
-    /// read, EOF, the fairness budget, or backpressure.
+    /// read, EOF, the fairness budget, or backpressure. During a shutdown
+    /// too: a busy connection is served until its peer's EOF.
     fn pump(&mut self, cx: &mut Context) -> io::Result<()> {
-        let limit = cx.limits.max_buffer.max(self.protocol.min_room());
+        let limit = cx.limits.max_buffer;
         let StreamConn {
             stream,
             kind,
@@ -532,11 +567,12 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             ..
         } = self;
         for _ in 0..READS_PER_EVENT {
-            if !conn.read_ready || conn.peer_done || protocol.done() || cx.is_shutting_down() {
+            if !conn.read_ready || conn.peer_done || protocol.done() {
                 return Ok(());
             }
-            let room = conn.outbox.room(limit);
-            if room < protocol.min_room() {
+            // What is held (a partial record) counts like what is owed.
+            let room = conn.outbox.room(limit).saturating_sub(protocol.held());
+            if room == 0 {
                 return Ok(()); // paused by backpressure; a flush resumes it
             }
             let drained = cx.with_scratch(|scratch, cx| -> io::Result<bool> {
@@ -601,6 +637,15 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
         Flow::Close
     }
 
+    /// Nothing unread, nothing owed, nothing held: at shutdown such a
+    /// connection is closed at once (with the lingering close).
+    fn is_quiet(&self) -> bool {
+        self.conn.outbox.is_empty()
+            && self.protocol.held() == 0
+            && !self.conn.read_ready
+            && unread_bytes(&self.stream) == 0
+    }
+
     /// Shutdown, once nothing is owed. A peer that is quiet is closed at
     /// once: its input queue is empty, so the close is a clean FIN and the
     /// kernel still delivers what we wrote. A peer still sending would get
@@ -645,21 +690,6 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
     }
 }
 
-impl<S, P: fmt::Display, R> Drop for StreamConn<S, P, R> {
-    fn drop(&mut self) {
-        // One line whichever way the connection ended (tests and operators
-        // match what a client received against what was sent to it).
-        let shown = Shown {
-            peer: &self.peer,
-            proxy: self.proxy.as_deref(),
-        };
-        debug!(
-            "{} {shown} gone: {} bytes in, {} out",
-            self.kind, self.conn.bytes_in, self.conn.bytes_out
-        );
-    }
-}
-
 impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         // Writable is asked for only while bytes are owed (see `ready`).
@@ -684,6 +714,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
 
     fn ready(&mut self, readiness: Readiness, cx: &mut Context) -> Flow {
         self.conn.note(readiness);
+        if self.conn.lingering {
+            return self.linger(cx).unwrap_or_else(|_| self.release(cx));
+        }
         let result = self
             .conn
             .flush(&mut self.stream, cx)
@@ -692,14 +725,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             log_close(self.kind, &self.shown(), &err);
             return self.release(cx);
         }
-        if self.conn.outbox.is_empty() {
-            if self.conn.finished() || self.protocol.done() {
-                debug!("{} {} closed: all sent", self.kind, self.shown());
-                return Flow::Close;
-            }
-            if cx.is_shutting_down() {
-                return self.linger(cx).unwrap_or_else(|_| self.release(cx));
-            }
+        if self.conn.outbox.is_empty() && (self.conn.finished() || self.protocol.done()) {
+            debug!("{} {} closed: all sent", self.kind, self.shown());
+            return Flow::Close;
         }
         // Writable interest follows the outbox: a standing one would wake
         // the loop each time the peer frees send-buffer space (on Unix
@@ -749,9 +777,11 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
-        // Reading stops; what is owed is flushed from `ready` within the
-        // grace period, then the connection lingers until the peer's EOF.
-        if self.conn.outbox.is_empty() {
+        // A quiet connection closes now (lingering, so bytes still in
+        // flight do not turn our close into a reset). A busy one is served
+        // from `ready` until its peer's EOF; if the grace period ends
+        // first, dropping it resets it (see `Drop`).
+        if self.is_quiet() {
             self.linger(cx).unwrap_or_else(|_| self.release(cx))
         } else {
             Flow::Continue
@@ -764,6 +794,38 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
 
     fn describe(&self, now: Instant) -> HandlerInfo {
         self.conn.describe(self.kind, self.shown().to_string(), now)
+    }
+}
+
+impl<S: Stream, P: fmt::Display, R: Protocol> Drop for StreamConn<S, P, R> {
+    fn drop(&mut self) {
+        // After the peer's EOF with everything sent, close is clean. Else,
+        // bytes the peer sent that were never answered mean a reset.
+        let clean = self.conn.peer_done && self.conn.outbox.is_empty();
+        let reset = !clean
+            && (!self.conn.outbox.is_empty()
+                || self.protocol.held() > 0
+                || unread_bytes(&self.stream) > 0);
+        if reset {
+            self.stream.reset_on_close();
+        }
+        // One line whichever way the connection ended (tests and operators
+        // match what a client received against what was sent to it).
+        let shown = Shown {
+            peer: &self.peer,
+            proxy: self.proxy.as_deref(),
+        };
+        debug!(
+            "{} {shown} gone: {} bytes in, {} out{}",
+            self.kind,
+            self.conn.bytes_in,
+            self.conn.bytes_out,
+            if reset {
+                ", reset: bytes still owed"
+            } else {
+                ""
+            }
+        );
     }
 }
 

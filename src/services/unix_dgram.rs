@@ -15,7 +15,7 @@ use mio::{Interest, Registry, Token};
 
 use super::datagram::{DatagramService, DatagramSocket, Reply};
 use super::{Bound, ServeConfig};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Target};
 use crate::sock;
 
 /// A non-blocking std `UnixDatagram` that mio can poll.
@@ -103,6 +103,14 @@ impl DatagramSocket for UnixDgram {
     }
     fn send_one(&self, buf: &[u8], to: &UnixSender) -> io::Result<bool> {
         if to.0.is_unnamed() {
+            // A newcomer's first datagram often comes from an unbound
+            // socket: say why nothing came back (rate-limited: a client can
+            // send many).
+            crate::log_limited!(
+                log::Level::Info,
+                "unix-dgram: cannot answer a sender that did not bind its socket \
+                 to a path (bind it, e.g. socat's UNIX-SENDTO with bind=PATH)"
+            );
             return Ok(false);
         }
         self.0.send_to_addr(buf, &to.0).map(|_| true)
@@ -113,8 +121,23 @@ impl DatagramSocket for UnixDgram {
     const FULL_MEANS_PEER_FULL: bool = true;
 }
 
-/// Binds a Unix datagram echo socket (file mode `--unix-mode`).
+/// Binds a Unix datagram echo socket (file mode `--unix-mode`). A relative
+/// path is bound (and shown) absolute: replies come from the bound address,
+/// and a client that sent to the absolute path drops replies from
+/// `./name` as from a stranger.
 pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let mut endpoint = endpoint.clone();
+    if let Target::Path(path) = &endpoint.target {
+        if path.is_relative() {
+            // `./x` and `x` alike: components() drops the leading `.`.
+            let relative = path
+                .components()
+                .filter(|part| *part != std::path::Component::CurDir);
+            endpoint.target = Target::Path(
+                std::env::current_dir()?.join(relative.collect::<std::path::PathBuf>()),
+            );
+        }
+    }
     let (socket, socket_file) = sock::unix_datagram(&endpoint.target, config.unix_mode)?;
     let handler = DatagramService::new(
         UnixDgram(socket),
@@ -126,7 +149,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     );
     Ok(Bound {
         handler: Box::new(handler),
-        endpoint: endpoint.clone(),
+        endpoint,
         detail: String::new(),
     })
 }
