@@ -301,3 +301,59 @@ fn help_shows_defaults_as_clap_does_and_one_is_singular() {
     assert!(out.contains(" 1 connection × "), "{out}");
     daemon.stop();
 }
+
+/// The bench's modules form layers: no module reaches, through its
+/// `super::` imports, back to itself (issue 11). Read from the source, so a
+/// new module that closes a loop fails here.
+#[test]
+fn bench_modules_import_no_cycle() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bench");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let entries = std::fs::read_dir(&dir).expect("src/bench");
+    let files: Vec<_> = entries.map(|e| e.expect("entry").path()).collect();
+    let module = |path: &std::path::Path| {
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let names: BTreeSet<String> = files.iter().map(|p| module(p)).collect();
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("source");
+        // Code only: comments (doc links) and unit tests do not count.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut deps = BTreeSet::new();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("super::") {
+                let rest = &line[i + "super::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if names.contains(&name) && name != module(path) {
+                    deps.insert(name);
+                }
+            }
+        }
+        graph.insert(module(path), deps);
+    }
+    fn reaches(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        to: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        graph
+            .get(from)
+            .into_iter()
+            .flatten()
+            .any(|next| next == to || (seen.insert(next.clone()) && reaches(graph, next, to, seen)))
+    }
+    for name in graph.keys() {
+        assert!(
+            !reaches(&graph, name, name, &mut BTreeSet::new()),
+            "src/bench/{name}.rs imports itself back through: {graph:?}"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use super::report::group;
+use super::units::group;
 
 /// Histogram bounds shared with the run's own histograms.
 pub fn histogram() -> Histogram<u64> {

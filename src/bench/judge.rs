@@ -115,10 +115,10 @@ impl Verdict {
         if let Some(lag) = &self.lag {
             line.push_str(&format!(
                 "late sends {} of {} ({:.3} %), max lag {} µs; ",
-                super::report::group(lag.late),
-                super::report::group(lag.sends),
+                super::units::group(lag.late),
+                super::units::group(lag.sends),
                 100.0 * lag.late as f64 / lag.sends.max(1) as f64,
-                super::report::group(lag.max_lag_us),
+                super::units::group(lag.max_lag_us),
             ));
         }
         line.push_str(&format!(

@@ -23,6 +23,7 @@ pub mod report;
 pub mod schedule;
 pub mod stream;
 pub mod types;
+pub mod units;
 pub mod worker;
 
 use std::io::{IsTerminal, Write};
