@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::error::describe;
 use crate::services::admin::DEFAULT_ADMIN_PATH;
 
+mod watch;
+
 /// Options of `echoplex status`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -22,10 +24,26 @@ pub struct Args {
     /// Seconds to wait for the daemon.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub timeout: f64,
+    /// Redraw every SECS (default 1) until Ctrl-C, with rates per second
+    /// beside the counters; in place on a terminal, else one block per SECS
+    /// (with --json: one object per line, with "rates").
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1",
+          value_parser = crate::probe::duration::positive_secs)]
+    pub watch: Option<Duration>,
 }
 
 /// Prints the daemon's status; exit 1 if it cannot be reached.
 pub fn run(args: Args) -> ExitCode {
+    if let Some(every) = args.watch {
+        let admin = args.admin.display().to_string();
+        return match watch::run(every, args.json, &admin, || query(&args)) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("echoplex: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match query(&args) {
         Ok(text) => {
             print!("{text}");
@@ -53,7 +71,8 @@ fn query(args: &Args) -> Result<String, String> {
     })?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     stream.set_write_timeout(Some(timeout)).map_err(fail)?;
-    let command = if args.json {
+    // --watch always reads JSON: its counters come with their names.
+    let command = if args.json || args.watch.is_some() {
         "status json\n"
     } else {
         "status\n"
