@@ -16,6 +16,18 @@ pub const BATCH: usize = 32;
 /// Room for the largest datagram (a UDP payload is at most 65,507 bytes).
 const SLOT: usize = 65_536;
 
+/// Room for a sender's address.
+const ADDR_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+/// A sender, as much as the source guard's common case needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Its port.
+    pub port: u16,
+    /// From 127/8 or ::1.
+    pub loopback: bool,
+}
+
 /// Receive buffers, addresses and headers for one batch. The buffers are
 /// allocated zeroed and lazily by the OS: only pages a datagram touched
 /// become resident.
@@ -52,7 +64,7 @@ impl Batch {
     pub fn new() -> Self {
         // SAFETY: iovec, sockaddr_storage and mmsghdr are plain C structs
         // (integers and raw pointers): all-zero is a valid value of each.
-        unsafe {
+        let mut batch = unsafe {
             Batch {
                 arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
                 iovs: zeroed(BATCH),
@@ -63,32 +75,40 @@ impl Batch {
                 out_iovs: zeroed(BATCH),
                 queued: 0,
             }
+        };
+        // The headers point into the boxed slices once and for all: a boxed
+        // slice's heap block never moves, even when the Batch does. So a
+        // receive resets only what the kernel wrote (the address lengths of
+        // the datagrams it filled), not 32 headers, and an answer sets only
+        // its buffer and address.
+        let arena = batch.arena.as_mut_ptr();
+        for i in 0..BATCH {
+            batch.iovs[i] = libc::iovec {
+                // SAFETY: i * SLOT + SLOT <= arena.len().
+                iov_base: unsafe { arena.add(i * SLOT) }.cast(),
+                iov_len: SLOT,
+            };
+            let hdr = &mut batch.hdrs[i].msg_hdr;
+            hdr.msg_name = ptr::addr_of_mut!(batch.addrs[i]).cast();
+            hdr.msg_namelen = ADDR_LEN;
+            hdr.msg_iov = ptr::addr_of_mut!(batch.iovs[i]);
+            hdr.msg_iovlen = 1;
+            let out = &mut batch.out_hdrs[i].msg_hdr;
+            out.msg_iov = ptr::addr_of_mut!(batch.out_iovs[i]);
+            out.msg_iovlen = 1;
         }
+        batch
     }
 
     /// Receives up to [`BATCH`] datagrams from the non-blocking socket `fd`;
     /// returns how many (an error of `WouldBlock` when there were none).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        // recvmmsg rewrote the address length of each datagram it filled.
+        for hdr in &mut self.hdrs[..self.received] {
+            hdr.msg_hdr.msg_namelen = ADDR_LEN;
+        }
         self.received = 0;
         self.queued = 0;
-        let arena = self.arena.as_mut_ptr();
-        for i in 0..BATCH {
-            // Pointers are set on every call, so a moved Batch stays sound.
-            self.iovs[i] = libc::iovec {
-                // SAFETY: i * SLOT + SLOT <= arena.len().
-                iov_base: unsafe { arena.add(i * SLOT) }.cast(),
-                iov_len: SLOT,
-            };
-            let hdr = &mut self.hdrs[i];
-            hdr.msg_len = 0;
-            hdr.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
-            hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            hdr.msg_hdr.msg_iov = ptr::addr_of_mut!(self.iovs[i]);
-            hdr.msg_hdr.msg_iovlen = 1;
-            hdr.msg_hdr.msg_control = ptr::null_mut();
-            hdr.msg_hdr.msg_controllen = 0;
-            hdr.msg_hdr.msg_flags = 0;
-        }
         // SAFETY: every header points at live buffers owned by self, sized
         // as declared; the kernel writes at most that much.
         let n = unsafe {
@@ -119,6 +139,37 @@ impl Batch {
         )
     }
 
+    /// The length of the `i`th datagram and what the source guard needs
+    /// to know of its sender without building a `SocketAddr`: None for an
+    /// address that is not IP.
+    pub fn peek(&self, i: usize) -> (usize, Option<Source>) {
+        debug_assert!(i < self.received, "datagram {i} was not received");
+        let hdr = &self.hdrs[i];
+        let len = (hdr.msg_len as usize).min(SLOT);
+        let storage = &self.addrs[i];
+        let namelen = hdr.msg_hdr.msg_namelen as usize;
+        let source = match libc::c_int::from(storage.ss_family) {
+            libc::AF_INET if namelen >= mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says sockaddr_in, and storage is large and aligned enough.
+                let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+                Some(Source {
+                    port: u16::from_be(sin.sin_port),
+                    loopback: u32::from_be(sin.sin_addr.s_addr) >> 24 == 127,
+                })
+            }
+            libc::AF_INET6 if namelen >= mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for sockaddr_in6.
+                let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+                Some(Source {
+                    port: u16::from_be(sin6.sin6_port),
+                    loopback: Ipv6Addr::from(sin6.sin6_addr.s6_addr).is_loopback(),
+                })
+            }
+            _ => None,
+        };
+        (len, source)
+    }
+
     /// Queues an answer to datagram `i`: `reply` (or the datagram itself
     /// when None) to its sender.
     pub fn answer(&mut self, i: usize, reply: Option<&'static [u8]>) {
@@ -131,15 +182,9 @@ impl Batch {
             iov_base: base,
             iov_len: len,
         };
-        let hdr = &mut self.out_hdrs[k];
-        hdr.msg_len = 0;
-        hdr.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
-        hdr.msg_hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
-        hdr.msg_hdr.msg_iov = ptr::addr_of_mut!(self.out_iovs[k]);
-        hdr.msg_hdr.msg_iovlen = 1;
-        hdr.msg_hdr.msg_control = ptr::null_mut();
-        hdr.msg_hdr.msg_controllen = 0;
-        hdr.msg_hdr.msg_flags = 0;
+        let hdr = &mut self.out_hdrs[k].msg_hdr;
+        hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
+        hdr.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
         self.queued += 1;
     }
 
@@ -168,6 +213,11 @@ impl Batch {
             return Err(io::Error::last_os_error());
         }
         Ok(n as usize)
+    }
+
+    /// The length of queued answer `k`.
+    pub fn queued_len(&self, k: usize) -> usize {
+        self.out_iovs[k].iov_len
     }
 
     /// The bytes and destination of queued answer `k` (to queue it when
