@@ -41,6 +41,13 @@ impl Cli {
         matches!(&self.command, Command::Serve(args) if args.trace)
     }
 
+    /// True when `serve --reactors` asked for more than one loop: log lines
+    /// then name the reactor they come from.
+    pub fn runs_reactors(&self) -> bool {
+        matches!(&self.command, Command::Serve(args)
+            if args.reactors != crate::daemon::reactors::Count::Exactly(1))
+    }
+
     /// Dispatches to the subcommand.
     pub fn run(self) -> std::process::ExitCode {
         match self.command {

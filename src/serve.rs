@@ -6,6 +6,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -13,12 +15,13 @@ use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 
 use crate::daemon::pidfile::PidFile;
-use crate::daemon::{activation, notify, upgrade};
+use crate::daemon::{activation, notify, reactors, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::describe;
 use crate::probe::duration::secs;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
 use crate::services::{self, Bound, ServeConfig};
+use crate::sock;
 
 /// The endpoints served when none is named.
 pub const DEFAULT_ENDPOINTS: [&str; 5] = [
@@ -80,6 +83,14 @@ pub struct Args {
     /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
     #[arg(long)]
     pub trace: bool,
+    /// Event loops to run, one thread each (`auto`: one per CPU this process
+    /// may use). TCP, UDP and binary:// get one SO_REUSEPORT socket per
+    /// loop; Unix, multicast, metrics and the admin socket are served by loop 0.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
+    pub reactors: reactors::Count,
+    /// Pin each event loop to its own CPU (of those this process may use).
+    #[arg(long)]
+    pub pin: bool,
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -112,6 +123,21 @@ fn serve(args: Args) -> Result<(), String> {
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
     // end the process between a bind and the cleanup that undoes it.
     let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
+    // `--reactors N`: the other reactors hear of a shutdown from reactor 0.
+    let count = args.reactors.resolve();
+    let followers = (1..count)
+        .map(|_| SignalPipe::follower())
+        .collect::<io::Result<Vec<SignalPipe>>>()
+        .map_err(|err| format!("signals: {}", describe(&err)))?;
+    if count > 1 {
+        sock::share_ports(true);
+        reactors::init(count);
+    }
+    let cpus = args.pin.then(reactors::allowed_cpus);
+    let cpu_of = |index: usize| cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
+    if let Some(cpu) = cpu_of(0) {
+        reactors::pin_to(cpu).map_err(|err| format!("pin to CPU {cpu}: {}", describe(&err)))?;
+    }
     // SIGUSR2 too: its default action would end the daemon.
     let upgrader =
         upgrade::Upgrader::new().map_err(|err| format!("signals: {}", describe(&err)))?;
@@ -148,6 +174,40 @@ fn serve(args: Args) -> Result<(), String> {
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         bound.push(one);
     }
+    // The other reactors bind their own sockets for the kinds that spread,
+    // at the addresses reactor 0 resolved (port 0), before the passed
+    // sockets left unclaimed are served: with an upgrade, the same address
+    // comes once per reactor of the old process.
+    let limits = limits(&args);
+    let connections = Arc::new(AtomicUsize::new(0));
+    let spread: Vec<Endpoint> = bound
+        .iter()
+        .map(|one| one.endpoint.clone())
+        .filter(|endpoint| reactors::spreads(endpoint.kind))
+        .collect();
+    let mut others = Vec::with_capacity(followers.len());
+    for (index, signals) in (1..).zip(followers) {
+        let start = reactors::Start {
+            endpoints: spread.clone(),
+            config: config.clone(),
+            limits: limits.clone(),
+            cpu: cpu_of(index),
+            connections: connections.clone(),
+            signals: Box::new(signals),
+        };
+        let failed = match reactors::spawn(index, start) {
+            Ok((thread, result)) => {
+                others.push(thread);
+                result.err()
+            }
+            Err(err) => Some(format!("reactor {index}: {}", describe(&err))),
+        };
+        if let Some(message) = failed {
+            reactors::stop_others(others);
+            return Err(message);
+        }
+    }
+    let mut others = reactors::StopOnDrop(others);
     let admin = match &args.admin {
         Some(path) => {
             let admin = services::admin::bind(path).map_err(|err| {
@@ -186,25 +246,28 @@ fn serve(args: Args) -> Result<(), String> {
         None => None,
     };
 
-    let nofile = raise_nofile_limit();
-    let max_connections = args
-        .max_connections
-        .unwrap_or_else(|| nofile.saturating_sub(FD_HEADROOM).max(1));
-    let limits = Limits {
-        idle_timeout: args.idle_timeout,
-        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
-        max_buffer: args.max_buffer as usize,
-        grace: args.grace,
-    };
-
-    let mut reactor = Reactor::new(limits).map_err(|err| format!("poll: {}", describe(&err)))?;
+    let max_connections = limits.max_connections;
+    let mut reactor =
+        Reactor::new(limits.clone()).map_err(|err| format!("poll: {}", describe(&err)))?;
+    if count > 1 {
+        reactor.count_connections_in(connections);
+        reactor
+            .add(reactors::publisher(0))
+            .map_err(|err| format!("stats: {}", describe(&err)))?;
+    }
     let mut lines = String::new();
     for one in bound {
         lines.push_str(&format!("listening {}\n", one.endpoint));
-        if one.detail.is_empty() {
-            info!("serving {}", one.endpoint);
-        } else {
-            info!("serving {} ({})", one.endpoint, one.detail);
+        let on = match count {
+            1 => String::new(),
+            _ if reactors::spreads(one.endpoint.kind) => format!("on {count} reactors"),
+            _ => "on reactor 0".to_string(),
+        };
+        match (one.detail.is_empty(), on.is_empty()) {
+            (true, true) => info!("serving {}", one.endpoint),
+            (false, true) => info!("serving {} ({})", one.endpoint, one.detail),
+            (true, false) => info!("serving {} ({on})", one.endpoint),
+            (false, false) => info!("serving {} ({}; {on})", one.endpoint, one.detail),
         }
         reactor
             .add(one.handler)
@@ -224,6 +287,18 @@ fn serve(args: Args) -> Result<(), String> {
         .map_err(|err| format!("signals: {}", describe(&err)))?;
     let endpoint_count = lines.lines().count();
 
+    if count > 1 {
+        info!(
+            "{count} reactors{}",
+            match &cpus {
+                Some(_) => format!(
+                    ", pinned to CPUs {:?}",
+                    (0..count).filter_map(cpu_of).collect::<Vec<_>>()
+                ),
+                None => String::new(),
+            }
+        );
+    }
     lines.push_str("ready\n");
     let mut stdout = io::stdout().lock();
     // A closed stdout must not stop the daemon: the lines are a courtesy.
@@ -239,12 +314,32 @@ fn serve(args: Args) -> Result<(), String> {
     );
     upgrade::announce_ready(&format!("serving {endpoint_count} endpoints"));
 
-    reactor
-        .run()
-        .map_err(|err| format!("event loop failed: {}", describe(&err)))?;
-    info!("stopped: {}", reactor.stats().line());
+    let result = if count == 1 {
+        reactor.run()
+    } else {
+        reactors::run_leader(&mut reactor)
+    };
+    let finals = others.join();
+    result.map_err(|err| format!("event loop failed: {}", describe(&err)))?;
+    let mut all = vec![reactor.stats().clone()];
+    all.extend(finals?);
+    info!("stopped: {}", reactors::totals(&all).line());
     drop(pid_file);
     Ok(())
+}
+
+/// The limits every reactor honours, from the options.
+fn limits(args: &Args) -> Limits {
+    let nofile = raise_nofile_limit();
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| nofile.saturating_sub(FD_HEADROOM).max(1));
+    Limits {
+        idle_timeout: args.idle_timeout,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_buffer: args.max_buffer as usize,
+        grace: args.grace,
+    }
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as servers do; returns
@@ -286,8 +381,13 @@ fn raise_nofile_limit() -> u64 {
 /// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes
 /// a byte into a socket pair, and the loop polls the other end like any
 /// socket. The first signal starts a graceful shutdown, a second one ends it.
+///
+/// With `--reactors N`, reactor 0's pipe hears the signals (and
+/// `reactors::request_shutdown_all`) and passes each on to the others'
+/// pipes (`follower`), so every reactor counts the same signals.
 struct SignalPipe {
     reader: UnixStream,
+    follower: bool,
 }
 
 impl SignalPipe {
@@ -299,8 +399,22 @@ impl SignalPipe {
             // Each registration owns a duplicate of the write end.
             signal_hook::low_level::pipe::register_raw(signal, writer.try_clone()?.into())?;
         }
+        reactors::set_leader_pipe(writer);
         Ok(SignalPipe {
             reader: UnixStream::from_std(reader),
+            follower: false,
+        })
+    }
+
+    /// The pipe of reactor 1, 2, ...: written by reactor 0, not by signals.
+    fn follower() -> io::Result<SignalPipe> {
+        let (reader, writer) = StdUnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        reactors::add_follower_pipe(writer);
+        Ok(SignalPipe {
+            reader: UnixStream::from_std(reader),
+            follower: true,
         })
     }
 }
@@ -321,7 +435,10 @@ impl Handler for SignalPipe {
                 Err(_) => break,
             }
         }
-        if got_signal {
+        if got_signal && self.follower {
+            cx.request_shutdown();
+        } else if got_signal {
+            reactors::forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {
                 notify::stopping("shutting down");
             }

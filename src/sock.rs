@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::daemon::activation::{self, Local};
 use crate::daemon::upgrade;
@@ -27,6 +28,18 @@ fn domain_of(addr: &SocketAddr) -> Domain {
     }
 }
 
+/// Whether TCP and UDP sockets take SO_REUSEPORT (see [`share_ports`]).
+static SHARE_PORTS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every TCP listener and UDP socket bound from now on take
+/// SO_REUSEPORT, so that each reactor of `serve --reactors N` binds its own
+/// socket to the same address and the kernel spreads connections and
+/// datagrams over them. Off by default: with one reactor a second server on
+/// the same port must fail with "address in use", not share it.
+pub fn share_ports(on: bool) {
+    SHARE_PORTS.store(on, Ordering::Relaxed);
+}
+
 /// A non-blocking TCP listener on `addr`, with SO_REUSEADDR so a restart
 /// does not wait out TIME_WAIT.
 /// A socket passed to us for `addr` (socket activation, upgrade) is
@@ -41,6 +54,9 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
                 socket.set_only_v6(true)?;
             }
             socket.set_reuse_address(true)?;
+            if SHARE_PORTS.load(Ordering::Relaxed) {
+                socket.set_reuse_port(true)?;
+            }
             socket.bind(&addr.into())?;
             socket.listen(BACKLOG)?;
             socket
@@ -68,6 +84,9 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
             let socket = Socket::new(domain_of(&addr), Type::DGRAM, Some(Protocol::UDP))?;
             if addr.is_ipv6() {
                 socket.set_only_v6(true)?;
+            }
+            if SHARE_PORTS.load(Ordering::Relaxed) {
+                socket.set_reuse_port(true)?;
             }
             socket.bind(&addr.into())?;
             socket

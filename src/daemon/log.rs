@@ -188,6 +188,20 @@ pub fn init(queued: bool, trace: bool) {
     if trace {
         logger.filter_module("echoplex::reactor", log::LevelFilter::Trace);
     }
+    if super::reactors::names_in_logs() {
+        // `serve --reactors N`: each line names its reactor (trace lines too).
+        logger.format(|buf, record| {
+            writeln!(
+                buf,
+                "[{} {:<5} {} reactor {}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                super::reactors::current(),
+                record.args()
+            )
+        });
+    }
     let sink = if queued {
         Sink::start(io::stderr()).ok()
     } else {

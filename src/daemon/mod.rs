@@ -6,4 +6,5 @@ pub mod activation;
 pub mod log;
 pub mod notify;
 pub mod pidfile;
+pub mod reactors;
 pub mod upgrade;

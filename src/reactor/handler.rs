@@ -251,9 +251,14 @@ impl Context<'_> {
         self.shared.shutdown_deadline.is_some()
     }
 
-    /// Open connections, counting those accepted in this turn.
+    /// Open connections (of every reactor, when there are several),
+    /// counting those accepted in this turn.
     pub fn connections(&self) -> usize {
-        self.stats.connections + self.shared.spawned_connections
+        let open = match &self.shared.all_connections {
+            Some(all) => all.load(std::sync::atomic::Ordering::Relaxed),
+            None => self.stats.connections,
+        };
+        open + self.shared.spawned_connections
     }
 
     /// Lends the shared read buffer to `f` together with the context:

@@ -30,6 +30,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, trace, warn};
@@ -184,6 +186,8 @@ pub(crate) struct Shared {
     shutdown_requested: bool,
     shutdown_deadline: Option<Instant>,
     reserve_fd: Option<File>,
+    /// Open connections of every reactor (`--reactors N`): one limit.
+    all_connections: Option<Arc<AtomicUsize>>,
 }
 
 /// Spare send buffers the pool may keep, in bytes.
@@ -216,6 +220,7 @@ impl Reactor {
                     scratch: vec![0; scratch_len].into_boxed_slice(),
                     spawned: VecDeque::new(),
                     spawned_connections: 0,
+                    all_connections: None,
                     run_again: Vec::new(),
                     running_again: Vec::new(),
                     shutdown_requested: false,
@@ -245,6 +250,12 @@ impl Reactor {
         Ok(token)
     }
 
+    /// Counts this reactor's connections in `counter` too, shared with the
+    /// other reactors, so that `--max-connections` is one limit for all.
+    pub fn count_connections_in(&mut self, counter: Arc<AtomicUsize>) {
+        self.core.shared.all_connections = Some(counter);
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> &Stats {
         &self.core.stats
@@ -254,6 +265,11 @@ impl Reactor {
     /// of the next turn (a second request ends it at once).
     pub fn request_shutdown(&mut self) {
         self.core.shared.shutdown_requested = true;
+    }
+
+    /// True once a shutdown has begun (its grace period running).
+    pub fn is_shutting_down(&self) -> bool {
+        self.core.shared.shutdown_deadline.is_some()
     }
 
     /// A `status` row for every handler, by slab key.
@@ -390,6 +406,9 @@ impl Core {
         handler.register(&self.shared.registry, token)?;
         if handler.is_connection() {
             self.stats.connections += 1;
+            if let Some(all) = &self.shared.all_connections {
+                all.fetch_add(1, Ordering::Relaxed);
+            }
         }
         entry.insert(Slot {
             generation: self.generation,
@@ -479,6 +498,9 @@ impl Core {
                 self.slots.remove(key);
                 if handler.is_connection() {
                     self.stats.connections -= 1;
+                    if let Some(all) = &self.shared.all_connections {
+                        all.fetch_sub(1, Ordering::Relaxed);
+                    }
                     self.stats.closed += 1;
                 }
                 drop(handler);

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
+use crate::daemon::reactors;
 use crate::endpoint::{Endpoint, Kind, Target};
 use crate::reactor::{Context, Handler, HandlerInfo};
 use crate::sock;
@@ -134,8 +135,13 @@ fn secs(duration: Option<Duration>) -> String {
 
 /// The netstat-like table.
 fn status_table(cx: &Context) -> String {
-    let mut out = cx.stats.text(cx.now);
+    // With several reactors the figures are their totals, then a row each.
+    let each = reactors::snapshots(cx.stats);
+    let mut out = reactors::totals(&each).text(cx.now);
     out.push('\n');
+    if each.len() > 1 {
+        out.push_str(&reactors::table(&each));
+    }
     out.push_str(&format!(
         "{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
         "TOKEN", "KIND", "LOCAL", "PEER", "STATE", "IN", "OUT", "PENDING", "IDLE"
@@ -179,7 +185,9 @@ pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
             })
         })
         .collect();
-    let mut object = cx.stats.json(cx.now);
+    let each = reactors::snapshots(cx.stats);
+    let mut object = reactors::totals(&each).json(cx.now);
     object.insert("handlers".into(), serde_json::Value::Array(handlers));
+    object.insert("reactors".into(), reactors::json(&each, cx.now));
     serde_json::Value::Object(object)
 }

@@ -98,8 +98,15 @@ impl Daemon {
     /// Like `start`, with a hook to adjust the command (env, pre_exec).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Daemon {
         let mut command = Command::new(bin());
+        command.arg("serve");
+        // ECHOPLEX_TEST_REACTORS=N runs every daemon with N reactors
+        // (scripts/test-all runs the stream and datagram suites with 2 too).
+        if let Ok(reactors) = std::env::var("ECHOPLEX_TEST_REACTORS") {
+            if !reactors.is_empty() && !args.contains(&"--reactors") {
+                command.args(["--reactors", &reactors]);
+            }
+        }
         command
-            .arg("serve")
             .args(args)
             .env(
                 "RUST_LOG",

@@ -1,0 +1,476 @@
+//! `serve --reactors N`: N reactors, each a thread with its own `mio::Poll`,
+//! `Slab`, timers, buffers and counters, sharing nothing on the path of a
+//! message (ARCHITECTURE.md, "Several reactors").
+//!
+//! TCP, UDP and `binary://` get one `SO_REUSEPORT` socket per reactor, so
+//! the kernel spreads connections and datagrams over the reactors. Unix
+//! stream and datagram sockets, multicast and the admin socket are served
+//! by reactor 0 alone: a Unix socket file can be bound once, and a
+//! multicast group delivers every datagram to every socket that joined it.
+//!
+//! What the reactors do share is off the message path: the count of open
+//! connections (`--max-connections` is one limit for the daemon; an atomic
+//! add per accept and per close), one pipe each that a signal (or
+//! [`request_shutdown_all`]) writes to, and the counters each publishes
+//! every [`PUBLISH_EVERY`] for `status` and `/metrics` ([`snapshots`]).
+
+use std::cell::Cell;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::warn;
+use mio::{Registry, Token};
+
+use crate::endpoint::{Endpoint, Kind};
+use crate::error::describe;
+use crate::reactor::{
+    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, Reason, Stats, Turn,
+};
+use crate::services::{self, ServeConfig};
+
+/// How often a reactor publishes its counters for the others to read.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// Most reactors accepted (`auto` is capped here too).
+pub const MAX_REACTORS: usize = 1024;
+
+/// `--reactors N|auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// Exactly this many.
+    Exactly(usize),
+    /// One per CPU this process may run on.
+    Auto,
+}
+
+impl Count {
+    /// The number of reactors to run.
+    pub fn resolve(self) -> usize {
+        match self {
+            Count::Exactly(n) => n,
+            Count::Auto => allowed_cpus().len().clamp(1, MAX_REACTORS),
+        }
+    }
+}
+
+/// Parses `--reactors`: a number from 1 to [`MAX_REACTORS`], or `auto`.
+pub fn parse_count(text: &str) -> Result<Count, String> {
+    if text == "auto" {
+        return Ok(Count::Auto);
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_REACTORS).contains(&n) => Ok(Count::Exactly(n)),
+        _ => Err(format!(
+            "'{text}' is not a number of reactors from 1 to {MAX_REACTORS}, or auto"
+        )),
+    }
+}
+
+/// True for the kinds every reactor binds (one SO_REUSEPORT socket each);
+/// the others are served by reactor 0 alone (see the module's comment).
+pub fn spreads(kind: Kind) -> bool {
+    matches!(kind, Kind::Tcp | Kind::Udp | Kind::Binary)
+}
+
+/// The CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; sched_getaffinity
+    // writes into the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to(cpu: usize) -> io::Result<()> {
+    // SAFETY: as above; sched_setaffinity reads the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// What the reactors of this process share: nothing a message touches.
+struct Shared {
+    /// Each reactor's counters as last published, by index.
+    published: Mutex<Vec<Stats>>,
+    /// The write end of reactor 0's signal pipe.
+    leader: Mutex<Option<StdUnixStream>>,
+    /// The write ends of the other reactors' pipes.
+    followers: Mutex<Vec<StdUnixStream>>,
+    /// Shutdown requests passed on to the followers so far.
+    forwarded: AtomicUsize,
+}
+
+static SHARED: Shared = Shared {
+    published: Mutex::new(Vec::new()),
+    leader: Mutex::new(None),
+    followers: Mutex::new(Vec::new()),
+    forwarded: AtomicUsize::new(0),
+};
+
+thread_local! {
+    /// The index of the reactor running on this thread.
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether log lines name their reactor (see [`name_in_logs`]).
+static NAMES_IN_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every log line name the reactor it comes from (`serve --reactors
+/// N`, N > 1); called before the logger is set up.
+pub fn name_in_logs() {
+    NAMES_IN_LOGS.store(true, Ordering::Relaxed);
+}
+
+/// Whether log lines name their reactor.
+pub fn names_in_logs() -> bool {
+    NAMES_IN_LOGS.load(Ordering::Relaxed)
+}
+
+/// The index of the reactor running on the calling thread (0 with one).
+pub fn current() -> usize {
+    INDEX.with(Cell::get)
+}
+
+/// How many reactors this process runs.
+pub fn count() -> usize {
+    SHARED.published.lock().map_or(1, |p| p.len().max(1))
+}
+
+/// Makes room for `count` reactors' published counters (before they start).
+pub fn init(count: usize) {
+    if let Ok(mut published) = SHARED.published.lock() {
+        published.resize(count, Stats::new(Instant::now()));
+    }
+}
+
+/// Remembers the write end of reactor 0's signal pipe, for
+/// [`request_shutdown_all`].
+pub fn set_leader_pipe(writer: StdUnixStream) {
+    if let Ok(mut leader) = SHARED.leader.lock() {
+        *leader = Some(writer);
+    }
+}
+
+/// Remembers the write end of another reactor's pipe: [`forward_shutdown`]
+/// writes to it.
+pub fn add_follower_pipe(writer: StdUnixStream) {
+    if let Ok(mut followers) = SHARED.followers.lock() {
+        followers.push(writer);
+    }
+}
+
+/// Asks every reactor to begin its graceful shutdown, as SIGTERM does;
+/// callable from any thread. A second call ends the grace period, as a
+/// second signal does. (It writes to reactor 0's signal pipe, which passes
+/// it on.)
+pub fn request_shutdown_all() {
+    if let Ok(leader) = SHARED.leader.lock() {
+        if let Some(mut pipe) = leader.as_ref() {
+            // A full pipe already holds a request; non-blocking, never waits.
+            let _ = pipe.write(&[1]);
+        }
+    }
+}
+
+/// Passes one shutdown request (a signal reactor 0 received) on to every
+/// other reactor: the first begins their graceful shutdown, the second ends it.
+pub fn forward_shutdown() {
+    SHARED.forwarded.fetch_add(1, Ordering::Relaxed);
+    if let Ok(followers) = SHARED.followers.lock() {
+        for mut pipe in followers.iter() {
+            let _ = pipe.write(&[1]);
+        }
+    }
+}
+
+/// Runs reactor 0 of several: its loop, and when it begins a shutdown
+/// that no signal started (the upgrade's handover asks the loop directly),
+/// the others begin theirs too.
+pub fn run_leader(reactor: &mut Reactor) -> io::Result<()> {
+    loop {
+        let turn = reactor.turn(None);
+        if reactor.is_shutting_down() && SHARED.forwarded.load(Ordering::Relaxed) == 0 {
+            forward_shutdown();
+        }
+        match turn {
+            Ok(Turn::Running) => {}
+            Ok(Turn::Finished) => return Ok(()),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Every reactor's counters, by index: the caller's own (`own`, live) and
+/// the others' as last published (at most [`PUBLISH_EVERY`] old). With
+/// one reactor, just `own`.
+pub fn snapshots(own: &Stats) -> Vec<Stats> {
+    let mut all = SHARED
+        .published
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    let index = current();
+    if all.len() <= index {
+        all.resize(index + 1, own.clone());
+    }
+    all[index] = own.clone();
+    all
+}
+
+/// The sum of every reactor's counters (the earliest start).
+pub fn totals(all: &[Stats]) -> Stats {
+    let mut sum = all
+        .first()
+        .cloned()
+        .unwrap_or_else(|| Stats::new(Instant::now()));
+    for one in all.iter().skip(1) {
+        sum.add(one);
+    }
+    sum
+}
+
+/// `status`'s per-reactor rows (shown when there are several); the
+/// handler rows below them are those of the reactor that answers (0).
+pub fn table(each: &[Stats]) -> String {
+    let mut out = format!(
+        "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
+        "REACTOR", "CONNECTIONS", "ACCEPTED", "DATAGRAMS", "EVENTS", "ITERATIONS"
+    );
+    for (index, one) in each.iter().enumerate() {
+        out.push_str(&format!(
+            "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
+            index, one.connections, one.accepted, one.datagrams_in, one.events, one.loop_iterations
+        ));
+    }
+    out.push_str(&format!("(handlers of reactor {})\n", current()));
+    out
+}
+
+/// `status --json`'s `reactors` array: each reactor's figures, as the
+/// totals show them, and its index.
+pub fn json(each: &[Stats], now: Instant) -> serde_json::Value {
+    each.iter()
+        .enumerate()
+        .map(|(index, one)| {
+            let mut object = one.json(now);
+            object.insert("reactor".into(), index.into());
+            serde_json::Value::Object(object)
+        })
+        .collect()
+}
+
+fn publish(index: usize, stats: &Stats) {
+    if let Ok(mut published) = SHARED.published.lock() {
+        if let Some(slot) = published.get_mut(index) {
+            *slot = stats.clone();
+        }
+    }
+}
+
+/// The handler that publishes reactor `index`'s counters every
+/// [`PUBLISH_EVERY`] (for `status` and `/metrics` on reactor 0).
+pub fn publisher(index: usize) -> Box<dyn Handler> {
+    Box::new(Publisher { index })
+}
+
+/// The publisher's only timer.
+const PUBLISH: Reason = Reason(0);
+
+/// A handler with no socket: publishes its reactor's counters on a timer.
+struct Publisher {
+    index: usize,
+}
+
+impl Handler for Publisher {
+    fn register(&mut self, _registry: &Registry, _token: Token) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn started(&mut self, cx: &mut Context) -> Flow {
+        publish(self.index, cx.stats);
+        cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        Flow::Continue
+    }
+
+    fn ready(&mut self, _readiness: Readiness, _cx: &mut Context) -> Flow {
+        Flow::Continue
+    }
+
+    fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
+        publish(self.index, cx.stats);
+        cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        Flow::Continue
+    }
+
+    fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        publish(self.index, cx.stats);
+        Flow::Continue
+    }
+
+    fn keeps_alive(&self) -> bool {
+        false
+    }
+
+    fn describe(&self, _now: Instant) -> HandlerInfo {
+        HandlerInfo {
+            kind: "stats",
+            local: format!("reactor {}", self.index),
+            peer: "-".into(),
+            state: "open",
+            ..HandlerInfo::default()
+        }
+    }
+}
+
+/// Everything a reactor thread needs to start.
+pub struct Start {
+    /// The endpoints this reactor binds.
+    pub endpoints: Vec<Endpoint>,
+    /// What services read when they bind.
+    pub config: ServeConfig,
+    /// The limits of every reactor.
+    pub limits: Limits,
+    /// The CPU to pin this reactor to (`--pin`).
+    pub cpu: Option<usize>,
+    /// The daemon-wide count of open connections.
+    pub connections: Arc<AtomicUsize>,
+    /// This reactor's signal pipe, made before anything was bound.
+    pub signals: Box<dyn Handler + Send>,
+}
+
+/// A `listening` line's endpoint and the detail for the start-up log.
+pub type Listening = (Endpoint, String);
+
+/// A running reactor thread.
+pub struct Running {
+    /// The thread; it returns the reactor's final counters.
+    pub thread: thread::JoinHandle<Result<Stats, String>>,
+}
+
+/// The other reactors' threads, stopped and joined if serve returns early.
+pub struct StopOnDrop(pub Vec<Running>);
+
+impl StopOnDrop {
+    /// Waits for every reactor to finish; their final counters.
+    pub fn join(&mut self) -> Result<Vec<Stats>, String> {
+        let mut finals = Vec::new();
+        let mut failed = None;
+        for one in self.0.drain(..) {
+            match one.thread.join() {
+                Ok(Ok(stats)) => finals.push(stats),
+                Ok(Err(message)) => failed = Some(message),
+                Err(_) => failed = Some("a reactor thread panicked".to_string()),
+            }
+        }
+        failed.map_or(Ok(finals), Err)
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            stop_others(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+/// Ends the other reactors at once (start-up failed) and waits for them.
+pub fn stop_others(others: Vec<Running>) {
+    forward_shutdown();
+    forward_shutdown();
+    for one in others {
+        let _ = one.thread.join();
+    }
+}
+
+/// Starts reactor `index` on its own thread: binds its endpoints there (a
+/// handler never crosses threads), then reports what it bound, or the
+/// first error, before it runs.
+pub fn spawn(index: usize, start: Start) -> io::Result<(Running, Result<Vec<Listening>, String>)> {
+    let (report, reported) = mpsc::channel();
+    let thread = thread::Builder::new()
+        .name(format!("reactor-{index}"))
+        .spawn(move || run_one(index, start, report))?;
+    let bound = reported
+        .recv()
+        .unwrap_or_else(|_| Err(format!("reactor {index} ended before it was ready")));
+    Ok((Running { thread }, bound))
+}
+
+fn run_one(
+    index: usize,
+    start: Start,
+    report: mpsc::Sender<Result<Vec<Listening>, String>>,
+) -> Result<Stats, String> {
+    INDEX.with(|cell| cell.set(index));
+    let reactor = bind_all(index, start);
+    let mut reactor = match reactor {
+        Ok((reactor, listening)) => {
+            let _ = report.send(Ok(listening));
+            reactor
+        }
+        Err(message) => {
+            let _ = report.send(Err(message.clone()));
+            return Err(message);
+        }
+    };
+    let result = reactor.run();
+    let stats = reactor.stats().clone();
+    publish(index, &stats);
+    match result {
+        Ok(()) => Ok(stats),
+        Err(err) => {
+            // One reactor down means the daemon is not serving what it
+            // promised: stop the others too.
+            warn!("reactor {index}: event loop failed: {}", describe(&err));
+            request_shutdown_all();
+            Err(format!(
+                "reactor {index}: event loop failed: {}",
+                describe(&err)
+            ))
+        }
+    }
+}
+
+fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), String> {
+    if let Some(cpu) = start.cpu {
+        pin_to(cpu)
+            .map_err(|err| format!("reactor {index}: pin to CPU {cpu}: {}", describe(&err)))?;
+    }
+    let mut reactor =
+        Reactor::new(start.limits.clone()).map_err(|err| format!("poll: {}", describe(&err)))?;
+    reactor.count_connections_in(start.connections.clone());
+    let mut listening = Vec::new();
+    for endpoint in &start.endpoints {
+        let bound = services::bind(endpoint, &start.config)
+            .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
+        listening.push((bound.endpoint.clone(), bound.detail.clone()));
+        reactor
+            .add(bound.handler)
+            .map_err(|err| format!("cannot register {}: {}", bound.endpoint, describe(&err)))?;
+    }
+    reactor
+        .add(Box::new(Publisher { index }))
+        .map_err(|err| format!("stats: {}", describe(&err)))?;
+    let signals: Box<dyn Handler> = start.signals;
+    reactor
+        .add(signals)
+        .map_err(|err| format!("signals: {}", describe(&err)))?;
+    Ok((reactor, listening))
+}

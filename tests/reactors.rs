@@ -1,0 +1,177 @@
+//! Issue 13: `serve --reactors N|auto` runs N loops that share the work
+//! (TCP, UDP and binary:// over SO_REUSEPORT), one shutdown for all, and
+//! `status` shows each reactor and the totals.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{Daemon, WAIT};
+
+fn status_json(admin: &Path) -> serde_json::Value {
+    let (ok, out, err) = support::run(&[
+        "status",
+        "--admin",
+        admin.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert!(ok.success(), "status failed: {err}");
+    serde_json::from_str(&out).expect("one JSON object")
+}
+
+fn echo(stream: &mut impl ReadWrite, payload: &[u8]) {
+    stream.write_all(payload).expect("write");
+    let mut back = vec![0; payload.len()];
+    stream.read_exact(&mut back).expect("echo");
+    assert_eq!(back, payload);
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn connections_per_reactor(stats: &serde_json::Value) -> Vec<u64> {
+    stats["reactors"]
+        .as_array()
+        .expect("a reactors array")
+        .iter()
+        .map(|r| r["connections"].as_u64().expect("connections"))
+        .collect()
+}
+
+#[test]
+fn two_reactors_share_the_connections_and_status_shows_each() {
+    let dir = support::temp_dir("reactors-status");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&[
+        "--reactors",
+        "2",
+        "tcp://127.0.0.1:0",
+        "--admin",
+        admin.to_str().expect("utf-8"),
+    ]);
+    let addr = daemon.addr("tcp://");
+    let mut conns: Vec<TcpStream> = (0..40)
+        .map(|i| {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.set_read_timeout(Some(WAIT)).expect("timeout");
+            echo(&mut conn, format!("hello {i}").as_bytes());
+            conn
+        })
+        .collect();
+    // Each reactor publishes its counters every 100 ms: wait for both.
+    let deadline = Instant::now() + WAIT;
+    let per_reactor = loop {
+        let stats = status_json(&admin);
+        let per_reactor = connections_per_reactor(&stats);
+        if per_reactor.iter().sum::<u64>() == 40 {
+            assert_eq!(stats["connections"], 40, "the totals: {stats}");
+            break per_reactor;
+        }
+        assert!(Instant::now() < deadline, "status never showed 40: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(per_reactor.len(), 2);
+    // The kernel hashes each connection to one of the two listeners: all
+    // 40 on one reactor has a chance of 2^-39.
+    assert!(
+        per_reactor.iter().all(|&n| n > 0),
+        "one reactor got nothing: {per_reactor:?}"
+    );
+    for conn in &mut conns {
+        echo(conn, b"still here");
+    }
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn one_signal_stops_every_reactor_and_removes_the_socket_file_once() {
+    let dir = support::temp_dir("reactors-stop");
+    let path = dir.join("r.sock");
+    let unix = format!("unix:{}", path.display());
+    let daemon = Daemon::start(&[
+        "--reactors",
+        "3",
+        "tcp://127.0.0.1:0",
+        "udp://127.0.0.1:0",
+        &unix,
+    ]);
+    let tcp = daemon.addr("tcp://");
+    let udp = daemon.addr("udp://");
+    let mut conns: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut conn = TcpStream::connect(tcp).expect("connect");
+            conn.set_read_timeout(Some(WAIT)).expect("timeout");
+            echo(&mut conn, b"tcp");
+            conn
+        })
+        .collect();
+    let mut local = UnixStream::connect(&path).expect("unix connect");
+    local.set_read_timeout(Some(WAIT)).expect("timeout");
+    echo(&mut local, b"unix");
+    let socket = support::udp_client(udp);
+    support::udp_round_trip(&socket, udp, b"udp");
+    // Every connection closes when the daemon stops, whichever reactor holds it.
+    let (status, err) = daemon.stop();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        err.matches("signal received").count(),
+        1,
+        "one shutdown, logged once:\n{err}"
+    );
+    for conn in &mut conns {
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).expect("a clean close");
+        assert!(rest.is_empty());
+    }
+    assert!(!path.exists(), "the socket file outlived the daemon");
+}
+
+#[test]
+fn reactors_auto_serves_every_kind() {
+    let dir = support::temp_dir("reactors-auto");
+    let stream = format!("unix:{}", dir.join("s.sock").display());
+    let dgram = format!("unix-dgram:{}", dir.join("d.sock").display());
+    let daemon = Daemon::start(&[
+        "--reactors",
+        "auto",
+        "tcp://127.0.0.1:0",
+        "udp://127.0.0.1:0",
+        "binary://127.0.0.1:0",
+        &stream,
+        &dgram,
+    ]);
+    let mut tcp = TcpStream::connect(daemon.addr("tcp://")).expect("connect");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    echo(&mut tcp, b"tcp");
+    let mut binary = TcpStream::connect(daemon.addr("binary://")).expect("connect");
+    binary.set_read_timeout(Some(WAIT)).expect("timeout");
+    let record = [1, 0, 0, 0, b'a', b'b', 0, 0, 0xcd, 0xcc, 0x2c, 0x40];
+    echo(&mut binary, &record);
+    let udp = daemon.addr("udp://");
+    support::udp_round_trip(&support::udp_client(udp), udp, b"udp");
+    let mut unix = UnixStream::connect(dir.join("s.sock")).expect("connect");
+    unix.set_read_timeout(Some(WAIT)).expect("timeout");
+    echo(&mut unix, b"unix");
+    let target = support::Target::of(&dgram);
+    let client = support::unix_dgram_client(&support::Target::of(&format!(
+        "unix-dgram:{}",
+        dir.join("client.sock").display()
+    )));
+    support::unix_dgram_round_trip(&client, &target, b"unix-dgram");
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_bad_reactor_count_is_a_usage_error() {
+    for bad in ["0", "many", "100000"] {
+        let (status, _, err) = support::run(&["serve", "--reactors", bad, "tcp://127.0.0.1:0"]);
+        assert_eq!(status.code(), Some(2), "--reactors {bad}: {err}");
+        assert!(err.contains("reactors"), "{err}");
+    }
+}
