@@ -35,6 +35,20 @@ fn next_block(lines: &Receiver<String>, child: &mut Child) -> Vec<String> {
     }
 }
 
+/// Sends SIGINT (a Ctrl-C) and waits, bounded, for the exit.
+fn interrupt(child: &mut Child) -> std::process::ExitStatus {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "--watch ignored SIGINT");
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The total and the rate column of counter `name` in a view.
 fn counter(block: &[String], name: &str) -> (u64, String) {
     for line in block {
@@ -112,16 +126,7 @@ fn watch_redraws_with_rates_and_stops_on_sigint() {
     assert!(per_sec > 0.0, "accepted grew but the rate is {grown}");
     assert!(views >= 2);
 
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(watch.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = watch.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "--watch ignored SIGINT");
-        thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = interrupt(&mut watch);
     let mut stderr = String::new();
     let _ = watch
         .stderr
@@ -146,4 +151,81 @@ fn watch_rejects_a_zero_interval() {
         .expect("run status");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("more than 0"));
+}
+
+#[test]
+fn on_a_terminal_each_view_is_redrawn_in_place() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    let dir = temp_dir("watch-tty");
+    let admin = dir.join("admin.sock");
+    let admin = admin.to_str().expect("UTF-8 path");
+    let daemon = Daemon::start(&["--admin", admin, "tcp://127.0.0.1:0"]);
+
+    // A pseudo-terminal of 24 rows as stdout.
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 160,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: valid out-pointers; no name buffer; a valid winsize.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty returned two open descriptors that we now own.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut watch = Command::new(bin())
+        .args(["status", "--admin", admin, "--watch", "0.2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn status --watch");
+    let (tx, chunks) = mpsc::channel();
+    let mut reader = std::fs::File::from(master);
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once the child closed its side: the end.
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let clear = "\x1b[H\x1b[2J";
+    let deadline = Instant::now() + WAIT;
+    let mut screen = String::new();
+    while screen.matches(clear).count() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match chunks.recv_timeout(left) {
+            Ok(bytes) => screen.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(_) => {
+                let _ = watch.kill();
+                panic!("fewer than three redraws within {WAIT:?}: {screen:?}");
+            }
+        }
+    }
+    // Every view starts by clearing the screen and fits on it.
+    assert!(screen.starts_with(clear), "{screen:?}");
+    for view in screen.split(clear).skip(1).take(2) {
+        assert!(
+            view.starts_with("echoplex status --watch 0.2s: "),
+            "{view:?}"
+        );
+        assert!(view.lines().count() <= 24, "{view:?}");
+        assert!(view.contains("accepted"), "{view:?}");
+    }
+    let status = interrupt(&mut watch);
+    assert_eq!(status.code(), Some(130));
+    let (status, _) = daemon.stop();
+    assert!(status.success());
 }
