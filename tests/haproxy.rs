@@ -23,33 +23,39 @@ use support::{Daemon, WAIT};
 const CHECK_INTER_MS: u64 = 300;
 const CHECK_FALL: u64 = 2;
 
-/// The HAProxy configuration of docs/DEPLOY.md, with this test's ports.
+/// The HAProxy configuration printed in docs/DEPLOY.md (its ```haproxy
+/// block), with this test's ports and directory: the page cannot drift from
+/// what is tested.
 fn haproxy_config(dir: &Path, frontend: SocketAddr, backends: &[SocketAddr]) -> String {
-    let mut config = format!(
-        "global
-    stats socket {dir}/haproxy.sock mode 600 level admin
-    maxconn 4096
-
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    retries 3
-    option redispatch
-
-frontend echo
-    bind {frontend}
-    default_backend echoplex
-
-backend echoplex
-    balance roundrobin
-    default-server send-proxy-v2 check check-send-proxy inter {CHECK_INTER_MS}ms fall {CHECK_FALL} rise 1
-",
-        dir = dir.display()
-    );
-    for (i, backend) in backends.iter().enumerate() {
-        config.push_str(&format!("    server echo{} {backend}\n", i + 1));
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DEPLOY.md"))
+        .expect("docs/DEPLOY.md");
+    let block = page
+        .split("```haproxy\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```haproxy block in docs/DEPLOY.md");
+    let printed = [
+        (
+            "/tmp/haproxy.sock",
+            dir.join("haproxy.sock").display().to_string(),
+        ),
+        ("127.0.0.1:7000", frontend.to_string()),
+        ("127.0.0.1:7001", backends[0].to_string()),
+        ("127.0.0.1:7002", backends[1].to_string()),
+    ];
+    let mut config = block.to_string();
+    for (doc, here) in printed {
+        assert!(config.contains(doc), "DEPLOY.md's configuration lost {doc}");
+        config = config.replace(doc, &here);
+    }
+    for setting in [
+        format!("inter {CHECK_INTER_MS}ms fall {CHECK_FALL}"),
+        "send-proxy-v2 check check-send-proxy".into(),
+    ] {
+        assert!(
+            config.contains(&setting),
+            "DEPLOY.md's configuration lacks {setting}"
+        );
     }
     config
 }
