@@ -28,6 +28,7 @@ use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
 use super::{Bound, ServeConfig};
 use crate::endpoint::Endpoint;
+use crate::reactor::stats::{Stat, StatKind};
 use crate::reactor::{Context, Stats};
 use crate::sock;
 
@@ -322,15 +323,6 @@ fn answer(request: &Request, cx: &Context) -> Vec<u8> {
     response(status, content_type, &body, keep, head_only, "")
 }
 
-/// One metric family: help, type, and its samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
-    }
-}
-
 /// A label value, escaped as the text format wants.
 pub fn escape(value: &str) -> String {
     value
@@ -342,126 +334,127 @@ pub fn escape(value: &str) -> String {
 /// The Prometheus text exposition of the daemon's counters.
 pub fn exposition(cx: &Context) -> String {
     render(
-        cx.stats,
+        std::slice::from_ref(&*cx.stats),
         &endpoints(),
-        cx.now.duration_since(cx.stats.started).as_secs_f64(),
+        cx.stats.uptime_s(cx.now),
     )
 }
 
-/// The exposition of `stats` (one reactor: no `reactor` label).
-pub fn render(stats: &Stats, endpoints: &[String], uptime: f64) -> String {
-    let mut out = String::with_capacity(4096);
-    let one = |value: f64| vec![(String::new(), value)];
-    let counters: [(&str, &str, u64); 9] = [
-        (
-            "echoplex_connections_accepted_total",
-            "Connections accepted.",
-            stats.accepted,
-        ),
-        (
-            "echoplex_connections_closed_total",
-            "Connections closed.",
-            stats.closed,
-        ),
-        (
-            "echoplex_bytes_received_total",
-            "Bytes received on every socket.",
-            stats.bytes_in,
-        ),
-        (
-            "echoplex_bytes_sent_total",
-            "Bytes sent on every socket.",
-            stats.bytes_out,
-        ),
-        (
-            "echoplex_datagrams_received_total",
-            "Datagrams received.",
-            stats.datagrams_in,
-        ),
-        (
-            "echoplex_datagrams_sent_total",
-            "Datagrams sent.",
-            stats.datagrams_out,
-        ),
-        (
-            "echoplex_proxy_errors_total",
-            "Connections closed for a missing, malformed or late PROXY header.",
-            stats.proxy_errors,
-        ),
-        (
-            "echoplex_loop_iterations_total",
-            "Turns of the event loop.",
-            stats.loop_iterations,
-        ),
-        (
-            "echoplex_events_total",
-            "Readiness events handled.",
-            stats.events,
-        ),
-    ];
-    family(
-        &mut out,
-        "echoplex_connections_open",
-        "gauge",
-        "Connections open now.",
-        &one(stats.connections as f64),
-    );
-    for (name, help, value) in counters {
-        family(&mut out, name, "counter", help, &one(value as f64));
+/// The family a figure of the declared list (`Stats::LIST`) belongs to,
+/// and its `reason` label when several figures share one family. Figures
+/// not named here get `echoplex_NAME` (`_total` for counters), so a
+/// counter added to the list shows up with no edit here.
+fn family_of(stat: &Stat) -> (String, Option<&'static str>) {
+    const DROPPED: &str = "echoplex_dropped_total";
+    let named = |name: &str| (name.to_string(), None);
+    match stat.name {
+        "connections" => named("echoplex_connections_open"),
+        "accepted" => named("echoplex_connections_accepted_total"),
+        "closed" => named("echoplex_connections_closed_total"),
+        "timeouts" => named("echoplex_idle_timeouts_total"),
+        "bytes_in" => named("echoplex_bytes_received_total"),
+        "bytes_out" => named("echoplex_bytes_sent_total"),
+        "datagrams_in" => named("echoplex_datagrams_received_total"),
+        "datagrams_out" => named("echoplex_datagrams_sent_total"),
+        "rejected_max_connections" => (DROPPED.into(), Some("max_connections")),
+        "rejected_no_fds" => (DROPPED.into(), Some("no_fds")),
+        "dropped_datagrams" => (DROPPED.into(), Some("queue_full")),
+        "filtered_datagrams" => (DROPPED.into(), Some("looping_port")),
+        "rate_limited" => (DROPPED.into(), Some("rate_limited")),
+        name => match stat.kind {
+            StatKind::Counter => (format!("echoplex_{name}_total"), None),
+            StatKind::Gauge => (format!("echoplex_{name}"), None),
+        },
     }
-    let dropped = [
-        ("queue_full", stats.dropped_datagrams),
-        ("looping_port", stats.filtered_datagrams),
-        ("rate_limited", stats.rate_limited),
-        ("max_connections", stats.rejected_max_connections),
-        ("no_fds", stats.rejected_no_fds),
-        ("idle_timeout", stats.timeouts),
-    ];
-    family(
-        &mut out,
-        "echoplex_dropped_total",
-        "counter",
-        "Datagrams and connections dropped, by reason.",
-        &dropped
-            .iter()
-            .map(|(reason, value)| (format!("{{reason=\"{reason}\"}}"), *value as f64))
-            .collect::<Vec<_>>(),
+}
+
+/// One family being written: its samples in the order they come.
+struct Family {
+    name: String,
+    kind: &'static str,
+    help: String,
+    samples: Vec<(String, u64)>,
+}
+
+/// The exposition of the counters of every reactor (`reactors[i]`): with
+/// one reactor the samples carry no `reactor` label; with several, each
+/// reactor's sample has `reactor="i"` and PromQL's `sum` gives the total.
+pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
+    let mut families: Vec<Family> = Vec::new();
+    for stat in Stats::LIST {
+        let (name, reason) = family_of(stat);
+        let index = match families.iter().position(|f| f.name == name) {
+            Some(index) => index,
+            None => {
+                families.push(Family {
+                    help: if reason.is_some() {
+                        "Connections and datagrams dropped, by reason.".to_string()
+                    } else {
+                        stat.help().replace('\n', " ")
+                    },
+                    kind: match stat.kind {
+                        StatKind::Counter => "counter",
+                        StatKind::Gauge => "gauge",
+                    },
+                    name,
+                    samples: Vec::new(),
+                });
+                families.len() - 1
+            }
+        };
+        for (number, stats) in reactors.iter().enumerate() {
+            let mut labels = Vec::new();
+            if let Some(reason) = reason {
+                labels.push(format!("reason=\"{reason}\""));
+            }
+            if reactors.len() > 1 {
+                labels.push(format!("reactor=\"{number}\""));
+            }
+            let labels = if labels.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", labels.join(","))
+            };
+            families[index].samples.push((labels, (stat.get)(stats)));
+        }
+    }
+    let mut out = String::with_capacity(4096);
+    for family in &families {
+        let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(&family.help));
+        let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
+        for (labels, value) in &family.samples {
+            let _ = writeln!(out, "{}{labels} {value}", family.name);
+        }
+    }
+    let _ = writeln!(out, "# HELP echoplex_reactors Event loops serving.");
+    let _ = writeln!(out, "# TYPE echoplex_reactors gauge");
+    let _ = writeln!(out, "echoplex_reactors {}", reactors.len());
+    let _ = writeln!(
+        out,
+        "# HELP echoplex_uptime_seconds Seconds since the event loop started."
     );
-    family(
-        &mut out,
-        "echoplex_reactors",
-        "gauge",
-        "Event loops serving.",
-        &one(1.0),
+    let _ = writeln!(out, "# TYPE echoplex_uptime_seconds gauge");
+    let _ = writeln!(out, "echoplex_uptime_seconds {:.3}", uptime);
+    let _ = writeln!(
+        out,
+        "# HELP echoplex_endpoint_info The endpoints served, as their listening lines print them."
     );
-    family(
-        &mut out,
-        "echoplex_uptime_seconds",
-        "gauge",
-        "Seconds since the event loop started.",
-        &one((uptime * 1000.0).round() / 1000.0),
-    );
-    family(
-        &mut out,
-        "echoplex_endpoint_info",
-        "gauge",
-        "The endpoints served, as their listening lines print them.",
-        &endpoints
-            .iter()
-            .map(|endpoint| {
-                let kind = endpoint.split(':').next().unwrap_or_default();
-                (
-                    format!(
-                        "{{endpoint=\"{}\",kind=\"{}\"}}",
-                        escape(endpoint),
-                        escape(kind)
-                    ),
-                    1.0,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+    let _ = writeln!(out, "# TYPE echoplex_endpoint_info gauge");
+    for endpoint in endpoints {
+        let kind = endpoint.split(':').next().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "echoplex_endpoint_info{{endpoint=\"{}\",kind=\"{}\"}} 1",
+            escape(endpoint),
+            escape(kind)
+        );
+    }
     out
+}
+
+/// A help text, escaped as the text format wants (backslash, newline).
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -634,7 +627,7 @@ mod tests {
         stats.accepted = 3;
         stats.dropped_datagrams = 2;
         let text = render(
-            &stats,
+            std::slice::from_ref(&stats),
             &["tcp://127.0.0.1:1".to_string(), "unix:/a\"b".to_string()],
             1.5,
         );
@@ -665,5 +658,10 @@ mod tests {
         assert!(text.contains("echoplex_connections_accepted_total 3\n"));
         assert!(text.contains("echoplex_dropped_total{reason=\"queue_full\"} 2\n"));
         assert!(text.contains("endpoint=\"unix:/a\\\"b\""), "{text}");
+        // Several reactors: one sample each, labelled.
+        let two = render(&[stats.clone(), stats], &[], 1.0);
+        assert!(two.contains("echoplex_connections_accepted_total{reactor=\"1\"} 3\n"));
+        assert!(two.contains("echoplex_dropped_total{reason=\"queue_full\",reactor=\"0\"} 2\n"));
+        assert!(two.contains("echoplex_reactors 2\n"));
     }
 }
