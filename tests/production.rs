@@ -688,6 +688,48 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
 }
 
 #[test]
+fn an_upgrade_hands_over_every_reactor_s_sockets() {
+    let dir = temp_dir("upgrade-reactors");
+    let pid_file = dir.join("echoplex.pid");
+    let mut command = Command::new(bin());
+    command
+        .args([
+            "serve",
+            "tcp://127.0.0.1:0",
+            "udp://127.0.0.1:0",
+            "--reactors",
+            "2",
+            "--pid-file",
+        ])
+        .arg(&pid_file);
+    let mut old = Served::spawn(command);
+    let endpoints = old.ready();
+    let old_pid = old.pid();
+    signal(old_pid, libc::SIGUSR2);
+    assert_eq!(
+        old.ready(),
+        endpoints,
+        "the same endpoints, nothing bound anew"
+    );
+    assert!(old.wait().success(), "stderr:\n{}", old.stderr());
+    let stderr = old.stderr();
+    // Two reactors: a TCP and a UDP socket each.
+    assert!(stderr.contains("with 4 sockets"), "{stderr}");
+    let new_pid = read_pid(&pid_file).expect("pid file");
+    assert_ne!(new_pid, old_pid);
+    let _successor = ByPid(new_pid);
+    // Both of the new reactors' sockets were adopted: nothing was left
+    // over to serve as an endpoint of its own, and every connect works.
+    for round in 0..40 {
+        let message = pattern(round * 100, 100);
+        assert_eq!(tcp_echo(inet(&endpoints[0]), &message), message);
+    }
+    assert_eq!(udp_echo(inet(&endpoints[1]), b"after"), b"after");
+    signal(new_pid, libc::SIGTERM);
+    wait_until("the new process exits", || !alive(new_pid));
+}
+
+#[test]
 fn a_failed_upgrade_leaves_the_old_process_serving() {
     let dir = temp_dir("upgrade-fails");
     let exe = copy_of_binary(&dir);

@@ -333,11 +333,8 @@ pub fn escape(value: &str) -> String {
 
 /// The Prometheus text exposition of the daemon's counters.
 pub fn exposition(cx: &Context) -> String {
-    render(
-        std::slice::from_ref(&*cx.stats),
-        &endpoints(),
-        cx.stats.uptime_s(cx.now),
-    )
+    let reactors = crate::daemon::reactors::snapshots(cx.stats);
+    render(&reactors, &endpoints(), cx.stats.uptime_s(cx.now))
 }
 
 /// The family a figure of the declared list (`Stats::LIST`) belongs to,
