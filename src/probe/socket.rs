@@ -2,7 +2,7 @@
 //!
 //! [`addresses`] resolves an endpoint (names through the system resolver,
 //! IPv4 first; Unix paths and `@abstract` names); [`Sock::begin`] opens a
-//! non-blocking socket and starts connecting, [`Sock::connecting`] tells
+//! non-blocking socket and starts connecting, [`Sock::connecting_done`] tells
 //! when a stream's handshake is over. `client` and `ping` wrap a `Sock` in
 //! a [`Conn`] whose every wait is a `poll(2)` with a deadline; `bench`
 //! registers many with its own `mio::Poll`.
@@ -88,7 +88,7 @@ pub struct Sock {
 impl Sock {
     /// Opens a socket for `kind` and starts connecting it to `addr`. A
     /// datagram socket is connected on return; a stream may still be
-    /// connecting (see [`Sock::connecting`]). A Unix listener with a full
+    /// connecting (see [`Sock::connecting_done`]). A Unix listener with a full
     /// backlog refuses at once with `WouldBlock`.
     pub fn begin(kind: Kind, addr: &SockAddr, local: Local) -> io::Result<Sock> {
         if kind.info().reply == Reply::Ack {
