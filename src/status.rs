@@ -1,7 +1,7 @@
 //! `echoplex status`: ask a running daemon's admin socket for its handlers
 //! and counters (see `services::admin` for the line protocol).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +32,9 @@ pub struct Args {
     pub watch: Option<Duration>,
 }
 
-/// Prints the daemon's status; exit 1 if it cannot be reached.
+/// Prints the daemon's status. Exit codes (the table every subcommand
+/// shares): 0 ok, 2 usage, 3 unreachable (no such socket, refused, or no
+/// admin answer within the timeout), 5 other I/O.
 pub fn run(args: Args) -> ExitCode {
     if let Some(every) = args.watch {
         let admin = args.admin.display().to_string();
@@ -49,24 +51,50 @@ pub fn run(args: Args) -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("echoplex: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("echoplex: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }
 
-fn query(args: &Args) -> Result<String, String> {
+/// Why `status` got no answer, and the exit code that says so.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn failure(code: u8, message: String) -> Failure {
+    Failure { code, message }
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn query(args: &Args) -> Result<String, Failure> {
     let path = args.admin.display();
     let timeout = Duration::try_from_secs_f64(args.timeout)
         .ok()
         .filter(|t| !t.is_zero())
-        .ok_or_else(|| format!("--timeout {} is not a positive duration", args.timeout))?;
-    let fail = |err: std::io::Error| format!("admin socket {path}: {}", describe(&err));
+        .ok_or_else(|| {
+            failure(
+                2,
+                format!("--timeout {} is not a positive duration", args.timeout),
+            )
+        })?;
+    let secs = timeout.as_secs_f64();
+    let fail = |err: io::Error| failure(5, format!("admin socket {path}: {}", describe(&err)));
     let mut stream = UnixStream::connect(&args.admin).map_err(|err| {
-        format!(
-            "cannot reach the admin socket {path}: {} (start the daemon with `echoplex serve --admin {path}`)",
-            describe(&err)
+        failure(
+            3,
+            format!(
+                "cannot reach the admin socket {path}: {} (start the daemon with `echoplex serve --admin {path}`)",
+                describe(&err)
+            ),
         )
     })?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
@@ -77,17 +105,63 @@ fn query(args: &Args) -> Result<String, String> {
     } else {
         "status\n"
     };
-    stream.write_all(command.as_bytes()).map_err(fail)?;
+    let unanswered = || {
+        failure(
+            3,
+            format!(
+                "admin socket {path}: no answer within {secs} s: is this a `serve --admin` socket?"
+            ),
+        )
+    };
+    stream.write_all(command.as_bytes()).map_err(|err| {
+        if is_timeout(&err) {
+            unanswered()
+        } else {
+            fail(err)
+        }
+    })?;
     let mut answer = String::new();
+    let mut lines = 0;
     for line in BufReader::new(stream).lines() {
-        let line = line.map_err(fail)?;
+        let line = match line {
+            Ok(line) => line,
+            // No `.` within the timeout: whatever is there (an echo server
+            // sends our command back) does not speak the admin protocol.
+            Err(err) if is_timeout(&err) => return Err(unanswered()),
+            Err(err) if lines == 0 && is_closed(&err) => return Err(closed_at_once(&path)),
+            Err(err) => return Err(fail(err)),
+        };
         if line == "." {
             return Ok(answer);
         }
+        lines += 1;
         answer.push_str(&line);
         answer.push('\n');
     }
-    Err(format!(
-        "admin socket {path}: the daemon closed the connection mid-answer"
+    if lines == 0 {
+        return Err(closed_at_once(&path));
+    }
+    Err(failure(
+        5,
+        format!("admin socket {path}: the daemon closed the connection mid-answer"),
     ))
+}
+
+fn is_closed(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// The daemon accepted and closed at once: what it does when it has no
+/// descriptor left to serve the connection with.
+fn closed_at_once(path: &dyn std::fmt::Display) -> Failure {
+    failure(
+        3,
+        format!(
+            "admin socket {path}: the daemon closed the connection without answering; \
+             it may be out of file descriptors (see its log)"
+        ),
+    )
 }

@@ -41,20 +41,24 @@ pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
     let target = Target::Path(path.to_path_buf());
     let (listener, socket_file) = sock::unix_listener(&target, 0o600)?;
     let shown = Endpoint::new(Kind::Unix, target);
-    Ok(Box::new(Listener::new(
-        listener,
-        "admin-listener",
-        shown.to_string(),
-        Box::new(|stream, peer| {
-            Box::new(StreamConn::new(
-                stream,
-                "admin-conn",
-                peer,
-                Admin::default(),
-            ))
-        }),
-        socket_file,
-    )))
+    Ok(Box::new(
+        Listener::new(
+            listener,
+            "admin-listener",
+            shown.to_string(),
+            Box::new(|stream, peer| {
+                Box::new(StreamConn::new(
+                    stream,
+                    "admin-conn",
+                    peer,
+                    Admin::default(),
+                ))
+            }),
+            socket_file,
+        )
+        // `status` must answer even when the daemon is out of descriptors.
+        .with_spare_fd(),
+    ))
 }
 
 /// The admin line protocol of one client.

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mio::{Interest, Registry, Token};
 
 use crate::mmsg::{self, Batch};
@@ -35,6 +35,10 @@ const RETRY_RECEIVE: Reason = Reason(1);
 
 /// Replies that may wait for a full socket buffer to drain.
 const QUEUE_DATAGRAMS: usize = 64;
+
+/// At shutdown, receive passes (of `DATAGRAMS_PER_EVENT` each) spent on
+/// the datagrams the socket already holds: more than its buffer holds.
+const HELD_PASSES: usize = 64;
 
 /// A datagram socket mio can poll.
 pub trait DatagramSocket: mio::event::Source {
@@ -261,6 +265,8 @@ pub struct DatagramService<S: DatagramSocket> {
     queue: VecDeque<(Box<[u8]>, S::Addr)>,
     queued_bytes: usize,
     read_ready: bool,
+    /// In `shutdown`: still receiving, to answer what the socket holds.
+    answering_held: bool,
     /// Registered for writable: only while replies wait in the queue.
     write_interest: bool,
     /// recvmmsg buffers, allocated on the first datagram.
@@ -289,6 +295,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             queue: VecDeque::new(),
             queued_bytes: 0,
             read_ready: false,
+            answering_held: false,
             write_interest: false,
             batch: None,
             bytes_in: 0,
@@ -371,12 +378,14 @@ impl<S: DatagramSocket> DatagramService<S> {
         };
         match verdict {
             Verdict::Reply => {
-                // Logged only once admitted: a flood must not become a log
-                // flood (stderr is written synchronously).
+                // Logged only once admitted, and rate-limited: a flood must
+                // not become a log flood.
                 if let Reply::Fixed(_) = self.reply {
-                    info!(
+                    crate::log_limited!(
+                        log::Level::Info,
                         "{} {}: received {len} bytes from {from}",
-                        self.kind, self.local
+                        self.kind,
+                        self.local
                     );
                 }
                 true
@@ -577,9 +586,11 @@ impl<S: DatagramSocket> DatagramService<S> {
     /// socket, nor to spin on it: retry shortly, since datagrams queued
     /// behind it raise no new edge.
     fn receive_failed(&mut self, err: &io::Error, cx: &mut Context) {
-        warn!(
+        crate::log_limited!(
+            log::Level::Warn,
             "{} {}: receive failed: {err}; retrying",
-            self.kind, self.local
+            self.kind,
+            self.local
         );
         cx.set_timer(cx.now + RECEIVE_RETRY, RETRY_RECEIVE);
     }
@@ -587,7 +598,7 @@ impl<S: DatagramSocket> DatagramService<S> {
     fn receive_some(&mut self, cx: &mut Context) {
         if let Some(fd) = self.socket.batch_fd() {
             for _ in 0..DATAGRAMS_PER_EVENT.div_ceil(mmsg::BATCH) {
-                if !self.read_ready || cx.is_shutting_down() {
+                if !self.read_ready || (cx.is_shutting_down() && !self.answering_held) {
                     return;
                 }
                 if !self.receive_batch(fd, cx) {
@@ -599,7 +610,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             return;
         }
         for _ in 0..DATAGRAMS_PER_EVENT {
-            if !self.read_ready || cx.is_shutting_down() {
+            if !self.read_ready || (cx.is_shutting_down() && !self.answering_held) {
                 return;
             }
             let received = cx.with_scratch(|scratch, cx| match self.socket.recv_one(scratch) {
@@ -613,7 +624,7 @@ impl<S: DatagramSocket> DatagramService<S> {
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => true,
                 Err(err) if err.kind() == io::ErrorKind::InvalidData => {
-                    warn!("{} {}: {err}", self.kind, self.local);
+                    crate::log_limited!(log::Level::Warn, "{} {}: {err}", self.kind, self.local);
                     cx.stats.dropped_datagrams += 1;
                     true
                 }
@@ -652,6 +663,18 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        // Datagrams already in the socket's queue came before the shutdown:
+        // answer them (bounded, so a flood cannot hold the exit up), then
+        // stop receiving and flush the replies.
+        self.read_ready = true;
+        self.answering_held = true;
+        for _ in 0..HELD_PASSES {
+            if !self.read_ready {
+                break;
+            }
+            self.receive_some(cx);
+        }
+        self.answering_held = false;
         self.flush_queue(cx);
         if self.queue.is_empty() {
             Flow::Close

@@ -8,6 +8,7 @@
 //! if no spare is left, accepting pauses on a timer and retries by itself.
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use log::Level;
 use mio::{Interest, Registry, Token};
 
 use crate::log_limited;
+use crate::reactor::open_reserve_fd;
 use crate::reactor::{Admission, Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 use crate::sock::SocketFile;
 
@@ -82,6 +84,10 @@ pub struct Listener<L: Acceptor> {
     out_of_fds: bool,
     /// Removes the socket file when the listener goes.
     _socket_file: Option<SocketFile>,
+    /// The admin listener's own spare descriptor (`with_spare_fd`): given
+    /// up to *serve* one connection when the daemon is out of descriptors,
+    /// so `status` can still answer; `Some(None)` while it is in use.
+    spare: Option<Option<File>>,
 }
 
 impl<L: Acceptor> Listener<L> {
@@ -102,10 +108,54 @@ impl<L: Acceptor> Listener<L> {
             paused: false,
             out_of_fds: false,
             _socket_file: socket_file,
+            spare: None,
+        }
+    }
+
+    /// Keeps a descriptor in reserve for this listener alone, so one of its
+    /// connections is still served when the daemon has run out (the admin
+    /// socket: `status` matters most precisely then).
+    pub fn with_spare_fd(mut self) -> Self {
+        self.spare = Some(open_reserve_fd());
+        self
+    }
+
+    /// Out of descriptors: spends the spare (if this listener has one) on
+    /// accepting and serving a connection. True if one was taken.
+    fn serve_with_spare(&mut self, cx: &mut Context) -> bool {
+        let Some(spare) = self.spare.as_mut() else {
+            return false;
+        };
+        if spare.take().is_none() {
+            return false; // already spent on a connection still open
+        }
+        match self.listener.accept_one() {
+            Ok((stream, peer)) => {
+                log::info!(
+                    "{} {}: out of file descriptors; serving this connection with the spare",
+                    self.kind,
+                    self.local
+                );
+                let conn = (self.make_conn)(stream, peer);
+                let _ = cx.spawn(conn);
+                true
+            }
+            Err(err) => {
+                *spare = open_reserve_fd();
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    self.accept_ready = false;
+                    return true;
+                }
+                false
+            }
         }
     }
 
     fn accept_some(&mut self, cx: &mut Context) {
+        // Take the spare back once the connection it served has closed.
+        if let Some(spare @ None) = self.spare.as_mut() {
+            *spare = open_reserve_fd();
+        }
         for _ in 0..ACCEPTS_PER_EVENT {
             if !self.accept_ready || self.paused {
                 return;
@@ -168,6 +218,9 @@ impl<L: Acceptor> Listener<L> {
                 "{} {}: out of file descriptors ({err}); closing new connections until some free up",
                 self.kind, self.local
             );
+        }
+        if self.serve_with_spare(cx) {
+            return;
         }
         // Give up the spare descriptor, accept the waiting connection and
         // close it, so the client hears at once and the backlog drains.
