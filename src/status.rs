@@ -38,7 +38,9 @@ pub struct Args {
 pub fn run(args: Args) -> ExitCode {
     if let Some(every) = args.watch {
         let admin = args.admin.display().to_string();
-        return match watch::run(every, args.json, &admin, || query(&args)) {
+        return match watch::run(every, args.json, &admin, || {
+            query(&args).map_err(|failure| failure.message)
+        }) {
             Ok(code) => code,
             Err(message) => {
                 eprintln!("echoplex: {message}");
