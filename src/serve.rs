@@ -270,13 +270,13 @@ fn serve(args: Args) -> Result<(), String> {
             (false, false) => info!("serving {} ({}; {on})", one.endpoint, one.detail),
         }
         reactor
-            .add(one.handler)
+            .add_endpoint(one.handler, one.endpoint.to_string())
             .map_err(|err| format!("cannot register {}: {}", one.endpoint, describe(&err)))?;
     }
     if let (Some(admin), Some(path)) = (admin, &args.admin) {
         lines.push_str(&format!("listening admin:{}\n", path.display()));
         reactor
-            .add(admin)
+            .add_endpoint(admin, format!("admin:{}", path.display()))
             .map_err(|err| format!("admin socket: {}", describe(&err)))?;
     }
     reactor

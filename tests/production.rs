@@ -860,10 +860,31 @@ fn metrics_pass_promtool_check_metrics() {
         "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
     );
     assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(
-        body.contains("echoplex_datagrams_received_total 1\n"),
-        "{body}"
-    );
+    // Figures that belong to one endpoint carry its label.
+    for line in [
+        format!(
+            "echoplex_bytes_received_total{{endpoint=\"{}\"}} 1024\n",
+            endpoints[1]
+        ),
+        format!(
+            "echoplex_connections_accepted_total{{endpoint=\"{}\"}} 1\n",
+            endpoints[1]
+        ),
+        format!(
+            "echoplex_datagrams_received_total{{endpoint=\"{}\"}} 1\n",
+            endpoints[2]
+        ),
+        format!(
+            "echoplex_datagrams_sent_total{{endpoint=\"{}\"}} 1\n",
+            endpoints[2]
+        ),
+        format!(
+            "echoplex_connections_open{{endpoint=\"{}\"}} 1\n",
+            endpoints[0]
+        ),
+    ] {
+        assert!(body.contains(&line), "no {line:?} in\n{body}");
+    }
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -462,7 +462,7 @@ fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), Str
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         listening.push((bound.endpoint.clone(), bound.detail.clone()));
         reactor
-            .add(bound.handler)
+            .add_endpoint(bound.handler, bound.endpoint.to_string())
             .map_err(|err| format!("cannot register {}: {}", bound.endpoint, describe(&err)))?;
     }
     reactor

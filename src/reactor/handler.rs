@@ -231,7 +231,8 @@ impl Context<'_> {
             self.stats.accepted += 1;
             self.shared.spawned_connections += 1;
         }
-        self.shared.spawned.push_back(handler);
+        let origin = self.shared.origin;
+        self.shared.spawned.push_back((handler, origin));
         Admission::Admitted
     }
 

@@ -40,7 +40,7 @@ use slab::Slab;
 
 pub use buffer::BufferPool;
 pub use handler::{Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness};
-pub use stats::{Stat, StatKind, Stats};
+pub use stats::{EndpointStats, Stat, StatKind, Stats};
 pub use timer::{Reason, Timers};
 
 /// Events fetched per poll: enough to amortise the syscall, small enough
@@ -74,7 +74,14 @@ pub(crate) fn open_reserve_fd() -> Option<File> {
 struct Slot {
     generation: usize,
     handler: Option<Box<dyn Handler>>,
+    /// Index in `stats.endpoints` of the endpoint this handler serves (a
+    /// listener's or datagram socket's own, a connection's listener's), or
+    /// `NO_ENDPOINT`.
+    origin: usize,
 }
+
+/// A handler that belongs to no endpoint (signals, timers of the daemon).
+const NO_ENDPOINT: usize = usize::MAX;
 
 /// Which handler method a dispatch calls.
 #[derive(Clone, Copy, Debug)]
@@ -176,8 +183,11 @@ pub(crate) struct Shared {
     timers: Timers,
     pool: BufferPool,
     scratch: Box<[u8]>,
-    /// Handlers spawned and not yet inserted, first in first out.
-    spawned: VecDeque<Box<dyn Handler>>,
+    /// Handlers spawned and not yet inserted, first in first out, with the
+    /// endpoint of the handler that spawned them.
+    spawned: VecDeque<(Box<dyn Handler>, usize)>,
+    /// The endpoint of the handler being called (what it spawns inherits it).
+    origin: usize,
     /// How many of `spawned` are connections (they count against the limit).
     spawned_connections: usize,
     run_again: Vec<Token>,
@@ -219,6 +229,7 @@ impl Reactor {
                     ),
                     scratch: vec![0; scratch_len].into_boxed_slice(),
                     spawned: VecDeque::new(),
+                    origin: NO_ENDPOINT,
                     spawned_connections: 0,
                     all_connections: None,
                     run_again: Vec::new(),
@@ -245,7 +256,23 @@ impl Reactor {
     /// Inserts and registers a handler; returns its token.
     pub fn add(&mut self, handler: Box<dyn Handler>) -> io::Result<Token> {
         let now = self.clock.now();
-        let token = self.core.insert(handler, now)?;
+        let token = self.core.insert(handler, now, NO_ENDPOINT)?;
+        self.core.insert_spawned(now);
+        Ok(token)
+    }
+
+    /// Like `add`, for the handler that serves `endpoint` (its `listening`
+    /// text): what it and the connections it accepts move is also counted
+    /// for that endpoint (`Stats::endpoints`, labelled in `/metrics`).
+    pub fn add_endpoint(
+        &mut self,
+        handler: Box<dyn Handler>,
+        endpoint: String,
+    ) -> io::Result<Token> {
+        let now = self.clock.now();
+        let origin = self.core.stats.endpoints.len();
+        self.core.stats.endpoints.push(EndpointStats::new(endpoint));
+        let token = self.core.insert(handler, now, origin)?;
         self.core.insert_spawned(now);
         Ok(token)
     }
@@ -396,7 +423,12 @@ impl Core {
 
     /// Registers a handler and puts it in the slab, then calls `started`.
     /// Whatever that spawns waits in `spawned` for `insert_spawned`.
-    fn insert(&mut self, mut handler: Box<dyn Handler>, now: Instant) -> io::Result<Token> {
+    fn insert(
+        &mut self,
+        mut handler: Box<dyn Handler>,
+        now: Instant,
+        origin: usize,
+    ) -> io::Result<Token> {
         if self.slots.vacant_key() > KEY_MASK {
             return Err(io::Error::other("too many handlers for the token space"));
         }
@@ -409,10 +441,14 @@ impl Core {
             if let Some(all) = &self.shared.all_connections {
                 all.fetch_add(1, Ordering::Relaxed);
             }
+            if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
+                endpoint.connections += 1;
+            }
         }
         entry.insert(Slot {
             generation: self.generation,
             handler: Some(handler),
+            origin,
         });
         self.call(token, now, Call::Started);
         Ok(token)
@@ -421,12 +457,12 @@ impl Core {
     /// Inserts the spawned handlers in the order they were spawned; those
     /// their `started` spawns join the end of the queue.
     fn insert_spawned(&mut self, now: Instant) {
-        while let Some(new) = self.shared.spawned.pop_front() {
+        while let Some((new, origin)) = self.shared.spawned.pop_front() {
             let is_connection = new.is_connection();
             if is_connection {
                 self.shared.spawned_connections -= 1;
             }
-            if let Err(err) = self.insert(new, now) {
+            if let Err(err) = self.insert(new, now, origin) {
                 warn!("could not register a new handler: {err}");
                 if is_connection {
                     self.stats.closed += 1; // it was counted as accepted
@@ -443,9 +479,11 @@ impl Core {
 
     fn call(&mut self, token: Token, now: Instant, call: Call) {
         let key = key_of(token);
-        let handler = match self.slots.get_mut(key) {
-            Some(slot) if slot.generation == generation_of(token) => slot.handler.take(),
-            _ => None,
+        let (handler, origin) = match self.slots.get_mut(key) {
+            Some(slot) if slot.generation == generation_of(token) => {
+                (slot.handler.take(), slot.origin)
+            }
+            _ => (None, NO_ENDPOINT),
         };
         let Some(mut handler) = handler else {
             if self.trace {
@@ -457,6 +495,9 @@ impl Core {
             return;
         };
         let moved_before = (self.stats.bytes_in, self.stats.bytes_out);
+        let datagrams_before = (self.stats.datagrams_in, self.stats.datagrams_out);
+        let accepted_before = self.stats.accepted;
+        self.shared.origin = origin;
         let yielded_before = self.shared.run_again.len();
         let mut cx = Context {
             token,
@@ -488,6 +529,16 @@ impl Core {
                 self.stats.bytes_out - moved_before.1,
             );
         }
+        // The endpoint's share: a few subtractions per call, next to the
+        // syscalls the call made.
+        let stats = &mut self.stats;
+        if let Some(endpoint) = stats.endpoints.get_mut(origin) {
+            endpoint.bytes_in += stats.bytes_in - moved_before.0;
+            endpoint.bytes_out += stats.bytes_out - moved_before.1;
+            endpoint.datagrams_in += stats.datagrams_in - datagrams_before.0;
+            endpoint.datagrams_out += stats.datagrams_out - datagrams_before.1;
+            endpoint.accepted += stats.accepted - accepted_before;
+        }
         match flow {
             Flow::Continue => {
                 if let Some(slot) = self.slots.get_mut(key) {
@@ -497,6 +548,9 @@ impl Core {
             Flow::Close => {
                 self.slots.remove(key);
                 if handler.is_connection() {
+                    if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
+                        endpoint.connections = endpoint.connections.saturating_sub(1);
+                    }
                     self.stats.connections -= 1;
                     if let Some(all) = &self.shared.all_connections {
                         all.fetch_sub(1, Ordering::Relaxed);

@@ -70,12 +70,15 @@ macro_rules! stats {
             /// When the loop started.
             pub started: Instant,
             $( #[doc = $help] pub $field: $ty, )*
+            /// Each endpoint's share of the figures that belong to one
+            /// (`/metrics` labels them), in the order they were added.
+            pub endpoints: Vec<EndpointStats>,
         }
 
         impl Stats {
             /// Zeroed counters, starting at `started`.
             pub fn new(started: Instant) -> Self {
-                Stats { started, $( $field: 0, )* }
+                Stats { started, $( $field: 0, )* endpoints: Vec::new() }
             }
 
             /// Every figure, in the order of the table.
@@ -93,6 +96,12 @@ macro_rules! stats {
             pub fn add(&mut self, other: &Stats) {
                 self.started = self.started.min(other.started);
                 $( self.$field += other.$field; )*
+                for theirs in &other.endpoints {
+                    match self.endpoints.iter_mut().find(|ours| ours.endpoint == theirs.endpoint) {
+                        Some(ours) => ours.add(theirs),
+                        None => self.endpoints.push(theirs.clone()),
+                    }
+                }
             }
         }
     };
@@ -131,6 +140,60 @@ stats! {
     loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
     events: u64, Counter, 3, "  events {}";
+}
+
+/// One endpoint's share of the figures that belong to one endpoint: the
+/// reactor adds to it what the endpoint's own handler and the connections
+/// it accepted move (`Reactor::add_endpoint`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// The endpoint as its `listening` line prints it.
+    pub endpoint: String,
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams received.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+}
+
+impl EndpointStats {
+    /// Zeroed figures for `endpoint`.
+    pub fn new(endpoint: String) -> Self {
+        EndpointStats {
+            endpoint,
+            ..EndpointStats::default()
+        }
+    }
+
+    /// The figure of the declared list called `name`, if it is one an
+    /// endpoint has a share of.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        Some(match name {
+            "connections" => self.connections,
+            "accepted" => self.accepted,
+            "bytes_in" => self.bytes_in,
+            "bytes_out" => self.bytes_out,
+            "datagrams_in" => self.datagrams_in,
+            "datagrams_out" => self.datagrams_out,
+            _ => return None,
+        })
+    }
+
+    fn add(&mut self, other: &EndpointStats) {
+        self.connections += other.connections;
+        self.accepted += other.accepted;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.datagrams_in += other.datagrams_in;
+        self.datagrams_out += other.datagrams_out;
+    }
 }
 
 impl Stats {

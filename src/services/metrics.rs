@@ -407,12 +407,24 @@ pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
             if reactors.len() > 1 {
                 labels.push(format!("reactor=\"{number}\""));
             }
-            let labels = if labels.is_empty() {
-                String::new()
+            // A figure endpoints have a share of is shown per endpoint
+            // (the shares add up to the reactor's total).
+            let shares: Vec<(String, u64)> = stats
+                .endpoints
+                .iter()
+                .filter_map(|share| {
+                    let value = share.get(stat.name)?;
+                    let endpoint = format!("endpoint=\"{}\"", escape(&share.endpoint));
+                    Some((label_set(&[&[endpoint], &labels[..]].concat()), value))
+                })
+                .collect();
+            if shares.is_empty() {
+                families[index]
+                    .samples
+                    .push((label_set(&labels), (stat.get)(stats)));
             } else {
-                format!("{{{}}}", labels.join(","))
-            };
-            families[index].samples.push((labels, (stat.get)(stats)));
+                families[index].samples.extend(shares);
+            }
         }
     }
     let mut out = String::with_capacity(4096);
@@ -447,6 +459,15 @@ pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
         );
     }
     out
+}
+
+/// `{a,b}`, or nothing for no labels.
+fn label_set(labels: &[String]) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", labels.join(","))
+    }
 }
 
 /// A help text, escaped as the text format wants (backslash, newline).
@@ -655,6 +676,22 @@ mod tests {
         assert!(text.contains("echoplex_connections_accepted_total 3\n"));
         assert!(text.contains("echoplex_dropped_total{reason=\"queue_full\"} 2\n"));
         assert!(text.contains("endpoint=\"unix:/a\\\"b\""), "{text}");
+        // Endpoints: their shares replace the total.
+        let mut shared = Stats::new(Instant::now());
+        shared.bytes_in = 10;
+        let mut one = crate::reactor::EndpointStats::new("tcp://127.0.0.1:1".into());
+        one.bytes_in = 4;
+        let mut other = crate::reactor::EndpointStats::new("udp://127.0.0.1:2".into());
+        other.bytes_in = 6;
+        shared.endpoints = vec![one, other];
+        let text = render(std::slice::from_ref(&shared), &[], 1.0);
+        assert!(text.contains("echoplex_bytes_received_total{endpoint=\"tcp://127.0.0.1:1\"} 4\n"));
+        assert!(text.contains("echoplex_bytes_received_total{endpoint=\"udp://127.0.0.1:2\"} 6\n"));
+        assert!(!text.contains("echoplex_bytes_received_total 10"));
+        assert!(
+            text.contains("echoplex_events_total 0\n"),
+            "no endpoint share: the total"
+        );
         // Several reactors: one sample each, labelled.
         let two = render(&[stats.clone(), stats], &[], 1.0);
         assert!(two.contains("echoplex_connections_accepted_total{reactor=\"1\"} 3\n"));
