@@ -387,6 +387,9 @@ impl WorkerResult {
     /// Records one echo that came back at `now`, due at `due` (the
     /// schedule's time in open loop, else the send) and sent at `sent`;
     /// returns the latency and, in open loop, the service time (µs).
+    // Inlined into the echo path: callgrind counts 20-50 instructions per
+    // message less in a closed loop (tcp -c 10).
+    #[inline]
     pub fn record(
         &mut self,
         due: Instant,
