@@ -104,6 +104,10 @@ fn a_rate_the_server_cannot_hold_ends_on_time_with_the_damage_counted() {
     let v = json_of(&out);
     assert_eq!(v["messages"], 0, "{v}");
     assert!(v["errors"].as_u64().unwrap() > 0, "stalls are errors: {v}");
+    // The generator's own account is there, whatever it says.
+    for key in ["late_sends", "held_sends", "unsent", "max_lag_us"] {
+        assert!(v["generator"][key].as_u64().is_some(), "{key}: {v}");
+    }
     let _ = holder.join();
 }
 

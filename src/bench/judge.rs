@@ -101,6 +101,8 @@ impl Verdict {
         let lag = self.lag.clone().unwrap_or_default();
         json!({
             "late_sends": lag.late,
+            "held_sends": lag.held,
+            "unsent": lag.unsent,
             "max_lag_us": lag.max_lag_us,
             "cpu_percent": (self.cpu_percent * 10.0).round() / 10.0,
             "busiest_thread_percent": (self.busiest_thread * 1000.0).round() / 10.0,
@@ -120,6 +122,15 @@ impl Verdict {
                 100.0 * lag.late as f64 / lag.sends.max(1) as f64,
                 super::units::group(lag.max_lag_us),
             ));
+            if lag.unsent > 0 {
+                line.push_str(&format!("never sent {}; ", super::units::group(lag.unsent)));
+            }
+            if lag.held > 0 {
+                line.push_str(&format!(
+                    "held back by the server (not reading) {}; ",
+                    super::units::group(lag.held)
+                ));
+            }
         }
         line.push_str(&format!(
             "cpu {:.0} % (busiest thread {:.0} %)",
@@ -132,9 +143,15 @@ impl Verdict {
                  the generator, not the server, set these numbers"
             } else {
                 "\n  SATURATED: the generator fell behind its schedule (its threads \
-                 waited for a CPU: the machine is busy); the generator, not the \
-                 server, set these numbers"
+                 were not running when sends fell due: a busy machine); the \
+                 generator, not the server, set these numbers"
             });
+        }
+        if let Some(lag) = self.lag.as_ref().filter(|lag| lag.held > 0) {
+            line.push_str(&format!(
+                "\n  the server could not sustain the rate: {} sends waited for it to read",
+                super::units::group(lag.held)
+            ));
         }
         line.push('\n');
         line
@@ -165,6 +182,8 @@ mod tests {
             lag: Some(Lag {
                 sends: 100_000,
                 late: 50,
+                held: 70_000,
+                unsent: 0,
                 max_lag_us: 900,
             }),
             cpu_percent: 40.0,

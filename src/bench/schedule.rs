@@ -99,19 +99,32 @@ impl Schedule {
 pub struct Lag {
     /// Messages sent (attempted) on the schedule.
     pub sends: u64,
-    /// Sends that left more than [`LATE_AFTER`] after their due time.
+    /// Sends that left more than [`LATE_AFTER`] after their due time
+    /// because the generator was behind.
     pub late: u64,
+    /// Sends that left late because the server held them back: every
+    /// connection's unsent bytes were at the cap (it was not reading).
+    /// Their latency counts from the schedule all the same.
+    pub held: u64,
+    /// Of the sends, those still unsent when the window closed (counted
+    /// late or held as of the window's end).
+    pub unsent: u64,
     /// The largest lag behind schedule, microseconds.
     pub max_lag_us: u64,
 }
 
 impl Lag {
-    /// A message due at `due` was sent at `now`.
-    pub fn sent(&mut self, due: Instant, now: Instant) {
+    /// A message due at `due` was sent at `now`; `held` when the server's
+    /// backpressure, not the generator, kept it back.
+    pub fn sent(&mut self, due: Instant, now: Instant, held: bool) {
         self.sends += 1;
         let lag = now.saturating_duration_since(due);
         if lag > LATE_AFTER {
-            self.late += 1;
+            if held {
+                self.held += 1;
+            } else {
+                self.late += 1;
+            }
         }
         let us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
         self.max_lag_us = self.max_lag_us.max(us);
@@ -121,6 +134,8 @@ impl Lag {
     pub fn add(&mut self, other: &Lag) {
         self.sends += other.sends;
         self.late += other.late;
+        self.held += other.held;
+        self.unsent += other.unsent;
         self.max_lag_us = self.max_lag_us.max(other.max_lag_us);
     }
 }
@@ -183,14 +198,17 @@ mod tests {
         // all leave at once, each as late as it was.
         let woke = start + Duration::from_millis(55);
         while s.due() <= woke {
-            lag.sent(s.due(), woke);
+            lag.sent(s.due(), woke, false);
             s.advance();
         }
         assert_eq!(lag.sends, 6);
         assert_eq!(lag.late, 6);
         assert_eq!(lag.max_lag_us, 55_000);
         assert_eq!(s.due(), start + Duration::from_millis(60));
-        lag.sent(s.due(), s.due() + Duration::from_micros(300));
+        lag.sent(s.due(), s.due() + Duration::from_micros(300), false);
         assert_eq!(lag.late, 6, "300 µs is on time");
+        s.advance();
+        lag.sent(s.due(), s.due() + Duration::from_millis(30), true);
+        assert_eq!((lag.late, lag.held), (6, 1), "held back by the server");
     }
 }

@@ -20,6 +20,12 @@ use crate::probe::socket::{Local, Sock};
 /// serving many connections makes few syscalls.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Open loop: a connection holding this many unsent bytes (the server is
+/// not reading) takes no new message until it has written some; the due
+/// messages wait, counted as held back by the server, and memory stays
+/// bounded at rates the server cannot sustain.
+const MAX_UNSENT: usize = 256 * 1024;
+
 /// Longest wait for the echoes still owed when a timed run ends.
 const DRAIN: Duration = Duration::from_millis(250);
 
@@ -485,17 +491,30 @@ impl Streams {
         let n = self.conns.len();
         'due: loop {
             let mut pick = None;
+            let mut full = false;
             for k in 0..n {
                 let i = (self.next_conn + k) % n;
-                if self.conns[i].state == State::Open && !self.retiring(ctx, i) {
+                let conn = &self.conns[i];
+                if conn.state == State::Open && !self.retiring(ctx, i) {
+                    if conn.out.len() - conn.out_pos >= MAX_UNSENT {
+                        full = true;
+                        continue;
+                    }
                     pick = Some(i);
                     break;
                 }
             }
-            // No connection can take a message now (all reconnecting): the
-            // due ones wait, and count as late when they leave.
-            let Some(i) = pick else { break 'due };
+            // No connection can take a message now (all full, or all
+            // reconnecting): the due ones wait, and count as late (or held
+            // back by the server, when full) when they leave.
+            let Some(i) = pick else {
+                if full && ctx.next_wake().is_some_and(|due| due <= now) {
+                    ctx.set_held(true);
+                }
+                break 'due;
+            };
             let Some((due, measured)) = ctx.due(now) else {
+                ctx.set_held(false);
                 break 'due;
             };
             self.next_conn = (i + 1) % n;

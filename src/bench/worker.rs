@@ -101,6 +101,9 @@ pub struct Ctx<'a> {
     schedule: Option<Schedule>,
     /// Open loop: the schedule has nothing more to send (window or quota).
     schedule_over: bool,
+    /// Open loop: due messages are waiting because no connection could
+    /// take more (the server is not reading).
+    held: bool,
     /// Intervals: where this worker's echoes go, interval by interval.
     recorder: Option<Recorder>,
 }
@@ -115,6 +118,12 @@ impl Ctx<'_> {
             return None;
         }
         self.window_admits(now)
+    }
+
+    /// Open loop: whether due messages are waiting on the server's
+    /// backpressure (set by the flow when no connection has room).
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
     }
 
     /// True in open loop (`--rate`).
@@ -141,7 +150,7 @@ impl Ctx<'_> {
             schedule.advance();
         }
         if measured {
-            self.result.lag.sent(due, now);
+            self.result.lag.sent(due, now, self.held);
         }
         Some((due, measured))
     }
@@ -209,6 +218,30 @@ impl Ctx<'_> {
             return None;
         }
         self.schedule.as_ref().map(Schedule::due)
+    }
+
+    /// Open loop, at the end: messages that fell due in the window but
+    /// never left count as sent at the end, late (or held back by the
+    /// server), so a generator or server that fell behind cannot hide it.
+    fn count_unsent(&mut self, now: Instant) {
+        let Some(schedule) = self.schedule.as_mut() else {
+            return;
+        };
+        let end = self.timeline.measure_end.map_or(now, |end| end.min(now));
+        let start = self.timeline.measure_start;
+        let mut quota = self.quota;
+        while schedule.due() < end && quota != Some(0) {
+            let due = schedule.due();
+            schedule.advance();
+            if due < start {
+                continue;
+            }
+            if let Some(left) = quota.as_mut() {
+                *left -= 1;
+            }
+            self.result.lag.sent(due, end, self.held);
+            self.result.lag.unsent += 1;
+        }
     }
 
     fn tick_intervals(&mut self, now: Instant) {
@@ -310,9 +343,11 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
         given_up: false,
         schedule,
         schedule_over: false,
+        held: false,
         recorder,
     };
     turn_until_done(&mut flow, &mut ctx, &mut poll, &mut events);
+    ctx.count_unsent(Instant::now());
     ctx.result.cpu_share = cpu.share();
     ctx.tick_intervals(Instant::now());
     if let Some(recorder) = ctx.recorder.take() {
