@@ -5,7 +5,13 @@ use clap::{Parser, Subcommand};
 
 /// echoplex: one thread, one mio::Poll, every echo protocol.
 #[derive(Parser, Debug)]
-#[command(name = "echoplex", version, about, propagate_version = true)]
+#[command(
+    name = "echoplex",
+    version,
+    about,
+    propagate_version = true,
+    after_help = crate::error::EXIT_TABLE
+)]
 pub struct Cli {
     /// The subcommand to run.
     #[command(subcommand)]
@@ -48,8 +54,9 @@ impl Cli {
             if args.reactors != crate::daemon::reactors::Count::Exactly(1))
     }
 
-    /// Dispatches to the subcommand.
-    pub fn run(self) -> std::process::ExitCode {
+    /// Dispatches to the subcommand; `main` prints a failure and exits
+    /// with the outcome's code.
+    pub fn run(self) -> crate::error::Outcome {
         match self.command {
             Command::Serve(args) => crate::serve::run(args),
             Command::Client(args) => crate::client::run(args),
@@ -60,6 +67,31 @@ impl Cli {
             Command::Status(args) => crate::status::run(args),
             Command::Completions(args) => crate::shell::completions(args),
             Command::Manpage(args) => crate::shell::manpage(args),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_documents_its_exit_status() {
+        let cli = Cli::command();
+        assert!(cli
+            .get_after_help()
+            .is_some_and(|help| help.to_string().contains("Exit status")));
+        for sub in cli.get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains("Exit status:"),
+                "`echoplex help {}` does not say its exit status",
+                sub.get_name()
+            );
         }
     }
 }

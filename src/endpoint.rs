@@ -143,7 +143,7 @@ kinds! {
         tools: &[Serve, Client, Ping, Bench], bind: services::unix_dgram::bind };
     /// `multicast://`: join a group, answer `ack`.
     Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, reply: Ack,
-        tools: &[Serve, Client], bind: services::multicast::bind };
+        tools: &[Serve, Client, Bench], bind: services::multicast::bind };
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
         tools: &[Serve, Client], bind: services::binary::bind };

@@ -10,7 +10,16 @@ fn main() -> ExitCode {
         echoplex::daemon::reactors::name_in_logs();
     }
     echoplex::daemon::log::init(daemon, cli.wants_trace());
-    let code = cli.run();
+    // One exit-code policy (error.rs): a command returns its outcome, and
+    // only here is a failure printed and turned into the exit code.
+    let outcome = cli.run();
+    // Log lines still queued come first, so an error is the last line.
     echoplex::daemon::log::flush();
-    code
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            eprintln!("echoplex: {failure}");
+            failure.exit.into()
+        }
+    }
 }

@@ -11,11 +11,11 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::client::say;
 use crate::endpoint::{Endpoint, Tool};
+use crate::error::{self, Exit, Outcome};
 use crate::probe::duration::{positive_secs, show as secs};
 use crate::probe::failure::{self, Failure};
 use crate::probe::payload::{nonce, Pattern, SEQ_BYTES};
@@ -64,25 +64,21 @@ pub struct Args {
 }
 
 /// Runs `echoplex ping`; returns the process exit code.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> Outcome {
     let endpoint = &args.endpoint;
-    if let Err(why) = endpoint.check_tool(Tool::Ping) {
-        eprintln!("echoplex: {why}");
-        return ExitCode::from(2);
-    }
+    endpoint
+        .check_tool(Tool::Ping)
+        .map_err(error::Failure::usage)?;
     if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
-        eprintln!("echoplex: {failure}");
-        return ExitCode::from(2);
+        return Err(error::Failure::usage(failure.to_string()));
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
     let started = Instant::now();
     let conn = match Conn::connect(endpoint, args.timeout) {
         Ok(conn) => conn,
-        Err(Failure::Interrupted) => return ExitCode::from(1),
-        Err(failure) => {
-            eprintln!("echoplex: {failure}");
-            return ExitCode::from(1);
-        }
+        Err(Failure::Interrupted) => return Ok(Exit::Failed),
+        // Like ping(8): no reply is 1, whatever the reason.
+        Err(failure) => return Err(error::Failure::failed(failure.to_string())),
     };
     if conn.is_stream() && !args.quiet {
         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -93,7 +89,11 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("echoplex: {failure}");
     }
     pinger.summary();
-    ExitCode::from(if pinger.stats.received > 0 { 0 } else { 1 })
+    Ok(if pinger.stats.received > 0 {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }
 
 /// Builds and checks probes of one run: the marker, then message `seq`

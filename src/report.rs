@@ -5,13 +5,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::bench::hdrlog::{self, HdrLog, SERVICE_TAG};
 use crate::bench::report::{bytes, group, PERCENTILES};
+use crate::error::{describe, Exit, Failure, Outcome};
 
 /// Command-line arguments of `echoplex report`.
 #[derive(clap::Args, Debug)]
@@ -360,35 +360,17 @@ fn round3(x: f64) -> f64 {
 }
 
 /// Runs `echoplex report`; returns the process exit code.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> Outcome {
     let mut logs = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let name = path.display().to_string();
-        let text = match std::fs::read(path) {
-            Ok(text) => text,
-            Err(err) => {
-                eprintln!(
-                    "echoplex report: cannot read {name}: {}",
-                    crate::error::describe(&err)
-                );
-                return ExitCode::from(5);
-            }
-        };
-        match hdrlog::parse(&text) {
-            Ok(log) => logs.push((name, log)),
-            Err(why) => {
-                eprintln!("echoplex report: {name}: {why}");
-                return ExitCode::from(2);
-            }
-        }
+        let text = std::fs::read(path).map_err(|err| {
+            Failure::new(Exit::Io, format!("cannot read {name}: {}", describe(&err)))
+        })?;
+        let log = hdrlog::parse(&text).map_err(|why| Failure::usage(format!("{name}: {why}")))?;
+        logs.push((name, log));
     }
-    let merged = match merge(&logs) {
-        Ok(merged) => merged,
-        Err(why) => {
-            eprintln!("echoplex report: {why}");
-            return ExitCode::from(2);
-        }
-    };
+    let merged = merge(&logs).map_err(|why| Failure::usage(why.to_string()))?;
     let out = if args.json {
         format!("{}\n", merged.json())
     } else {
@@ -399,9 +381,9 @@ pub fn run(args: Args) -> ExitCode {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     if merged.sum("errors") > 0 || merged.sum("connect_failures") > 0 {
-        return ExitCode::from(1);
+        return Ok(Exit::Failed);
     }
-    ExitCode::SUCCESS
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use mio::{Interest, Registry, Token};
 use crate::daemon::pidfile::PidFile;
 use crate::daemon::{activation, notify, reactors, upgrade};
 use crate::endpoint::Endpoint;
-use crate::error::describe;
+use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
 use crate::services::{self, Bound, ServeConfig};
@@ -38,6 +37,12 @@ const FD_HEADROOM: u64 = 64;
 
 /// Options of `echoplex serve`.
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Exit status:
+  0  stopped cleanly after SIGINT or SIGTERM
+  1  could not start (an endpoint could not be bound, ...); the reason is \
+the one line on stderr
+  2  usage error (bad option, endpoint, endpoint option or --format)")]
 pub struct Args {
     /// Endpoints to serve (default: tcp://127.0.0.1:10000 udp://127.0.0.1:10000
     /// unix:./echoplex.sock multicast://224.10.10.10:10000 binary://127.0.0.1:10001).
@@ -100,22 +105,13 @@ fn parse_mode(text: &str) -> Result<u32, String> {
     }
 }
 
-/// Runs the daemon; the exit code is 0 after a clean shutdown, 2 for a
-/// bad option (such as a `--format` it cannot serve), 1 if it could not start.
-pub fn run(args: Args) -> ExitCode {
-    if let Err(message) = services::binary::check_format(&args.format, args.max_buffer) {
-        eprintln!("echoplex: {message}");
-        return ExitCode::from(2);
-    }
-    match serve(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            // Log lines still queued come first, so the error is the last line.
-            crate::daemon::log::flush();
-            eprintln!("echoplex: {message}");
-            ExitCode::FAILURE
-        }
-    }
+/// Runs the daemon: 0 after a clean shutdown, 2 for a bad option (such
+/// as a `--format` it cannot serve, checked whether or not a binary://
+/// endpoint is served), 1 if it could not start.
+pub fn run(args: Args) -> Outcome {
+    services::binary::check_format(&args.format, args.max_buffer).map_err(Failure::usage)?;
+    serve(args).map_err(Failure::failed)?;
+    Ok(Exit::Ok)
 }
 
 fn serve(args: Args) -> Result<(), String> {

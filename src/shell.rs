@@ -3,11 +3,11 @@
 //! drift from the options the binary really takes.
 
 use std::io::{self, Write};
-use std::process::ExitCode;
 
 use clap::CommandFactory;
 
 use crate::cli::Cli;
+use crate::error::{Exit, Failure, Outcome};
 
 /// Shells `completions` writes a script for.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,11 +37,8 @@ pub struct CompletionsArgs {
 )]
 pub struct ManpageArgs {}
 
-/// Exit status when stdout cannot be written (an I/O error, per the table).
-const EXIT_IO: u8 = 5;
-
 /// Prints the completion script for `args.shell`.
-pub fn completions(args: CompletionsArgs) -> ExitCode {
+pub fn completions(args: CompletionsArgs) -> Outcome {
     let mut out = Vec::new();
     let mut cmd = Cli::command();
     match args.shell {
@@ -61,7 +58,7 @@ pub fn completions(args: CompletionsArgs) -> ExitCode {
 /// Prints the man page (section 1, roff): clap_mangen's page of the whole
 /// command, then one section per subcommand with its own options, so one
 /// `man -l` shows everything `help SUBCOMMAND` would.
-pub fn manpage(_args: ManpageArgs) -> ExitCode {
+pub fn manpage(_args: ManpageArgs) -> Outcome {
     match render_manpage() {
         Ok(page) => emit(&page),
         Err(e) => fail(&e),
@@ -99,15 +96,15 @@ fn render_manpage() -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn emit(bytes: &[u8]) -> ExitCode {
+fn emit(bytes: &[u8]) -> Outcome {
     let mut stdout = io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(Exit::Ok),
         Err(e) => fail(&e),
     }
 }
 
-fn fail(e: &io::Error) -> ExitCode {
-    let _ = writeln!(io::stderr(), "echoplex: cannot write output: {e}");
-    ExitCode::from(EXIT_IO)
+fn fail(e: &io::Error) -> Outcome {
+    let why = format!("cannot write output: {}", crate::error::describe(e));
+    Err(Failure::new(Exit::Io, why))
 }

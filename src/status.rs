@@ -4,16 +4,23 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::error::describe;
+use crate::error::{describe, Exit, Failure, Outcome};
 use crate::services::admin::DEFAULT_ADMIN_PATH;
 
 mod watch;
 
 /// Options of `echoplex status`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Exit status:
+  0    printed the daemon's status
+  2    usage error (bad option or --timeout)
+  3    no daemon answered: no such socket, refused, no answer within \
+--timeout (not a `serve --admin` socket?), or closed at once
+  5    another I/O error (the daemon closed the connection mid-answer)
+  130  --watch ended by Ctrl-C")]
 pub struct Args {
     /// The daemon's admin socket (`serve --admin PATH`).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_ADMIN_PATH)]
@@ -34,40 +41,15 @@ pub struct Args {
 
 /// Prints the daemon's status. Exit codes (the table every subcommand
 /// shares): 0 ok, 2 usage, 3 unreachable (no such socket, refused, or no
-/// admin answer within the timeout), 5 other I/O.
-pub fn run(args: Args) -> ExitCode {
+/// admin answer within the timeout), 5 other I/O, 130 --watch interrupted.
+pub fn run(args: Args) -> Outcome {
     if let Some(every) = args.watch {
         let admin = args.admin.display().to_string();
-        return match watch::run(every, args.json, &admin, || {
-            query(&args).map_err(|failure| failure.message)
-        }) {
-            Ok(code) => code,
-            Err(message) => {
-                eprintln!("echoplex: {message}");
-                ExitCode::FAILURE
-            }
-        };
+        return watch::run(every, args.json, &admin, || query(&args));
     }
-    match query(&args) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(failure) => {
-            eprintln!("echoplex: {}", failure.message);
-            ExitCode::from(failure.code)
-        }
-    }
-}
-
-/// Why `status` got no answer, and the exit code that says so.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-fn failure(code: u8, message: String) -> Failure {
-    Failure { code, message }
+    let text = query(&args)?;
+    print!("{text}");
+    Ok(Exit::Ok)
 }
 
 fn is_timeout(err: &io::Error) -> bool {
@@ -83,16 +65,17 @@ fn query(args: &Args) -> Result<String, Failure> {
         .ok()
         .filter(|t| !t.is_zero())
         .ok_or_else(|| {
-            failure(
-                2,
-                format!("--timeout {} is not a positive duration", args.timeout),
-            )
+            Failure::usage(format!(
+                "--timeout {} is not a positive duration",
+                args.timeout
+            ))
         })?;
     let secs = timeout.as_secs_f64();
-    let fail = |err: io::Error| failure(5, format!("admin socket {path}: {}", describe(&err)));
+    let fail =
+        |err: io::Error| Failure::new(Exit::Io, format!("admin socket {path}: {}", describe(&err)));
     let mut stream = UnixStream::connect(&args.admin).map_err(|err| {
-        failure(
-            3,
+        Failure::new(
+            Exit::Unreachable,
             format!(
                 "cannot reach the admin socket {path}: {} (start the daemon with `echoplex serve --admin {path}`)",
                 describe(&err)
@@ -108,8 +91,8 @@ fn query(args: &Args) -> Result<String, Failure> {
         "status\n"
     };
     let unanswered = || {
-        failure(
-            3,
+        Failure::new(
+            Exit::Unreachable,
             format!(
                 "admin socket {path}: no answer within {secs} s: is this a `serve --admin` socket?"
             ),
@@ -143,8 +126,8 @@ fn query(args: &Args) -> Result<String, Failure> {
     if lines == 0 {
         return Err(closed_at_once(&path));
     }
-    Err(failure(
-        5,
+    Err(Failure::new(
+        Exit::Io,
         format!("admin socket {path}: the daemon closed the connection mid-answer"),
     ))
 }
@@ -159,8 +142,8 @@ fn is_closed(err: &io::Error) -> bool {
 /// The daemon accepted and closed at once: what it does when it has no
 /// descriptor left to serve the connection with.
 fn closed_at_once(path: &dyn std::fmt::Display) -> Failure {
-    failure(
-        3,
+    Failure::new(
+        Exit::Unreachable,
         format!(
             "admin socket {path}: the daemon closed the connection without answering; \
              it may be out of file descriptors (see its log)"

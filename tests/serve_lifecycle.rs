@@ -230,6 +230,28 @@ fn bad_endpoint_syntax_is_one_clear_error() {
 }
 
 #[test]
+fn a_bad_format_is_a_usage_error_even_without_a_binary_endpoint() {
+    // The one exit-code table: a bad --format is usage (2), as for client.
+    let (status, stdout, stderr) = support::run(&["serve", "--format", "Q Z", "tcp://127.0.0.1:0"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_one_error_line(&stderr, &["--format", "'Z'"]);
+    let (status, _, stderr) = support::run(&["serve", "binary://127.0.0.1:0", "--format", "I 2y"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_s_help_gives_the_exit_status() {
+    for sub in [
+        "serve", "status", "client", "ping", "bench", "net", "report",
+    ] {
+        let (status, stdout, stderr) = support::run(&["help", sub]);
+        assert!(status.success(), "{stderr}");
+        assert!(stdout.contains("Exit status:"), "help {sub}:\n{stdout}");
+    }
+}
+
+#[test]
 fn a_bad_endpoint_option_is_a_usage_error_naming_it() {
     // Contract, "Endpoint options": unknown, or not for this kind.
     for (endpoint, option) in [

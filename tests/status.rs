@@ -171,6 +171,7 @@ fn status_without_a_daemon_says_how_to_start_one() {
     let admin = dir.join("missing.sock");
     let (ok, out, err) = support::run(&["status", "--admin", admin.to_str().expect("utf-8")]);
     assert!(!ok.success());
+    assert_eq!(ok.code(), Some(3), "no such socket is 'unreachable': {err}");
     assert!(out.is_empty());
     assert!(err.contains("echoplex serve --admin"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

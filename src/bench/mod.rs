@@ -28,28 +28,17 @@ pub mod worker;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::endpoint::{Endpoint, Kind, Tool};
+use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::{positive_secs, secs};
-use crate::probe::{exit, failure, MAX_DATAGRAM};
+use crate::probe::{failure, MAX_DATAGRAM};
 pub use load::run_load;
 use schedule::Arrivals;
 pub use types::{LoadConfig, Observer, Progress, Quiet, Report, Stop};
-
-/// Exit code: every echo verified, no error.
-pub const EXIT_OK: u8 = exit::OK;
-/// Exit code: errors (bad or missing echoes, connections lost or refused).
-pub const EXIT_ERRORS: u8 = exit::FAILED;
-/// Exit code: bad usage (as for every clap error).
-pub const EXIT_USAGE: u8 = exit::USAGE;
-/// Exit code: nothing could connect, or no echo ever came back.
-pub const EXIT_NO_CONNECTION: u8 = exit::UNREACHABLE;
-/// Exit code: interrupted (Ctrl-C); the report of what was measured is printed.
-pub const EXIT_INTERRUPTED: u8 = exit::INTERRUPTED;
 
 /// Command-line arguments of `echoplex bench`.
 #[derive(clap::Args, Debug)]
@@ -217,38 +206,26 @@ impl Args {
 }
 
 /// Runs `echoplex bench`; returns the process exit code.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> Outcome {
     if args.endpoint.kind == Kind::Multicast {
-        return multicast::run(&args);
+        return Ok(multicast::run(&args));
     }
     let config = match args.config() {
         Ok(config) => config,
-        Err(why) => {
-            eprintln!("echoplex bench: {why}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(why) => return Err(Failure::usage(why)),
     };
     // The first Ctrl-C ends the run through its normal path (the report of
     // what was measured); a second one exits at once, 130.
-    if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], true) {
-        eprintln!("echoplex bench: {failure}");
-        return ExitCode::from(exit::IO);
-    }
+    failure::stop_on(&[signal_hook::consts::SIGINT], true)
+        .map_err(|failure| Failure::new(Exit::Io, failure.to_string()))?;
     if let Some(m) = config.modes.churn {
-        if let Err(why) = churn_preflight(&config, m) {
-            eprintln!("echoplex bench: refused: {why}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        churn_preflight(&config, m).map_err(|why| Failure::usage(format!("refused: {why}")))?;
     }
     if let Some(path) = &args.hdr_log {
         // Fail before the run, not after it.
         if let Err(err) = std::fs::File::create(path) {
-            eprintln!(
-                "echoplex bench: cannot write {}: {}",
-                path.display(),
-                crate::error::describe(&err)
-            );
-            return ExitCode::from(exit::IO);
+            let why = format!("cannot write {}: {}", path.display(), describe(&err));
+            return Err(Failure::new(Exit::Io, why));
         }
     }
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
@@ -261,12 +238,8 @@ pub fn run(args: Args) -> ExitCode {
         Ok(report) => report,
         Err(err) => {
             progress.clear();
-            eprintln!(
-                "echoplex bench: cannot reach {}: {}",
-                config.endpoint,
-                crate::error::describe(&err)
-            );
-            return ExitCode::from(EXIT_NO_CONNECTION);
+            let why = format!("cannot reach {}: {}", config.endpoint, describe(&err));
+            return Err(Failure::new(Exit::Unreachable, why));
         }
     };
     progress.clear();
@@ -320,7 +293,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     if report.interrupted {
         eprintln!("echoplex bench: interrupted; the report covers what was measured");
-        return ExitCode::from(EXIT_INTERRUPTED);
+        return Ok(Exit::Interrupted);
     }
     if c.connected == 0 {
         let why = report
@@ -331,7 +304,7 @@ pub fn run(args: Args) -> ExitCode {
             "echoplex bench: nothing echoed from {}: {why}",
             config.endpoint
         );
-        return ExitCode::from(EXIT_NO_CONNECTION);
+        return Ok(Exit::Unreachable);
     }
     if c.answered == 0 {
         let why = report
@@ -342,7 +315,7 @@ pub fn run(args: Args) -> ExitCode {
             "echoplex bench: {} connected but no echo ever came back{why}",
             config.endpoint
         );
-        return ExitCode::from(EXIT_NO_CONNECTION);
+        return Ok(Exit::Unreachable);
     }
     if c.errors > 0 || c.connect_failures > 0 {
         if let Some(why) = &report.first_error {
@@ -351,9 +324,9 @@ pub fn run(args: Args) -> ExitCode {
                 c.errors, c.connect_failures
             );
         }
-        return ExitCode::from(EXIT_ERRORS);
+        return Ok(Exit::Failed);
     }
-    ExitCode::from(EXIT_OK)
+    Ok(Exit::Ok)
 }
 
 /// The churn pre-flight: the machine's limits against the planned run.

@@ -10,10 +10,10 @@
 //! the whole timeout, to hear everyone; later rounds end as soon as every
 //! responder heard so far has answered, or at the timeout.
 
+use crate::error::Exit;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::{SocketAddr, SocketAddrV4};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -22,7 +22,6 @@ use serde_json::json;
 use super::report::{group, quantiles};
 use super::types::new_histogram;
 use super::Args;
-use crate::probe::exit;
 
 /// One responder address.
 struct Responder {
@@ -35,7 +34,7 @@ struct Responder {
 }
 
 /// Runs the multicast bench; returns the exit code.
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args) -> Exit {
     match bench(args) {
         Ok(code) => code,
         Err(err) => {
@@ -44,17 +43,17 @@ pub fn run(args: &Args) -> ExitCode {
                 args.endpoint,
                 crate::error::describe(&err)
             );
-            ExitCode::from(exit::IO)
+            Exit::Io
         }
     }
 }
 
-fn bench(args: &Args) -> io::Result<ExitCode> {
+fn bench(args: &Args) -> io::Result<Exit> {
     let group_addr = match args.endpoint.socket_addr()? {
         SocketAddr::V4(v4) if v4.ip().is_multicast() => v4,
         other => {
             eprintln!("echoplex bench: {other} is not an IPv4 multicast group (224.0.0.0/4)");
-            return Ok(ExitCode::from(exit::USAGE));
+            return Ok(Exit::Usage);
         }
     };
     let socket = crate::sock::multicast_sender(args.iface, 1).map_err(|err| {
@@ -210,7 +209,7 @@ fn bench(args: &Args) -> io::Result<ExitCode> {
             "echoplex bench: no ack from {} on {} within {timeout:?} in {rounds} rounds",
             args.endpoint, args.iface
         );
-        return Ok(ExitCode::from(exit::UNREACHABLE));
+        return Ok(Exit::Unreachable);
     }
-    Ok(ExitCode::from(exit::OK))
+    Ok(Exit::Ok)
 }

@@ -14,11 +14,10 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, Reply};
-use crate::error::describe;
+use crate::error::{describe, Exit, Outcome};
 use crate::probe::duration::positive_secs;
 use crate::probe::payload::Mismatch;
 use crate::probe::{failure, Failure};
@@ -88,7 +87,7 @@ pub struct Args {
 }
 
 /// Runs `echoplex client`; returns the process exit code.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> Outcome {
     let out = Out { quiet: args.quiet };
     let result = failure::stop_on(
         &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
@@ -96,11 +95,8 @@ pub fn run(args: Args) -> ExitCode {
     )
     .and_then(|()| dispatch(&args, &out));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("echoplex: {failure}");
-            ExitCode::from(failure.exit_code())
-        }
+        Ok(()) => Ok(Exit::Ok),
+        Err(failure) => Err(failure.into()),
     }
 }
 

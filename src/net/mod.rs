@@ -10,7 +10,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::process::ExitCode;
 
 use clap::Subcommand;
 
@@ -19,6 +18,7 @@ use self::lookup::{
 };
 use self::lookup::{HostEntry, NetError};
 use crate::codec::pyrepr;
+use crate::error::{Exit, Failure, Outcome};
 
 mod lookup;
 mod sys;
@@ -39,9 +39,6 @@ Exit status:
   0  the look-up succeeded (fqdn, like getfqdn, falls back to the name)
   1  the look-up failed; the reason is on stderr, in words
   2  usage error";
-
-/// Exit status of a failed look-up; clap uses 2 for usage errors.
-const EXIT_LOOKUP_FAILED: u8 = 1;
 
 /// Command-line arguments of `echoplex net`.
 #[derive(clap::Args, Debug)]
@@ -78,7 +75,7 @@ pub enum NetCommand {
 }
 
 /// Runs `echoplex net`; returns the process exit code.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> Outcome {
     let python = args.python;
     let result = match &args.command {
         NetCommand::Hostname => gethostname().map(|name| line(&name, python)),
@@ -113,9 +110,7 @@ pub fn run(args: Args) -> ExitCode {
             } else {
                 describe(&args.command, &err)
             };
-            // Nothing sensible is left to do if stderr is gone too.
-            let _ = writeln!(std::io::stderr(), "echoplex: {message}");
-            ExitCode::from(EXIT_LOOKUP_FAILED)
+            Err(Failure::new(Exit::Failed, message))
         }
     }
 }
@@ -130,13 +125,13 @@ fn line(name: &str, python: bool) -> String {
 }
 
 /// Writes `text` to stdout; a closed pipe or full disk is a failure too.
-fn emit(text: &str) -> ExitCode {
+fn emit(text: &str) -> Outcome {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(Exit::Ok),
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "echoplex: cannot write output: {e}");
-            ExitCode::FAILURE
+            let why = format!("cannot write output: {}", crate::error::describe(&e));
+            Err(Failure::new(Exit::Io, why))
         }
     }
 }

@@ -29,21 +29,30 @@ pub enum Failure {
 }
 
 /// The exit codes, as every subcommand's `--help` documents them.
+/// (The numbers are `crate::error::Exit`'s, the one table.)
 pub mod exit {
+    use crate::error::Exit;
     /// Success.
-    pub const OK: u8 = 0;
+    pub const OK: u8 = Exit::Ok.code();
     /// Failed: the echo differed, verification errors, no reply.
-    pub const FAILED: u8 = 1;
+    pub const FAILED: u8 = Exit::Failed.code();
     /// Usage error (also clap's code for bad options).
-    pub const USAGE: u8 = 2;
+    pub const USAGE: u8 = Exit::Usage.code();
     /// Could not reach the endpoint; nothing ever answered.
-    pub const UNREACHABLE: u8 = 3;
+    pub const UNREACHABLE: u8 = Exit::Unreachable.code();
     /// A wait timed out.
-    pub const TIMEOUT: u8 = 4;
+    pub const TIMEOUT: u8 = Exit::Timeout.code();
     /// Connection lost or another I/O error.
-    pub const IO: u8 = 5;
+    pub const IO: u8 = Exit::Io.code();
     /// Interrupted by a signal (128 + SIGINT, as shells report it).
-    pub const INTERRUPTED: u8 = 130;
+    pub const INTERRUPTED: u8 = Exit::Interrupted.code();
+}
+
+impl From<Failure> for crate::error::Failure {
+    fn from(failure: Failure) -> Self {
+        let exit = crate::error::Exit::from_code(failure.exit_code());
+        crate::error::Failure::new(exit, failure.to_string())
+    }
 }
 
 impl Failure {

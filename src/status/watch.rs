@@ -14,12 +14,12 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::probe::failure::{self, exit};
+use crate::error::{Exit, Failure, Outcome};
+use crate::probe::failure;
 
 /// Fields that are levels, not running totals: shown without a rate.
 const GAUGES: &[&str] = &["connections", "uptime_s", "events_per_iteration"];
@@ -37,14 +37,14 @@ struct Sample {
 }
 
 /// Runs the watch loop until interrupted; `ask` fetches one `status json`
-/// answer. Returns the exit code, or the error text of a failed query.
+/// answer. Returns the outcome: interrupted (130), or the failed query.
 pub(super) fn run(
     every: Duration,
     json: bool,
     admin: &str,
-    mut ask: impl FnMut() -> Result<String, String>,
-) -> Result<ExitCode, String> {
-    failure::stop_on(&[libc::SIGINT], true).map_err(|f| f.to_string())?;
+    mut ask: impl FnMut() -> Result<String, Failure>,
+) -> Outcome {
+    failure::stop_on(&[libc::SIGINT], true).map_err(crate::error::Failure::from)?;
     let terminal = std::io::stdout().is_terminal();
     let started = Instant::now();
     let mut previous: Option<Sample> = None;
@@ -54,9 +54,9 @@ pub(super) fn run(
         let status = match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => map,
             _ => {
-                return Err(format!(
-                    "admin socket {admin}: not a status object: {}",
-                    text.trim()
+                return Err(Failure::new(
+                    Exit::Io,
+                    format!("admin socket {admin}: not a status object: {}", text.trim()),
                 ))
             }
         };
@@ -80,7 +80,8 @@ pub(super) fn run(
             writeln!(out, "{view}")
         };
         if let Err(e) = written.and_then(|()| out.flush()) {
-            return Err(format!("cannot write output: {e}"));
+            let why = format!("cannot write output: {}", crate::error::describe(&e));
+            return Err(Failure::new(Exit::Io, why));
         }
         drop(out);
         previous = Some(sample);
@@ -92,12 +93,12 @@ pub(super) fn run(
         }
         while Instant::now() < next {
             if failure::stopped() {
-                return Ok(ExitCode::from(exit::INTERRUPTED));
+                return Ok(Exit::Interrupted);
             }
             std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
         }
         if failure::stopped() {
-            return Ok(ExitCode::from(exit::INTERRUPTED));
+            return Ok(Exit::Interrupted);
         }
     }
 }
