@@ -1,6 +1,6 @@
 //! The daemon's reactor driven in-process, one `turn` at a time, with a
-//! clock the test moves: backpressure, a lingering close, the datagram
-//! reply queue and first-in-first-out accepting, deterministically and
+//! clock the test moves: backpressure, shutdown (quiet peers, busy ones,
+//! the grace period), the datagram reply queue and first-in-first-out accepting, deterministically and
 //! without sleeps. (Out of descriptors: `tests/reactor_fds.rs`, alone in
 //! its process because it lowers RLIMIT_NOFILE.)
 
@@ -148,48 +148,98 @@ fn a_peer_that_does_not_read_pauses_its_connection_and_loses_nothing() {
     assert_eq!(rows(&reactor, "tcp-conn")[0].state, "open");
 }
 
+/// A connection paused by backpressure, and the bytes its client sent.
+fn paused_connection(reactor: &mut Reactor, endpoint: &Endpoint) -> (TcpStream, u64) {
+    let mut client = connect(endpoint);
+    let mut sent = 0;
+    turn_until(reactor, "the connection is paused", |r| {
+        write_until_blocked(&mut client, &mut sent);
+        rows(r, "tcp-conn")
+            .iter()
+            .any(|info| info.state == "paused-by-backpressure")
+    });
+    (client, sent)
+}
+
 #[test]
-fn a_shutdown_lingers_for_a_sending_peer_until_it_is_quiet() {
-    let (mut reactor, clock) = reactor_with(Limits {
+fn a_shutdown_closes_quiet_peers_at_once_and_serves_busy_ones_to_their_eof() {
+    let (mut reactor, _clock) = reactor_with(Limits {
         max_buffer: 16 * 1024,
         ..Limits::default()
     });
     let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
-    let mut client = connect(&endpoint);
-    let mut sent = 0;
-    turn_until(&mut reactor, "the connection is paused", |r| {
-        write_until_blocked(&mut client, &mut sent);
-        rows(r, "tcp-conn")
-            .first()
-            .is_some_and(|info| info.state == "paused-by-backpressure")
+    let mut quiet = connect(&endpoint);
+    turn_until(&mut reactor, "the quiet one is accepted", |r| {
+        r.stats().accepted == 1
     });
-    // Shutdown while owing bytes, with unread input behind them.
+    let (mut busy, mut sent) = paused_connection(&mut reactor, &endpoint);
     reactor.request_shutdown();
     reactor.turn(Some(Duration::ZERO)).expect("turn");
     assert!(rows(&reactor, "tcp-listener").is_empty(), "listener closed");
+    assert_eq!(
+        rows(&reactor, "tcp-conn").len(),
+        1,
+        "only the busy one is left"
+    );
+    let mut nothing = PatternCheck::default();
+    turn_until(&mut reactor, "the quiet peer reads its EOF", |_| {
+        read_available(&mut quiet, &mut nothing)
+    });
+    // The busy peer is still served: everything it sends comes back, up to
+    // its EOF, then ours.
     let mut check = PatternCheck::default();
+    turn_until(&mut reactor, "the busy peer's echo catches up", |_| {
+        read_available(&mut busy, &mut check);
+        check.seen() == sent
+    });
+    write_until_blocked(&mut busy, &mut sent);
+    busy.shutdown(std::net::Shutdown::Write).expect("our EOF");
     turn_until(
         &mut reactor,
-        "the owed bytes are flushed and FIN sent",
-        |_| read_available(&mut client, &mut check),
+        "every byte is echoed and the server's EOF comes",
+        |_| read_available(&mut busy, &mut check),
     );
-    assert!(
-        check.seen() > 0 && check.seen() < sent,
-        "a prefix is echoed"
-    );
-    // Lingering: still open, discarding, until the peer is quiet for a while.
-    assert_eq!(rows(&reactor, "tcp-conn")[0].state, "closing");
-    client.write_all(b"late").expect("the server still reads");
+    assert_eq!(check.seen(), sent, "bytes lost in the shutdown");
+    turn_until(&mut reactor, "the shutdown finishes", |r| {
+        rows(r, "tcp-conn").is_empty()
+    });
+    assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Finished);
+    assert_eq!(reactor.stats().closed, 2);
+}
+
+#[test]
+fn the_grace_period_ends_on_the_reactor_s_clock_and_resets_what_is_owed() {
+    let (mut reactor, clock) = reactor_with(Limits {
+        max_buffer: 16 * 1024,
+        grace: Duration::from_secs(2),
+        ..Limits::default()
+    });
+    let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
+    let (mut busy, _) = paused_connection(&mut reactor, &endpoint);
+    reactor.request_shutdown();
     for _ in 0..3 {
         assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Running);
     }
-    assert_eq!(rows(&reactor, "tcp-conn").len(), 1, "closed before quiet");
-    clock.advance(Duration::from_secs(1));
-    turn_until(&mut reactor, "the quiet timer closes it", |r| {
-        rows(r, "tcp-conn").is_empty()
-    });
-    assert_eq!(reactor.stats().closed, 1);
+    clock.advance(Duration::from_secs(3));
     assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Finished);
+    drop(reactor); // what is still open closes now
+    let mut buf = vec![0; 1 << 20];
+    let ending = loop {
+        match busy.read(&mut buf) {
+            Ok(0) => break "EOF",
+            Ok(_) => {}
+            Err(err) if err.kind() == ErrorKind::ConnectionReset => break "reset",
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                busy.set_nonblocking(false).expect("blocking");
+                busy.set_read_timeout(Some(WAIT)).expect("timeout");
+            }
+            Err(err) => panic!("read: {err}"),
+        }
+    };
+    assert_eq!(
+        ending, "reset",
+        "a peer still owed bytes must not see a clean EOF"
+    );
 }
 
 #[test]
