@@ -64,7 +64,9 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 65536,
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     pub max_buffer: u64,
-    /// Permissions of unix: and unix-dgram: socket files, in octal.
+    /// Permissions of unix: and unix-dgram: socket files, in octal. An
+    /// abstract name (unix:@name) has no file and no mode: anyone on the
+    /// host can connect; add ?uid=N to accept one user only.
     #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
     pub unix_mode: u32,
     /// Datagram replies per second per source address (udp, multicast); 0 = unlimited.

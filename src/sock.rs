@@ -307,6 +307,31 @@ fn explain_bind_error(path: &Path, err: io::Error) -> io::Error {
     )
 }
 
+/// The user id of the process at the other end of a Unix stream
+/// (`SO_PEERCRED`: the credentials it had when it connected).
+pub fn peer_uid(socket: &impl std::os::fd::AsFd) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes into the ucred we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd()),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
 /// A non-blocking Unix stream listener; see `bind_unix` for the file rules.
 /// A passed socket at `target` is adopted instead (and its file, which we
 /// did not create, is never removed).

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -632,4 +633,53 @@ fn an_unbound_unix_dgram_sender_is_told_why_nothing_came_back() {
     eprintln!("unbound sender: {lines} info lines for 200 datagrams");
     assert!(lines >= 1, "nothing says why:\n{}", exit.stderr);
     assert!(lines <= 5 * secs + 5, "{lines} lines for 200 datagrams");
+}
+
+#[test]
+fn an_abstract_socket_can_be_limited_to_one_user() {
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    let mine = support::unique_name("uid-mine");
+    let theirs = support::unique_name("uid-theirs");
+    let open = support::unique_name("uid-open");
+    let daemon = Watched::start_env(
+        &[
+            &format!("unix:@{mine}?uid={me}"),
+            &format!("unix:@{theirs}?uid={}", me + 4242),
+            &format!("unix:@{open}"),
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let connect = |name: &str| {
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .expect("abstract address");
+        let stream = std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream
+    };
+    let served = |name: &str| {
+        let mut stream = connect(name);
+        let _ = stream.write_all(b"me?");
+        let mut back = [0u8; 3];
+        matches!(stream.read(&mut back), Ok(3))
+    };
+    assert!(served(&mine), "our own uid is served");
+    assert!(!served(&theirs), "another uid's socket served us");
+    assert!(served(&open));
+    let exit = daemon.stop(libc::SIGTERM);
+    assert_clean_exit(&exit);
+    assert!(
+        exit.stderr.contains("refused a connection: peer uid"),
+        "{}",
+        exit.stderr
+    );
+    assert!(
+        exit.stderr.contains("--unix-mode does not apply"),
+        "the unguarded abstract socket is pointed out:\n{}",
+        exit.stderr
+    );
+    // ?uid is for unix: only.
+    let (status, _out, err) = support::run(&["serve", "tcp://127.0.0.1:0?uid=0"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("uid"), "{err}");
 }

@@ -72,6 +72,10 @@ impl Acceptor for mio::net::UnixListener {
 pub type MakeConn<L> =
     Box<dyn Fn(<L as Acceptor>::Stream, <L as Acceptor>::Peer) -> Box<dyn Handler>>;
 
+/// Decides whether an accepted connection may be served (`?uid=N`); the
+/// error says why not.
+pub type PeerCheck<L> = Box<dyn Fn(&<L as Acceptor>::Stream) -> Result<(), String>>;
+
 /// A listener handler.
 pub struct Listener<L: Acceptor> {
     listener: L,
@@ -88,6 +92,8 @@ pub struct Listener<L: Acceptor> {
     /// up to *serve* one connection when the daemon is out of descriptors,
     /// so `status` can still answer; `Some(None)` while it is in use.
     spare: Option<Option<File>>,
+    /// Refuses connections this check rejects (closed at once, logged).
+    peer_check: Option<PeerCheck<L>>,
 }
 
 impl<L: Acceptor> Listener<L> {
@@ -109,7 +115,15 @@ impl<L: Acceptor> Listener<L> {
             out_of_fds: false,
             _socket_file: socket_file,
             spare: None,
+            peer_check: None,
         }
+    }
+
+    /// Serves only the connections `check` accepts; the others are closed
+    /// at once.
+    pub fn with_peer_check(mut self, check: PeerCheck<L>) -> Self {
+        self.peer_check = Some(check);
+        self
     }
 
     /// Keeps a descriptor in reserve for this listener alone, so one of its
@@ -192,6 +206,17 @@ impl<L: Acceptor> Listener<L> {
                 self.kind,
                 self.local
             );
+        }
+        if let Some(check) = &self.peer_check {
+            if let Err(why) = check(&stream) {
+                log_limited!(
+                    Level::Info,
+                    "{} {}: refused a connection: {why}",
+                    self.kind,
+                    self.local
+                );
+                return; // dropping `stream` closes it
+            }
         }
         let conn = (self.make_conn)(stream, peer);
         // The reactor admits or refuses against --max-connections (admin
