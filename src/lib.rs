@@ -6,6 +6,18 @@
 
 #![warn(missing_docs)]
 
+// Linux only, and said so at compile time rather than by a missing symbol:
+// the daemon relies on epoll's edge semantics (a short stream read means
+// the socket is empty: `services::stream::ConnState::drained_by`),
+// recvmmsg/sendmmsg (`mmsg`), abstract Unix sockets, SO_REUSEPORT
+// balancing, /proc, pidfd, sd_notify and socket activation. There is no
+// fallback for any of these.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "echoplex is Linux-only (epoll edge semantics, recvmmsg/sendmmsg, abstract \
+     Unix sockets, /proc): build it on Linux"
+);
+
 pub mod bench;
 pub mod cli;
 pub mod client;

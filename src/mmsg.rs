@@ -1,8 +1,10 @@
 //! Batched datagram I/O: `recvmmsg`/`sendmmsg` behind a small safe type.
 //!
 //! One `recvmmsg` fetches up to [`BATCH`] datagrams, one `sendmmsg` answers
-//! them: two syscalls per batch instead of two per datagram. Linux only;
-//! `DatagramService` falls back to `recv_from`/`send_to` elsewhere.
+//! them: two syscalls per batch instead of two per datagram. Linux only,
+//! like the whole crate (see the gate in `lib.rs`): there is no fallback.
+//! Sockets whose addresses are not IP addresses (Unix datagrams) take the
+//! one-datagram-per-syscall path of `DatagramService` instead.
 
 use std::io;
 use std::mem::{self, MaybeUninit};

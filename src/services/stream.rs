@@ -349,11 +349,13 @@ impl ConnState {
         }
     }
 
-    /// After a read of `n` bytes into `room`: true if the socket is known
-    /// empty. On epoll a short stream read means the buffer was empty at
-    /// that moment and new data raises a new edge, so the read that would
-    /// only say `WouldBlock` is skipped — unless a FIN or urgent data was
-    /// reported (see `must_drain`).
+    /// The epoll short-read shortcut, in this one place: after a read of
+    /// `n` bytes into `room`, true if the socket is known empty. On Linux
+    /// epoll (edge-triggered), a short stream read means the receive buffer
+    /// was emptied and any new data raises a new edge, so the read that
+    /// would only say `WouldBlock` is skipped (one syscall per echo saved).
+    /// Not true of every poller (hence the crate's Linux gate), nor after a
+    /// FIN, a hang-up or urgent data was reported (see `must_drain`).
     pub fn drained_by(&mut self, n: usize, room: usize) -> bool {
         if n < room && !self.must_drain {
             self.read_ready = false;
