@@ -114,11 +114,12 @@ const LOOPING_PORTS: [u16; 7] = [0, 7, 9, 13, 17, 19, 37];
 /// many sources at one set). A datagram looks at one set only: a new source
 /// takes an empty way or evicts the way used least recently. So the work per
 /// datagram is bounded by `WAYS` whatever arrives, and the memory by the
-/// table, allocated on the first datagram that needs a bucket. An evicted
-/// source starts again with a full bucket: under a spray of more than
-/// `MAX_BUCKETS` live sources the limit loosens to `rate` per source per
-/// eviction, instead of shutting out new sources (as a full table that
-/// refuses newcomers would) or scanning the table for room.
+/// table, allocated on the first datagram that needs a bucket. A newcomer
+/// inherits the evicted bucket's tokens (refilled for the time it sat
+/// idle): sources that crowd one set share its budget, so no bucket ever
+/// pays out more than `rate` per second and a spoofed victim's address can
+/// draw on at most the `WAYS` buckets of its own set. A source idle for a
+/// second finds a full bucket again, as it would in a table of its own.
 #[derive(Debug)]
 pub struct SourceGuard {
     rate: u32,
@@ -237,10 +238,20 @@ impl SourceGuard {
         }
         let bucket = &mut ways[pick];
         if !found {
+            // The newcomer takes over the evicted bucket's tokens (a full
+            // bucket if it was empty or has refilled): sources that keep
+            // evicting each other from a crowded set share one budget
+            // instead of each getting a fresh burst per datagram.
+            let tokens = if bucket.used == 0 {
+                capacity
+            } else {
+                let idle = stamp.saturating_sub(bucket.used) as f64 * 1e-9;
+                (bucket.tokens + idle * capacity).min(capacity)
+            };
             *bucket = Bucket {
                 source,
                 used: stamp,
-                tokens: capacity,
+                tokens,
             };
         }
         let earned = stamp.saturating_sub(bucket.used) as f64 * 1e-9 * capacity;
@@ -740,19 +751,21 @@ mod tests {
 
     /// Issue 10 B4: once the table was full, every datagram from a new
     /// source scanned all 65,536 buckets. Now each datagram compares at
-    /// most `WAYS` buckets, whatever the number of sources, and the table
-    /// never grows past `MAX_BUCKETS`.
+    /// most `WAYS` buckets, whatever the number of sources, the table never
+    /// grows past `MAX_BUCKETS`, and a spray cannot buy replies: with no
+    /// time to refill, no bucket pays out twice.
     #[test]
     fn a_spray_of_sources_costs_a_bounded_look_up_each() {
         let mut guard = SourceGuard::new(1, true);
         let now = Instant::now();
         let sources = 4 * MAX_BUCKETS as u32;
+        let mut replied = 0;
         for n in 0..sources {
             let before = guard.probes;
             let source = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 40000));
-            // The same instant: no bucket has refilled, so nothing is
-            // evicted for being "as good as new"; only the bound saves us.
-            assert_eq!(guard.admit(source, now), Verdict::Reply);
+            if guard.admit(source, now) == Verdict::Reply {
+                replied += 1;
+            }
             assert!(
                 guard.probes - before <= WAYS as u64,
                 "source {n} compared {} buckets",
@@ -760,7 +773,47 @@ mod tests {
             );
         }
         assert_eq!(guard.table.len(), MAX_BUCKETS);
-        assert!(guard.probes <= u64::from(sources) * WAYS as u64);
+        assert!(
+            replied <= MAX_BUCKETS,
+            "{replied} replies from one token per bucket"
+        );
+        assert!(
+            replied > MAX_BUCKETS / 2,
+            "only {replied} sources were answered"
+        );
+    }
+
+    /// Two sources hashed into the same full set evict each other on
+    /// every datagram; they share the set's budget, not a fresh burst each.
+    #[test]
+    fn sources_that_evict_each_other_share_one_budget() {
+        let mut guard = SourceGuard::new(1, true);
+        let now = Instant::now();
+        // Fill one set, then find more sources that land in it.
+        let first = SocketAddr::from(([192, 0, 2, 1], 40000));
+        assert_eq!(guard.admit(first, now), Verdict::Reply);
+        let set_of = |guard: &SourceGuard, addr: SocketAddr| {
+            let ip = match addr.ip() {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                IpAddr::V6(v6) => v6.octets(),
+            };
+            guard.hasher.hash_one(ip) as usize % (MAX_BUCKETS / WAYS)
+        };
+        let target = set_of(&guard, first);
+        let crowd: Vec<SocketAddr> = (0..u32::MAX)
+            .map(|n| SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + n), 40000)))
+            .filter(|&addr| set_of(&guard, addr) == target)
+            .take(2 * WAYS)
+            .collect();
+        let replied = (0..10)
+            .flat_map(|_| crowd.iter())
+            .filter(|&&addr| guard.admit(addr, now) == Verdict::Reply)
+            .count();
+        // WAYS buckets, one token each, the first already spent.
+        assert!(
+            replied < WAYS,
+            "{replied} replies from a set of {WAYS} buckets"
+        );
     }
 
     /// A source that keeps sending keeps its bucket through a spray of
