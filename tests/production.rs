@@ -827,6 +827,16 @@ fn metrics_health_and_status_over_keep_alive_and_errors() {
     )));
     let (status, _) = http(addr, "GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    // A head that never ends is cut at the bound: 431, then close.
+    let mut endless = TcpStream::connect(addr).expect("connect");
+    endless.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    head.resize(9000, b'a');
+    endless.write_all(&head).expect("write");
+    assert_eq!(
+        read_response(&mut endless).0,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
     // Malformed: 400, then the server closes.
     let mut bad = TcpStream::connect(addr).expect("connect");
     bad.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -838,6 +848,36 @@ fn metrics_health_and_status_over_keep_alive_and_errors() {
         bad.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0),
         0
     );
+}
+
+#[test]
+fn healthz_says_503_once_a_shutdown_has_begun() {
+    let (notify, address) = notify_listener("healthz");
+    let mut command = Command::new(bin());
+    command
+        .args(["serve", "metrics://127.0.0.1:0", "--grace", "10"])
+        .env("NOTIFY_SOCKET", &address);
+    let mut daemon = Served::spawn(command);
+    let addr = inet(&daemon.ready()[0]);
+    message_with(&notify, "READY=1");
+    let mut conn = TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(WAIT)).expect("timeout");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    assert_eq!(read_response(&mut conn).0, "HTTP/1.1 200 OK");
+    // Half a request: the connection is busy, so the shutdown serves it.
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .expect("write");
+    signal(daemon.pid(), libc::SIGTERM);
+    message_with(&notify, "STOPPING=1");
+    conn.write_all(b"\r\n").expect("the rest of the request");
+    let (status, body) = read_response(&mut conn);
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 503 Service Unavailable", "stopping\n")
+    );
+    drop(conn);
+    assert!(daemon.wait().success(), "stderr:\n{}", daemon.stderr());
 }
 
 #[test]

@@ -507,20 +507,15 @@ impl Protocol for Http {
                         break;
                     }
                 }
+                // Held input counts against --max-buffer (a connection stops
+                // reading at that much): a request that cannot fit is refused.
+                Ok(None) if self.buf.len() >= cx.limits.max_buffer => {
+                    self.refuse(&malformed(431, "request larger than --max-buffer"), out, cx)?;
+                    break;
+                }
                 Ok(None) => break,
                 Err(bad) => {
-                    log::debug!("metrics: bad request ({}): {}", bad.status, bad.why);
-                    let body = format!("{}\n", bad.why);
-                    let reply = response(
-                        bad.status,
-                        "text/plain; charset=utf-8",
-                        &body,
-                        false,
-                        false,
-                        "",
-                    );
-                    out.send(&reply, cx)?;
-                    self.close = true;
+                    self.refuse(&bad, out, cx)?;
                     break;
                 }
             }
@@ -533,6 +528,35 @@ impl Protocol for Http {
 
     fn done(&self) -> bool {
         self.close
+    }
+
+    /// A request in part: the connection is not quiet (a shutdown serves
+    /// it to its answer, `503` from `/healthz`).
+    fn held(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl Http {
+    /// Answers a malformed request with its status and closes.
+    fn refuse<S: Write>(
+        &mut self,
+        bad: &Malformed,
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()> {
+        log::debug!("metrics: bad request ({}): {}", bad.status, bad.why);
+        let body = format!("{}\n", bad.why);
+        let reply = response(
+            bad.status,
+            "text/plain; charset=utf-8",
+            &body,
+            false,
+            false,
+            "",
+        );
+        self.close = true;
+        out.send(&reply, cx)
     }
 }
 
