@@ -538,8 +538,31 @@ fn busy_connection(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandl
 /// as a new build would.
 fn copy_of_binary(dir: &Path) -> PathBuf {
     let exe = dir.join("echoplex");
-    std::fs::copy(bin(), &exe).expect("copy the binary");
+    install(&exe, |exe| std::fs::copy(bin(), exe).map(drop));
     exe
+}
+
+/// Writes an executable with `write`, then waits until it can be run.
+/// Other test threads fork while the file is open for writing, and each
+/// such child holds that descriptor until it execs: running the file
+/// meanwhile fails with ETXTBSY. Once one run starts, no writer is left.
+fn install(exe: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) {
+    write(exe).expect("write the executable");
+    std::fs::set_permissions(exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    wait_until(
+        "the new executable can be run (no writer left)",
+        || match Command::new(exe)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(_) => true,
+            Err(err) if err.raw_os_error() == Some(libc::ETXTBSY) => false,
+            Err(err) => panic!("cannot run {}: {err}", exe.display()),
+        },
+    );
 }
 
 /// Under continuous connects and datagrams, with a quiet and a busy
@@ -597,7 +620,7 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
 
     // A new build lands on disk (a new inode at the same path), then SIGUSR2.
     std::fs::remove_file(&exe).expect("remove the old build");
-    std::fs::copy(bin(), &exe).expect("install the new build");
+    install(&exe, |exe| std::fs::copy(bin(), exe).map(drop));
     let before = figures.attempted.load(Ordering::Relaxed);
     signal(old_pid, libc::SIGUSR2);
     let new_endpoints = old.ready();
@@ -743,9 +766,9 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     let tcp = inet(&endpoints[0]);
     // The "new build" is broken: it exits at once.
     std::fs::remove_file(&exe).expect("remove");
-    std::fs::write(&exe, "#!/bin/sh\necho 'broken build' >&2\nexit 3\n").expect("write");
-    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    install(&exe, |exe| {
+        std::fs::write(exe, "#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
+    });
     signal(old.pid(), libc::SIGUSR2);
     wait_until("the old process logs the failure", || {
         old.stderr().contains("upgrade failed")
