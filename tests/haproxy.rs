@@ -43,7 +43,10 @@ fn haproxy_config(dir: &Path, frontend: SocketAddr, backends: &[SocketAddr]) -> 
         ("127.0.0.1:7001", backends[0].to_string()),
         ("127.0.0.1:7002", backends[1].to_string()),
     ];
-    let mut config = block.to_string();
+    // The frontend's port was free a moment ago (free_port); without
+    // SO_REUSEPORT, HAProxy fails loudly if someone took it since, instead
+    // of joining another server's listening group on a busy machine.
+    let mut config = block.replacen("global\n", "global\n    noreuseport\n", 1);
     for (doc, here) in printed {
         assert!(config.contains(doc), "DEPLOY.md's configuration lost {doc}");
         config = config.replace(doc, &here);

@@ -430,6 +430,31 @@ const KINDS: &[(&str, bool, usize, Body)] = &[
     ("PROXY header stalling", false, 1, slow_header),
 ];
 
+/// Listening TCP sockets on `port` that are not the daemon's (another
+/// process's SO_REUSEPORT listener joined the port: the kernel then hands
+/// it some of the connections meant for the daemon).
+fn foreign_listeners(pid: i32, port: u16) -> usize {
+    let ours: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|link| link.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && *f.get(3)? == "0A")
+                .then(|| f.get(9).map(|inode| format!("socket:[{inode}]")))?
+        })
+        .filter(|inode| !ours.contains(inode))
+        .count()
+}
+
 fn fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }
@@ -440,6 +465,8 @@ struct Run {
     rss: [u64; 3],
     fds: [usize; 3],
     proxy_errors: u64,
+    /// Ports another process's listener joined (see `foreign_listeners`).
+    foreign: Vec<String>,
 }
 
 fn status_json(admin: &Path) -> serde_json::Value {
@@ -541,6 +568,17 @@ fn soak(reactors: Option<usize>, secs: u64) -> Run {
     }
     rss[1] = daemon.rss_kib();
     fd[1] = fds(pid);
+    let ports = [targets.tcp, targets.proxy, targets.binary, targets.metrics];
+    let foreign: Vec<String> = ports
+        .iter()
+        .filter_map(|addr| {
+            let n = foreign_listeners(pid, addr.port());
+            (n > 0).then(|| format!("{addr}: {n} other process's listener(s)"))
+        })
+        .collect();
+    if !foreign.is_empty() {
+        eprintln!("!! ports shared with other processes during the soak (their clients' failures are not the daemon's): {foreign:?}");
+    }
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.join().expect("a soak client panicked");
@@ -571,6 +609,7 @@ fn soak(reactors: Option<usize>, secs: u64) -> Run {
         rss,
         fds: fd,
         proxy_errors,
+        foreign,
     }
 }
 
@@ -640,8 +679,9 @@ fn soak_every_kind_with_churn_and_misbehaving_clients() {
                 assert_eq!(
                     tally.errors.load(Ordering::Relaxed),
                     0,
-                    "{name} (well-behaved) had errors: {:?}",
-                    tally.first_error.lock().expect("tally")
+                    "{name} (well-behaved) had errors: {:?}; ports shared with other processes: {:?}",
+                    tally.first_error.lock().expect("tally"),
+                    run.foreign
                 );
             }
         }
