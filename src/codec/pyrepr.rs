@@ -61,15 +61,35 @@ pub fn bytes_repr(bytes: &[u8]) -> String {
 
 /// `repr()` of a list whose items are already repr'd: `['a', 'b']`.
 pub fn list(items: impl IntoIterator<Item = String>) -> String {
-    format!("[{}]", items.into_iter().collect::<Vec<_>>().join(", "))
+    let (mut out, _) = joined('[', items);
+    out.push(']');
+    out
 }
 
 /// `repr()` of a tuple whose items are already repr'd: `(1, 2)`, `(5,)`,
 /// `()`.
 pub fn tuple(items: impl IntoIterator<Item = String>) -> String {
-    let items: Vec<String> = items.into_iter().collect();
-    let comma = if items.len() == 1 { "," } else { "" };
-    format!("({}{comma})", items.join(", "))
+    let (mut out, count) = joined('(', items);
+    if count == 1 {
+        out.push(',');
+    }
+    out.push(')');
+    out
+}
+
+/// `open`, then the items separated by ", " (one string, no list of them:
+/// the binary service reprs every record it logs); and how many there were.
+fn joined(open: char, items: impl IntoIterator<Item = String>) -> (String, usize) {
+    let mut out = String::from(open);
+    let mut count = 0;
+    for item in items {
+        if count > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&item);
+        count += 1;
+    }
+    (out, count)
 }
 
 /// `str.isspace()`: Unicode whitespace plus the ASCII separators
