@@ -348,7 +348,7 @@ pub fn unix_listener(
         }
     };
     socket.set_nonblocking(true)?;
-    upgrade::record(&socket);
+    upgrade::record_unix(&socket, guard.is_some());
     Ok((mio::net::UnixListener::from_std(socket.into()), guard))
 }
 
@@ -363,7 +363,7 @@ pub fn unix_datagram(
         None => bind_unix(target, Type::DGRAM, mode)?,
     };
     socket.set_nonblocking(true)?;
-    upgrade::record(&socket);
+    upgrade::record_unix(&socket, guard.is_some());
     Ok((socket.into(), guard))
 }
 
@@ -371,9 +371,9 @@ pub fn unix_datagram(
 /// the process we replaced handed it over (echoplex made it); a file
 /// systemd made is never removed.
 fn claim_unix(target: &Target, ty: Type) -> Option<(Socket, Option<SocketFile>)> {
-    let socket = activation::claim(ty, &Local::of_target(target)?)?;
+    let (socket, ours) = activation::claim_unix(ty, &Local::of_target(target)?)?;
     let guard = match target {
-        Target::Path(path) if activation::from_upgrade() => SocketFile::created(path).ok(),
+        Target::Path(path) if ours => SocketFile::created(path).ok(),
         _ => None,
     };
     Some((socket, guard))

@@ -313,6 +313,36 @@ fn an_endpoint_on_the_command_line_adopts_the_passed_socket_at_its_address() {
 }
 
 #[test]
+fn an_upgrade_of_an_activated_daemon_never_removes_the_passed_file() {
+    let dir = temp_dir("activation-upgrade");
+    let pid_file = dir.join("echoplex.pid");
+    let path = dir.join("passed.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&path).expect("unix");
+    let pid_arg = pid_file.display().to_string();
+    let mut old = activated(&[unix.as_raw_fd()], "", &["--pid-file", &pid_arg]);
+    let endpoints = old.ready();
+    drop(unix);
+    signal(old.pid(), libc::SIGUSR2);
+    assert_eq!(old.ready(), endpoints);
+    assert!(old.wait().success(), "stderr:\n{}", old.stderr());
+    let new_pid = read_pid(&pid_file).expect("pid file");
+    let _successor = ByPid(new_pid);
+    let mut conn = UnixStream::connect(&path).expect("connect after the upgrade");
+    conn.set_read_timeout(Some(WAIT)).expect("timeout");
+    conn.write_all(b"abc").expect("write");
+    let mut echo = [0u8; 3];
+    conn.read_exact(&mut echo).expect("echo");
+    assert_eq!(&echo, b"abc");
+    drop(conn);
+    signal(new_pid, libc::SIGTERM);
+    wait_until("the new process exits", || !alive(new_pid));
+    assert!(
+        path.exists(),
+        "a file systemd passed stays after an upgrade and the successor's exit"
+    );
+}
+
+#[test]
 #[ignore = "needs systemd-socket-activate: scripts/test-all"]
 fn systemd_socket_activate_starts_a_daemon_that_echoes() {
     if !have("systemd-socket-activate") {

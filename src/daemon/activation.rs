@@ -178,8 +178,16 @@ pub struct Passed {
     pub ty: Type,
     /// Where it is bound.
     pub local: Local,
+    /// Its file must never be removed by us: systemd (or whoever started
+    /// the process we replaced) made it. See [`KEEP_FILES`].
+    pub keep_file: bool,
     domain: Domain,
 }
+
+/// The variable an upgrade sets to the indices (from 0, comma-separated)
+/// of the passed sockets whose files echoplex did not make: the process
+/// we replaced had them passed itself, so they stay when we exit.
+pub const KEEP_FILES: &str = "ECHOPLEX_KEEP_FILES";
 
 impl Passed {
     /// Examines descriptor `fd`, which the caller promises is ours to own.
@@ -210,6 +218,7 @@ impl Passed {
             name,
             ty,
             local,
+            keep_file: false,
             domain,
         })
     }
@@ -318,10 +327,19 @@ pub fn adopt_from_env(from_upgrade: bool) -> Result<usize, String> {
     else {
         return Ok(0);
     };
+    let keep: Vec<usize> = var(KEEP_FILES)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|index| index.trim().parse().ok())
+        .collect();
     let mut passed = Vec::with_capacity(listen.count);
     for (index, name) in listen.names.into_iter().enumerate() {
         let fd = FIRST_FD + index as RawFd;
-        passed.push(Passed::from_fd(fd, name)?);
+        let mut one = Passed::from_fd(fd, name)?;
+        // Only our own upgrade says which files we made; anyone else's
+        // sockets (systemd's) keep their files.
+        one.keep_file = !from_upgrade || keep.contains(&index);
+        passed.push(one);
     }
     for one in &passed {
         log::info!(
@@ -367,6 +385,16 @@ pub fn has_passed() -> bool {
 /// The passed socket of type `ty` at `local`, if one was passed: `sock`
 /// adopts it instead of binding a new one.
 pub fn claim(ty: Type, local: &Local) -> Option<Socket> {
+    claim_passed(ty, local).map(|one| one.socket)
+}
+
+/// Like [`claim`], for a Unix socket: also says whether its file is ours
+/// to remove on exit (echoplex made it, and an upgrade handed it over).
+pub fn claim_unix(ty: Type, local: &Local) -> Option<(Socket, bool)> {
+    claim_passed(ty, local).map(|one| (one.socket, !one.keep_file))
+}
+
+fn claim_passed(ty: Type, local: &Local) -> Option<Passed> {
     let mut pool = pool();
     let any_port = pool.any_port;
     let index = pool
@@ -375,7 +403,7 @@ pub fn claim(ty: Type, local: &Local) -> Option<Socket> {
         .position(|one| one.ty == ty && local.matches(&one.local, any_port))?;
     let one = pool.passed.remove(index);
     log::debug!("{local}: using the passed socket at {}", one.local);
-    Some(one.socket)
+    Some(one)
 }
 
 /// The sockets no endpoint claimed, as endpoints to serve (which then claim
@@ -444,6 +472,7 @@ mod tests {
 
     fn passed(socket: Socket, name: Option<&str>) -> Passed {
         Passed {
+            keep_file: true,
             domain: socket.domain().expect("domain"),
             ty: socket.r#type().expect("type"),
             local: Local::of(&socket.local_addr().expect("addr")),

@@ -72,6 +72,8 @@ struct Entry {
     ty: Type,
     local: Local,
     name: Option<String>,
+    /// A socket file we did not make (systemd's): never to be removed.
+    keep_file: bool,
 }
 
 /// None until `serve` enables it: other users of `sock` (tests, benches)
@@ -96,6 +98,17 @@ pub fn enable_inventory() {
 /// datagram socket it makes or adopts). A failure only means this socket
 /// will not be handed over, which the upgrade reports.
 pub fn record(socket: &Socket) {
+    record_entry(socket, false);
+}
+
+/// Records a Unix socket; `removes_file` says this process will remove its
+/// file on exit (it made it), so the successor may too. A file someone
+/// else made (systemd) is marked to be kept by every successor.
+pub fn record_unix(socket: &Socket, removes_file: bool) {
+    record_entry(socket, !removes_file);
+}
+
+fn record_entry(socket: &Socket, keep_file: bool) {
     let mut inventory = inventory();
     let Some(entries) = inventory.as_mut() else {
         return;
@@ -107,6 +120,7 @@ pub fn record(socket: &Socket) {
             // F_DUPFD_CLOEXEC: never inherited by accident.
             fd: socket.try_clone()?.into(),
             name: None,
+            keep_file,
         })
     })();
     match entry {
@@ -229,6 +243,12 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
             }
         })
         .collect::<io::Result<_>>()?;
+    let keep: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| entry.keep_file && matches!(entry.local, Local::Path(_)))
+        .map(|(index, _)| index.to_string())
+        .collect();
     let names: Vec<&str> = entries
         .iter()
         .map(|entry| entry.name.as_deref().unwrap_or("unknown"))
@@ -251,7 +271,11 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
         let key = key.as_bytes();
         if matches!(
             key,
-            b"LISTEN_PID" | b"LISTEN_FDS" | b"LISTEN_FDNAMES" | b"ECHOPLEX_UPGRADE_NOTIFY"
+            b"LISTEN_PID"
+                | b"LISTEN_FDS"
+                | b"LISTEN_FDNAMES"
+                | b"ECHOPLEX_UPGRADE_NOTIFY"
+                | b"ECHOPLEX_KEEP_FILES"
         ) {
             continue;
         }
@@ -266,6 +290,9 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
     )?);
     env.push(cstring(
         format!("{UPGRADE_NOTIFY}={notify_addr}").as_bytes(),
+    )?);
+    env.push(cstring(
+        format!("{}={}", super::activation::KEEP_FILES, keep.join(",")).as_bytes(),
     )?);
     // LISTEN_PID must be the child's pid, known only after fork: the child
     // writes its digits into this buffer (its own copy of our memory).
