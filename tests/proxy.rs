@@ -381,3 +381,33 @@ fn random_splits_over_a_socket_echo_exactly_the_data() {
     let (_, stderr) = p.daemon.stop();
     support::assert_no_panic(&stderr);
 }
+
+/// The tools speak `?proxy` too: client, ping and bench begin each
+/// connection with a v2 header naming their own addresses, so a backend can
+/// be checked or loaded directly, past its balancer.
+#[test]
+fn client_ping_and_bench_send_a_header_on_proxy_endpoints() {
+    let p = Proxied::start();
+    let tcp = format!("tcp://{}?proxy", p.tcp);
+    let unix = format!("unix:{}?proxy", p.dir.join("echo.sock").display());
+    for endpoint in [&tcp, &unix] {
+        let (status, out, err) = support::run(&["client", endpoint, "hello"]);
+        assert!(status.success(), "client {endpoint}: {out}{err}");
+        assert!(out.contains("received \"hello\""), "{out}");
+        let (status, out, err) = support::run(&["ping", endpoint, "-c", "2", "-i", "0.05"]);
+        assert!(status.success(), "ping {endpoint}: {out}{err}");
+        assert!(out.contains(", 0% packet loss"), "{out}");
+        let (status, out, err) = support::run(&["bench", endpoint, "-c", "4", "-d", "1", "--json"]);
+        assert!(status.success(), "bench {endpoint}: {out}{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("bench JSON");
+        assert_eq!(report["errors"], 0, "{report}");
+        assert!(report["messages"].as_u64() > Some(0), "{report}");
+    }
+    let status = status_json(&p.admin());
+    assert_eq!(
+        status["proxy_errors"], 0,
+        "every tool's header was accepted: {status}"
+    );
+    let (_, stderr) = p.daemon.stop();
+    support::assert_no_panic(&stderr);
+}

@@ -48,6 +48,7 @@ pub fn resolve(endpoint: &Endpoint, connect_timeout: Duration) -> io::Result<Des
     Ok(Dest {
         kind: endpoint.kind,
         addr,
+        proxy: endpoint.options.proxy,
     })
 }
 

@@ -105,7 +105,7 @@ fn connect_one(
     token: Token,
     now: Instant,
 ) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?;
+    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?.with_proxy_header(dest.proxy);
     register(
         registry,
         &sock,

@@ -215,6 +215,8 @@ pub struct Dest {
     pub kind: Kind,
     /// The address every connection goes to.
     pub addr: SockAddr,
+    /// `?proxy`: each connection begins with a PROXY v2 header.
+    pub proxy: bool,
 }
 
 /// When the measured window opens and (for `-d`) closes: set once every

@@ -83,6 +83,8 @@ pub struct Sock {
     stream: bool,
     /// Removes a unix-dgram client's own socket file when dropped.
     _local: Option<SocketFile>,
+    /// `?proxy`: a PROXY v2 header is owed as soon as the stream connects.
+    proxy_header: std::cell::Cell<bool>,
 }
 
 impl Sock {
@@ -126,7 +128,35 @@ impl Sock {
             socket,
             stream,
             _local: file,
+            proxy_header: std::cell::Cell::new(false),
         })
+    }
+
+    /// For a `?proxy` endpoint: the stream begins with a PROXY v2 header
+    /// naming this connection's own addresses, as a balancer would send
+    /// (over Unix, a v2 `LOCAL`: no addresses to name). Sent by
+    /// [`Sock::connecting_done`], before any message.
+    pub fn with_proxy_header(self, on: bool) -> Self {
+        self.proxy_header.set(on && self.stream);
+        self
+    }
+
+    /// Sends the owed PROXY header: 28 or 52 bytes on a socket that has
+    /// sent nothing yet, so one write takes it whole.
+    fn send_proxy_header(&self) -> io::Result<()> {
+        let addrs = (
+            self.socket.local_addr()?.as_socket(),
+            self.socket.peer_addr()?.as_socket(),
+        );
+        let header = match addrs {
+            (Some(local), Some(peer)) => crate::services::proxy::build::v2(local, peer, &[], false),
+            _ => crate::services::proxy::build::v2_local(),
+        };
+        if (&self.socket).write(&header)? != header.len() {
+            return Err(io::Error::other("the PROXY header did not go out whole"));
+        }
+        self.proxy_header.set(false);
+        Ok(())
     }
 
     /// After the socket turned writable: `Ok(true)` once connected,
@@ -136,6 +166,7 @@ impl Sock {
             return Err(err);
         }
         match self.socket.peer_addr() {
+            Ok(_) if self.proxy_header.get() => self.send_proxy_header().map(|()| true),
             Ok(_) => Ok(true),
             Err(err) if err.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
             Err(err) => Err(err),
@@ -215,7 +246,7 @@ pub fn connect(
     }
     let mut last = Failure::Unreachable("no address".into());
     for addr in addresses(endpoint)? {
-        match connect_one(endpoint.kind, &addr, timeout, local) {
+        match connect_one(endpoint.kind, &addr, timeout, local, endpoint.options.proxy) {
             Ok(sock) => return Ok((sock, addr)),
             Err(Failure::Interrupted) => return Err(Failure::Interrupted),
             Err(failure) => last = failure,
@@ -229,6 +260,7 @@ fn connect_one(
     addr: &SockAddr,
     timeout: Duration,
     local: Local,
+    proxy: bool,
 ) -> Result<Sock, Failure> {
     let sock = Sock::begin(kind, addr, local).map_err(|err| match err.kind() {
         // A Unix listener whose backlog is full answers EAGAIN at once.
@@ -238,6 +270,7 @@ fn connect_one(
         _ if err.raw_os_error().is_none() => Failure::Io(describe(&err)),
         _ => Failure::Unreachable(describe(&err)),
     })?;
+    let sock = sock.with_proxy_header(proxy);
     if !sock.stream {
         return Ok(sock);
     }
