@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use support::{
     assert_clean_exit, assert_one_error_line, pattern, read_pattern_until_closed, tcp_queues,
-    unread_bytes, wait_until, Daemon, Ending, Watched, IO_TIMEOUT,
+    unread_bytes, wait_until, Daemon, Ending, PatternCheck, Watched, IO_TIMEOUT,
 };
 
 /// The tutorial's record: `struct.pack('I 2s f', 1, b'ab', 2.7)`.
@@ -300,11 +300,13 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
         let mut extra = tcp(tcp_addr);
         assert!(!admitted(&mut extra), "over --max-connections, yet served");
         drop(holder);
+        let deadline = Instant::now() + IO_TIMEOUT;
         holder = loop {
             let mut next = tcp(tcp_addr);
             if admitted(&mut next) {
                 break next;
             }
+            assert!(Instant::now() < deadline, "never admitted again");
         };
     }
     drop(holder);
@@ -345,11 +347,17 @@ fn b3_sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
     let server = daemon.target("tcp").inet();
     let mut client = tcp(server);
     let reader = client.try_clone().expect("clone");
+    let me = client.local_addr().expect("local");
+    // One byte there and back first: the daemon has accepted us (a
+    // connection still in the kernel's backlog at SIGTERM is refused).
+    client.write_all(&pattern(0, 1)).expect("send");
+    let mut first = [0u8; 1];
+    client.read_exact(&mut first).expect("first byte echoed");
 
     daemon.signal(libc::SIGSTOP);
     let (done_tx, done_rx) = mpsc::channel();
     let writer = thread::spawn(move || {
-        let data = pattern(0, TOTAL);
+        let data = pattern(1, TOTAL - 1);
         let result = client.write_all(&data);
         let _ = client.shutdown(Shutdown::Write);
         let _ = done_tx.send(());
@@ -357,10 +365,26 @@ fn b3_sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
     });
     let reader = thread::spawn(move || {
         let mut reader = reader;
-        read_pattern_until_closed(&mut reader)
+        let mut check = PatternCheck::default();
+        check.feed(&first);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return (check.seen(), Ending::Eof),
+                Ok(n) => check.feed(&buf[..n]),
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == ErrorKind::ConnectionReset => {
+                    return (check.seen(), Ending::Reset)
+                }
+                Err(err) => panic!("reading the echo: {err} after {}", check.seen()),
+            }
+        }
     });
     // While stopped the kernel buffers take what they can; the rest (and
     // the FIN) follows once the daemon runs again.
+    wait_until("the stopped daemon's socket holds our bytes", || {
+        tcp_queues(server, me).is_some_and(|queues| queues.unread > 0)
+    });
     let _ = done_rx.recv_timeout(Duration::from_secs(2));
     daemon.signal(libc::SIGTERM);
     daemon.signal(libc::SIGCONT);
@@ -682,4 +706,70 @@ fn an_abstract_socket_can_be_limited_to_one_user() {
     let (status, _out, err) = support::run(&["serve", "tcp://127.0.0.1:0?uid=0"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("uid"), "{err}");
+}
+
+/// B5, the other half: what a `binary://` connection holds (the echo it
+/// owes plus a partial record) stays within `--max-buffer`, however the
+/// records are cut, while the peer does not read. In-process, one turn at
+/// a time.
+#[test]
+fn b5_a_partial_record_counts_against_max_buffer() {
+    use echoplex::endpoint::Endpoint;
+    use echoplex::reactor::{Limits, ManualClock, Reactor, Turn};
+    use echoplex::services::{self, ServeConfig};
+
+    const MAX_BUFFER: usize = 65_536;
+    const RECORD: usize = 40_000;
+    let limits = Limits {
+        max_buffer: MAX_BUFFER,
+        ..Limits::default()
+    };
+    let mut reactor = Reactor::with_clock(limits, ManualClock::new()).expect("reactor");
+    let config = ServeConfig {
+        format: format!("{RECORD}s"),
+        ..ServeConfig::default()
+    };
+    let endpoint: Endpoint = "binary://127.0.0.1:0".parse().expect("endpoint");
+    let bound = services::bind(&endpoint, &config).expect("bind");
+    let addr = bound.endpoint.socket_addr().expect("address");
+    reactor.add(bound.handler).expect("add");
+
+    let client = small_window_client(addr);
+    client.set_nonblocking(true).expect("non-blocking");
+    let mut client = client;
+    // Odd-sized writes, so a partial record is held most of the time.
+    let chunk = vec![0x5a; 7_919];
+    let (mut sent, mut stalled_turns, mut most) = (0usize, 0, 0);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while stalled_turns < 50 {
+        assert!(Instant::now() < deadline, "the connection never stalled");
+        match client.write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                stalled_turns = 0;
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => stalled_turns += 1,
+            Err(err) => panic!("write: {err}"),
+        }
+        assert_eq!(
+            reactor.turn(Some(Duration::from_millis(5))).expect("turn"),
+            Turn::Running
+        );
+        for (_, row) in reactor.describe_all() {
+            if row.kind == "binary-conn" {
+                most = most.max(row.pending);
+                assert!(
+                    row.pending <= MAX_BUFFER,
+                    "the connection holds {} bytes, over --max-buffer {MAX_BUFFER}",
+                    row.pending
+                );
+            }
+        }
+    }
+    eprintln!("{sent} bytes sent to a peer that never reads; at most {most} held");
+    assert!(
+        sent > 2 * MAX_BUFFER,
+        "the test must push past --max-buffer"
+    );
+    assert!(most > RECORD, "the test must fill the connection's budget");
 }
