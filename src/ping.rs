@@ -70,15 +70,15 @@ pub fn run(args: Args) -> Outcome {
         .check_tool(Tool::Ping)
         .map_err(error::Failure::usage)?;
     if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
-        return Err(error::Failure::usage(failure.to_string()));
+        return Err(error::Failure::usage(failure.message));
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
     let started = Instant::now();
     let conn = match Conn::connect(endpoint, args.timeout) {
         Ok(conn) => conn,
-        Err(Failure::Interrupted) => return Ok(Exit::Failed),
+        Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
         // Like ping(8): no reply is 1, whatever the reason.
-        Err(failure) => return Err(error::Failure::failed(failure.to_string())),
+        Err(failure) => return Err(error::Failure::failed(failure.message)),
     };
     if conn.is_stream() && !args.quiet {
         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -328,9 +328,11 @@ impl Pinger {
             };
             match self.conn.recv_until(&mut buf, deadline) {
                 Ok(Some(n)) => self.take(&buf[..n]),
-                Ok(None) | Err(Failure::Interrupted) => {}
+                Ok(None) => {}
+                Err(failure) if failure.exit == Exit::Interrupted => {}
                 // ICMP port unreachable: lost probes will expire and say so.
-                Err(Failure::Unreachable(why)) if !self.conn.is_stream() => {
+                Err(failure) if failure.exit == Exit::Unreachable && !self.conn.is_stream() => {
+                    let why = failure.message;
                     self.line(format_args!("{why}"));
                 }
                 Err(failure) => return Err(failure),
@@ -347,7 +349,8 @@ impl Pinger {
         self.status.push((Status::Waiting, now));
         self.waiting.push_back((seq, now));
         match self.conn.send(&frame) {
-            Err(Failure::Unreachable(why)) if !self.conn.is_stream() => {
+            Err(failure) if failure.exit == Exit::Unreachable && !self.conn.is_stream() => {
+                let why = failure.message;
                 self.line(format_args!("{why}"));
                 Ok(())
             }

@@ -6,16 +6,16 @@ use std::time::Duration;
 use super::{compare, Args, Out};
 use crate::codec::structfmt::{repr, to_hex, Format};
 use crate::probe::socket::Conn;
-use crate::probe::Failure;
+use crate::probe::{Exit, Failure};
 
 /// Runs one record exchange.
 pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failure> {
-    let format = Format::parse(&args.format).map_err(|err| Failure::Usage(err.to_string()))?;
+    let format = Format::parse(&args.format).map_err(|err| Failure::usage(err.to_string()))?;
     let values = format
         .parse_values(&args.message)
         .and_then(|values| Ok((format.encode(&values)?, values)));
     let (packed, values) = values
-        .map_err(|err| Failure::Usage(format!("values for format '{}': {err}", args.format)))?;
+        .map_err(|err| Failure::usage(format!("values for format '{}': {err}", args.format)))?;
     out.say(format_args!("connecting to {}", args.endpoint));
     let conn = Conn::connect(&args.endpoint, timeout)?;
     out.say(format_args!("values = {}", repr(&values)));
@@ -26,10 +26,13 @@ pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failu
         })
         .map_err(|failure| match failure {
             // The server echoes only whole records of its own --format.
-            Failure::Timeout(why) => Failure::Timeout(format!(
-                "{why}; does the server use the same --format '{}'?",
-                args.format
-            )),
+            failure if failure.exit == Exit::Timeout => Failure::new(
+                Exit::Timeout,
+                format!(
+                    "{}; does the server use the same --format '{}'?",
+                    failure.message, args.format
+                ),
+            ),
             other => other,
         })?;
     // The daemon re-encodes what it decoded; a record that does not decode

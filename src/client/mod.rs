@@ -94,10 +94,7 @@ pub fn run(args: Args) -> Outcome {
         false,
     )
     .and_then(|()| dispatch(&args, &out));
-    match result {
-        Ok(()) => Ok(Exit::Ok),
-        Err(failure) => Err(failure.into()),
-    }
+    result.map(|()| Exit::Ok)
 }
 
 fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
@@ -108,7 +105,7 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
         }
         Reply::Records => {
             if args.file.is_some() || args.hex {
-                return Err(Failure::Usage(format!(
+                return Err(Failure::usage(format!(
                     "{}: binary:// packs the values given as words; -f and --hex send raw bytes",
                     args.endpoint
                 )));
@@ -120,7 +117,7 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             echo::run(args, &message(args)?, timeout, out)
         }
         // The kind table keeps metrics:// from the client; say so if it changes.
-        Reply::Http => Err(Failure::Usage(format!(
+        Reply::Http => Err(Failure::usage(format!(
             "{}: an HTTP endpoint; use curl",
             args.endpoint
         ))),
@@ -135,12 +132,15 @@ fn message(args: &Args) -> Result<Vec<u8>, Failure> {
         Some(path) if path.as_os_str() == "-" => {
             let mut bytes = Vec::new();
             io::stdin().lock().read_to_end(&mut bytes).map_err(|err| {
-                Failure::Io(format!("reading standard input: {}", describe(&err)))
+                Failure::new(
+                    Exit::Io,
+                    format!("reading standard input: {}", describe(&err)),
+                )
             })?;
             bytes
         }
         Some(path) => std::fs::read(path).map_err(|err| {
-            Failure::Usage(format!(
+            Failure::usage(format!(
                 "cannot read {}: {}",
                 path.display(),
                 describe(&err)
@@ -148,7 +148,7 @@ fn message(args: &Args) -> Result<Vec<u8>, Failure> {
         })?,
     };
     if args.hex {
-        return from_hex(&raw).map_err(Failure::Usage);
+        return from_hex(&raw).map_err(Failure::usage);
     }
     Ok(raw)
 }
@@ -233,7 +233,7 @@ pub fn quote(bytes: &[u8]) -> String {
 fn compare(sent: &[u8], echo: &[u8]) -> Result<(), Failure> {
     match Mismatch::find(sent, 0, echo, false) {
         None => Ok(()),
-        Some(mismatch) => Err(Failure::Mismatch(mismatch.describe("echo"))),
+        Some(mismatch) => Err(Failure::failed(mismatch.describe("echo"))),
     }
 }
 

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use super::{quote, Args, Out};
 use crate::error::describe;
 use crate::probe::duration::show as secs;
-use crate::probe::failure::classify;
 use crate::probe::socket::{multicast_group, wait};
-use crate::probe::{Failure, DATAGRAM_BUFFER};
+use crate::probe::{Exit, Failure, DATAGRAM_BUFFER};
 use crate::sock;
 
 /// What a receiver answers.
@@ -26,11 +25,14 @@ pub(super) fn run(
 ) -> Result<(), Failure> {
     let group = multicast_group(&args.endpoint)?;
     let socket = sock::multicast_sender(args.iface, args.ttl).map_err(|err| {
-        Failure::Unreachable(format!(
-            "cannot send multicast on interface {}: {}",
-            args.iface,
-            describe(&err)
-        ))
+        Failure::new(
+            Exit::Unreachable,
+            format!(
+                "cannot send multicast on interface {}: {}",
+                args.iface,
+                describe(&err)
+            ),
+        )
     })?;
     let fd = socket.as_raw_fd();
     out.say(format_args!("sending {}", quote(message)));
@@ -39,17 +41,21 @@ pub(super) fn run(
             Ok(_) => break,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if wait(fd, libc::POLLOUT, Instant::now() + timeout)? == 0 {
-                    return Err(Failure::Timeout(format!(
-                        "{}: could not send within {}",
-                        args.endpoint,
-                        secs(timeout)
-                    )));
+                    return Err(Failure::new(
+                        Exit::Timeout,
+                        format!("{}: could not send within {}", args.endpoint, secs(timeout)),
+                    ));
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             // One table for every kind: "Message too long" is a usage
             // error here as on udp://.
-            Err(err) => return Err(classify(&err, &format!("cannot send to {}", args.endpoint))),
+            Err(err) => {
+                return Err(Failure::io(
+                    &format!("cannot send to {}", args.endpoint),
+                    &err,
+                ))
+            }
         }
     }
     let mut acks = 0usize;
@@ -72,21 +78,19 @@ pub(super) fn run(
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => {
-                return Err(Failure::Io(format!(
-                    "receiving from {}: {}",
-                    args.endpoint,
-                    describe(&err)
-                )))
+                return Err(Failure::new(
+                    Exit::Io,
+                    format!("receiving from {}: {}", args.endpoint, describe(&err)),
+                ))
             }
         }
     }
     out.say(format_args!("closing socket"));
     if acks == 0 {
-        return Err(Failure::Timeout(format!(
-            "no ack from {} within {}",
-            args.endpoint,
-            secs(timeout)
-        )));
+        return Err(Failure::new(
+            Exit::Timeout,
+            format!("no ack from {} within {}", args.endpoint, secs(timeout)),
+        ));
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ pub mod failure;
 pub mod payload;
 pub mod socket;
 
-pub use failure::{exit, Failure};
+pub use failure::{Exit, Failure};
 
 /// Largest datagram a client sends: the UDP payload limit over IPv4
 /// (65,535 less the 8-byte UDP and 20-byte IP headers).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::duration::show;
-use super::failure::{classify, stopped, Failure};
+use super::failure::{interrupted, stopped, Exit, Failure};
 use crate::endpoint::{Endpoint, Kind, Reply, Target};
 use crate::error::describe;
 use crate::sock::{self, SocketFile};
@@ -30,25 +30,30 @@ pub fn addresses(endpoint: &Endpoint) -> Result<Vec<SockAddr>, Failure> {
         Target::Inet { .. } => {
             let mut addrs = endpoint
                 .socket_addrs()
-                .map_err(|err| Failure::Unreachable(describe(&err)))?;
+                .map_err(|err| Failure::new(Exit::Unreachable, describe(&err)))?;
             addrs.sort_by_key(SocketAddr::is_ipv6);
             Ok(addrs.into_iter().map(SockAddr::from).collect())
         }
         unix => Ok(vec![
-            sock::unix_sockaddr(unix).map_err(|err| Failure::Usage(describe(&err)))?
+            sock::unix_sockaddr(unix).map_err(|err| Failure::usage(describe(&err)))?
         ]),
     }
+}
+
+/// The same failure, its line after `prefix: `.
+fn within(failure: Failure, prefix: &str) -> Failure {
+    Failure::new(failure.exit, format!("{prefix}: {}", failure.message))
 }
 
 /// The IPv4 address of a `multicast://` endpoint's group.
 pub fn multicast_group(endpoint: &Endpoint) -> Result<SocketAddr, Failure> {
     let group = addresses(endpoint)
-        .map_err(|failure| failure.context(&endpoint.to_string()))?
+        .map_err(|failure| within(failure, &endpoint.to_string()))?
         .into_iter()
         .filter_map(|addr| addr.as_socket())
         .find(|addr| addr.ip().is_multicast() && addr.is_ipv4());
     group.ok_or_else(|| {
-        Failure::Usage(format!(
+        Failure::usage(format!(
             "{endpoint}: not an IPv4 multicast group (224.0.0.0/4)"
         ))
     })
@@ -204,7 +209,7 @@ const SLICE: Duration = Duration::from_millis(100);
 pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc::c_short, Failure> {
     loop {
         if stopped() {
-            return Err(Failure::Interrupted);
+            return Err(interrupted());
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -225,7 +230,7 @@ pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc:
         if ready < 0 {
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
-                return Err(Failure::Io(format!("poll: {}", describe(&err))));
+                return Err(Failure::new(Exit::Io, format!("poll: {}", describe(&err))));
             }
         }
     }
@@ -240,15 +245,15 @@ pub fn connect(
 ) -> Result<(Sock, SockAddr), Failure> {
     // A group's answers come from many members: no one peer to connect to.
     if endpoint.kind.info().reply == Reply::Ack {
-        return Err(Failure::Usage(format!(
+        return Err(Failure::usage(format!(
             "{endpoint}: multicast is not a connected endpoint"
         )));
     }
-    let mut last = Failure::Unreachable("no address".into());
+    let mut last = Failure::new(Exit::Unreachable, "no address");
     for addr in addresses(endpoint)? {
         match connect_one(endpoint.kind, &addr, timeout, local, endpoint.options.proxy) {
             Ok(sock) => return Ok((sock, addr)),
-            Err(Failure::Interrupted) => return Err(Failure::Interrupted),
+            Err(failure) if failure.exit == Exit::Interrupted => return Err(failure),
             Err(failure) => last = failure,
         }
     }
@@ -265,24 +270,24 @@ fn connect_one(
     let sock = Sock::begin(kind, addr, local).map_err(|err| match err.kind() {
         // A Unix listener whose backlog is full answers EAGAIN at once.
         io::ErrorKind::WouldBlock => {
-            Failure::Unreachable("server busy (listen backlog full)".into())
+            Failure::new(Exit::Unreachable, "server busy (listen backlog full)")
         }
-        _ if err.raw_os_error().is_none() => Failure::Io(describe(&err)),
-        _ => Failure::Unreachable(describe(&err)),
+        _ if err.raw_os_error().is_none() => Failure::new(Exit::Io, describe(&err)),
+        _ => Failure::new(Exit::Unreachable, describe(&err)),
     })?;
     let sock = sock.with_proxy_header(proxy);
     if !sock.stream {
         return Ok(sock);
     }
     if wait(sock.as_raw_fd(), libc::POLLOUT, Instant::now() + timeout)? == 0 {
-        return Err(Failure::Timeout(format!(
-            "no answer within {}",
-            show(timeout)
-        )));
+        return Err(Failure::new(
+            Exit::Timeout,
+            format!("no answer within {}", show(timeout)),
+        ));
     }
     match sock.connecting_done() {
         Ok(_) => Ok(sock),
-        Err(err) => Err(Failure::Unreachable(describe(&err))),
+        Err(err) => Err(Failure::new(Exit::Unreachable, describe(&err))),
     }
 }
 
@@ -303,7 +308,7 @@ impl Conn {
     pub fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, Failure> {
         let name = endpoint.to_string();
         let (sock, _) = connect(endpoint, timeout, Local::TempFile)
-            .map_err(|failure| failure.context(&format!("cannot connect to {name}")))?;
+            .map_err(|failure| within(failure, &format!("cannot connect to {name}")))?;
         Ok(Conn {
             sock,
             name,
@@ -333,7 +338,7 @@ impl Conn {
 
     /// Classifies an error met on this connection.
     pub fn failure(&self, err: &io::Error) -> Failure {
-        classify(err, &self.name)
+        Failure::io(&self.name, err)
     }
 
     /// Sends all of `data` (stream) or `data` as one datagram.
@@ -350,11 +355,14 @@ impl Conn {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     let deadline = Instant::now() + self.timeout;
                     if wait(self.sock.as_raw_fd(), libc::POLLOUT, deadline)? == 0 {
-                        return Err(Failure::Timeout(format!(
-                            "{}: could not send within {}",
-                            self.name,
-                            show(self.timeout)
-                        )));
+                        return Err(Failure::new(
+                            Exit::Timeout,
+                            format!(
+                                "{}: could not send within {}",
+                                self.name,
+                                show(self.timeout)
+                            ),
+                        ));
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -368,11 +376,10 @@ impl Conn {
     pub fn recv(&self, buf: &mut [u8]) -> Result<usize, Failure> {
         match self.recv_until(buf, Instant::now() + self.timeout)? {
             Some(n) => Ok(n),
-            None => Err(Failure::Timeout(format!(
-                "no reply from {} within {}",
-                self.name,
-                show(self.timeout)
-            ))),
+            None => Err(Failure::new(
+                Exit::Timeout,
+                format!("no reply from {} within {}", self.name, show(self.timeout)),
+            )),
         }
     }
 
@@ -429,9 +436,10 @@ impl Conn {
                 let received =
                     self.try_recv(&mut buf[..want])
                         .map_err(|failure| match failure {
-                            Failure::Io(why) => {
-                                Failure::Io(format!("{why} after {got} of {expected} bytes"))
-                            }
+                            failure if failure.exit == Exit::Io => Failure::new(
+                                Exit::Io,
+                                format!("{} after {got} of {expected} bytes", failure.message),
+                            ),
                             other => other,
                         })?;
                 if let Some(n) = received {
@@ -452,20 +460,23 @@ impl Conn {
             }
             if wait(fd, events, Instant::now() + self.timeout)? == 0 {
                 let (got, within) = (echo.len(), show(self.timeout));
-                return Err(Failure::Timeout(if sent < data.len() {
-                    format!(
+                return Err(Failure::new(
+                    Exit::Timeout,
+                    if sent < data.len() {
+                        format!(
                         "{}: could not send within {within} (sent {sent} of {} bytes, got {got} back)",
                         self.name,
                         data.len()
                     )
-                } else if got > 0 {
-                    format!(
-                        "no reply from {} within {within} (got {got} of {expected} bytes)",
-                        self.name
-                    )
-                } else {
-                    format!("no reply from {} within {within}", self.name)
-                }));
+                    } else if got > 0 {
+                        format!(
+                            "no reply from {} within {within} (got {got} of {expected} bytes)",
+                            self.name
+                        )
+                    } else {
+                        format!("no reply from {} within {within}", self.name)
+                    },
+                ));
             }
         }
         Ok(echo)
@@ -476,10 +487,10 @@ impl Conn {
         loop {
             match self.sock.recv(buf) {
                 Ok(0) if self.sock.stream && !buf.is_empty() => {
-                    return Err(Failure::Io(format!(
-                        "{}: connection closed by peer",
-                        self.name
-                    )))
+                    return Err(Failure::new(
+                        Exit::Io,
+                        format!("{}: connection closed by peer", self.name),
+                    ))
                 }
                 Ok(n) => return Ok(Some(n)),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),

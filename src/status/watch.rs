@@ -44,7 +44,7 @@ pub(super) fn run(
     admin: &str,
     mut ask: impl FnMut() -> Result<String, Failure>,
 ) -> Outcome {
-    failure::stop_on(&[libc::SIGINT], true).map_err(crate::error::Failure::from)?;
+    failure::stop_on(&[libc::SIGINT], true)?;
     let terminal = std::io::stdout().is_terminal();
     let started = Instant::now();
     let mut previous: Option<Sample> = None;
