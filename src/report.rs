@@ -177,7 +177,11 @@ impl Merged {
     pub fn sum(&self, key: &str) -> u64 {
         self.parts
             .iter()
-            .filter_map(|p| p.summary.as_ref()?[key].as_u64())
+            .filter_map(|p| {
+                let s = p.summary.as_ref()?;
+                // bench puts churn's connects in its `churn` object.
+                s[key].as_u64().or_else(|| s["churn"][key].as_u64())
+            })
             .sum()
     }
 

@@ -74,6 +74,10 @@ pub struct Streams {
     live: usize,
     /// Open loop: the connection the next due message tries first.
     next_conn: usize,
+    /// Churn: the last time any connection was open; reconnects failing
+    /// for longer than the connect timeout end the worker (no hang on a
+    /// server that went away during a `-n` run).
+    last_open: Instant,
     /// Open loop: connections written to in this turn.
     touched: Vec<usize>,
     /// The read buffer, shared by all connections.
@@ -231,6 +235,7 @@ impl Flow for Streams {
             conns,
             live,
             next_conn: 0,
+            last_open: Instant::now(),
             touched: Vec::new(),
             scratch: vec![0; READ_BUFFER],
         }
@@ -282,6 +287,15 @@ impl Flow for Streams {
     fn housekeeping(&mut self, ctx: &mut Ctx, now: Instant) {
         let timeout = ctx.job.config.timeout;
         let connect_timeout = ctx.job.config.connect_timeout;
+        if self.conns.iter().any(|c| c.state == State::Open) {
+            self.last_open = now;
+        } else if self.live > 0 && now.saturating_duration_since(self.last_open) > connect_timeout {
+            ctx.result.error(|| {
+                format!("no connection could be opened again for {connect_timeout:?}: the server seems gone")
+            });
+            ctx.give_up();
+            return;
+        }
         for i in 0..self.conns.len() {
             let conn = &self.conns[i];
             if conn.state == State::Retry {
