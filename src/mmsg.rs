@@ -35,24 +35,31 @@ pub struct Source {
 /// become resident.
 pub struct Batch {
     arena: Box<[u8]>,
-    iovs: Box<[libc::iovec]>,
-    addrs: Box<[libc::sockaddr_storage]>,
-    hdrs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec; BATCH]>,
+    addrs: Box<[libc::sockaddr_storage; BATCH]>,
+    hdrs: Box<[libc::mmsghdr; BATCH]>,
     received: usize,
     /// Headers and iovecs for `sendmmsg`: what to send where.
-    out_hdrs: Box<[libc::mmsghdr]>,
-    out_iovs: Box<[libc::iovec]>,
+    out_hdrs: Box<[libc::mmsghdr; BATCH]>,
+    out_iovs: Box<[libc::iovec; BATCH]>,
     queued: usize,
 }
 
+/// `BATCH` zeroed `T`s; fixed-size arrays, so that an index checked once
+/// against `BATCH` needs no further bounds checks.
+///
 /// # Safety
 /// All-zero bytes must be a valid `T`: true of the plain C structs used
 /// here (iovec, sockaddr_storage, mmsghdr), not of types in general.
-unsafe fn zeroed<T>(count: usize) -> Box<[T]> {
+unsafe fn zeroed<T>() -> Box<[T; BATCH]> {
     // SAFETY: the caller guarantees all-zero bytes are a valid T.
-    (0..count)
+    let all: Box<[T]> = (0..BATCH)
         .map(|_| unsafe { MaybeUninit::<T>::zeroed().assume_init() })
-        .collect()
+        .collect();
+    match all.try_into() {
+        Ok(array) => array,
+        Err(_) => unreachable!("exactly BATCH elements were collected"),
+    }
 }
 
 impl Default for Batch {
@@ -69,12 +76,12 @@ impl Batch {
         let mut batch = unsafe {
             Batch {
                 arena: vec![0u8; BATCH * SLOT].into_boxed_slice(),
-                iovs: zeroed(BATCH),
-                addrs: zeroed(BATCH),
-                hdrs: zeroed(BATCH),
+                iovs: zeroed(),
+                addrs: zeroed(),
+                hdrs: zeroed(),
                 received: 0,
-                out_hdrs: zeroed(BATCH),
-                out_iovs: zeroed(BATCH),
+                out_hdrs: zeroed(),
+                out_iovs: zeroed(),
                 queued: 0,
             }
         };
@@ -175,11 +182,15 @@ impl Batch {
     /// Queues an answer to datagram `i`: `reply` (or the datagram itself
     /// when None) to its sender.
     pub fn answer(&mut self, i: usize, reply: Option<&'static [u8]>) {
+        let k = self.queued;
+        if i >= self.received.min(BATCH) || k >= BATCH {
+            debug_assert!(false, "answer {k} to datagram {i} of {}", self.received);
+            return;
+        }
         let (base, len) = match reply {
             Some(bytes) => (bytes.as_ptr() as *mut libc::c_void, bytes.len()),
             None => (self.iovs[i].iov_base, self.hdrs[i].msg_len as usize),
         };
-        let k = self.queued;
         self.out_iovs[k] = libc::iovec {
             iov_base: base,
             iov_len: len,
