@@ -783,6 +783,61 @@ fn an_upgrade_hands_over_every_reactor_s_sockets() {
 }
 
 #[test]
+fn only_the_new_process_itself_can_say_it_is_ready() {
+    let dir = temp_dir("upgrade-forged");
+    let exe = copy_of_binary(&dir);
+    let pid_file = dir.join("echoplex.pid");
+    let mut command = Command::new(&exe);
+    command
+        .args(["serve", "tcp://127.0.0.1:0", "--pid-file"])
+        .arg(&pid_file);
+    let mut old = Served::spawn(command);
+    let tcp = inet(&old.ready()[0]);
+    // A "new build" that never becomes ready.
+    std::fs::remove_file(&exe).expect("remove");
+    install(&exe, |exe| {
+        std::fs::write(
+            exe,
+            "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\nexec sleep 20\n",
+        )
+    });
+    signal(old.pid(), libc::SIGUSR2);
+    let mut child = None;
+    wait_until("the old process names its successor", || {
+        let stderr = old.stderr();
+        child = stderr
+            .split_once(" as pid ")
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse::<i32>().ok());
+        child.is_some()
+    });
+    let child = child.expect("child pid");
+    let _child = ByPid(child);
+    // Anyone on the machine could find the abstract name; the kernel's
+    // credentials say this message is ours, not the child's.
+    let name = format!("echoplex-upgrade-{}-0", old.pid());
+    let forger = UnixDatagram::unbound().expect("socket");
+    forger
+        .send_to_addr(
+            format!("READY=1\nMAINPID={child}").as_bytes(),
+            &UnixAddr::from_abstract_name(name.as_bytes()).expect("addr"),
+        )
+        .expect("send the forged READY=1");
+    // A round trip after it: the loop has seen the forged message by then.
+    let message = pattern(9, 512);
+    assert_eq!(tcp_echo(tcp, &message), message);
+    assert!(
+        !old.stderr().contains("is ready and serves"),
+        "{}",
+        old.stderr()
+    );
+    assert_eq!(read_pid(&pid_file), Some(old.pid()));
+    // A shutdown during the upgrade stops the would-be successor too.
+    signal(old.pid(), libc::SIGTERM);
+    assert!(old.wait().success());
+    wait_until("the would-be successor is stopped", || !alive(child));
+}
+
+#[test]
 fn a_failed_upgrade_leaves_the_old_process_serving() {
     let dir = temp_dir("upgrade-fails");
     let exe = copy_of_binary(&dir);

@@ -408,6 +408,46 @@ pub fn announce_ready(status: &str) {
 // ---------------------------------------------------------------------------
 // The handler
 
+/// One datagram and the pid of the process that sent it (SCM_CREDENTIALS,
+/// which the kernel fills in since SO_PASSCRED is on).
+fn recv_with_sender(
+    socket: &UnixDatagram,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<libc::pid_t>)> {
+    // Room for one ucred control message, aligned as cmsg wants.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; we point it at buffers we own.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg writes at most the lengths given into our buffers.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut sender = None;
+    // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled,
+    // within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
+            {
+                let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                sender = Some(cred.pid);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, sender))
+}
+
 /// What the upgrade is doing.
 #[derive(Debug)]
 enum State {
@@ -462,6 +502,9 @@ impl Upgrader {
             let addr = UnixAddr::from_abstract_name(self.name.as_bytes())?;
             let listener = UnixDatagram::bind_addr(&addr)?;
             listener.set_nonblocking(true)?;
+            // The kernel then tells us who sent each message: only our
+            // child's READY=1 counts, whoever else finds the name.
+            socket2::SockRef::from(&listener).set_passcred(true)?;
             cx.registry().register(
                 &mut SourceFd(&listener.as_raw_fd()),
                 cx.token,
@@ -506,14 +549,14 @@ impl Upgrader {
         let mut buf = [0u8; 512];
         let mut ready = false;
         loop {
-            match listener.recv(&mut buf) {
-                Ok(n) => {
+            match recv_with_sender(listener, &mut buf) {
+                Ok((n, sender)) => {
                     let text = String::from_utf8_lossy(&buf[..n]);
                     let said = |line: &str| text.lines().any(|l| l == line);
-                    if said("READY=1") && said(&format!("MAINPID={pid}")) {
+                    if sender == Some(pid) && said("READY=1") {
                         ready = true;
                     } else {
-                        log::debug!("upgrade: ignored notification {text:?}");
+                        log::debug!("upgrade: ignored notification {text:?} from pid {sender:?}");
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
