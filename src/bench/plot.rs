@@ -87,12 +87,20 @@ fn over_time(report: &Report) -> String {
             group((p99_top * k as f64 / 4.0) as u64),
         );
     }
+    for k in 0..=4 {
+        let t = end * k as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t:.2}</text>"#,
+            x_of(t),
+            top + plot_h + 16.0
+        );
+    }
     let _ = writeln!(
         svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds ({:.1} s)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds into the measured window</text>"#,
         LEFT + plot_w / 2.0,
-        top + plot_h + 30.0,
-        end
+        top + plot_h + 34.0
     );
     let mut rate = String::new();
     let mut p99 = String::new();
@@ -149,11 +157,14 @@ fn percentiles(report: &Report) -> String {
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let config = &report.config;
     let title = format!(
-        "{} — {} × {} B, depth {}: {} msgs/s, {}/s",
+        "{} — {} × {} B, {}: {} msgs/s, {}/s",
         config.endpoint,
         config.connections,
         config.size,
-        config.depth,
+        match config.modes.rate {
+            Some(rate) => format!("open loop {}/s", group(rate as u64)),
+            None => format!("depth {}", config.depth),
+        },
         group(report.msgs_per_sec().round() as u64),
         bytes(report.bytes_per_sec())
     );
