@@ -87,6 +87,10 @@ pub struct KindInfo {
     pub reply: Reply,
     /// The tools that accept this kind (`serve` accepts every kind).
     pub tools: &'static [Tool],
+    /// With `serve --reactors N`, every reactor binds its own socket
+    /// (SO_REUSEPORT; the kernel spreads the load); otherwise reactor 0
+    /// alone serves it (a socket file, a group membership, admin-like).
+    pub spread: bool,
     /// Binds it: the service module's `bind`.
     pub bind: BindFn,
 }
@@ -131,25 +135,25 @@ use Transport::{Datagram, Stream};
 kinds! {
     /// `tcp://`: TCP echo.
     Tcp => KindInfo { scheme: "tcp", address: Inet, transport: Stream, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], bind: services::tcp::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tcp::bind };
     /// `udp://`: UDP echo.
     Udp => KindInfo { scheme: "udp", address: Inet, transport: Datagram, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], bind: services::udp::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::udp::bind };
     /// `unix:`: Unix-domain stream echo.
     Unix => KindInfo { scheme: "unix", address: Path, transport: Stream, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], bind: services::unix::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: false, bind: services::unix::bind };
     /// `unix-dgram:`: Unix-domain datagram echo.
     UnixDgram => KindInfo { scheme: "unix-dgram", address: Path, transport: Datagram, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], bind: services::unix_dgram::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: false, bind: services::unix_dgram::bind };
     /// `multicast://`: join a group, answer `ack`.
     Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, reply: Ack,
-        tools: &[Serve, Client, Bench], bind: services::multicast::bind };
+        tools: &[Serve, Client, Bench], spread: false, bind: services::multicast::bind };
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
-        tools: &[Serve, Client], bind: services::binary::bind };
+        tools: &[Serve, Client], spread: true, bind: services::binary::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve], bind: services::metrics::bind };
+        tools: &[Serve], spread: false, bind: services::metrics::bind };
 }
 
 impl Kind {

@@ -73,7 +73,7 @@ pub fn parse_count(text: &str) -> Result<Count, String> {
 /// True for the kinds every reactor binds (one SO_REUSEPORT socket each);
 /// the others are served by reactor 0 alone (see the module's comment).
 pub fn spreads(kind: Kind) -> bool {
-    matches!(kind, Kind::Tcp | Kind::Udp | Kind::Binary)
+    kind.info().spread
 }
 
 /// The CPUs this process may run on, in order.
