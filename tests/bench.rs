@@ -207,20 +207,18 @@ fn nothing_listening_exits_3() {
     assert_eq!(status.code(), Some(2), "{err}");
 }
 
-#[test]
-fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
+/// Runs `echoplex ARGS...`, sends it SIGINT (a terminal's Ctrl-C) after a
+/// moment of load, and returns its exit code, stdout and stderr.
+fn interrupted(args: &[&str]) -> (Option<i32>, String, String) {
     use std::process::{Command, Stdio};
     use std::time::Instant;
-    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
-    let ep = daemon.endpoint("tcp://").to_string();
     let child = Command::new(support::bin())
-        .args(["bench", &ep, "-d", "60", "-c", "2", "--json"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn bench");
-    // Load for a moment, then Ctrl-C as a terminal would send it.
     thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on a child we own.
     unsafe {
@@ -233,11 +231,19 @@ fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
         "bench ignored SIGINT for {:?}",
         started.elapsed()
     );
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert_eq!(output.status.code(), Some(130), "{out}\n{err}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let ep = daemon.endpoint("tcp://").to_string();
+    let (code, out, err) = interrupted(&["bench", &ep, "-d", "60", "-c", "2", "--json"]);
+    assert_eq!(code, Some(130), "{out}\n{err}");
     let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(value["interrupted"], true, "{value}");
     assert!(value["messages"].as_u64().unwrap() > 0, "{value}");
@@ -245,7 +251,28 @@ fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
     let measured = value["duration_s"].as_f64().unwrap();
     assert!(measured > 0.0 && measured < 60.0, "{value}");
     assert!(err.contains("interrupted"), "{err}");
+    // The human report says so too.
+    let (code, out, err) = interrupted(&["bench", &ep, "-d", "60"]);
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(out.contains("(interrupted)"), "{out}");
+    assert!(out.contains("msgs/s"), "{out}");
     daemon.stop();
+}
+
+#[test]
+fn ctrl_c_ends_a_multicast_bench_with_its_report() {
+    // Nobody in the group: rounds go out and time out until Ctrl-C.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    let ep = format!("multicast://224.10.10.14:{port}");
+    let (code, out, err) = interrupted(&["bench", &ep, "-d", "60", "--timeout", "0.1", "--json"]);
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(value["interrupted"], true, "{value}");
+    assert!(value["rounds"].as_u64().unwrap() > 0, "{value}");
+    assert!(value["duration_s"].as_f64().unwrap() < 60.0, "{value}");
 }
 
 #[test]

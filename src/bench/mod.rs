@@ -207,6 +207,9 @@ impl Args {
 
 /// Runs `echoplex bench`; returns the process exit code.
 pub fn run(args: Args) -> Outcome {
+    // The first Ctrl-C ends the run through its normal path (the report of
+    // what was measured); a second one exits at once, 130.
+    failure::stop_on(&[signal_hook::consts::SIGINT], true)?;
     if args.endpoint.kind == Kind::Multicast {
         return Ok(multicast::run(&args));
     }
@@ -214,10 +217,6 @@ pub fn run(args: Args) -> Outcome {
         Ok(config) => config,
         Err(why) => return Err(Failure::usage(why)),
     };
-    // The first Ctrl-C ends the run through its normal path (the report of
-    // what was measured); a second one exits at once, 130.
-    failure::stop_on(&[signal_hook::consts::SIGINT], true)
-        .map_err(|failure| Failure::new(Exit::Io, failure.to_string()))?;
     if let Some(m) = config.modes.churn {
         churn_preflight(&config, m).map_err(|why| Failure::usage(format!("refused: {why}")))?;
     }

@@ -22,6 +22,7 @@ use serde_json::json;
 use super::report::{group, quantiles};
 use super::types::new_histogram;
 use super::Args;
+use crate::probe::failure::stopped;
 
 /// One responder address.
 struct Responder {
@@ -49,11 +50,16 @@ pub fn run(args: &Args) -> Exit {
 }
 
 fn bench(args: &Args) -> io::Result<Exit> {
-    let group_addr = match args.endpoint.socket_addr()? {
-        SocketAddr::V4(v4) if v4.ip().is_multicast() => v4,
-        other => {
+    // The group as client resolves it (one rule for what a group is).
+    let group_addr = match crate::probe::socket::multicast_group(&args.endpoint) {
+        Ok(SocketAddr::V4(v4)) => v4,
+        Ok(other) => {
             eprintln!("echoplex bench: {other} is not an IPv4 multicast group (224.0.0.0/4)");
             return Ok(Exit::Usage);
+        }
+        Err(failure) => {
+            eprintln!("echoplex bench: {failure}");
+            return Ok(failure.exit);
         }
     };
     let socket = crate::sock::multicast_sender(args.iface, 1).map_err(|err| {
@@ -74,14 +80,15 @@ fn bench(args: &Args) -> io::Result<Exit> {
     let mut responders: BTreeMap<SocketAddr, Responder> = BTreeMap::new();
     let mut rounds = 0u64;
     let mut buf = [0u8; 64];
-    loop {
+    let interrupted = loop {
         let round_start = Instant::now();
         let done = match args.messages {
             Some(n) => rounds >= n,
             None => round_start >= end,
         };
-        if done {
-            break;
+        // Ctrl-C: the report covers the rounds so far.
+        if done || stopped() {
+            break stopped();
         }
         socket.send_to(
             &payload,
@@ -98,7 +105,7 @@ fn bench(args: &Args) -> io::Result<Exit> {
                 && responders
                     .iter()
                     .all(|(addr, r)| this_round.get(addr).copied().unwrap_or(0) >= r.share);
-            if now >= deadline || all_in {
+            if now >= deadline || all_in || stopped() {
                 break;
             }
             socket.set_read_timeout(Some(deadline - now))?;
@@ -144,7 +151,7 @@ fn bench(args: &Args) -> io::Result<Exit> {
                 std::thread::sleep(next - now);
             }
         }
-    }
+    };
     let elapsed = start.elapsed();
     let rows: Vec<serde_json::Value> = responders
         .iter()
@@ -169,18 +176,20 @@ fn bench(args: &Args) -> io::Result<Exit> {
             "duration_s": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             "rounds_per_sec": (rounds as f64 / elapsed.as_secs_f64().max(1e-9) * 1000.0).round() / 1000.0,
             "responders": rows,
+            "interrupted": interrupted,
         });
         let _ = writeln!(stdout, "{v}");
     } else {
         let _ = writeln!(
             stdout,
-            "{}: {} rounds of {size} B out of {} in {:.2} s; {} responder address{}",
+            "{}: {} rounds of {size} B out of {} in {:.2} s; {} responder address{}{}",
             args.endpoint,
             group(rounds),
             args.iface,
             elapsed.as_secs_f64(),
             responders.len(),
-            if responders.len() == 1 { "" } else { "es" }
+            if responders.len() == 1 { "" } else { "es" },
+            if interrupted { " (interrupted)" } else { "" }
         );
         for (addr, r) in &responders {
             let lost = (rounds * r.share).saturating_sub(r.acks);
@@ -204,6 +213,10 @@ fn bench(args: &Args) -> io::Result<Exit> {
         }
     }
     let _ = stdout.flush();
+    if interrupted {
+        eprintln!("echoplex bench: interrupted; the report covers what was measured");
+        return Ok(Exit::Interrupted);
+    }
     if responders.is_empty() {
         eprintln!(
             "echoplex bench: no ack from {} on {} within {timeout:?} in {rounds} rounds",
