@@ -303,6 +303,15 @@ impl<L: Acceptor> Handler for Listener<L> {
         Flow::Continue
     }
 
+    /// Stop accepting. Deregister before the close: after an upgrade the
+    /// socket lives on in the new process, and epoll keeps an entry until
+    /// every descriptor of the socket is closed, so it would wake this
+    /// draining process for each connection the new one accepts.
+    fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        let _ = cx.registry().deregister(&mut self.listener);
+        Flow::Close
+    }
+
     /// The one timer a listener sets: the end of a pause.
     fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
         if self.paused {
