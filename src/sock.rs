@@ -46,7 +46,7 @@ pub fn share_ports(on: bool) {
 /// adopted instead of bound.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
     let socket = match activation::claim(Type::STREAM, &Local::Inet(addr)) {
-        Some(socket) => adopt_listener(socket)?,
+        Some(socket) => share_adopted(adopt_listener(socket)?)?,
         None => {
             let socket = Socket::new(domain_of(&addr), Type::STREAM, Some(Protocol::TCP))?;
             if addr.is_ipv6() {
@@ -67,6 +67,17 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
+/// A socket systemd passed was bound without SO_REUSEPORT; with several
+/// reactors it gets it now, so that the others can bind beside it (the
+/// kernel makes the group when the next socket joins; that needs the same
+/// user on both).
+fn share_adopted(socket: Socket) -> io::Result<Socket> {
+    if SHARE_PORTS.load(Ordering::Relaxed) && !socket.reuse_port()? {
+        socket.set_reuse_port(true)?;
+    }
+    Ok(socket)
+}
+
 /// A passed stream socket listens already (systemd's `Accept=no`); one
 /// that does not is made to.
 fn adopt_listener(socket: Socket) -> io::Result<Socket> {
@@ -79,7 +90,7 @@ fn adopt_listener(socket: Socket) -> io::Result<Socket> {
 /// A non-blocking UDP socket bound to `addr`.
 pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
     let socket = match activation::claim(Type::DGRAM, &Local::Inet(addr)) {
-        Some(socket) => socket,
+        Some(socket) => share_adopted(socket)?,
         None => {
             let socket = Socket::new(domain_of(&addr), Type::DGRAM, Some(Protocol::UDP))?;
             if addr.is_ipv6() {

@@ -175,3 +175,78 @@ fn a_bad_reactor_count_is_a_usage_error() {
         assert!(err.contains("reactors"), "{err}");
     }
 }
+
+/// A listener passed by socket activation was bound without SO_REUSEPORT;
+/// with several reactors it gets it, so the others can bind beside it
+/// (before, `serve --reactors 2` under systemd failed: address in use).
+#[test]
+fn a_passed_listener_is_shared_by_every_reactor() {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let fd = listener.as_raw_fd();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        // The pid of the shell is the daemon's after `exec`.
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=1 exec {} serve --reactors 2 tcp://{addr}",
+            support::bin()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: dup2 and fcntl are async-signal-safe; descriptor 3 ends up
+    // without CLOEXEC.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 onto itself would keep CLOEXEC: clear it instead.
+            let moved = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if moved < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line == "ready" => break,
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                panic!("never ready; stderr:\n{err}");
+            }
+        }
+    }
+    assert_eq!(lines, vec![format!("listening tcp://{addr}")]);
+    drop(listener);
+    for i in 0..20 {
+        let mut conn = TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(WAIT)).expect("timeout");
+        echo(&mut conn, format!("passed {i}").as_bytes());
+    }
+    // SAFETY: a signal to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().expect("wait").success());
+}
