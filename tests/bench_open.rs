@@ -123,6 +123,11 @@ fn intervals_as_lines_and_as_json_lines_add_up_to_the_summary() {
         "1.2",
         "--interval",
         "0.5",
+        // Two workers: each interval is whole only once both handed it in.
+        "-c",
+        "4",
+        "--threads",
+        "2",
         "--json-stream",
     ]);
     assert!(status.success(), "{out}\n{err}");
