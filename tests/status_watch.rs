@@ -35,6 +35,28 @@ fn next_block(lines: &Receiver<String>, child: &mut Child) -> Vec<String> {
     }
 }
 
+/// Starts `status --watch 0.2` on `admin`, its stdout lines on a channel.
+fn watch_lines(admin: &str) -> (Child, Receiver<String>) {
+    let mut watch = Command::new(bin())
+        .args(["status", "--admin", admin, "--watch", "0.2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn status --watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (watch, lines)
+}
+
 /// Sends SIGINT (a Ctrl-C) and waits, bounded, for the exit.
 fn interrupt(child: &mut Child) -> std::process::ExitStatus {
     // SAFETY: kill(2) on our own child.
@@ -72,23 +94,7 @@ fn watch_redraws_with_rates_and_stops_on_sigint() {
     let daemon = Daemon::start(&["--admin", admin, "tcp://127.0.0.1:0"]);
     let addr = daemon.addr("tcp://");
 
-    let mut watch = Command::new(bin())
-        .args(["status", "--admin", admin, "--watch", "0.2"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn status --watch");
-    let stdout = watch.stdout.take().expect("stdout");
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watch, lines) = watch_lines(admin);
 
     let first = next_block(&lines, &mut watch);
     assert!(
@@ -226,6 +232,28 @@ fn on_a_terminal_each_view_is_redrawn_in_place() {
     }
     let status = interrupt(&mut watch);
     assert_eq!(status.code(), Some(130));
+    let (status, _) = daemon.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn several_reactors_get_a_column_each() {
+    let dir = temp_dir("watch-reactors");
+    let admin = dir.join("admin.sock");
+    let admin = admin.to_str().expect("UTF-8 path");
+    let daemon = Daemon::start(&["--reactors", "2", "--admin", admin, "tcp://127.0.0.1:0"]);
+    let (mut watch, lines) = watch_lines(admin);
+    let view = next_block(&lines, &mut watch);
+    let header = view
+        .iter()
+        .find(|l| l.contains("PER SEC"))
+        .unwrap_or_else(|| panic!("no per-reactor header in {view:#?}"));
+    assert!(
+        header.trim_end().ends_with("REACTOR 0   REACTOR 1"),
+        "{header}"
+    );
+    assert!(view.iter().any(|l| l.starts_with("accepted")), "{view:#?}");
+    assert_eq!(interrupt(&mut watch).code(), Some(130));
     let (status, _) = daemon.stop();
     assert!(status.success());
 }

@@ -6,10 +6,11 @@
 //! blank line, so a pipe or a log file gets one block per SECS. Ctrl-C ends
 //! it with exit 130.
 //!
-//! The counters are whatever the daemon's JSON holds, so a counter added to
-//! the daemon's declared list shows up here without a change. When the
-//! answer carries `reactors` (an array of per-reactor objects) with more
-//! than one entry, a table with one row per reactor follows the totals.
+//! The figures are the daemon's declared list (`Stats::LIST`), in its
+//! order: a counter added there shows up here with its rate, a gauge with
+//! its level. When the answer carries `reactors` (an array of per-reactor
+//! objects) with more than one entry, a table with one row per reactor
+//! follows the totals.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,9 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Exit, Failure, Outcome};
 use crate::probe::failure;
-
-/// Fields that are levels, not running totals: shown without a rate.
-const GAUGES: &[&str] = &["connections", "uptime_s", "events_per_iteration"];
+use crate::reactor::{StatKind, Stats};
 
 /// Clears the screen and homes the cursor (ANSI), before each redraw on a
 /// terminal.
@@ -126,13 +125,13 @@ fn rate(
     (dt > 0.0 && now >= before).then(|| (now - before) as f64 / dt)
 }
 
-/// The counters of an object: integer fields that are not gauges, in the
-/// daemon's order.
-fn counters(object: &Map<String, Value>) -> impl Iterator<Item = (&String, u64)> {
-    object
+/// The counters of the declared list that `object` holds, in the list's
+/// order (gauges are levels, shown without a rate).
+fn counters(object: &Map<String, Value>) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    Stats::LIST
         .iter()
-        .filter(|(name, _)| !GAUGES.contains(&name.as_str()))
-        .filter_map(|(name, value)| Some((name, value.as_u64()?)))
+        .filter(|stat| stat.kind == StatKind::Counter)
+        .filter_map(|stat| Some((stat.name, object.get(stat.name)?.as_u64()?)))
 }
 
 fn show_rate(rate: Option<f64>) -> String {
@@ -168,31 +167,31 @@ fn render(
         "echoplex status --watch {}: {admin}  uptime {uptime:.1}s  connections {connections}",
         crate::probe::duration::show(every).replace(' ', "")
     );
-    // Counters three to a line: name total rate.
-    let cells: Vec<String> = counters(status)
-        .map(|(name, total)| {
-            format!(
-                "{name:<25} {total:>12} {:>10}",
-                show_rate(rate(before, status, name, dt))
-            )
-        })
-        .collect();
-    for line in cells.chunks(2) {
-        let _ = writeln!(out, "{}", line.join("   ").trim_end());
-    }
-    if let Some(reactors) = status
+    let reactors: Vec<&Map<String, Value>> = status
         .get("reactors")
         .and_then(Value::as_array)
-        .filter(|r| r.len() > 1)
-    {
-        render_reactors(
-            &mut out,
-            reactors,
-            before
-                .and_then(|b| b.get("reactors"))
-                .and_then(Value::as_array),
-            dt,
-        );
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(Value::as_object)
+        .collect();
+    if reactors.len() > 1 {
+        let old = before
+            .and_then(|b| b.get("reactors"))
+            .and_then(Value::as_array);
+        render_per_reactor(&mut out, status, before, &reactors, old, dt);
+    } else {
+        // Two counters to a line: name, total, rate.
+        let cells: Vec<String> = counters(status)
+            .map(|(name, total)| {
+                format!(
+                    "{name:<25} {total:>12} {:>10}",
+                    show_rate(rate(before, status, name, dt))
+                )
+            })
+            .collect();
+        for line in cells.chunks(2) {
+            let _ = writeln!(out, "{}", line.join("   ").trim_end());
+        }
     }
     let handlers = status
         .get("handlers")
@@ -244,37 +243,39 @@ fn render(
     out
 }
 
-/// One row per reactor: its counters' rates, in the first reactor's order.
-fn render_reactors(out: &mut String, reactors: &[Value], before: Option<&Vec<Value>>, dt: f64) {
-    let objects: Vec<&Map<String, Value>> = reactors.iter().filter_map(Value::as_object).collect();
-    let Some(first) = objects.first() else {
-        return;
-    };
-    let names: Vec<&String> = counters(first).map(|(name, _)| name).collect();
-    let _ = write!(out, "\n{:<8} {:>12}", "REACTOR", "connections");
-    for name in &names {
+/// Several reactors: one counter to a line, its total and rate, then its
+/// rate in each reactor; the connections open in each come first.
+fn render_per_reactor(
+    out: &mut String,
+    status: &Map<String, Value>,
+    before: Option<&Map<String, Value>>,
+    reactors: &[&Map<String, Value>],
+    old: Option<&Vec<Value>>,
+    dt: f64,
+) {
+    let _ = write!(out, "{:<25} {:>12} {:>10}", "", "TOTAL", "PER SEC");
+    for index in 0..reactors.len() {
+        let _ = write!(out, " {:>11}", format!("REACTOR {index}"));
+    }
+    let _ = write!(out, "\n{:<25} {:>12} {:>10}", "connections (open)", "", "");
+    for reactor in reactors {
+        let open = reactor.get("connections").and_then(Value::as_u64);
         let _ = write!(
             out,
-            " {:>width$}",
-            format!("{name}/s"),
-            width = name.len().max(8) + 2
+            " {:>11}",
+            open.map_or("-".to_owned(), |n| n.to_string())
         );
     }
     out.push('\n');
-    for (index, reactor) in objects.iter().enumerate() {
-        let old = before.and_then(|b| b.get(index)).and_then(Value::as_object);
-        let connections = reactor
-            .get("connections")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let _ = write!(out, "{index:<8} {connections:>12}");
-        for name in &names {
-            let _ = write!(
-                out,
-                " {:>width$}",
-                show_rate(rate(old, reactor, name, dt)),
-                width = name.len().max(8) + 2
-            );
+    for (name, total) in counters(status) {
+        let _ = write!(
+            out,
+            "{name:<25} {total:>12} {:>10}",
+            show_rate(rate(before, status, name, dt))
+        );
+        for (index, reactor) in reactors.iter().enumerate() {
+            let previous = old.and_then(|o| o.get(index)).and_then(Value::as_object);
+            let _ = write!(out, " {:>11}", show_rate(rate(previous, reactor, name, dt)));
         }
         out.push('\n');
     }
@@ -297,7 +298,7 @@ fn json_line(previous: Option<&Sample>, sample: &Sample) -> String {
     let rates: Map<String, Value> = counters(&sample.status)
         .filter_map(|(name, _)| {
             Some((
-                name.clone(),
+                name.to_owned(),
                 Value::from(rate(before, &sample.status, name, dt)?),
             ))
         })
@@ -350,27 +351,34 @@ mod tests {
     }
 
     #[test]
-    fn several_reactors_get_a_row_each() {
+    fn several_reactors_get_a_column_each() {
         let a = sample(
-            r#"{"uptime_s": 1.0, "reactors": [{"connections": 1, "accepted": 1}, {"connections": 2, "accepted": 4}]}"#,
+            r#"{"uptime_s": 1.0, "accepted": 5, "reactors": [{"connections": 1, "accepted": 1}, {"connections": 2, "accepted": 4}]}"#,
         );
         let b = sample(
-            r#"{"uptime_s": 2.0, "reactors": [{"connections": 1, "accepted": 3}, {"connections": 2, "accepted": 4}]}"#,
+            r#"{"uptime_s": 2.0, "accepted": 7, "reactors": [{"connections": 1, "accepted": 3}, {"connections": 2, "accepted": 4}]}"#,
         );
         let view = render(Some(&a), &b, Duration::from_secs(1), "a.sock", None);
-        let rows: Vec<&str> = view
+        let header = view.lines().nth(1).expect(&view);
+        assert!(header.ends_with("REACTOR 0   REACTOR 1"), "{view}");
+        let open = view
             .lines()
-            .skip_while(|l| !l.starts_with("REACTOR"))
-            .collect();
-        assert!(
-            rows[1].starts_with("0 ") && rows[1].ends_with("2.0/s"),
+            .find(|l| l.starts_with("connections (open)"))
+            .expect(&view);
+        assert_eq!(
+            open.split_whitespace().collect::<Vec<_>>(),
+            ["connections", "(open)", "1", "2"]
+        );
+        let accepted = view
+            .lines()
+            .find(|l| l.starts_with("accepted"))
+            .expect(&view);
+        assert_eq!(
+            accepted.split_whitespace().collect::<Vec<_>>(),
+            ["accepted", "7", "2.0/s", "2.0/s", "0.0/s"],
             "{view}"
         );
-        assert!(
-            rows[2].starts_with("1 ") && rows[2].ends_with("0.0/s"),
-            "{view}"
-        );
-        // One reactor: no per-reactor table.
+        // One reactor: no per-reactor columns.
         let one = sample(r#"{"uptime_s": 2.0, "reactors": [{"accepted": 3}]}"#);
         assert!(!render(None, &one, Duration::from_secs(1), "a.sock", None).contains("REACTOR"));
     }
