@@ -852,7 +852,11 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     // The "new build" is broken: it exits at once.
     std::fs::remove_file(&exe).expect("remove");
     install(&exe, |exe| {
-        std::fs::write(exe, "#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
+        std::fs::write(
+            exe,
+            // It writes the pid file (its last argument), then fails.
+            "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\nfor a; do last=$a; done\necho $$ > \"$last\"\necho 'broken build' >&2\nexit 3\n",
+        )
     });
     signal(old.pid(), libc::SIGUSR2);
     wait_until("the old process logs the failure", || {

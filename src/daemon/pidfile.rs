@@ -8,6 +8,10 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The pid file this process keeps, for `reclaim`.
+static OURS: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// A pid file this process wrote; removed again when dropped, if it is
 /// still ours.
@@ -20,30 +24,11 @@ pub struct PidFile {
 impl PidFile {
     /// Writes this process's pid to `path`.
     pub fn write(path: &Path) -> io::Result<PidFile> {
-        let pid = std::process::id();
-        let name = path.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a file name", path.display()),
-            )
-        })?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".{pid}.tmp"));
-        let temp = path.with_file_name(temp_name);
-        let written = (|| {
-            let mut file = fs::File::create(&temp)?;
-            writeln!(file, "{pid}")?;
-            file.sync_all()?;
-            fs::rename(&temp, path)
-        })();
-        if let Err(err) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(err);
-        }
+        write_pid(path)?;
+        *OURS.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.to_path_buf());
         Ok(PidFile {
             path: path.to_path_buf(),
-            pid,
+            pid: std::process::id(),
         })
     }
 
@@ -51,6 +36,47 @@ impl PidFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Writes our pid to the pid file again: after an upgrade that failed, the
+/// new process may have written (and, exiting, removed) its own, while we
+/// still hold the sockets.
+pub fn reclaim() {
+    let Some(path) = OURS.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        return;
+    };
+    if read(&path) != Some(std::process::id()) {
+        match write_pid(&path) {
+            Ok(()) => log::info!("{} names us again", path.display()),
+            Err(err) => log::warn!("could not rewrite {}: {err}", path.display()),
+        }
+    }
+}
+
+/// Writes this process's pid to `path`, atomically.
+fn write_pid(path: &Path) -> io::Result<()> {
+    let pid = std::process::id();
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a file name", path.display()),
+        )
+    })?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{pid}.tmp"));
+    let temp = path.with_file_name(temp_name);
+    let written = (|| {
+        let mut file = fs::File::create(&temp)?;
+        writeln!(file, "{pid}")?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if let Err(err) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(err);
+    }
+    Ok(())
 }
 
 /// The pid a pid file holds, if it holds one.

@@ -603,6 +603,8 @@ impl Upgrader {
             return;
         }
         if let Some(how) = Self::exited(pid) {
+            // The pid file names whoever holds the sockets: us, still.
+            super::pidfile::reclaim();
             if !killed {
                 warn!("upgrade failed: new process {pid} {how} before it was ready; still serving (its log above says why)");
                 notify::status(&format!("upgrade failed: new process {how}; still serving"));
