@@ -386,3 +386,36 @@ fn bench_modules_import_no_cycle() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_while_connecting_ends_the_run_at_once() {
+    use socket2::{Domain, Socket, Type};
+    // A listener that never accepts, with the smallest backlog: one
+    // connection completes, the others wait for a handshake that never comes.
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let ep = format!("tcp://{addr}");
+    let (code, out, err) = interrupted(&[
+        "bench",
+        &ep,
+        "-c",
+        "20",
+        "--connect-timeout",
+        "60",
+        "--json",
+    ]);
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(value["interrupted"], true, "{value}");
+    assert!(value["connect_failures"].as_u64().unwrap() > 0, "{value}");
+    drop(listener);
+}

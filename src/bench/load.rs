@@ -137,6 +137,13 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
             measuring = true;
             observer.measuring();
         }
+        // Ctrl-C first: a run interrupted as its workers ended is still
+        // reported as interrupted.
+        if observer.interrupted() {
+            interrupted = true;
+            shared.stop();
+            break now;
+        }
         if shared.finished() == threads {
             break now;
         }
@@ -150,11 +157,6 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
                 observer.interval(&interval);
                 intervals.push(interval);
             }
-        }
-        if observer.interrupted() {
-            interrupted = true;
-            shared.stop();
-            break now;
         }
         if now >= next_tick {
             next_tick += Duration::from_secs(1);

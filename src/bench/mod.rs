@@ -238,7 +238,13 @@ pub fn run(args: Args) -> Outcome {
         Err(err) => {
             progress.clear();
             let why = format!("cannot reach {}: {}", config.endpoint, describe(&err));
-            return Err(Failure::new(Exit::Unreachable, why));
+            // Ctrl-C while resolving: nothing was measured.
+            let exit = if failure::stopped() {
+                Exit::Interrupted
+            } else {
+                Exit::Unreachable
+            };
+            return Err(Failure::new(exit, why));
         }
     };
     progress.clear();

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::types::{Dest, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Flow};
 use crate::error::describe;
+use crate::probe::failure::stopped;
 use crate::probe::socket::{Local, Sock};
 
 /// Bytes read per `read` call: enough for many echoes at once, so a worker
@@ -167,10 +168,14 @@ impl Flow for Streams {
                 }
             }
             let now = Instant::now();
-            if (pending == 0 && retry.is_empty()) || now >= deadline {
+            // Ctrl-C while connecting: stop waiting (a signal ends the
+            // poll below early); the run then reports what it has.
+            if (pending == 0 && retry.is_empty()) || now >= deadline || stopped() {
                 break;
             }
-            let mut wait = deadline - now;
+            // Ctrl-C lands on the coordinator's thread, not this one: wake
+            // at least every 100 ms to see it.
+            let mut wait = (deadline - now).min(Duration::from_millis(100));
             if !retry.is_empty() {
                 wait = wait.min(Duration::from_millis(5));
             }
@@ -221,11 +226,16 @@ impl Flow for Streams {
                 format!("connection {id}: the listener's backlog stayed full for {timeout:?}")
             });
         }
+        let cut_short = stopped();
         for conn in &mut conns {
             if conn.state == State::Connecting {
                 let id = conn.id;
                 result.connect_failed(|| {
-                    format!("connection {id}: connect timed out after {timeout:?}")
+                    if cut_short {
+                        format!("connection {id}: connecting was interrupted")
+                    } else {
+                        format!("connection {id}: connect timed out after {timeout:?}")
+                    }
                 });
                 conn.state = State::Dead;
             }
