@@ -349,3 +349,29 @@ fn multicast_rounds_reach_two_daemons_sharing_a_group() {
     assert_eq!(status.code(), Some(3), "nobody answers: {err}");
     assert!(err.contains("no ack"), "{err}");
 }
+
+#[test]
+fn datagrams_to_a_silent_server_are_bounded_and_counted_as_held_back() {
+    // Bound, never read: every datagram goes unanswered.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let ep = format!("udp://{}", silent.local_addr().expect("addr"));
+    let (status, out, err) = bench(&[
+        &ep,
+        "-c",
+        "1",
+        "--rate",
+        "20000",
+        "-d",
+        "1",
+        "--timeout",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(status.code(), Some(3), "no echo ever: {out}\n{err}");
+    let v = json_of(&out);
+    let g = &v["generator"];
+    // At most 4,096 in flight on the one socket; the rest waited on it.
+    assert!(g["held_sends"].as_u64().unwrap() > 0, "{v}");
+    assert!(g["unsent"].as_u64().unwrap() > 0, "{v}");
+    drop(silent);
+}

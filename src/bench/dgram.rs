@@ -17,6 +17,10 @@ use super::worker::{Ctx, Flow};
 use crate::error::describe;
 use crate::probe::socket::{Local, Sock};
 
+/// Open loop: datagrams unanswered on one socket beyond which it takes no
+/// new one.
+const MAX_SLOTS: usize = 4096;
+
 /// With nothing at all echoed for this many timeouts (and at least
 /// `DEAD_MIN`), the server is taken for gone and the worker stops.
 const DEAD_TIMEOUTS: u32 = 5;
@@ -255,13 +259,32 @@ impl Datagrams {
     fn send_due(&mut self, ctx: &mut Ctx, now: Instant) {
         let n = self.conns.len();
         loop {
-            let Some(i) = (0..n)
+            // A socket with MAX_SLOTS datagrams unanswered (the server is
+            // far behind) takes no more until some are answered or lost:
+            // memory stays bounded, and the wait is counted as held back.
+            let room = |c: &Conn| {
+                c.slots.len() < MAX_SLOTS || c.slots.iter().any(|s| s.state == SlotState::Idle)
+            };
+            let live = (0..n)
                 .map(|k| (self.next_conn + k) % n)
-                .find(|&i| !self.conns[i].dead)
-            else {
+                .filter(|&i| !self.conns[i].dead);
+            let mut any_live = false;
+            let mut pick = None;
+            for i in live {
+                any_live = true;
+                if room(&self.conns[i]) {
+                    pick = Some(i);
+                    break;
+                }
+            }
+            let Some(i) = pick else {
+                if any_live && ctx.next_wake().is_some_and(|due| due <= now) {
+                    ctx.set_held(true);
+                }
                 return;
             };
             let Some((due, measured)) = ctx.due(now) else {
+                ctx.set_held(false);
                 return;
             };
             self.next_conn = (i + 1) % n;
