@@ -21,13 +21,14 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve echo endpoints from one thread (defaults: tcp, udp, unix, multicast, binary).
+    /// Serve echo endpoints from one event loop, or one per core with --reactors (defaults: tcp,
+    /// udp, unix, multicast, binary).
     Serve(crate::serve::Args),
     /// Send a message to an echo endpoint and check the echo.
     Client(crate::client::Args),
     /// Application-level ping over an echo endpoint.
     Ping(crate::ping::Args),
-    /// Closed-loop load generator against any echo endpoint.
+    /// Load generator against any echo endpoint: closed loop, or open loop with --rate.
     Bench(crate::bench::Args),
     /// Merge the HdrHistogram logs of one or many `bench --hdr-log` runs into one report.
     Report(crate::report::Args),
