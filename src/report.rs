@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::bench::hdrlog::{self, HdrLog, SERVICE_TAG};
-use crate::bench::report::{bytes, group, PERCENTILES};
+use crate::bench::report::{bytes, group, percentile_line, quantiles};
 use crate::error::{describe, Exit, Failure, Outcome};
 
 /// Command-line arguments of `echoplex report`.
@@ -242,9 +242,9 @@ impl Merged {
         out.insert("messages".into(), json!(self.messages()));
         out.insert("msgs_per_sec".into(), json!(round3(self.msgs_per_sec())));
         out.insert("bytes_per_sec".into(), json!(round3(self.bytes_per_sec())));
-        out.insert("latency_us".into(), percentiles(&self.latency));
+        out.insert("latency_us".into(), quantiles(&self.latency));
         if let Some(service) = &self.service {
-            out.insert("service_latency_us".into(), percentiles(service));
+            out.insert("service_latency_us".into(), quantiles(service));
         }
         for key in SUMMED {
             out.insert(key.into(), json!(self.sum(key)));
@@ -311,10 +311,10 @@ impl Merged {
             bytes(self.bytes_per_sec()),
         ));
         if self.messages() > 0 {
-            text.push_str(&latency_line("latency  ", &self.latency));
+            text.push_str(&percentile_line("latency  ", &self.latency));
         }
         if let Some(service) = self.service.as_ref().filter(|s| !s.is_empty()) {
-            text.push_str(&latency_line("service  ", service));
+            text.push_str(&percentile_line("service  ", service));
         }
         if let Some(g) = self.generator() {
             text.push_str(&format!(
@@ -337,26 +337,6 @@ impl Merged {
         ));
         text
     }
-}
-
-fn latency_line(label: &str, h: &Histogram<u64>) -> String {
-    let mut line = format!("  {label} min {} µs", group(h.min()));
-    for (name, _, q) in PERCENTILES {
-        line.push_str(&format!(", {name} {} µs", group(h.value_at_quantile(q))));
-    }
-    line.push_str(&format!(", max {} µs\n", group(h.max())));
-    line
-}
-
-fn percentiles(h: &Histogram<u64>) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("min".into(), json!(h.min()));
-    out.insert("mean".into(), json!((h.mean() * 10.0).round() / 10.0));
-    for (_, key, q) in PERCENTILES {
-        out.insert(key.into(), json!(h.value_at_quantile(q)));
-    }
-    out.insert("max".into(), json!(h.max()));
-    Value::Object(out)
 }
 
 fn round3(x: f64) -> f64 {

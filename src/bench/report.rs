@@ -86,7 +86,9 @@ pub fn quantiles(h: &hdrhistogram::Histogram<u64>) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-fn percentile_line(label: &str, h: &hdrhistogram::Histogram<u64>) -> String {
+/// One text line of a histogram's percentiles, as the bench report prints it
+/// (`echoplex report` prints the same).
+pub fn percentile_line(label: &str, h: &hdrhistogram::Histogram<u64>) -> String {
     let mut line = format!("  {label} min {} µs", group(h.min()));
     for (name, _, q) in PERCENTILES {
         line.push_str(&format!(", {name} {} µs", group(h.value_at_quantile(q))));
