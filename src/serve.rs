@@ -417,22 +417,30 @@ impl SignalPipe {
     }
 }
 
+/// Empties a signal-hook pipe (edge-triggered: read to the end); true when
+/// at least one signal byte was in it. The pipe carries no data but the
+/// fact, so every byte read is the same news.
+pub(crate) fn drain_signal_pipe(reader: &mut impl Read) -> bool {
+    let mut drained = [0u8; 64];
+    let mut got_signal = false;
+    loop {
+        match reader.read(&mut drained) {
+            Ok(0) => break,
+            Ok(_) => got_signal = true,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    got_signal
+}
+
 impl Handler for SignalPipe {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.reader, token, Interest::READABLE)
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
-        let mut drained = [0u8; 64];
-        let mut got_signal = false;
-        loop {
-            match self.reader.read(&mut drained) {
-                Ok(0) => break,
-                Ok(_) => got_signal = true,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        let got_signal = drain_signal_pipe(&mut self.reader);
         if got_signal && self.follower {
             cx.request_shutdown();
         } else if got_signal {

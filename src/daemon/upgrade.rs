@@ -25,7 +25,7 @@
 //! [`READY_TIMEOUT`], the parent logs why and keeps serving.
 
 use std::ffi::{CString, OsStr};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
@@ -637,17 +637,7 @@ impl Handler for Upgrader {
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
-        let mut drained = [0u8; 64];
-        let mut asked = false;
-        loop {
-            match self.signal.read(&mut drained) {
-                Ok(0) => break,
-                Ok(_) => asked = true,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        if asked {
+        if crate::serve::drain_signal_pipe(&mut self.signal) {
             match &self.state {
                 _ if cx.is_shutting_down() => warn!("SIGUSR2 ignored: shutting down"),
                 State::Waiting { child, .. } => {
