@@ -368,6 +368,9 @@ fn b3_sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
     let mut first = [0u8; 1];
     client.read_exact(&mut first).expect("first byte echoed");
 
+    client
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     daemon.signal(libc::SIGSTOP);
     let (done_tx, done_rx) = mpsc::channel();
     let writer = thread::spawn(move || {
@@ -377,6 +380,12 @@ fn b3_sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
         let _ = done_tx.send(());
         result.is_ok()
     });
+    // The daemon is stopped for as long as the kernel takes to queue our
+    // bytes, which on a loaded machine can outlast IO_TIMEOUT: the reader
+    // waits for the whole shutdown instead (bounded by the grace period).
+    reader
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let reader = thread::spawn(move || {
         let mut reader = reader;
         let mut check = PatternCheck::default();
