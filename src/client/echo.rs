@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{compare, quote, Args, Out};
+use super::{compare, preview, quote, Args, Out};
 use crate::probe::socket::Conn;
 use crate::probe::{Failure, DATAGRAM_BUFFER};
 
@@ -16,7 +16,7 @@ pub(super) fn run(
 ) -> Result<(), Failure> {
     out.say(format_args!("connecting to {}", args.endpoint));
     let conn = Conn::connect(&args.endpoint, timeout)?;
-    out.say(format_args!("sending {}", quote(message)));
+    out.say(format_args!("sending {}", preview(message)));
     let echo = if conn.is_stream() {
         conn.exchange(message, message.len(), args.chunk as usize, |piece| {
             out.say(format_args!("received {}", quote(piece)))
@@ -26,7 +26,7 @@ pub(super) fn run(
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let n = conn.recv(&mut buf)?;
         buf.truncate(n);
-        out.say(format_args!("received {}", quote(&buf)));
+        out.say(format_args!("received {}", preview(&buf)));
         buf
     };
     out.payload(&echo);

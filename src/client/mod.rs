@@ -228,6 +228,19 @@ pub fn quote(bytes: &[u8]) -> String {
     text
 }
 
+/// A message longer than this is shown by its start and its length: a
+/// `-f` file of a megabyte must not become a megabyte-long line.
+const SHOWN: usize = 256;
+
+/// [`quote`] for a whole message: long ones cut to their first [`SHOWN`]
+/// bytes, then `... (N bytes)`.
+fn preview(bytes: &[u8]) -> String {
+    if bytes.len() <= SHOWN {
+        return quote(bytes);
+    }
+    format!("{}... ({} bytes)", quote(&bytes[..SHOWN]), bytes.len())
+}
+
 /// Compares an echo with what was sent; the mismatch names the first
 /// differing byte, since the whole payload may be long.
 fn compare(sent: &[u8], echo: &[u8]) -> Result<(), Failure> {
@@ -246,6 +259,15 @@ mod tests {
         assert_eq!(quote(b"It's \"x\""), r#""It's \"x\"""#);
         assert_eq!(quote(b"a\nb\x00"), r#""a\nb\0""#);
         assert_eq!(quote(b"caf\xc3\xa9 \xff"), r#""café \xff""#);
+    }
+
+    #[test]
+    fn a_long_message_is_shown_by_its_start_and_length() {
+        assert_eq!(preview(b"short"), quote(b"short"));
+        let long = vec![b'x'; 70_000];
+        let shown = preview(&long);
+        assert!(shown.ends_with("... (70000 bytes)"), "{shown}");
+        assert!(shown.len() < SHOWN + 40, "{shown}");
     }
 
     #[test]

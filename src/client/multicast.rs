@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::{quote, Args, Out};
+use super::{preview, Args, Out};
 use crate::error::describe;
 use crate::probe::duration::show as secs;
 use crate::probe::socket::{multicast_group, wait};
@@ -35,7 +35,7 @@ pub(super) fn run(
         )
     })?;
     let fd = socket.as_raw_fd();
-    out.say(format_args!("sending {}", quote(message)));
+    out.say(format_args!("sending {}", preview(message)));
     loop {
         match socket.send_to(message, group) {
             Ok(_) => break,
@@ -63,7 +63,7 @@ pub(super) fn run(
     loop {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
-                out.say(format_args!("received {} from {from}", quote(&buf[..n])));
+                out.say(format_args!("received {} from {from}", preview(&buf[..n])));
                 if &buf[..n] == ACK {
                     acks += 1;
                     out.payload(from.to_string().as_bytes());
