@@ -207,6 +207,34 @@ fn nothing_listening_exits_3() {
     assert_eq!(status.code(), Some(2), "{err}");
 }
 
+#[test]
+fn more_connections_than_descriptors_is_refused_before_the_run() {
+    // With `ulimit -n 256` (soft and hard), 1000 connections cannot all
+    // be open: the run is refused at once (exit 2), not spent measuring
+    // its own EMFILEs as connect failures (exit 3).
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    for ep in [
+        format!("tcp://127.0.0.1:{port}"),
+        format!("udp://127.0.0.1:{port}"),
+    ] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 256 && exec {} bench {ep} -c 1000 -d 0.2",
+                support::bin()
+            ))
+            .output()
+            .expect("sh");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{ep}: {err}");
+        assert!(err.contains("RLIMIT_NOFILE is 256"), "{ep}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}
+
 /// Runs `echoplex ARGS...`, sends it SIGINT (a terminal's Ctrl-C) after a
 /// moment of load, and returns its exit code, stdout and stderr.
 fn interrupted(args: &[&str]) -> (Option<i32>, String, String) {

@@ -99,18 +99,26 @@ pub struct Plan {
     pub loopback: bool,
 }
 
+/// Every run, churn or not: one descriptor per connection (or datagram
+/// socket) must fit under the soft `RLIMIT_NOFILE`, or the run would only
+/// measure the generator's own `EMFILE`s (as connect failures, exit 3).
+pub fn descriptors(connections: u64, nofile: (u64, u64)) -> Result<(), String> {
+    let fds = connections + SPARE_FDS;
+    if fds > nofile.0 {
+        return Err(format!(
+            "{connections} connections need about {fds} descriptors, but RLIMIT_NOFILE \
+             is {} (hard {}): use fewer connections, or raise the limit (ulimit -n)",
+            nofile.0, nofile.1
+        ));
+    }
+    Ok(())
+}
+
 /// What the check found: `Ok` with notes to show, or why the run is
 /// refused.
 pub fn check(plan: &Plan, limits: &Limits) -> Result<Vec<String>, String> {
     let mut notes = Vec::new();
-    let fds = plan.connections + SPARE_FDS;
-    if fds > limits.nofile.0 {
-        return Err(format!(
-            "--churn with {} connections needs about {fds} descriptors, but RLIMIT_NOFILE \
-             is {} (hard {}): use fewer connections, or raise the limit (ulimit -n)",
-            plan.connections, limits.nofile.0, limits.nofile.1
-        ));
-    }
+    descriptors(plan.connections, limits.nofile)?;
     if !plan.tcp {
         return Ok(notes);
     }
@@ -203,6 +211,13 @@ mod tests {
         let mut short = plan(Some(1000.0), false);
         short.duration = Some(Duration::from_secs(10));
         assert!(check(&short, &limits(0)).is_ok());
+    }
+
+    #[test]
+    fn every_run_needs_a_descriptor_per_connection() {
+        assert!(descriptors(900, (1024, 1024)).is_ok());
+        let err = descriptors(1000, (1024, 4096)).expect_err("1032 > 1024");
+        assert!(err.contains("RLIMIT_NOFILE is 1024 (hard 4096)"), "{err}");
     }
 
     #[test]

@@ -217,6 +217,9 @@ pub fn run(args: Args) -> Outcome {
         Ok(config) => config,
         Err(why) => return Err(Failure::usage(why)),
     };
+    let nofile = churn::raise_nofile();
+    churn::descriptors(config.connections as u64, nofile)
+        .map_err(|why| Failure::usage(format!("refused: {why}")))?;
     if let Some(m) = config.modes.churn {
         churn_preflight(&config, m).map_err(|why| Failure::usage(format!("refused: {why}")))?;
     }
