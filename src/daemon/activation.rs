@@ -363,23 +363,11 @@ pub fn adopt_from_env(from_upgrade: bool) -> Result<usize, String> {
     Ok(count)
 }
 
-/// Puts sockets into the pool directly (tests).
-pub fn install(passed: Vec<Passed>, any_port: bool) {
-    let mut pool = pool();
-    pool.passed = passed;
-    pool.any_port = any_port;
-}
-
 /// True when the passed sockets came from our own upgrade: their socket
 /// files were made by echoplex, and the last process to serve them removes
 /// them on exit (systemd's are never removed).
 pub fn from_upgrade() -> bool {
     pool().any_port
-}
-
-/// True while passed sockets wait to be claimed.
-pub fn has_passed() -> bool {
-    !pool().passed.is_empty()
 }
 
 /// The passed socket of type `ty` at `local`, if one was passed: `sock`

@@ -83,11 +83,6 @@ fn manager() -> Option<&'static Notifier> {
         .as_ref()
 }
 
-/// True when a service manager listens for notifications.
-pub fn enabled() -> bool {
-    manager().is_some()
-}
-
 /// Sends `message` to the service manager, if there is one. A failure is
 /// logged, never fatal: the daemon serves with or without systemd.
 pub fn notify(message: &str) {

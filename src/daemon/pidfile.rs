@@ -31,11 +31,6 @@ impl PidFile {
             pid: std::process::id(),
         })
     }
-
-    /// Where it is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// Writes our pid to the pid file again: after an upgrade that failed, the
