@@ -374,6 +374,18 @@ impl FromStr for Endpoint {
                     .strip_prefix("//")
                     .ok_or_else(|| fail(&format!("expected {scheme}://HOST:PORT")))?;
                 let (host, port) = split_host_port(hostport).map_err(|why| fail(&why))?;
+                // A literal that is no group is a typo, refused like one
+                // (exit 2) rather than found when serve binds (exit 1).
+                // Names are resolved, and checked, later.
+                if kind == Kind::Multicast {
+                    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                        if !(ip.is_ipv4() && ip.is_multicast()) {
+                            return Err(fail(&format!(
+                                "{ip} is not a multicast group (IPv4, 224.0.0.0/4)"
+                            )));
+                        }
+                    }
+                }
                 Target::Inet { host, port }
             }
         };
@@ -555,10 +567,14 @@ mod tests {
             ("unix:@", "empty abstract"),
             ("nothing", "expected SCHEME"),
             ("tcp://[::1:80", "missing ']'"),
+            ("multicast://10.0.0.1:5000", "not a multicast group"),
+            ("multicast://[ff02::1]:5000", "not a multicast group (IPv4"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
+        // A group by name is resolved (and checked) later.
+        assert!(parse("multicast://localhost:5000").is_ok());
     }
 
     #[test]
@@ -571,7 +587,7 @@ mod tests {
         for kind in Kind::ALL {
             assert!(kind.accepts(Tool::Serve), "serve takes every kind");
             let text = match kind.info().address {
-                Address::Inet => format!("{}://127.0.0.1:1", kind.scheme()),
+                Address::Inet => format!("{}://host:1", kind.scheme()),
                 Address::Path => format!("{}:/x", kind.scheme()),
             };
             assert_eq!(parse(&text).unwrap().kind, *kind);
