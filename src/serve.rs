@@ -39,7 +39,7 @@ const FD_HEADROOM: u64 = 64;
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
 Exit status:
-  0  stopped cleanly after SIGINT or SIGTERM
+  0  stopped cleanly after SIGINT or SIGTERM (or handed over to a new process on SIGUSR2)
   1  could not start (an endpoint could not be bound, ...); the reason is \
 the one line on stderr
   2  usage error (bad option, endpoint, endpoint option or --format)")]
@@ -76,7 +76,8 @@ pub struct Args {
     /// they cannot be spoofed from the network, and local load tests need them).
     #[arg(long)]
     pub rate_limit_loopback: bool,
-    /// Seconds a shutdown may spend flushing what is owed.
+    /// Seconds a shutdown may take: a busy connection is served until its peer's EOF, and
+    /// one still owed bytes when the time is up is reset (RST).
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = secs)]
     pub grace: Duration,
     /// Serve a status socket at PATH (mode 600) for `echoplex status`

@@ -69,8 +69,9 @@ a schedule whether or not the server keeps up, latency is measured from \
 each message's scheduled time (a stall shows; no coordinated omission) and \
 service time from its actual send. The generator judges itself (late \
 sends, lag, CPU) and says SATURATED when it, not the server, set the \
-numbers. --churn M is checked first against the port range, RLIMIT_NOFILE \
-and TIME_WAIT build-up; a run that would exhaust them is refused (exit 2). \
+numbers. Every run first checks that its connections fit under \
+RLIMIT_NOFILE; --churn M also checks the port range and TIME_WAIT build-up; \
+a run that would exhaust them is refused (exit 2). \
 multicast://GROUP:PORT sends rounds to the group (TTL 1, --iface) and \
 reports every responder's acks, loss and latency (exit 3: no ack).
 
@@ -83,7 +84,8 @@ Examples:
   echoplex bench udp://127.0.0.1:10000 -c 8 -s 64 --json
   echoplex bench unix:./echoplex.sock -s 16384 -c 10 --plot latency.svg")]
 pub struct Args {
-    /// The echo server: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH.
+    /// The echo server: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH;
+    /// or multicast://GROUP:PORT (rounds to the group, a row per responder).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// Connections (sockets, for udp and unix-dgram).
