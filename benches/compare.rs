@@ -14,21 +14,22 @@
 //! `ECHOPLEX_COMPARE_QUICK=1` (under a minute). `-- --only A,B` runs the
 //! scenarios whose name contains A or B.
 
+#[path = "compare/ready.rs"]
+mod ready;
 #[path = "compare/servers.rs"]
 mod servers;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use echoplex::bench::{run_load, LoadConfig, Observer, Stop};
 use echoplex::endpoint::Endpoint;
+use ready::wait_ready;
 
 const SERVER_CORE: usize = 0;
 const LOAD_CORE: usize = 1;
@@ -384,26 +385,7 @@ impl Server {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut endpoints = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) if line == "ready" => break,
-                Ok(line) => endpoints.extend(line.strip_prefix("listening ").map(String::from)),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("{name} never became ready");
-                }
-            }
-        }
+        let endpoints = wait_ready(&mut child, name);
         let startup = started.elapsed();
         Server {
             name,

@@ -25,18 +25,20 @@
 //! (schedstat of every server thread over the measured window); msgs/s
 //! also measures the generator.
 
+#[path = "compare/ready.rs"]
+mod ready;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use echoplex::bench::{run_load, LoadConfig, Observer, Stop};
 use echoplex::endpoint::Endpoint;
+use ready::wait_ready;
 
 struct Plan {
     server_cpus: Vec<usize>,
@@ -200,26 +202,7 @@ impl Server {
             });
         }
         let mut child = command.spawn().expect("start echoplex serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut endpoints = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) if line == "ready" => break,
-                Ok(line) => endpoints.extend(line.strip_prefix("listening ").map(String::from)),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("echoplex serve --reactors {reactors} never became ready");
-                }
-            }
-        }
+        let endpoints = wait_ready(&mut child, &format!("echoplex serve --reactors {reactors}"));
         Server {
             child,
             endpoints,
