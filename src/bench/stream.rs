@@ -68,6 +68,16 @@ struct Conn {
     write_interest: bool,
 }
 
+impl Conn {
+    /// The connect completed. Writable was needed to see it; from now on
+    /// only a partial write asks for it.
+    fn connected(&mut self, registry: &Registry, token: Token) {
+        if register(registry, &self.sock, token, Interest::READABLE, true).is_ok() {
+            self.write_interest = false;
+        }
+    }
+}
+
 /// A worker's stream connections.
 pub struct Streams {
     conns: Vec<Conn>,
@@ -194,19 +204,7 @@ impl Flow for Streams {
                     Ok(true) => {
                         conn.state = State::Open;
                         pending -= 1;
-                        // Writable was needed to see the connect complete;
-                        // from now on only a partial write asks for it.
-                        if register(
-                            poll.registry(),
-                            &conn.sock,
-                            event.token(),
-                            Interest::READABLE,
-                            true,
-                        )
-                        .is_ok()
-                        {
-                            conn.write_interest = false;
-                        }
+                        conn.connected(poll.registry(), event.token());
                     }
                     Ok(false) => {}
                     Err(err) => {
@@ -485,17 +483,7 @@ impl Streams {
                 conn.last_progress = now;
                 let took = now.saturating_duration_since(conn.connect_started);
                 ctx.reconnected(took, now);
-                if register(
-                    &ctx.registry,
-                    &conn.sock,
-                    Token(i),
-                    Interest::READABLE,
-                    true,
-                )
-                .is_ok()
-                {
-                    conn.write_interest = false;
-                }
+                conn.connected(&ctx.registry, Token(i));
             }
             Ok(false) => {}
             Err(err) => {
