@@ -29,6 +29,18 @@ fn bench_json(args: &[&str]) -> (ExitStatus, Value, String) {
     (status, value, err)
 }
 
+/// `--timeout` for runs against the real daemon, which answers every
+/// message: bench's default (1 s) would call a loaded machine's scheduling
+/// stall an error, and these runs assert there are none.
+const PATIENT: [&str; 2] = ["--timeout", "30"];
+
+/// `ARGS` then [`PATIENT`].
+fn patient<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&PATIENT);
+    all
+}
+
 fn assert_clean(value: &Value, status: ExitStatus, err: &str) {
     assert!(status.success(), "exit {status:?}: {value}\n{err}");
     assert!(value["messages"].as_u64().unwrap() > 0, "{value}");
@@ -52,11 +64,21 @@ fn assert_clean(value: &Value, status: ExitStatus, err: &str) {
 fn tcp_by_count_and_by_duration() {
     let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
     let ep = daemon.endpoint("tcp://").to_string();
-    let (status, value, err) = bench_json(&[&ep, "-n", "2000", "-c", "4", "--depth", "2"]);
+    let (status, value, err) =
+        bench_json(&patient(&[&ep, "-n", "2000", "-c", "4", "--depth", "2"]));
     assert_clean(&value, status, &err);
     assert_eq!(value["messages"], 2000, "{value}");
-    let (status, value, err) =
-        bench_json(&[&ep, "-d", "0.3", "-c", "3", "-s", "5000", "--threads", "2"]);
+    let (status, value, err) = bench_json(&patient(&[
+        &ep,
+        "-d",
+        "0.3",
+        "-c",
+        "3",
+        "-s",
+        "5000",
+        "--threads",
+        "2",
+    ]));
     assert_clean(&value, status, &err);
     assert_eq!(value["connections"], 3);
     assert_eq!(value["size"], 5000);
@@ -68,7 +90,7 @@ fn unix_stream() {
     let path = dir.join("echo.sock");
     let ep = format!("unix:{}", path.display());
     let _daemon = Daemon::start(&[&ep]);
-    let (status, value, err) = bench_json(&[&ep, "-d", "0.3", "-c", "5", "-s", "1"]);
+    let (status, value, err) = bench_json(&patient(&[&ep, "-d", "0.3", "-c", "5", "-s", "1"]));
     assert_clean(&value, status, &err);
 }
 
@@ -78,10 +100,11 @@ fn udp_and_unix_datagrams() {
     let dgram = format!("unix-dgram:{}", dir.join("d.sock").display());
     let daemon = Daemon::start(&["udp://127.0.0.1:0", &dgram, "--udp-rate", "0"]);
     let udp = daemon.endpoint("udp://").to_string();
-    let (status, value, err) = bench_json(&[&udp, "-n", "1000", "-c", "4"]);
+    let (status, value, err) = bench_json(&patient(&[&udp, "-n", "1000", "-c", "4"]));
     assert_clean(&value, status, &err);
     assert_eq!(value["lost"], 0, "{value}");
-    let (status, value, err) = bench_json(&[&dgram, "-d", "0.3", "-c", "2", "--depth", "4"]);
+    let (status, value, err) =
+        bench_json(&patient(&[&dgram, "-d", "0.3", "-c", "2", "--depth", "4"]));
     assert_clean(&value, status, &err);
 }
 
@@ -97,6 +120,8 @@ fn human_report_and_plot() {
         "500",
         "--plot",
         svg.to_str().unwrap(),
+        PATIENT[0],
+        PATIENT[1],
     ]);
     assert!(status.success(), "{out}\n{err}");
     for word in ["msgs/s", "p99.9", "errors    0"] {
@@ -353,7 +378,14 @@ fn help_shows_defaults_as_clap_does_and_one_is_singular() {
     assert!(duration.contains("[default: 5]"), "{duration}");
     assert!(out.contains("130"), "the exit code of Ctrl-C: {out}");
     let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
-    let (status, out, err) = run(&["bench", daemon.endpoint("tcp://"), "-n", "20", "-c", "1"]);
+    let (status, out, err) = run(&patient(&[
+        "bench",
+        daemon.endpoint("tcp://"),
+        "-n",
+        "20",
+        "-c",
+        "1",
+    ]));
     assert!(status.success(), "{out}\n{err}");
     assert!(out.contains(" 1 connection × "), "{out}");
     daemon.stop();
