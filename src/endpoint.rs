@@ -306,6 +306,10 @@ pub enum Target {
     Abstract(String),
 }
 
+/// The longest Unix socket path or abstract name: `sun_path` is 108 bytes
+/// on Linux, and a path's trailing NUL or a name's leading NUL takes one.
+const SUN_PATH_MAX: usize = 107;
+
 /// A parsed endpoint such as `tcp://127.0.0.1:10000`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
@@ -362,6 +366,14 @@ impl FromStr for Endpoint {
                 let path = rest.strip_prefix("//").unwrap_or(rest);
                 if path.is_empty() {
                     return Err(fail("empty path"));
+                }
+                // Refused here, so every tool says so the same way (exit 2),
+                // rather than serve failing to bind (exit 1).
+                let bytes = path.strip_prefix('@').unwrap_or(path).len();
+                if bytes > SUN_PATH_MAX {
+                    return Err(fail(&format!(
+                        "{bytes} bytes is too long for a Unix socket address (at most {SUN_PATH_MAX})"
+                    )));
                 }
                 match path.strip_prefix('@') {
                     Some("") => return Err(fail("empty abstract name after '@'")),
@@ -568,6 +580,14 @@ mod tests {
             ("nothing", "expected SCHEME"),
             ("tcp://[::1:80", "missing ']'"),
             ("multicast://10.0.0.1:5000", "not a multicast group"),
+            (
+                &format!("unix:/{}", "x".repeat(107)),
+                "108 bytes is too long",
+            ),
+            (
+                &format!("unix-dgram:@{}", "x".repeat(108)),
+                "108 bytes is too long",
+            ),
             ("multicast://[ff02::1]:5000", "not a multicast group (IPv4"),
         ] {
             let err = parse(text).unwrap_err().to_string();
@@ -575,6 +595,9 @@ mod tests {
         }
         // A group by name is resolved (and checked) later.
         assert!(parse("multicast://localhost:5000").is_ok());
+        // The longest that fit.
+        assert!(parse(&format!("unix:/{}", "x".repeat(106))).is_ok());
+        assert!(parse(&format!("unix:@{}", "x".repeat(107))).is_ok());
     }
 
     #[test]
