@@ -150,8 +150,9 @@ fn b1_a_stderr_pipe_nobody_reads_never_stops_the_loop() {
     let capacity = unsafe { libc::fcntl(log_pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
     let capacity = usize::try_from(capacity).expect("F_GETPIPE_SZ");
     // Full: most of the capacity used (pages are not packed to the byte)
-    // and no longer growing while the daemon keeps logging.
-    let deadline = Instant::now() + IO_TIMEOUT;
+    // and no longer growing while the daemon keeps logging. Hundreds of
+    // round trips: a loaded machine may need far more than IO_TIMEOUT.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let (mut last, mut unchanged) = (0, 0);
     while unchanged < 100 || last < capacity * 3 / 4 {
         assert!(
@@ -260,9 +261,14 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
     );
     let binary = addr_of(&daemon.endpoints, "binary://");
     let tcp_addr = daemon.target("tcp").inet();
+    // How long each flood took: the limit is per second, so a loaded
+    // machine that spreads a flood over more seconds may show more lines.
+    let mut spans = Vec::new();
 
     // 2,000 records: the tutorial's `unpacked:` line, 2,000 times before.
+    let phase = Instant::now();
     echo_records(binary, 2000);
+    spans.push(phase.elapsed());
 
     // 300 multicast datagrams: a `received` line each before.
     let sender = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
@@ -277,18 +283,21 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
     let group = SocketAddrV4::new(Ipv4Addr::new(224, 10, 10, 10), group_port);
     let mut acks = 0;
     let mut buf = [0u8; 16];
+    let phase = Instant::now();
     for _ in 0..300 {
         sender.send_to(b"data", group).expect("send to the group");
         if sender.recv_from(&mut buf).is_ok() {
             acks += 1;
         }
     }
+    spans.push(phase.elapsed());
     assert!(acks > 0, "the multicast responder answered nothing");
 
     // 200 oversized Unix datagrams: a warning each before.
     let client_path = dir.join("c.sock");
     let client = UnixDatagram::bind(&client_path).expect("bind client");
     let big = vec![7u8; 70_000];
+    let phase = Instant::now();
     for _ in 0..200 {
         client
             .send_to(&big, &dgram_path)
@@ -299,6 +308,7 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
     let mut back = [0u8; 16];
     let n = client.recv(&mut back).expect("the small one is echoed");
     assert_eq!(&back[..n], b"small");
+    spans.push(phase.elapsed());
 
     // --max-connections 1 under churn: the "once per burst" warning was
     // re-armed by every accepted connection.
@@ -308,6 +318,7 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
             matches!(stream.read(&mut one), Ok(1))
         }
     };
+    let phase = Instant::now();
     let mut holder = tcp(tcp_addr);
     assert!(admitted(&mut holder));
     for _ in 0..100 {
@@ -324,24 +335,33 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
         };
     }
     drop(holder);
+    spans.push(phase.elapsed());
 
     let exit = daemon.stop(libc::SIGTERM);
     assert_clean_exit(&exit);
     let secs = started.elapsed().as_secs() + 1;
     // The limit is per second and call site: 5 lines a second at most.
     let allowed = 5 * secs as usize + 5;
-    for (needle, sent) in [
+    for ((needle, sent), span) in [
         ("unpacked: (", 2000),
         ("received 4 bytes from", 300),
         ("larger than 65536 bytes", 200),
         ("--max-connections 1 reached", 100),
-    ] {
+    ]
+    .into_iter()
+    .zip(spans)
+    {
         let lines = count(&exit.stderr, needle);
-        eprintln!("{needle:?}: {lines} lines for {sent} messages in {secs} s");
+        // The seconds the flood touched: its own, each started or ended
+        // one whole, and one more (the daemon may log a moment after our
+        // last reply).
+        let seconds = span.as_secs() as usize + 3;
+        let in_span = 5 * seconds;
+        eprintln!("{needle:?}: {lines} lines for {sent} messages in {span:?}");
         assert!(lines >= 1, "no {needle:?} line at all:\n{}", exit.stderr);
         assert!(
-            lines <= allowed && lines < sent / 2,
-            "{lines} {needle:?} lines for {sent} messages in {secs} s"
+            lines <= allowed && lines <= in_span,
+            "{lines} {needle:?} lines for {sent} messages in {span:?} ({secs} s in all)"
         );
     }
     assert!(
@@ -357,7 +377,10 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
 #[test]
 fn b3_sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
     const TOTAL: usize = 5_700_000;
-    let mut daemon = Watched::start(&["--grace", "5", "tcp://127.0.0.1:0"]);
+    // The grace period bounds the wait for the whole echo (5.7 MB after
+    // SIGCONT): a loaded machine may need more than a few seconds, and a
+    // daemon that is done exits at once whatever the grace.
+    let mut daemon = Watched::start(&["--grace", "30", "tcp://127.0.0.1:0"]);
     let server = daemon.target("tcp").inet();
     let mut client = tcp(server);
     let reader = client.try_clone().expect("clone");
@@ -474,11 +497,15 @@ fn b3_bytes_still_owed_when_grace_ends_are_a_reset_never_a_clean_close() {
 #[test]
 fn b3_datagrams_held_at_sigterm_are_answered() {
     const DATAGRAMS: usize = 150;
-    let mut daemon = Watched::start(&["--grace", "2", "udp://127.0.0.1:0"]);
+    // A daemon that has answered everything exits at once; the grace only
+    // bounds how long a loaded machine may take to.
+    let mut daemon = Watched::start(&["--grace", "30", "udp://127.0.0.1:0"]);
     let server = daemon.target("udp").inet();
     let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    // A gap between two answers is no sign the daemon is done (a loaded
+    // machine stalls it): wait for each answer up to the grace period.
     client
-        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     daemon.signal(libc::SIGSTOP);
     for i in 0..DATAGRAMS {
@@ -490,10 +517,15 @@ fn b3_datagrams_held_at_sigterm_are_answered() {
     daemon.signal(libc::SIGCONT);
     let mut answered = 0;
     let mut buf = [0u8; 64];
-    while client.recv_from(&mut buf).is_ok() {
+    while answered < DATAGRAMS && client.recv_from(&mut buf).is_ok() {
         answered += 1;
     }
     assert_clean_exit(&daemon.wait_exit());
+    // The daemon is gone: anything more it sent is queued here already.
+    client.set_nonblocking(true).expect("nonblocking");
+    while client.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
     eprintln!("{answered} of {DATAGRAMS} datagrams held at SIGTERM answered");
     assert_eq!(answered, DATAGRAMS);
 }
