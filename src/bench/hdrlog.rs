@@ -145,7 +145,15 @@ pub fn parse(text: &[u8]) -> Result<HdrLog, String> {
                     .map_err(|err| format!("an interval's histogram is not base64: {err}"))?;
                 let histogram: Histogram<u64> = deserializer
                     .deserialize(&mut raw.as_slice())
-                    .map_err(|err| format!("an interval's histogram does not decode: {err:?}"))?;
+                    .map_err(|err| {
+                        let why = match err {
+                            hdrhistogram::serialization::DeserializeError::IoError(err) => {
+                                err.to_string()
+                            }
+                            other => other.to_string(),
+                        };
+                        format!("an interval's histogram does not decode: {why}")
+                    })?;
                 let stamp = h.start_timestamp().as_secs_f64();
                 // The Java reader's rule: without BaseTime, a timestamp more
                 // than a year before StartTime is relative to StartTime.
@@ -235,6 +243,12 @@ mod tests {
     fn refuses_what_is_not_a_log() {
         let err = parse(b"hello\nworld\n").expect_err("not a log");
         assert!(err.contains("line 1"), "{err}");
+        // Valid base64 of bytes that are no compressed histogram: one
+        // readable reason, not a Debug dump of the decoder's error.
+        let err =
+            parse(b"0.000,1.000,1.000,HISTFAAAAAh4nP///////w==\n").expect_err("corrupt histogram");
+        assert!(err.contains("does not decode"), "{err}");
+        assert!(!err.contains("IoError") && !err.contains('{'), "{err}");
     }
 
     #[test]
