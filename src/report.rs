@@ -115,7 +115,7 @@ pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
                 Some(_) => continue,
             };
             into.add(&interval.histogram)
-                .map_err(|err| format!("{name}: cannot merge an interval: {err:?}"))?;
+                .map_err(|err| format!("{name}: cannot merge an interval: {err}"))?;
             first = first.min(interval.start);
             last = last.max(interval.start + interval.length);
         }
@@ -125,7 +125,7 @@ pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
         window = (window.0.min(first), window.1.max(last));
         latency
             .add(&own)
-            .map_err(|err| format!("{name}: cannot merge: {err:?}"))?;
+            .map_err(|err| format!("{name}: cannot merge: {err}"))?;
         let duration = log
             .summary
             .as_ref()

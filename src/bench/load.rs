@@ -204,7 +204,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         counters.add(&result.counters);
         latency
             .add(&result.latency)
-            .map_err(|err| io::Error::other(format!("merging histograms: {err:?}")))?;
+            .map_err(|err| io::Error::other(format!("merging histograms: {err}")))?;
         if first_error.is_none() {
             first_error = result.first_error;
         }
