@@ -70,8 +70,9 @@ pub struct Args {
     /// quiet time that ends the collection of acks].
     #[arg(long, value_name = "SECS", value_parser = positive_secs)]
     pub timeout: Option<Duration>,
-    /// Print only the echoed payload (multicast: each responder's address;
-    /// binary: the decoded values).
+    /// Print only the echoed payload: after words, a newline; with -f or
+    /// --hex, the bytes alone, so `-q -f in.bin > out.bin` copies a file
+    /// (multicast: each responder's address; binary: the decoded values).
     #[arg(short, long)]
     pub quiet: bool,
     /// Multicast time-to-live: 1 keeps the datagram on the local network.
@@ -88,7 +89,11 @@ pub struct Args {
 
 /// Runs `echoplex client`; returns the process exit code.
 pub fn run(args: Args) -> Outcome {
-    let out = Out { quiet: args.quiet };
+    let out = Out {
+        quiet: args.quiet,
+        // Words are a line of text; -f and --hex are bytes, given back as they are.
+        newline: args.file.is_none() && !args.hex,
+    };
     let result = failure::stop_on(
         &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
         false,
@@ -187,6 +192,8 @@ fn from_hex(text: &[u8]) -> Result<Vec<u8>, String> {
 /// only the payload, for scripts.
 struct Out {
     quiet: bool,
+    /// `--quiet` ends the payload with a newline (a message of words).
+    newline: bool,
 }
 
 impl Out {
@@ -197,13 +204,21 @@ impl Out {
         }
     }
 
-    /// The payload, raw, with a newline; only with `--quiet`.
+    /// A line of `--quiet` output (a responder's address), whatever the
+    /// message was.
+    fn quiet_line(&self, line: fmt::Arguments) {
+        if self.quiet {
+            say(line);
+        }
+    }
+
+    /// The payload, raw, then a newline if it was words; only with
+    /// `--quiet`.
     fn payload(&self, bytes: &[u8]) {
         if self.quiet {
             let mut stdout = io::stdout().lock();
-            let _ = stdout
-                .write_all(bytes)
-                .and_then(|()| stdout.write_all(b"\n"));
+            let end: &[u8] = if self.newline { b"\n" } else { b"" };
+            let _ = stdout.write_all(bytes).and_then(|()| stdout.write_all(end));
         }
     }
 }

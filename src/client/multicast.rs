@@ -66,7 +66,7 @@ pub(super) fn run(
                 out.say(format_args!("received {} from {from}", preview(&buf[..n])));
                 if &buf[..n] == ACK {
                     acks += 1;
-                    out.payload(from.to_string().as_bytes());
+                    out.quiet_line(format_args!("{from}"));
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
