@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::daemon::activation::{self, Local};
 use crate::daemon::upgrade;
@@ -40,6 +41,53 @@ pub fn share_ports(on: bool) {
     SHARE_PORTS.store(on, Ordering::Relaxed);
 }
 
+/// The addresses this process holds with SO_REUSEPORT (bound or adopted),
+/// by socket type: the other reactors bind beside these.
+static SHARED: Mutex<Vec<(Type, SocketAddr)>> = Mutex::new(Vec::new());
+
+/// With SO_REUSEPORT, a bind silently joins whatever group of the same
+/// user already holds the address, another process's included (it would
+/// then take part of that process's connections, or hand us its own). So
+/// the first socket at an explicit address is tried without it first: an
+/// address held elsewhere is "address in use", as with one reactor. Port 0
+/// needs no check (the kernel picks a port nobody listens on) and an
+/// address this process holds already is the other reactors joining.
+fn check_unshared(ty: Type, addr: SocketAddr) -> io::Result<()> {
+    if !SHARE_PORTS.load(Ordering::Relaxed) || addr.port() == 0 || is_shared(ty, addr) {
+        return Ok(());
+    }
+    let probe = Socket::new(domain_of(&addr), ty, None)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    if ty == Type::STREAM {
+        // As the listener itself: TIME_WAIT leftovers are no conflict.
+        probe.set_reuse_address(true)?;
+    }
+    probe.bind(&addr.into())
+}
+
+fn is_shared(ty: Type, addr: SocketAddr) -> bool {
+    SHARED
+        .lock()
+        .is_ok_and(|shared| shared.contains(&(ty, addr)))
+}
+
+/// Notes that this process holds `socket`'s address with SO_REUSEPORT.
+fn note_shared(ty: Type, socket: &Socket) {
+    if !SHARE_PORTS.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(addr) = socket.local_addr().ok().and_then(|a| a.as_socket()) else {
+        return;
+    };
+    if let Ok(mut shared) = SHARED.lock() {
+        if !shared.contains(&(ty, addr)) {
+            shared.push((ty, addr));
+        }
+    }
+}
+
 /// A non-blocking TCP listener on `addr`, with SO_REUSEADDR so a restart
 /// does not wait out TIME_WAIT.
 /// A socket passed to us for `addr` (socket activation, upgrade) is
@@ -54,6 +102,7 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
                 socket.set_only_v6(true)?;
             }
             socket.set_reuse_address(true)?;
+            check_unshared(Type::STREAM, addr)?;
             if SHARE_PORTS.load(Ordering::Relaxed) {
                 socket.set_reuse_port(true)?;
             }
@@ -62,6 +111,7 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
             socket
         }
     };
+    note_shared(Type::STREAM, &socket);
     socket.set_nonblocking(true)?;
     upgrade::record(&socket);
     Ok(mio::net::TcpListener::from_std(socket.into()))
@@ -96,6 +146,7 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
             if addr.is_ipv6() {
                 socket.set_only_v6(true)?;
             }
+            check_unshared(Type::DGRAM, addr)?;
             if SHARE_PORTS.load(Ordering::Relaxed) {
                 socket.set_reuse_port(true)?;
             }
@@ -103,6 +154,7 @@ pub fn udp_socket(addr: SocketAddr) -> io::Result<mio::net::UdpSocket> {
             socket
         }
     };
+    note_shared(Type::DGRAM, &socket);
     socket.set_nonblocking(true)?;
     upgrade::record(&socket);
     Ok(mio::net::UdpSocket::from_std(socket.into()))

@@ -250,3 +250,28 @@ fn a_passed_listener_is_shared_by_every_reactor() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().expect("wait").success());
 }
+
+/// SO_REUSEPORT lets a bind join any group of the same user at that
+/// address: `serve --reactors 2` on a port another process holds with it
+/// (another `serve --reactors 2`, HAProxy's default) silently shared it and
+/// took part of that process's connections (before: it started). Now it is
+/// "address in use", as with one reactor.
+#[test]
+fn an_address_another_process_shares_is_in_use_with_several_reactors() {
+    use socket2::{Domain, Socket, Type};
+
+    for (ty, scheme) in [(Type::STREAM, "tcp"), (Type::DGRAM, "udp")] {
+        let held = Socket::new(Domain::IPV4, ty, None).expect("socket");
+        held.set_reuse_port(true).expect("SO_REUSEPORT");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        held.bind(&any.into()).expect("bind");
+        if ty == Type::STREAM {
+            held.listen(16).expect("listen");
+        }
+        let addr = held.local_addr().expect("addr").as_socket().expect("inet");
+        let endpoint = format!("{scheme}://{addr}");
+        let (status, out, err) = support::run(&["serve", "--reactors", "2", &endpoint]);
+        assert_eq!(status.code(), Some(1), "{endpoint}: {out}\n{err}");
+        assert!(err.contains("in use"), "{endpoint}: {err}");
+    }
+}
