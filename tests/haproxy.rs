@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Daemon, WAIT};
+use support::{status_json, Daemon, WAIT};
 
 /// HAProxy's health-check interval and the failures that mark a server down.
 const CHECK_INTER_MS: u64 = 300;
@@ -178,17 +178,6 @@ fn backend(dir: &Path, name: &str) -> (Daemon, SocketAddr, PathBuf) {
         .parse()
         .expect("HOST:PORT");
     (daemon, addr, admin)
-}
-
-fn status_json(admin: &Path) -> serde_json::Value {
-    let (ok, out, err) = support::run(&[
-        "status",
-        "--admin",
-        admin.to_str().expect("utf-8"),
-        "--json",
-    ]);
-    assert!(ok.success(), "status failed: {err}");
-    serde_json::from_str(&out).expect("status JSON")
 }
 
 fn shown_ports(admin: &Path) -> BTreeSet<u16> {

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Daemon, WAIT};
+use support::{status_json, Daemon, WAIT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -33,13 +33,6 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.read(&mut byte), Ok(0))
         || matches!(stream.read(&mut byte), Err(e) if e.kind() == ErrorKind::ConnectionReset)
-}
-
-fn status_json(admin: &std::path::Path) -> serde_json::Value {
-    let (status, out, err) =
-        support::run(&["status", "--json", "--admin", admin.to_str().unwrap()]);
-    assert!(status.success(), "status failed: {err}");
-    serde_json::from_str(&out).expect("status --json prints JSON")
 }
 
 fn set_nofile(command: &mut std::process::Command, soft: u64, hard: u64) {

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use echoplex::services::proxy::{build, HEADER_TIMEOUT};
-use support::{Conn, Daemon, Ending, WAIT};
+use support::{status_json, Conn, Daemon, Ending, WAIT};
 
 /// A daemon with `?proxy` on tcp, unix and binary, and an admin socket.
 struct Proxied {
@@ -67,17 +67,6 @@ impl Proxied {
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream
     }
-}
-
-fn status_json(admin: &Path) -> serde_json::Value {
-    let (ok, out, err) = support::run(&[
-        "status",
-        "--admin",
-        admin.to_str().expect("utf-8"),
-        "--json",
-    ]);
-    assert!(ok.success(), "status failed: {err}");
-    serde_json::from_str(&out).expect("one JSON object")
 }
 
 fn peers(status: &serde_json::Value) -> Vec<String> {

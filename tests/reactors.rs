@@ -7,21 +7,9 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Daemon, WAIT};
-
-fn status_json(admin: &Path) -> serde_json::Value {
-    let (ok, out, err) = support::run(&[
-        "status",
-        "--admin",
-        admin.to_str().expect("utf-8 path"),
-        "--json",
-    ]);
-    assert!(ok.success(), "status failed: {err}");
-    serde_json::from_str(&out).expect("one JSON object")
-}
+use support::{status_json, Daemon, WAIT};
 
 fn echo(stream: &mut impl ReadWrite, payload: &[u8]) {
     stream.write_all(payload).expect("write");

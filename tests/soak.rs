@@ -11,10 +11,12 @@
 
 mod support;
 
+use support::status_json;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -467,17 +469,6 @@ struct Run {
     proxy_errors: u64,
     /// Ports another process's listener joined (see `foreign_listeners`).
     foreign: Vec<String>,
-}
-
-fn status_json(admin: &Path) -> serde_json::Value {
-    let (ok, out, err) = support::run(&[
-        "status",
-        "--admin",
-        admin.to_str().expect("utf-8"),
-        "--json",
-    ]);
-    assert!(ok.success(), "status: {err}");
-    serde_json::from_str(&out).expect("status JSON")
 }
 
 fn soak(reactors: Option<usize>, secs: u64) -> Run {

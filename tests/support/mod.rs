@@ -672,6 +672,18 @@ pub fn taken_tcp_port() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener to occupy a port")
 }
 
+/// `echoplex status --admin ADMIN --json`, parsed; panics if it fails.
+pub fn status_json(admin: &Path) -> serde_json::Value {
+    let (ok, out, err) = run(&[
+        "status",
+        "--admin",
+        admin.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    assert!(ok.success(), "status failed: {err}");
+    serde_json::from_str(&out).expect("status --json prints one JSON object")
+}
+
 // ---------------------------------------------------------------------------
 // Error output
 
