@@ -262,7 +262,29 @@ fn more_connections_than_descriptors_is_refused_before_the_run() {
 
 /// Runs `echoplex ARGS...`, sends it SIGINT (a terminal's Ctrl-C) after a
 /// moment of load, and returns its exit code, stdout and stderr.
-fn interrupted(args: &[&str]) -> (Option<i32>, String, String) {
+/// Waits (bounded) until the daemon behind `admin` has read more than
+/// `bytes`; returns what it has read.
+fn wait_bytes_in(admin: &std::path::Path, bytes: u64) -> u64 {
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let (status, out, err) = run(&["status", "--json", "--admin", admin.to_str().unwrap()]);
+        assert!(status.success(), "status: {err}");
+        let value: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let read = value["bytes_in"].as_u64().unwrap_or(0);
+        if read > bytes {
+            return read;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon read only {read} bytes: {value}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `echoplex ARGS`, Ctrl-C once `running` returns (it waits, bounded,
+/// until the run is under way), then waits (bounded) for the exit.
+fn interrupted(args: &[&str], running: impl FnOnce()) -> (Option<i32>, String, String) {
     use std::process::{Command, Stdio};
     use std::time::Instant;
     let child = Command::new(support::bin())
@@ -272,7 +294,7 @@ fn interrupted(args: &[&str]) -> (Option<i32>, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn bench");
-    thread::sleep(Duration::from_millis(500));
+    running();
     // SAFETY: kill(2) on a child we own.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -293,9 +315,20 @@ fn interrupted(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
-    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let dir = temp_dir("bench-ctrl-c");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0", "--admin", admin.to_str().unwrap()]);
     let ep = daemon.endpoint("tcp://").to_string();
-    let (code, out, err) = interrupted(&["bench", &ep, "-d", "60", "-c", "2", "--json"]);
+    // Measured before Ctrl-C: the daemon has read a second message on a
+    // connection (closed loop, 2 connections), so an echo came back.
+    let mut read_before = 0;
+    let mut echoed = || {
+        read_before = wait_bytes_in(&admin, read_before + 3 * 64);
+    };
+    let (code, out, err) = interrupted(
+        &["bench", &ep, "-d", "60", "-c", "2", "-s", "64", "--json"],
+        &mut echoed,
+    );
     assert_eq!(code, Some(130), "{out}\n{err}");
     let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(value["interrupted"], true, "{value}");
@@ -305,7 +338,10 @@ fn ctrl_c_prints_the_report_of_what_was_measured_and_exits_130() {
     assert!(measured > 0.0 && measured < 60.0, "{value}");
     assert!(err.contains("interrupted"), "{err}");
     // The human report says so too.
-    let (code, out, err) = interrupted(&["bench", &ep, "-d", "60"]);
+    let (code, out, err) = interrupted(
+        &["bench", &ep, "-d", "60", "-c", "2", "-s", "64"],
+        &mut echoed,
+    );
     assert_eq!(code, Some(130), "{out}\n{err}");
     assert!(out.contains("(interrupted)"), "{out}");
     assert!(out.contains("msgs/s"), "{out}");
@@ -320,7 +356,25 @@ fn ctrl_c_ends_a_multicast_bench_with_its_report() {
         .unwrap()
         .port();
     let ep = format!("multicast://224.10.10.14:{port}");
-    let (code, out, err) = interrupted(&["bench", &ep, "-d", "60", "--timeout", "0.1", "--json"]);
+    // We listen in the group (and answer nothing): a round went out once
+    // we hear one.
+    let group = std::net::Ipv4Addr::new(224, 10, 10, 14);
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    listener.set_reuse_address(true).unwrap();
+    let at: std::net::SocketAddr = (group, port).into();
+    listener.bind(&at.into()).unwrap();
+    listener
+        .join_multicast_v4(&group, &std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    let listener = UdpSocket::from(listener);
+    listener.set_read_timeout(Some(support::WAIT)).unwrap();
+    let (code, out, err) = interrupted(
+        &["bench", &ep, "-d", "60", "--timeout", "0.1", "--json"],
+        || {
+            let mut buf = [0u8; 2048];
+            listener.recv_from(&mut buf).expect("a round in the group");
+        },
+    );
     assert_eq!(code, Some(130), "{out}\n{err}");
     let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(value["interrupted"], true, "{value}");
@@ -464,15 +518,20 @@ fn ctrl_c_while_connecting_ends_the_run_at_once() {
     listener.listen(0).unwrap();
     let addr = listener.local_addr().unwrap().as_socket().unwrap();
     let ep = format!("tcp://{addr}");
-    let (code, out, err) = interrupted(&[
-        "bench",
-        &ep,
-        "-c",
-        "20",
-        "--connect-timeout",
-        "60",
-        "--json",
-    ]);
+    // Connects under way (no sign of them to wait for: a listener that
+    // never accepts).
+    let (code, out, err) = interrupted(
+        &[
+            "bench",
+            &ep,
+            "-c",
+            "20",
+            "--connect-timeout",
+            "60",
+            "--json",
+        ],
+        || thread::sleep(Duration::from_millis(500)),
+    );
     assert_eq!(code, Some(130), "{out}\n{err}");
     let value: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(value["interrupted"], true, "{value}");

@@ -24,8 +24,10 @@ fn free_udp_port() -> u16 {
 }
 
 /// The tutorial's multicast sender: TTL 1, loopback interface only. Sends
-/// once and collects every `ack` until the quiet period passes.
-fn multicast_send(port: u16, message: &[u8]) -> Vec<(Vec<u8>, SocketAddr)> {
+/// once and collects every `ack`: waits (up to `WAIT`, a loaded machine
+/// may be slow to answer) for the `expected` ones, then until a quiet
+/// period passes for any more.
+fn multicast_send(port: u16, message: &[u8], expected: usize) -> Vec<(Vec<u8>, SocketAddr)> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
     socket.set_multicast_ttl_v4(1).expect("ttl");
     socket
@@ -35,11 +37,18 @@ fn multicast_send(port: u16, message: &[u8]) -> Vec<(Vec<u8>, SocketAddr)> {
     socket
         .send_to(message, SocketAddrV4::new(GROUP, port))
         .expect("send");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 64];
+    while replies.len() < expected {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            break;
+        };
+        replies.push((buf[..n].to_vec(), from));
+    }
     socket
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("timeout");
-    let mut replies = Vec::new();
-    let mut buf = [0u8; 64];
     while let Ok((n, from)) = socket.recv_from(&mut buf) {
         replies.push((buf[..n].to_vec(), from));
     }
@@ -52,7 +61,7 @@ fn one_daemon_acks_a_multicast_datagram() {
     let endpoint = format!("multicast://224.10.10.10:{port}");
     let daemon = Daemon::start(&[&endpoint]);
     assert_eq!(daemon.endpoints, vec![endpoint]);
-    let replies = multicast_send(port, b"very important data");
+    let replies = multicast_send(port, b"very important data", 1);
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert_eq!(replies[0].0, b"ack");
     assert_eq!(
@@ -70,7 +79,7 @@ fn two_daemons_share_the_group_and_both_answer() {
     let endpoint = format!("multicast://224.10.10.10:{port}");
     let first = Daemon::start(&[&endpoint]);
     let second = Daemon::start(&[&endpoint]);
-    let replies = multicast_send(port, b"hello, group");
+    let replies = multicast_send(port, b"hello, group", 2);
     assert_eq!(replies.len(), 2, "{replies:?}");
     assert!(replies.iter().all(|(reply, _)| reply == b"ack"));
     assert!(first.stop().0.success());
