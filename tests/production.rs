@@ -517,12 +517,23 @@ static EARLY_ROUNDS: AtomicU64 = AtomicU64::new(0);
 /// One connection kept busy: a writer streams the pattern until `stop`,
 /// then sends its EOF; a reader reads the echo slowly (so the server always
 /// holds unread or unsent bytes of it, the contract's "busy"), faster once
-/// stopping, until our EOF comes back. Returns the bytes verified, which
-/// must be every byte written.
-fn busy_connection(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+/// stopping, until our EOF comes back. While `hold` is set the reader reads
+/// nothing: the server's buffers fill and it surely holds unread bytes
+/// (slow reading alone does not ensure it: on a loaded machine the writer
+/// may sit unscheduled until the server has echoed everything, and a
+/// connection quiet at the upgrade is closed). Returns the bytes verified,
+/// which must be every byte written, and our address.
+fn busy_connection(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
+) -> (thread::JoinHandle<u64>, SocketAddr) {
     let conn = TcpStream::connect(addr).expect("early connect");
+    let me = conn.local_addr().expect("local address");
     conn.set_read_timeout(Some(WAIT)).expect("timeout");
-    conn.set_write_timeout(Some(WAIT)).expect("timeout");
+    // The writer blocks for as long as the reader is held (the upgrade).
+    conn.set_write_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let mut writer_conn = conn.try_clone().expect("clone");
     let writer_stop = Arc::clone(&stop);
     let writer = thread::spawn(move || {
@@ -538,10 +549,14 @@ fn busy_connection(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandl
         written
     });
     let mut reader_conn = conn;
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut check = support::PatternCheck::default();
         let mut buf = vec![0u8; 4096];
         loop {
+            if hold.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
             let n = reader_conn.read(&mut buf).unwrap_or_else(|err| {
                 panic!("early connection cut after {} bytes: {err}", check.seen())
             });
@@ -561,7 +576,8 @@ fn busy_connection(addr: SocketAddr, stop: Arc<AtomicBool>) -> thread::JoinHandl
             "every byte written came back before EOF"
         );
         written
-    })
+    });
+    (reader, me)
 }
 
 /// A copy of the binary, so the test can replace "the executable on disk"
@@ -640,7 +656,9 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
     assert_eq!(echo, hello);
     // A busy one, echoing 1 KiB after 1 KiB all through the upgrade.
     let early_stop = Arc::new(AtomicBool::new(false));
-    let early = busy_connection(tcp, Arc::clone(&early_stop));
+    let early_hold = Arc::new(AtomicBool::new(false));
+    let (early, early_addr) =
+        busy_connection(tcp, Arc::clone(&early_stop), Arc::clone(&early_hold));
 
     let stop = Arc::new(AtomicBool::new(false));
     let figures = Arc::new(Figures::default());
@@ -651,6 +669,23 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
     // A new build lands on disk (a new inode at the same path), then SIGUSR2.
     std::fs::remove_file(&exe).expect("remove the old build");
     install(&exe, |exe| std::fs::copy(bin(), exe).map(drop));
+    // The early connection is surely busy at the upgrade: its reader holds
+    // off until the old process owes it bytes: paused by backpressure, it
+    // owes --max-buffer and stays so while we do not read (a momentary
+    // backlog could be gone at the upgrade).
+    early_hold.store(true, Ordering::Relaxed);
+    let peer = early_addr.to_string();
+    let admin_path = admin.to_str().expect("utf-8");
+    wait_until("the old process owes the early connection bytes", || {
+        let (status, out, _) = support::run(&["status", "--json", "--admin", admin_path]);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        status.success()
+            && json["handlers"].as_array().is_some_and(|handlers| {
+                handlers
+                    .iter()
+                    .any(|h| h["peer"] == peer.as_str() && h["state"] == "paused-by-backpressure")
+            })
+    });
     let before = figures.attempted.load(Ordering::Relaxed);
     signal(old_pid, libc::SIGUSR2);
     let new_endpoints = old.ready();
@@ -674,6 +709,7 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
     // It makes progress after the handover: waited for (bounded), not
     // assumed within a fixed 200 ms a loaded machine may not give it.
     let early_before = EARLY_ROUNDS.load(Ordering::Relaxed);
+    early_hold.store(false, Ordering::Relaxed);
     wait_until("the early connection is served after the handover", || {
         EARLY_ROUNDS.load(Ordering::Relaxed) > early_before
     });
