@@ -108,7 +108,7 @@ fn spawn_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: OwnedFd) -> (C
     });
     let mut endpoints = Vec::new();
     loop {
-        match rx.recv_timeout(IO_TIMEOUT) {
+        match rx.recv_timeout(support::STARTUP) {
             Ok(line) if line == "ready" => return (child, endpoints),
             Ok(line) => endpoints.push(line.trim_start_matches("listening ").to_string()),
             Err(_) => {

@@ -386,7 +386,18 @@ fn client_ping_and_bench_send_a_header_on_proxy_endpoints() {
         let (status, out, err) = support::run(&["ping", endpoint, "-c", "2", "-i", "0.05"]);
         assert!(status.success(), "ping {endpoint}: {out}{err}");
         assert!(out.contains(", 0% packet loss"), "{out}");
-        let (status, out, err) = support::run(&["bench", endpoint, "-c", "4", "-d", "1", "--json"]);
+        let (status, out, err) = support::run(&[
+            "bench",
+            endpoint,
+            "-c",
+            "4",
+            "-d",
+            "1",
+            "--json",
+            // A loaded machine's stall is no lost echo (default 1 s).
+            "--timeout",
+            "30",
+        ]);
         assert!(status.success(), "bench {endpoint}: {out}{err}");
         let report: serde_json::Value = serde_json::from_str(&out).expect("bench JSON");
         assert_eq!(report["errors"], 0, "{report}");

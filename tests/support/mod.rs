@@ -31,6 +31,11 @@ pub fn bin() -> &'static str {
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How long a daemon may take to say `ready`: starting a debug build on a
+/// loaded machine (the whole suite running, a build beside it) once took
+/// about 10 s before the daemon's own clock began.
+pub const STARTUP: Duration = Duration::from_secs(60);
+
 /// A fresh directory for socket files, unique per test and process, and
 /// removed with everything in it when dropped.
 pub fn temp_dir(tag: &str) -> TempDir {
@@ -128,7 +133,7 @@ impl Daemon {
             }
         });
         let mut endpoints = Vec::new();
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + STARTUP;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -796,7 +801,7 @@ impl Watched {
             stdout: rx,
             stderr: Some(stderr),
         };
-        let deadline = Instant::now() + IO_TIMEOUT;
+        let deadline = Instant::now() + STARTUP;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match watched.stdout.recv_timeout(left) {
