@@ -231,36 +231,23 @@ unsafe fn copy_hostent(h: &hostent) -> RawHost {
             unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         }
     };
-    let mut aliases = Vec::new();
     // h_aliases can be NULL (CPython SF #1511317).
-    if !h.h_aliases.is_null() {
-        for i in 0.. {
-            // SAFETY: the list is NULL-terminated and we stop at the NULL.
-            let p = unsafe { *h.h_aliases.add(i) };
-            if p.is_null() {
-                break;
-            }
-            aliases.push(text(p));
-        }
-    }
+    // SAFETY: both lists of a hostent are NULL-terminated (or NULL).
+    let aliases = unsafe { null_terminated(h.h_aliases) }
+        .map(|p| text(p.cast_const()))
+        .collect();
     let mut addrs = Vec::new();
-    if !h.h_addr_list.is_null() {
-        for i in 0.. {
-            // SAFETY: as for the aliases.
-            let p = unsafe { *h.h_addr_list.add(i) };
-            if p.is_null() {
-                break;
-            }
-            let addr = match (h.h_addrtype, h.h_length) {
-                // SAFETY: each entry holds h_length bytes, checked here.
-                (libc::AF_INET, 4) => Addr::V4(unsafe { std::ptr::read_unaligned(p.cast()) }),
-                // SAFETY: as above, 16 bytes.
-                (libc::AF_INET6, 16) => Addr::V6(unsafe { std::ptr::read_unaligned(p.cast()) }),
-                // host_common rejects other families before addresses matter.
-                _ => break,
-            };
-            addrs.push(addr);
-        }
+    // SAFETY: as above.
+    for p in unsafe { null_terminated(h.h_addr_list) } {
+        let addr = match (h.h_addrtype, h.h_length) {
+            // SAFETY: each entry holds h_length bytes, checked here.
+            (libc::AF_INET, 4) => Addr::V4(unsafe { std::ptr::read_unaligned(p.cast()) }),
+            // SAFETY: as above, 16 bytes.
+            (libc::AF_INET6, 16) => Addr::V6(unsafe { std::ptr::read_unaligned(p.cast()) }),
+            // host_common rejects other families before addresses matter.
+            _ => break,
+        };
+        addrs.push(addr);
     }
     RawHost {
         name: text(h.h_name),
@@ -268,6 +255,26 @@ unsafe fn copy_hostent(h: &hostent) -> RawHost {
         addrtype: h.h_addrtype,
         addrs,
     }
+}
+
+/// The entries of a NULL-terminated array of pointers (none when the
+/// array itself is NULL), as `hostent`'s alias and address lists are.
+///
+/// # Safety
+/// `list` is NULL or points at pointers ending with a NULL one, valid for
+/// as long as the iterator is used.
+unsafe fn null_terminated(list: *mut *mut c_char) -> impl Iterator<Item = *mut c_char> {
+    (0..)
+        // SAFETY: the caller promises the NULL terminator, and `take_while`
+        // stops at it, so no read goes past the array.
+        .map(move |i| {
+            if list.is_null() {
+                std::ptr::null_mut()
+            } else {
+                unsafe { *list.add(i) }
+            }
+        })
+        .take_while(|p| !p.is_null())
 }
 
 /// gethostbyname_r(3).
