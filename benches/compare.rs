@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use echoplex::bench::{run_load, LoadConfig, Observer, Stop};
 use echoplex::endpoint::Endpoint;
-use ready::wait_ready;
+use ready::{endpoint_of, wait_ready};
 
 const SERVER_CORE: usize = 0;
 const LOAD_CORE: usize = 1;
@@ -396,13 +396,7 @@ impl Server {
     }
 
     fn endpoint(&self, scheme: &str) -> Endpoint {
-        let prefix = format!("{scheme}:");
-        let text = self
-            .endpoints
-            .iter()
-            .find(|e| e.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("{} has no {scheme} endpoint", self.name));
-        text.parse().expect("endpoint")
+        endpoint_of(&self.endpoints, scheme, self.name)
     }
 
     fn pid(&self) -> i32 {

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use echoplex::bench::{run_load, LoadConfig, Observer, Stop};
 use echoplex::endpoint::Endpoint;
-use ready::wait_ready;
+use ready::{endpoint_of, wait_ready};
 
 struct Plan {
     server_cpus: Vec<usize>,
@@ -211,13 +211,7 @@ impl Server {
     }
 
     fn endpoint(&self, scheme: &str) -> Endpoint {
-        let prefix = format!("{scheme}:");
-        let text = self
-            .endpoints
-            .iter()
-            .find(|e| e.starts_with(&prefix))
-            .expect("endpoint");
-        text.parse().expect("endpoint")
+        endpoint_of(&self.endpoints, scheme, "echoplex serve")
     }
 
     fn drive(&self, reactors: usize, plan: &Plan) -> Run {

@@ -1,6 +1,7 @@
 //! Shared by the compare and scaling benches: wait for a server that
 //! prints echoplex's contract lines (`listening ENDPOINT`..., `ready`).
 
+use echoplex::endpoint::Endpoint;
 use std::io::{BufRead, BufReader};
 use std::process::Child;
 use std::sync::mpsc;
@@ -32,4 +33,15 @@ pub fn wait_ready(child: &mut Child, what: &str) -> Vec<String> {
             }
         }
     }
+}
+
+/// The endpoint among `endpoints` (from [`wait_ready`]) whose scheme is
+/// `scheme`; panics naming `what` if the server has none.
+pub fn endpoint_of(endpoints: &[String], scheme: &str, what: &str) -> Endpoint {
+    let prefix = format!("{scheme}:");
+    let text = endpoints
+        .iter()
+        .find(|e| e.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("{what} has no {scheme} endpoint"));
+    text.parse().expect("endpoint")
 }
