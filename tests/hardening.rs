@@ -5,7 +5,7 @@
 mod support;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -96,26 +96,9 @@ fn spawn_with_stderr(args: &[&str], env: &[(&str, &str)], stderr: OwnedFd) -> (C
         .stderr(Stdio::from(stderr))
         .spawn()
         .expect("spawn echoplex serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut endpoints = Vec::new();
-    loop {
-        match rx.recv_timeout(support::STARTUP) {
-            Ok(line) if line == "ready" => return (child, endpoints),
-            Ok(line) => endpoints.push(line.trim_start_matches("listening ").to_string()),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("serve {args:?} never became ready");
-            }
-        }
+    match support::wait_ready(&mut child) {
+        Some(endpoints) => (child, endpoints),
+        None => panic!("serve {args:?} never became ready"),
     }
 }
 

@@ -94,6 +94,41 @@ pub struct Daemon {
     stderr: Option<thread::JoinHandle<String>>,
 }
 
+/// Reads a just-spawned `serve`'s stdout (piped) until `ready`, within
+/// STARTUP, and returns the endpoints of its `listening` lines. On a
+/// timeout the daemon is killed and None returned, so the caller can say
+/// why with what it holds (stderr). A thread keeps draining stdout.
+pub fn wait_ready(child: &mut Child) -> Option<Vec<String>> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut endpoints = Vec::new();
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line == "ready" => return Some(endpoints),
+            Ok(line) => {
+                let endpoint = line
+                    .strip_prefix("listening ")
+                    .unwrap_or_else(|| panic!("unexpected stdout line: {line:?}"));
+                endpoints.push(endpoint.to_string());
+            }
+            Err(_) => {
+                let _ = child.kill();
+                return None;
+            }
+        }
+    }
+}
+
 impl Daemon {
     /// Starts `echoplex serve ARGS...` and waits for `ready`.
     pub fn start(args: &[&str]) -> Daemon {
@@ -122,38 +157,13 @@ impl Daemon {
             .stderr(Stdio::piped());
         adjust(&mut command);
         let mut child = command.spawn().expect("spawn echoplex serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+        let Some(endpoints) = wait_ready(&mut child) else {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
             }
-        });
-        let mut endpoints = Vec::new();
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line == "ready" => break,
-                Ok(line) => {
-                    let endpoint = line
-                        .strip_prefix("listening ")
-                        .unwrap_or_else(|| panic!("unexpected stdout line: {line:?}"));
-                    endpoints.push(endpoint.to_string());
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let mut err = String::new();
-                    if let Some(mut stderr) = child.stderr.take() {
-                        let _ = stderr.read_to_string(&mut err);
-                    }
-                    panic!("echoplex serve {args:?} never became ready; stderr:\n{err}");
-                }
-            }
-        }
+            panic!("echoplex serve {args:?} never became ready; stderr:\n{err}");
+        };
         // Drain stderr as it comes: a daemon that logs more than a pipe
         // holds would otherwise block on its own log.
         let stderr = child.stderr.take().map(|mut stderr| {
