@@ -664,7 +664,7 @@ impl Upgrader {
         self.forget_child(cx);
         let left = cx.connections();
         let limit = match self.drain_limit {
-            Some(limit) => format!("at most --drain {limit:?}"),
+            Some(limit) => format!("at most --drain {} s", limit.as_secs_f64()),
             None => "no time limit".to_string(),
         };
         info!(
