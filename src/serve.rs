@@ -18,7 +18,9 @@ use crate::daemon::{activation, notify, reactors, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
+use crate::reactor::{
+    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
+};
 use crate::services::{self, Bound, ServeConfig};
 use crate::sock;
 
@@ -32,8 +34,9 @@ pub const DEFAULT_ENDPOINTS: [&str; 5] = [
 ];
 
 /// Descriptors kept back from `--max-connections`' default for listeners,
-/// the poller, logs and the EMFILE reserve.
-const FD_HEADROOM: u64 = 64;
+/// the poller, logs, the EMFILE reserve and the control connections'
+/// reserve (`reactor::CONTROL_RESERVE`).
+const FD_HEADROOM: u64 = 64 + CONTROL_RESERVE as u64;
 
 /// Options of `echoplex serve`.
 #[derive(clap::Args, Debug, Clone)]
@@ -338,6 +341,7 @@ fn limits(args: &Args) -> Limits {
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_buffer: args.max_buffer as usize,
         grace: args.grace,
+        control_reserve: CONTROL_RESERVE,
     }
 }
 
