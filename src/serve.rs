@@ -60,10 +60,12 @@ pub struct Args {
     /// Close a connection after this many seconds without traffic (0 = never).
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
     pub idle_timeout: Duration,
-    /// Most connections open at once (default: the descriptor limit less headroom).
+    /// Most connections open at once (default: the descriptor limit less
+    /// headroom); the admin socket and metrics:// have 16 more of their own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
-    /// Bytes a connection may owe its peer before the server stops reading from it.
+    /// Bytes a connection may owe its peer before the server stops reading
+    /// from it (and answering its requests, on metrics:// and the admin socket).
     #[arg(long, value_name = "BYTES", default_value_t = 65536,
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     pub max_buffer: u64,

@@ -208,6 +208,9 @@ pub enum Admission {
     /// A connection over `--max-connections`: dropped (its socket closed)
     /// and counted as `rejected_max_connections`.
     OverLimit,
+    /// A control connection over `Limits::control_reserve`: dropped and
+    /// counted as `rejected_control`.
+    OverReserve,
 }
 
 /// What a handler may touch while it runs: lent by the reactor per call.
@@ -267,7 +270,7 @@ impl Context<'_> {
             let open = self.stats.control_connections + self.shared.spawned_control;
             if open >= self.limits.control_reserve {
                 self.stats.rejected_control += 1;
-                return Admission::OverLimit;
+                return Admission::OverReserve;
             }
             self.shared.spawned_control += 1;
         } else if handler.is_connection() {

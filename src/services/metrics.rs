@@ -18,7 +18,10 @@
 //! `Content-Length` body up to [`MAX_BODY`] bytes (read and ignored), and
 //! `Transfer-Encoding` is refused. Keep-alive follows HTTP/1.1 (on unless
 //! `Connection: close`) and HTTP/1.0 (off unless `keep-alive`); pipelined
-//! requests are answered in order.
+//! requests are answered in order, and only while the answers owed stay
+//! under `--max-buffer` (the rule of `stream::Sender::backlogged`): a
+//! scraper that does not read cannot make the daemon build answers for it.
+//! Metrics connections are control connections (`Handler::is_control`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
