@@ -273,7 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_text_has_every_figure_on_the_three_lines_status_always_showed() {
+    fn the_text_has_every_figure_on_its_line() {
         let started = Instant::now();
         let mut stats = Stats::new(started);
         stats.connections = 1;
