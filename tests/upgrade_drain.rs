@@ -201,3 +201,46 @@ fn after_the_drain_limit_what_is_left_ends_as_on_sigterm() {
     support::assert_clean_exit(&exit);
     assert!(exit.stderr.contains("--drain passed"), "{}", exit.stderr);
 }
+
+#[test]
+fn with_several_reactors_the_drain_waits_for_every_reactor_s_connections() {
+    let dir = temp_dir("drain-reactors");
+    let pid_file = dir.join("echoplex.pid");
+    let pid_arg = pid_file.display().to_string();
+    let mut old = Watched::start(&[
+        "tcp://127.0.0.1:0",
+        "--reactors",
+        "2",
+        "--pid-file",
+        &pid_arg,
+    ]);
+    let old_pid = old.pid();
+    // SO_REUSEPORT spreads these over both reactors.
+    let mut conns: Vec<Box<dyn Conn>> = (0..8)
+        .map(|round| {
+            let mut conn = old.target("tcp").connect();
+            round_trip(&mut *conn, &pattern(round * 10, 10));
+            conn
+        })
+        .collect();
+    old.signal(libc::SIGUSR2);
+    old.next_ready();
+    let mut new_pid = None;
+    wait_until("the pid file names the successor", || {
+        new_pid = read_pid(&pid_file).filter(|&pid| pid != old_pid);
+        new_pid.is_some()
+    });
+    let new_pid = new_pid.expect("new pid");
+    let _successor = Successor(new_pid);
+    // Close them one by one: every one is served until its own close.
+    while let Some(mut conn) = conns.pop() {
+        round_trip(&mut *conn, b"still served");
+        assert!(alive(old_pid), "{} connections left", conns.len() + 1);
+        drop(conn);
+    }
+    wait_until("the old process exits", || !old.running());
+    // SAFETY: the successor of a daemon this test started.
+    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    wait_until("the successor exits", || !alive(new_pid));
+    support::assert_clean_exit(&old.wait_exit());
+}
