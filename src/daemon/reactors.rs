@@ -27,6 +27,7 @@ use mio::{Registry, Token};
 
 use crate::endpoint::{Endpoint, Kind};
 use crate::error::describe;
+use crate::reactor::sample::{self, Sampler};
 use crate::reactor::{
     Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, Reason, Stats, Turn,
 };
@@ -369,15 +370,43 @@ fn publish(index: usize, cx: &Context) {
 /// The handler that publishes reactor `index`'s counters every
 /// [`PUBLISH_EVERY`] (for `status` and `/metrics` on reactor 0).
 pub fn publisher(index: usize) -> Box<dyn Handler> {
-    Box::new(Publisher { index })
+    Box::new(Publisher::new(index))
 }
 
 /// The publisher's only timer.
 const PUBLISH: Reason = Reason(0);
 
-/// A handler with no socket: publishes its reactor's counters on a timer.
+/// A handler with no socket: publishes its reactor's counters on a timer,
+/// and once a second takes the sample the page and `status --json` show
+/// (`reactor::sample`): published with the counters.
 struct Publisher {
     index: usize,
+    sampler: Sampler,
+}
+
+impl Publisher {
+    fn new(index: usize) -> Publisher {
+        Publisher {
+            index,
+            sampler: Sampler::default(),
+        }
+    }
+
+    /// Samples when due, publishes, and sets the next tick: every
+    /// [`PUBLISH_EVERY`] with several reactors, else once per sample (an
+    /// idle daemon of one reactor wakes once a second, for the sample).
+    fn tick(&mut self, cx: &mut Context) {
+        if self.sampler.due(cx.now) {
+            self.sampler.sample(cx);
+        }
+        let every = if count() > 1 {
+            publish(self.index, cx);
+            PUBLISH_EVERY
+        } else {
+            sample::EVERY
+        };
+        cx.set_timer(cx.now + every, PUBLISH);
+    }
 }
 
 impl Handler for Publisher {
@@ -386,8 +415,7 @@ impl Handler for Publisher {
     }
 
     fn started(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx);
-        cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        self.tick(cx);
         Flow::Continue
     }
 
@@ -396,8 +424,7 @@ impl Handler for Publisher {
     }
 
     fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
-        publish(self.index, cx);
-        cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        self.tick(cx);
         Flow::Continue
     }
 
@@ -549,7 +576,7 @@ fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), Str
             .map_err(|err| format!("cannot register {}: {}", bound.endpoint, describe(&err)))?;
     }
     reactor
-        .add(Box::new(Publisher { index }))
+        .add(Box::new(Publisher::new(index)))
         .map_err(|err| format!("stats: {}", describe(&err)))?;
     let signals: Box<dyn Handler> = start.signals;
     reactor

@@ -387,6 +387,16 @@ impl Context<'_> {
         super::describe_slots(self.slots, self.now)
     }
 
+    /// `describe_all` for the connections only (the page's sample).
+    pub fn describe_connections(&self) -> Vec<(usize, HandlerInfo)> {
+        super::describe_connections(self.slots, self.now)
+    }
+
+    /// The last turns of the loop, oldest first (the page's strip).
+    pub fn recent_turns(&self) -> Vec<super::turns::TurnRecord> {
+        self.shared.turns.recent()
+    }
+
     /// The reserve-descriptor trick for EMFILE: closes the spare descriptor
     /// kept for this moment, runs `f` (which may now open one), then takes
     /// the spare back. Returns None when there was no spare to give up.

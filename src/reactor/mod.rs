@@ -27,8 +27,10 @@
 
 pub mod buffer;
 pub mod handler;
+pub mod sample;
 pub mod stats;
 pub mod timer;
+pub mod turns;
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -218,6 +220,8 @@ pub(crate) struct Shared {
     all_connections: Option<Arc<AtomicUsize>>,
     /// Texts built once per turn (`Context::once_per_turn`).
     memo: Memo,
+    /// The last turns, for the page's strip (`Context::recent_turns`).
+    turns: turns::TurnLog,
 }
 
 /// What `Context::once_per_turn` built in the turn numbered `turn`.
@@ -261,6 +265,7 @@ impl Reactor {
                     spawned_control: 0,
                     all_connections: None,
                     memo: Memo::default(),
+                    turns: turns::TurnLog::default(),
                     run_again: Vec::new(),
                     running_again: Vec::new(),
                     shutdown_requested: false,
@@ -391,6 +396,8 @@ impl Reactor {
         let events = self.events.iter().count();
         core.stats.loop_iterations += 1;
         core.stats.events += events as u64;
+        core.stats.turn_events[turns::bucket(events)] += 1;
+        core.shared.turns.begin(core.stats.loop_iterations, events);
         if core.trace {
             trace!("turn {}: {events} events", core.stats.loop_iterations);
         }
@@ -407,9 +414,12 @@ impl Reactor {
         running.clear();
         core.shared.running_again = running;
         while let Some((token, reason)) = core.shared.timers.pop_expired(now) {
+            core.stats.timers_fired += 1;
+            core.shared.turns.timer();
             core.dispatch(token, now, Call::Timeout(reason));
         }
         core.sweep_stale_timers();
+        core.stats.timers_pending = core.shared.timers.len();
         if core.shared.drain_requested {
             core.begin_drain(now);
         }
@@ -424,6 +434,17 @@ fn describe_slots(slots: &Slab<Slot>, now: Instant) -> Vec<(usize, HandlerInfo)>
     slots
         .iter()
         .filter_map(|(key, slot)| Some((key, slot.handler.as_ref()?.describe(now))))
+        .collect()
+}
+
+/// `describe_slots` for the connections only (control ones included).
+fn describe_connections(slots: &Slab<Slot>, now: Instant) -> Vec<(usize, HandlerInfo)> {
+    slots
+        .iter()
+        .filter_map(|(key, slot)| {
+            let handler = slot.handler.as_ref()?;
+            (slot.control || handler.is_connection()).then(|| (key, handler.describe(now)))
+        })
         .collect()
 }
 
@@ -555,6 +576,7 @@ impl Core {
             }
             return;
         };
+        self.shared.turns.call(key);
         // A control connection's bytes are on its own figures (see
         // `Context::count_received`); its endpoint row counts them all the same.
         let moved_before = if control {
