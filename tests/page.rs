@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{status_json, wait_until, Daemon, WAIT};
+use support::{status_json, wait_until, Daemon, Watched, WAIT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -220,7 +220,6 @@ fn status_names_the_page_s_figures_and_the_summary_has_a_minute_from_the_start()
     // The next sample's rates no longer count the stalled client's fill.
     thread::sleep(Duration::from_millis(2200));
     let status = status_json(&admin);
-    load.stop();
     // What the test made: three echo connections, one held.
     assert_eq!(status["connections"], 3, "{status}");
     assert_eq!(status["connections_by_kind"]["tcp-conn"], 3, "{status}");
@@ -258,7 +257,15 @@ fn status_names_the_page_s_figures_and_the_summary_has_a_minute_from_the_start()
     assert!(status["reactors"][0]["turns_per_s"].is_number());
 
     // The page's summary: the same names, and a history already there.
-    let summary = get_json(metrics, "/page.json");
+    // (The first request starts the recording of the last turns; the
+    // next sample has them.)
+    let first = get_json(metrics, "/page.json");
+    let seq = first["views"][0]["seq"].as_u64().expect("seq");
+    let mut summary = first;
+    wait_until("a sample taken while the page is open", || {
+        summary = get_json(metrics, "/page.json");
+        summary["views"][0]["seq"].as_u64() > Some(seq)
+    });
     let total = &summary["total"];
     for (name, value) in status.as_object().expect("object") {
         if name != "handlers" && name != "reactors" {
@@ -286,6 +293,7 @@ fn status_names_the_page_s_figures_and_the_summary_has_a_minute_from_the_start()
         summary.to_string().len() < 64 * 1024,
         "a compact summary, not /status"
     );
+    load.stop();
 }
 
 #[test]
@@ -362,6 +370,75 @@ fn viewers_count_against_the_control_reserve() {
         status_json(&admin)["control_connections"] == 1
     });
     assert!(status_json(&admin)["rejected_control"].as_u64().expect("n") >= 1);
+}
+
+/// True while `pid` runs (not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|at| stat[at + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+#[test]
+fn an_open_page_follows_an_upgrade_instead_of_keeping_the_old_process() {
+    let dir = support::temp_dir("page-upgrade");
+    let pid_file = dir.join("echoplex.pid");
+    let old = Watched::start(&[
+        "metrics://127.0.0.1:0",
+        "--pid-file",
+        pid_file.to_str().expect("utf-8"),
+    ]);
+    let old_pid = old.pid();
+    let endpoint = old.endpoint_text("metrics");
+    let addr: SocketAddr = endpoint
+        .trim_start_matches("metrics://")
+        .parse()
+        .expect("address");
+    // A page polling on one kept-alive connection.
+    let mut page = BufReader::new(connect(addr));
+    let ask = |page: &mut BufReader<TcpStream>| {
+        page.get_mut()
+            .write_all(b"GET /page.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        read_response(page)
+    };
+    assert_eq!(ask(&mut page).header("connection"), "");
+    old.signal(libc::SIGUSR2);
+    assert_eq!(
+        old.next_ready()[0],
+        endpoint,
+        "the successor serves the port"
+    );
+    let mut new_pid = 0;
+    wait_until("the pid file names the successor", || {
+        new_pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(old_pid);
+        new_pid != old_pid
+    });
+    // The old process, once draining, answers the page once more and
+    // closes: a poller's next request goes to the successor.
+    let mut answer = ask(&mut page);
+    let deadline = Instant::now() + WAIT;
+    while answer.header("connection") != "close" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        answer = ask(&mut page);
+    }
+    let summary: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    assert_eq!(summary["state"], "draining", "{summary}");
+    assert_eq!(answer.header("connection"), "close");
+    let mut rest = Vec::new();
+    let _ = page.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    wait_until("the old process to end: nothing keeps it", || {
+        !alive(old_pid)
+    });
+    assert_eq!(get_json(addr, "/page.json")["state"], "serving");
+    // SAFETY: the successor of a daemon this test started.
+    unsafe { libc::kill(new_pid, libc::SIGTERM) };
 }
 
 // ---------------------------------------------------------------------------

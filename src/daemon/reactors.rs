@@ -120,6 +120,9 @@ struct Shared {
     forwarded: AtomicUsize,
     /// A drain was passed on to the followers.
     drain_forwarded: AtomicBool,
+    /// When the page last asked for a summary: every reactor records its
+    /// last turns while one is open (see `reactor::turns`).
+    watched: Mutex<Option<Instant>>,
 }
 
 static SHARED: Shared = Shared {
@@ -129,6 +132,7 @@ static SHARED: Shared = Shared {
     followers: Mutex::new(Vec::new()),
     forwarded: AtomicUsize::new(0),
     drain_forwarded: AtomicBool::new(false),
+    watched: Mutex::new(None),
 };
 
 /// What reactor 0 writes into a follower's pipe: begin (or, the second
@@ -367,6 +371,24 @@ fn publish(index: usize, cx: &Context) {
     }
 }
 
+/// How long the reactors keep recording their last turns after the
+/// page's last request (it asks once a second).
+pub const WATCHED_FOR: Duration = Duration::from_secs(5);
+
+/// The page asked for a summary at `now`: every reactor records its last
+/// turns for the next [`WATCHED_FOR`] (each starts at its next publication).
+pub fn watched(now: Instant) {
+    if let Ok(mut watched) = SHARED.watched.lock() {
+        *watched = Some(now);
+    }
+}
+
+fn is_watched(now: Instant) -> bool {
+    SHARED.watched.lock().is_ok_and(|watched| {
+        watched.is_some_and(|at| now.saturating_duration_since(at) < WATCHED_FOR)
+    })
+}
+
 /// The handler that publishes reactor `index`'s counters every
 /// [`PUBLISH_EVERY`] (for `status` and `/metrics` on reactor 0).
 pub fn publisher(index: usize) -> Box<dyn Handler> {
@@ -396,6 +418,9 @@ impl Publisher {
     /// [`PUBLISH_EVERY`] with several reactors, else once per sample (an
     /// idle daemon of one reactor wakes once a second, for the sample).
     fn tick(&mut self, cx: &mut Context) {
+        // Read here, not counted each turn: off the path of a message.
+        cx.stats.timers_pending = cx.timers_pending();
+        cx.record_turns(is_watched(cx.now));
         if self.sampler.due(cx.now) {
             self.sampler.sample(cx);
         }

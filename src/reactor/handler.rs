@@ -392,6 +392,16 @@ impl Context<'_> {
         super::describe_connections(self.slots, self.now)
     }
 
+    /// Timers pending in the loop's heap (lazily cancelled ones included).
+    pub fn timers_pending(&self) -> usize {
+        self.shared.timers.len()
+    }
+
+    /// Records the last turns (for the page's strip) or stops.
+    pub fn record_turns(&mut self, on: bool) {
+        self.shared.turns.on = on;
+    }
+
     /// The last turns of the loop, oldest first (the page's strip).
     pub fn recent_turns(&self) -> Vec<super::turns::TurnRecord> {
         self.shared.turns.recent()

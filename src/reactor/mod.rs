@@ -397,7 +397,6 @@ impl Reactor {
         core.stats.loop_iterations += 1;
         core.stats.events += events as u64;
         core.stats.turn_events[turns::bucket(events)] += 1;
-        core.shared.turns.begin(core.stats.loop_iterations, events);
         if core.trace {
             trace!("turn {}: {events} events", core.stats.loop_iterations);
         }
@@ -411,15 +410,26 @@ impl Reactor {
         for &token in &running {
             core.dispatch(token, now, Call::Ready(Readiness::RESUME));
         }
+        let resumed = running.len();
         running.clear();
         core.shared.running_again = running;
+        let fired_before = core.stats.timers_fired;
         while let Some((token, reason)) = core.shared.timers.pop_expired(now) {
             core.stats.timers_fired += 1;
-            core.shared.turns.timer();
             core.dispatch(token, now, Call::Timeout(reason));
         }
+        // The page's strip, while a page is open: one record per turn,
+        // nothing per call; otherwise one test of a flag.
+        if core.shared.turns.on {
+            core.shared.turns.record(
+                core.stats.loop_iterations,
+                events,
+                self.events.iter().map(|event| key_of(event.token())),
+                resumed,
+                (core.stats.timers_fired - fired_before) as u32,
+            );
+        }
         core.sweep_stale_timers();
-        core.stats.timers_pending = core.shared.timers.len();
         if core.shared.drain_requested {
             core.begin_drain(now);
         }
@@ -576,7 +586,6 @@ impl Core {
             }
             return;
         };
-        self.shared.turns.call(key);
         // A control connection's bytes are on its own figures (see
         // `Context::count_received`); its endpoint row counts them all the same.
         let moved_before = if control {

@@ -203,7 +203,7 @@ impl Sampled {
                 .turns
                 .iter()
                 .map(|t| {
-                    let kept = (t.calls as usize).min(t.tokens.len());
+                    let kept = (t.events as usize).min(t.tokens.len());
                     json!({
                         "turn": t.turn,
                         "events": t.events,

@@ -162,7 +162,7 @@ stats! {
     events: u64, Counter, 3, "  events {}";
     /// Timers that fired (idle limits, lingering closes, PROXY deadlines, the daemon's own).
     timers_fired: u64, Counter, 3, "  timers fired {}";
-    /// Timers pending in the loop's heap (cancelled ones included until swept).
+    /// Timers pending in the loop's heap (cancelled ones included until swept), as of the last sample or publication.
     timers_pending: usize, Gauge, 3, " pending {}";
     /// Control connections (admin socket, metrics://) open now: a reserve of their own beyond `--max-connections`.
     control_connections: usize, Gauge, 4, "control (admin, metrics) connections {}";
@@ -285,7 +285,7 @@ impl Stats {
         let buckets: Map<String, Value> = EVENT_BUCKETS
             .iter()
             .zip(self.turn_events)
-            .map(|((_, name), count)| (name.to_string(), count.into()))
+            .map(|(name, count)| (name.to_string(), count.into()))
             .collect();
         map.insert("turn_events".into(), buckets.into());
         self.sampled.json_into(&mut map);

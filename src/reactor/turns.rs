@@ -1,38 +1,30 @@
 //! The last turns of the loop, kept for the page's "last turns" strip
 //! (`--trace` made visible): a fixed ring of [`TURNS_KEPT`] records, each
-//! a few counters and the first [`TOKENS_KEPT`] slab keys the turn called.
+//! a few counters and the slab keys of the turn's first [`TOKENS_KEPT`]
+//! events.
 //!
-//! Its cost is bounded by design: no allocation, no clock read, no string;
-//! per turn one record reset, per handler call one compare and at most one
-//! store, per timer one increment (measured in docs/PERFORMANCE.md).
+//! Its cost is bounded by design and paid once per turn, never per call
+//! or per message: one record written at the end of the turn (the keys
+//! copied from the events `poll` returned), no allocation, no clock read,
+//! no string. And only while a page is open (`TurnLog::on`, set by the
+//! reactor's publisher): otherwise a turn pays one test of a flag
+//! (measured in docs/PERFORMANCE.md).
 
-/// Turns the ring remembers.
+/// Turns the ring remembers (a power of two: the index is a mask).
 pub const TURNS_KEPT: usize = 32;
 
 /// Handler keys kept per turn (the calls after these are only counted).
 pub const TOKENS_KEPT: usize = 4;
 
-/// The buckets of the events-per-turn histogram: the lowest event count
-/// of each (`Stats::turn_events`), and their names in `status --json`.
-pub const EVENT_BUCKETS: [(u64, &str); 6] = [
-    (0, "0"),
-    (1, "1"),
-    (2, "2-3"),
-    (4, "4-15"),
-    (16, "16-63"),
-    (64, "64+"),
-];
+/// The buckets of the events-per-turn histogram (`Stats::turn_events`),
+/// by powers of two, and their names in `status --json`.
+pub const EVENT_BUCKETS: [&str; 8] = ["0", "1", "2-3", "4-7", "8-15", "16-31", "32-63", "64+"];
 
-/// The histogram bucket of a turn that handled `events` events.
+/// The histogram bucket of a turn that handled `events` events: the bit
+/// length of the count, capped (a few instructions, no branch).
+#[inline]
 pub fn bucket(events: usize) -> usize {
-    match events {
-        0 => 0,
-        1 => 1,
-        2..=3 => 2,
-        4..=15 => 3,
-        16..=63 => 4,
-        _ => 5,
-    }
+    ((usize::BITS - events.leading_zeros()) as usize).min(EVENT_BUCKETS.len() - 1)
 }
 
 /// One turn: what it handled.
@@ -42,25 +34,28 @@ pub struct TurnRecord {
     pub turn: u64,
     /// Readiness events `poll` returned.
     pub events: u32,
-    /// Handler calls (events, handlers called back, timers, spawned starts).
+    /// Handler calls: the events, the handlers called back, the timers.
     pub calls: u32,
     /// Timers that fired.
     pub timers: u32,
-    /// The slab keys of the first `TOKENS_KEPT` calls (`calls` says how many are set).
+    /// The slab keys of the first events (`events` says how many are set).
     pub tokens: [u32; TOKENS_KEPT],
 }
 
 /// The ring of the last turns.
 #[derive(Clone, Debug)]
 pub struct TurnLog {
+    /// Record turns (a page is open); off, the ring keeps what it had.
+    pub on: bool,
     ring: [TurnRecord; TURNS_KEPT],
-    /// Index of the current turn's record.
+    /// Index of the newest record.
     at: usize,
 }
 
 impl Default for TurnLog {
     fn default() -> Self {
         TurnLog {
+            on: false,
             ring: [TurnRecord::default(); TURNS_KEPT],
             at: 0,
         }
@@ -68,38 +63,33 @@ impl Default for TurnLog {
 }
 
 impl TurnLog {
-    /// A new turn begins: its record replaces the oldest.
+    /// Records a finished turn over the oldest record: its number, the
+    /// slab keys of its events (`keys`, of which the first few are kept),
+    /// how many handlers it called back and how many timers fired.
     #[inline]
-    pub fn begin(&mut self, turn: u64, events: usize) {
-        self.at = (self.at + 1) % TURNS_KEPT;
-        self.ring[self.at] = TurnRecord {
-            turn,
-            events: u32::try_from(events).unwrap_or(u32::MAX),
-            ..TurnRecord::default()
-        };
-    }
-
-    /// The turn called the handler at slab key `key`.
-    #[inline]
-    pub fn call(&mut self, key: usize) {
+    pub fn record(
+        &mut self,
+        turn: u64,
+        events: usize,
+        keys: impl Iterator<Item = usize>,
+        resumed: usize,
+        timers: u32,
+    ) {
+        self.at = (self.at + 1) & (TURNS_KEPT - 1);
         let record = &mut self.ring[self.at];
-        if let Some(slot) = record.tokens.get_mut(record.calls as usize) {
+        record.turn = turn;
+        record.events = events as u32;
+        record.calls = (events + resumed) as u32 + timers;
+        record.timers = timers;
+        for (slot, key) in record.tokens.iter_mut().zip(keys) {
             *slot = key as u32;
         }
-        record.calls = record.calls.saturating_add(1);
     }
 
-    /// A timer fired in this turn.
-    #[inline]
-    pub fn timer(&mut self) {
-        let record = &mut self.ring[self.at];
-        record.timers = record.timers.saturating_add(1);
-    }
-
-    /// The turns kept, oldest first (turns never begun left out).
+    /// The turns kept, oldest first (turns never recorded left out).
     pub fn recent(&self) -> Vec<TurnRecord> {
         (1..=TURNS_KEPT)
-            .map(|back| self.ring[(self.at + back) % TURNS_KEPT])
+            .map(|back| self.ring[(self.at + back) & (TURNS_KEPT - 1)])
             .filter(|record| record.turn > 0)
             .collect()
     }
@@ -114,25 +104,22 @@ mod tests {
         let mut log = TurnLog::default();
         assert!(log.recent().is_empty());
         for turn in 1..=(TURNS_KEPT as u64 + 5) {
-            log.begin(turn, turn as usize);
-            for key in 0..turn as usize % 7 {
-                log.call(key + 10);
-            }
-            log.timer();
+            let events = turn as usize % 7;
+            log.record(turn, events, (0..events).map(|k| k + 10), 2, 1);
         }
         let recent = log.recent();
         assert_eq!(recent.len(), TURNS_KEPT);
         assert_eq!(recent[0].turn, 6);
         let last = recent[TURNS_KEPT - 1];
         assert_eq!(last.turn, TURNS_KEPT as u64 + 5);
-        assert_eq!(last.calls as u64, last.turn % 7);
+        assert_eq!(last.events as u64, last.turn % 7);
+        assert_eq!(last.calls, last.events + 2 + 1);
         assert_eq!(last.timers, 1);
-        // 37 % 7 = 2 calls: two keys kept, the rest zero.
-        assert_eq!(last.tokens, [10, 11, 0, 0]);
+        assert_eq!(&last.tokens[..last.events as usize], [10, 11]);
         let busy = recent
             .iter()
-            .find(|r| r.calls == 6)
-            .expect("a turn of 6 calls");
+            .find(|r| r.events == 6)
+            .expect("a turn of 6 events");
         assert_eq!(
             busy.tokens,
             [10, 11, 12, 13],
@@ -142,13 +129,10 @@ mod tests {
 
     #[test]
     fn buckets_cover_every_count() {
-        let names: Vec<usize> = [0, 1, 2, 3, 4, 15, 16, 63, 64, 100_000]
+        let buckets: Vec<usize> = [0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63, 64, 100_000]
             .into_iter()
             .map(bucket)
             .collect();
-        assert_eq!(names, [0, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
-        for (index, (low, _)) in EVENT_BUCKETS.iter().enumerate() {
-            assert_eq!(bucket(*low as usize), index);
-        }
+        assert_eq!(buckets, [0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]);
     }
 }

@@ -551,7 +551,11 @@ impl Http {
     ) -> io::Result<()> {
         while !self.close && !out.backlogged() {
             match parse(&self.buf[self.start..]) {
-                Ok(Some(request)) => {
+                Ok(Some(mut request)) => {
+                    // Draining after an upgrade, or shutting down: answer,
+                    // then close, so a keep-alive client (a page polling, a
+                    // scraper) comes back to the new process, not this one.
+                    request.keep_alive &= !cx.is_stopping();
                     self.viewer |= super::page::is_viewer(&request.path);
                     let reply = answer(&request, cx);
                     self.start += request.length;

@@ -82,10 +82,15 @@ pub fn answer(path: &str, method: &str, cx: &mut Context) -> (u16, &'static str,
         "/page.js" => ("text/javascript; charset=utf-8", PAGE_JS.to_string()),
         "/page.css" => ("text/css; charset=utf-8", PAGE_CSS.to_string()),
         "/favicon.svg" | "/favicon.ico" => ("image/svg+xml", FAVICON.to_string()),
-        "/page.json" => (
-            "application/json",
-            cx.once_per_turn("page json", summary).to_string(),
-        ),
+        "/page.json" => {
+            // The reactors record their last turns while a page is open.
+            reactors::watched(cx.now);
+            cx.record_turns(true);
+            (
+                "application/json",
+                cx.once_per_turn("page json", summary).to_string(),
+            )
+        }
         _ => ("text/html; charset=utf-8", INDEX_HTML.to_string()),
     };
     (200, content_type, body, headers())

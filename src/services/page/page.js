@@ -14,7 +14,7 @@
     ['turns_per_s', 'turns per second'],
     ['events_per_turn', 'events per turn'],
     ['connections', 'connections open'],
-    ['control_connections', 'control connections (page, /metrics, status)'],
+    ['control_connections', 'control connections'],
     ['bytes_in_per_s', 'bytes in per second'],
     ['bytes_out_per_s', 'bytes out per second'],
     ['datagrams_in_per_s', 'datagrams in per second'],
@@ -119,7 +119,7 @@
 
   function histogram(summary) {
     // The daemon's order (JSON objects come sorted by name).
-    const buckets = ['0', '1', '2-3', '4-15', '16-63', '64+'].filter((b) => b in (summary.total.turn_events || {}));
+    const buckets = ['0', '1', '2-3', '4-7', '8-15', '16-31', '32-63', '64+'].filter((b) => b in (summary.total.turn_events || {}));
     const now = buckets.map((b) => summary.total.turn_events[b]);
     const delta = previousBuckets && previousBuckets.length === now.length
       ? now.map((v, i) => Math.max(0, v - previousBuckets[i]))
@@ -127,7 +127,7 @@
     previousBuckets = now;
     const all = delta.reduce((a, b) => a + b, 0) || 1;
     const table = el('table');
-    header(table, [el('th', 'events'), el('th', 'share of recent turns'), el('th', 'turns, total', 'num'),
+    header(table, [el('th', 'events'), el('th', 'recent share'), el('th', 'total', 'num'),
       ...summary.reactors.map((_, i) => el('th', 'reactor ' + i, 'num'))]);
     const body = el('tbody');
     buckets.forEach((bucket, i) => {
@@ -224,9 +224,9 @@
         const item = el('li', null, 'turn');
         item.append(
           el('span', 'turn ' + t.turn, 'turn-no'),
-          el('span', t.events + (t.events === 1 ? ' event' : ' events')),
-          el('span', t.calls + (t.calls === 1 ? ' call' : ' calls')
-            + (t.tokens.length ? ': ' + t.tokens.join(' ') + (t.calls > t.tokens.length ? ' …' : '') : '')),
+          el('span', t.events + (t.events === 1 ? ' event' : ' events')
+            + (t.tokens.length ? ': ' + t.tokens.join(' ') + (t.events > t.tokens.length ? ' …' : '') : '')),
+          el('span', t.calls + (t.calls === 1 ? ' call' : ' calls')),
           el('span', t.timers + (t.timers === 1 ? ' timer' : ' timers')),
         );
         list.append(item);
