@@ -297,6 +297,40 @@ fn status_names_the_page_s_figures_and_the_summary_has_a_minute_from_the_start()
 }
 
 #[test]
+fn an_idle_daemon_sleeps_and_its_minute_shows_the_seconds_it_slept() {
+    let dir = support::temp_dir("page-idle");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&[
+        "metrics://127.0.0.1:0",
+        "--admin",
+        admin.to_str().expect("utf-8"),
+    ]);
+    thread::sleep(Duration::from_millis(3500));
+    // Nothing woke the loop: no timer fired but the sampler's, which the
+    // question itself woke (a timer each second would have fired 3 times).
+    let status = status_json(&admin);
+    assert!(status["timers_fired"].as_u64() <= Some(1), "{status}");
+    let summary = get_json(daemon.addr("metrics://"), "/page.json");
+    let history = &summary["views"][0]["history"];
+    let seconds: Vec<f64> = history["uptime_s"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|v| v.as_f64().expect("secs"))
+        .collect();
+    // A point for every second slept through, none of them busy.
+    assert!(seconds.len() >= 3, "{history}");
+    assert!(seconds.windows(2).all(|w| w[1] > w[0]), "{seconds:?}");
+    let turns: Vec<u64> = history["turns_per_s"]
+        .as_array()
+        .expect("turns")
+        .iter()
+        .map(|v| v.as_u64().expect("n"))
+        .collect();
+    assert!(turns.iter().all(|&t| t <= 3), "{turns:?}");
+}
+
+#[test]
 fn a_viewer_that_stops_reading_is_dropped_at_max_buffer() {
     let dir = support::temp_dir("page-viewer");
     let admin = dir.join("admin.sock");

@@ -404,6 +404,8 @@ const PUBLISH: Reason = Reason(0);
 struct Publisher {
     index: usize,
     sampler: Sampler,
+    /// `events` at the last tick: none since means the loop is idle.
+    events: u64,
 }
 
 impl Publisher {
@@ -411,12 +413,14 @@ impl Publisher {
         Publisher {
             index,
             sampler: Sampler::default(),
+            events: 0,
         }
     }
 
     /// Samples when due, publishes, and sets the next tick: every
-    /// [`PUBLISH_EVERY`] with several reactors, else once per sample (an
-    /// idle daemon of one reactor wakes once a second, for the sample).
+    /// [`PUBLISH_EVERY`] with several reactors, else once per sample, and
+    /// not at all while a reactor of its own is idle (it sleeps until the
+    /// loop has events: an idle daemon does not wake up for its page).
     fn tick(&mut self, cx: &mut Context) {
         // Read here, not counted each turn: off the path of a message.
         cx.stats.timers_pending = cx.timers_pending();
@@ -424,13 +428,18 @@ impl Publisher {
         if self.sampler.due(cx.now) {
             self.sampler.sample(cx);
         }
-        let every = if count() > 1 {
+        let idle = cx.stats.events == self.events;
+        self.events = cx.stats.events;
+        if count() > 1 {
             publish(self.index, cx);
-            PUBLISH_EVERY
+            cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        } else if idle && !is_watched(cx.now) {
+            // Nothing happened for a second: sleep until something does
+            // (the sampler then fills the minute's gap with zeros).
+            cx.sleep_until_work(PUBLISH);
         } else {
-            sample::EVERY
-        };
-        cx.set_timer(cx.now + every, PUBLISH);
+            cx.set_timer(cx.now + sample::EVERY, PUBLISH);
+        }
     }
 }
 

@@ -397,6 +397,13 @@ impl Context<'_> {
         self.shared.timers.len()
     }
 
+    /// Sets no timer for now: the loop calls this handler's `timeout`
+    /// with `reason` in the first turn that has events. An idle loop thus
+    /// sleeps in `poll` (the sampler of a daemon nobody uses).
+    pub fn sleep_until_work(&mut self, reason: Reason) {
+        self.shared.sleeper = Some((self.token, reason));
+    }
+
     /// Records the last turns (for the page's strip) or stops.
     pub fn record_turns(&mut self, on: bool) {
         self.shared.turns.on = on;

@@ -222,6 +222,9 @@ pub(crate) struct Shared {
     memo: Memo,
     /// The last turns, for the page's strip (`Context::recent_turns`).
     turns: turns::TurnLog,
+    /// A handler asleep until the loop has work (`Context::sleep_until_work`):
+    /// its timer is set again, due at once, by the next turn with events.
+    sleeper: Option<(Token, Reason)>,
 }
 
 /// What `Context::once_per_turn` built in the turn numbered `turn`.
@@ -266,6 +269,7 @@ impl Reactor {
                     all_connections: None,
                     memo: Memo::default(),
                     turns: turns::TurnLog::default(),
+                    sleeper: None,
                     run_again: Vec::new(),
                     running_again: Vec::new(),
                     shutdown_requested: false,
@@ -412,6 +416,11 @@ impl Reactor {
         }
         let resumed = running.len();
         running.clear();
+        if events > 0 {
+            if let Some((token, reason)) = core.shared.sleeper.take() {
+                core.shared.timers.insert(now, token, reason);
+            }
+        }
         core.shared.running_again = running;
         let fired_before = core.stats.timers_fired;
         while let Some((token, reason)) = core.shared.timers.pop_expired(now) {

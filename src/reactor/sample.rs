@@ -372,10 +372,23 @@ impl Sampler {
             ..point
         };
         let mut history = cx.stats.sampled.history.clone();
-        if history.len() == HISTORY {
-            history.pop_front();
+        // Seconds the loop slept through (`Context::sleep_until_work`):
+        // nothing happened in them.
+        if let (Some(before), Some(last)) = (previous, history.back().copied()) {
+            let slept = now.saturating_duration_since(before.at).as_secs_f64() - 1.0;
+            let missing = (slept.floor().max(0.0) as usize).min(HISTORY);
+            for second in 0..missing {
+                history.push_back(Point {
+                    uptime_s: last.uptime_s + second as f64 + 1.0,
+                    connections: last.connections,
+                    ..Point::default()
+                });
+            }
         }
         history.push_back(point);
+        while history.len() > HISTORY {
+            history.pop_front();
+        }
         self.seq += 1;
         cx.stats.sampled = std::sync::Arc::new(Sampled {
             seq: self.seq,
