@@ -140,6 +140,22 @@ stats! {
     loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
     events: u64, Counter, 3, "  events {}";
+    /// HTTP answers with a 1xx status (100 Continue, 101 Switching Protocols).
+    http_1xx: u64, Counter, 4, "http answers 1xx {}";
+    /// HTTP answers with a 2xx status.
+    http_2xx: u64, Counter, 4, " 2xx {}";
+    /// HTTP answers with a 3xx status.
+    http_3xx: u64, Counter, 4, " 3xx {}";
+    /// HTTP answers with a 4xx status (malformed requests among them).
+    http_4xx: u64, Counter, 4, " 4xx {}";
+    /// HTTP answers with a 5xx status.
+    http_5xx: u64, Counter, 4, " 5xx {}";
+    /// Connections upgraded to WebSocket.
+    ws_upgrades: u64, Counter, 4, "  websocket upgrades {}";
+    /// WebSocket messages received whole (and echoed).
+    ws_messages: u64, Counter, 4, " messages {}";
+    /// WebSocket connections closed for a protocol violation (1002, 1007, 1009).
+    ws_errors: u64, Counter, 4, " errors {}";
 }
 
 /// One endpoint's share of the figures that belong to one endpoint: the
@@ -216,15 +232,17 @@ impl Stats {
         }
     }
 
-    /// The three summary lines of `echoplex status`, without a final newline.
+    /// The summary lines of `echoplex status` (connections, datagrams and
+    /// bytes, the loop, HTTP and WebSocket), without a final newline.
     pub fn text(&self, now: Instant) -> String {
         let mut lines = [
             format!("uptime {:.1}s", self.uptime_s(now)),
             String::new(),
             String::new(),
+            String::new(),
         ];
         for (stat, value) in self.values() {
-            let line = &mut lines[usize::from(stat.line.clamp(1, 3)) - 1];
+            let line = &mut lines[usize::from(stat.line.clamp(1, 4)) - 1];
             line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
         }
         lines[2].push_str(&format!(
@@ -264,7 +282,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_text_has_every_figure_on_the_three_lines_status_always_showed() {
+    fn the_text_has_every_figure_on_the_lines_status_shows() {
         let started = Instant::now();
         let mut stats = Stats::new(started);
         stats.connections = 1;
@@ -278,7 +296,8 @@ mod tests {
             stats.text(started),
             "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
-             loop iterations 4  events 6  events/iteration 1.50"
+             loop iterations 4  events 6  events/iteration 1.50\n\
+             http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
         );
     }
 

@@ -338,12 +338,15 @@ pub fn exposition(cx: &Context) -> String {
 }
 
 /// The family a figure of the declared list (`Stats::LIST`) belongs to,
-/// and its `reason` label when several figures share one family. Figures
-/// not named here get `echoplex_NAME` (`_total` for counters), so a
-/// counter added to the list shows up with no edit here.
-fn family_of(stat: &Stat) -> (String, Option<&'static str>) {
+/// and its label (name, value) when several figures share one family.
+/// Figures not named here get `echoplex_NAME` (`_total` for counters), so
+/// a counter added to the list shows up with no edit here.
+fn family_of(stat: &Stat) -> (String, Option<(&'static str, &'static str)>) {
     const DROPPED: &str = "echoplex_dropped_total";
+    const HTTP: &str = "echoplex_http_requests_total";
     let named = |name: &str| (name.to_string(), None);
+    let dropped = |reason| (DROPPED.to_string(), Some(("reason", reason)));
+    let http = |class| (HTTP.to_string(), Some(("class", class)));
     match stat.name {
         "connections" => named("echoplex_connections_open"),
         "accepted" => named("echoplex_connections_accepted_total"),
@@ -353,11 +356,19 @@ fn family_of(stat: &Stat) -> (String, Option<&'static str>) {
         "bytes_out" => named("echoplex_bytes_sent_total"),
         "datagrams_in" => named("echoplex_datagrams_received_total"),
         "datagrams_out" => named("echoplex_datagrams_sent_total"),
-        "rejected_max_connections" => (DROPPED.into(), Some("max_connections")),
-        "rejected_no_fds" => (DROPPED.into(), Some("no_fds")),
-        "dropped_datagrams" => (DROPPED.into(), Some("queue_full")),
-        "filtered_datagrams" => (DROPPED.into(), Some("looping_port")),
-        "rate_limited" => (DROPPED.into(), Some("rate_limited")),
+        "rejected_max_connections" => dropped("max_connections"),
+        "rejected_no_fds" => dropped("no_fds"),
+        "dropped_datagrams" => dropped("queue_full"),
+        "filtered_datagrams" => dropped("looping_port"),
+        "rate_limited" => dropped("rate_limited"),
+        "http_1xx" => http("1xx"),
+        "http_2xx" => http("2xx"),
+        "http_3xx" => http("3xx"),
+        "http_4xx" => http("4xx"),
+        "http_5xx" => http("5xx"),
+        "ws_upgrades" => named("echoplex_websocket_upgrades_total"),
+        "ws_messages" => named("echoplex_websocket_messages_total"),
+        "ws_errors" => named("echoplex_websocket_errors_total"),
         name => match stat.kind {
             StatKind::Counter => (format!("echoplex_{name}_total"), None),
             StatKind::Gauge => (format!("echoplex_{name}"), None),
@@ -379,15 +390,19 @@ struct Family {
 pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
     let mut families: Vec<Family> = Vec::new();
     for stat in Stats::LIST {
-        let (name, reason) = family_of(stat);
+        let (name, label) = family_of(stat);
         let index = match families.iter().position(|f| f.name == name) {
             Some(index) => index,
             None => {
                 families.push(Family {
-                    help: if reason.is_some() {
-                        "Connections and datagrams dropped, by reason.".to_string()
-                    } else {
-                        stat.help().replace('\n', " ")
+                    help: match label {
+                        Some(("reason", _)) => {
+                            "Connections and datagrams dropped, by reason.".to_string()
+                        }
+                        Some(("class", _)) => {
+                            "HTTP answers (http:// and metrics://), by status class.".to_string()
+                        }
+                        _ => stat.help().replace('\n', " "),
                     },
                     kind: match stat.kind {
                         StatKind::Counter => "counter",
@@ -401,8 +416,8 @@ pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
         };
         for (number, stats) in reactors.iter().enumerate() {
             let mut labels = Vec::new();
-            if let Some(reason) = reason {
-                labels.push(format!("reason=\"{reason}\""));
+            if let Some((label, value)) = label {
+                labels.push(format!("{label}=\"{value}\""));
             }
             if reactors.len() > 1 {
                 labels.push(format!("reactor=\"{number}\""));
