@@ -701,3 +701,23 @@ fn python_websockets_echoes_text_binary_fragments_ping_and_close() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+#[test]
+fn trace_logs_a_line_per_request_and_message() {
+    let (daemon, addr) = serve(&["--trace"]);
+    request(addr, b"GET /traced?x HTTP/1.1\r\nHost: h\r\n\r\n");
+    let mut conn = ws_connect(addr);
+    conn.write_all(&frame(0x82, b"abc")).expect("write");
+    read_frame(&mut conn);
+    drop(conn);
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("#1: GET /traced?x HTTP/1.1 -> 200"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("opcode 2 message of 3 B echoed"),
+        "{stderr}"
+    );
+}

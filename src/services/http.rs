@@ -19,7 +19,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, Level};
+use log::{debug, trace, Level};
 
 use super::listener::Listener;
 use super::proxy;
@@ -341,6 +341,19 @@ impl HttpEcho {
             answer.extend_from_slice(&content);
         }
         count(cx.stats, status);
+        trace!(
+            "http {} #{}: {} {} {} -> {status}{}",
+            self.client,
+            self.requests,
+            head.method(),
+            head.target(),
+            head.version(),
+            if controls.delay.is_zero() {
+                String::new()
+            } else {
+                format!(" after {:?}", controls.delay)
+            }
+        );
         if !controls.delay.is_zero() {
             cx.set_timer(cx.now + controls.delay, DELAY);
             self.state = State::Delayed(Box::new(Delayed {
@@ -605,6 +618,11 @@ fn echo_frame<S: Write>(
             }));
         }
         cx.stats.ws_messages += 1;
+        trace!(
+            "websocket: opcode {} message of {} B echoed",
+            head.opcode,
+            payload.len()
+        );
         out.send(frame, cx)?;
         return Ok(Ok(Next::Go));
     }
@@ -616,6 +634,10 @@ fn echo_frame<S: Write>(
         Ok(Event::Fragment | Event::Pong(_)) => Next::Go,
         Ok(Event::Message(op, message)) => {
             cx.stats.ws_messages += 1;
+            trace!(
+                "websocket: opcode {op} message of {} B echoed (fragments)",
+                message.len()
+            );
             ws::encode_frame(&mut frame, true, op, message, None);
             Next::Go
         }
