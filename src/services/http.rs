@@ -12,7 +12,7 @@
 //! while what is owed to the peer is under `--max-buffer`; what is read
 //! meanwhile is held and counts against the same bound, so a client that
 //! pipelines without reading stops being read (`StreamConn::resume` goes
-//! on once the answers drain). An idle keep-alive connection holds no
+//! on once the answers drain: `Sender::backlogged`, `Protocol::resume`). An idle keep-alive connection holds no
 //! buffer: its state is a few words (see `an_idle_http_connection_is_small`).
 
 use std::io::{self, Write};
@@ -220,7 +220,7 @@ impl HttpEcho {
                     if at == input.len() {
                         return Ok(at);
                     }
-                    if out.pending() >= limit {
+                    if out.backlogged() {
                         self.paused = true;
                         return Ok(at);
                     }
@@ -523,7 +523,7 @@ impl HttpEcho {
     ) -> io::Result<usize> {
         let max = cx.limits.max_buffer;
         while at < input.len() {
-            if out.pending() >= max {
+            if out.backlogged() {
                 self.paused = true;
                 return Ok(at);
             }
@@ -828,8 +828,8 @@ impl Protocol for HttpEcho {
         }
     }
 
-    fn drained<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
-        if self.paused && !self.raw.is_empty() && out.pending() < cx.limits.max_buffer {
+    fn resume<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
+        if self.paused && !self.raw.is_empty() {
             self.reprocess(out, cx)?;
         }
         Ok(())
