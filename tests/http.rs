@@ -389,17 +389,32 @@ fn proxy_carried_client_is_the_one_described() {
 
 #[test]
 fn shutdown_answers_with_connection_close() {
-    let (daemon, addr) = serve(&["--grace", "10"]);
+    let (daemon, addr) = serve(&[]);
     let mut conn = connect(addr);
-    conn.write_all(b"GET /?echo_delay=1s HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.write_all(b"GET /?echo_delay=30s HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
-    // The delayed answer is owed when the shutdown begins.
+    // The delayed answer is owed when the shutdown begins: it goes at once
+    // (not cut by the 2 s grace), with Connection: close.
+    let mut idle = connect(addr);
+    idle.write_all(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    assert_eq!(read_response(&mut idle, false).status, 200);
+    let mut ws = ws_connect(addr);
     std::thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
     daemon.signal(libc::SIGTERM);
     let r = read_response(&mut conn, false);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "answered early"
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));
     assert!(closed(&mut conn));
+    // An idle keep-alive connection is closed; a WebSocket gets 1001.
+    assert!(closed(&mut idle));
+    let (first, payload) = read_frame(&mut ws);
+    assert_eq!((first, close_code(&payload)), (0x88, 1001));
 }
 
 // ---------------------------------------------------------------------------
