@@ -561,18 +561,46 @@ fn metrics_count_answers_by_class_and_websocket_messages() {
     read_frame(&mut conn);
     conn.write_all(&frame(0x81, b"\xff")).expect("write");
     read_frame(&mut conn);
-    let body = request(metrics, b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").body;
-    let text = String::from_utf8(body).expect("text");
-    for line in [
-        "echoplex_http_requests_total{class=\"2xx\"} 1",
-        "echoplex_http_requests_total{class=\"3xx\"} 1",
-        "echoplex_http_requests_total{class=\"4xx\"} 1",
-        "echoplex_http_requests_total{class=\"1xx\"} 1",
-        "echoplex_websocket_upgrades_total 1",
-        "echoplex_websocket_messages_total 1",
-        "echoplex_websocket_errors_total 1",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    let expected = [
+        ("echoplex_http_requests_total", "class=\"2xx\"", 1),
+        ("echoplex_http_requests_total", "class=\"3xx\"", 1),
+        ("echoplex_http_requests_total", "class=\"4xx\"", 1),
+        ("echoplex_http_requests_total", "class=\"1xx\"", 1),
+        ("echoplex_websocket_upgrades_total", "", 1),
+        ("echoplex_websocket_messages_total", "", 1),
+        ("echoplex_websocket_errors_total", "", 1),
+    ];
+    // Summed over the samples (one per reactor with --reactors N, whose
+    // figures are published every 100 ms: waited for).
+    let total = |text: &str, family: &str, label: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.split(['{', ' ']).next() == Some(family)
+                    && (label.is_empty() || l.contains(label))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let scrape = || {
+        let body = request(metrics, b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").body;
+        String::from_utf8(body).expect("text")
+    };
+    let started = Instant::now();
+    let mut text = scrape();
+    while started.elapsed() < WAIT
+        && !expected
+            .iter()
+            .all(|(family, label, want)| total(&text, family, label) == *want)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        text = scrape();
+    }
+    for (family, label, want) in expected {
+        assert_eq!(
+            total(&text, family, label),
+            want,
+            "{family}{{{label}}} in:\n{text}"
+        );
     }
     assert!(text.contains("# TYPE echoplex_http_requests_total counter"));
 }
