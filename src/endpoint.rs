@@ -153,7 +153,7 @@ kinds! {
         tools: &[Serve, Client], spread: true, bind: services::binary::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve], spread: false, bind: services::metrics::bind };
+        tools: &[Serve, Client], spread: false, bind: services::metrics::bind };
 }
 
 impl Kind {
