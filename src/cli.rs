@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "echoplex",
-    version,
+    version = env!("ECHOPLEX_VERSION"),
     about,
     propagate_version = true,
     after_help = crate::error::EXIT_TABLE

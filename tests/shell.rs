@@ -86,8 +86,65 @@ fn manpage_has_a_section_per_subcommand() {
     assert_eq!(page.matches("\n.TH ").count(), 1, "{page:.300}");
     assert!(page.contains("\n.TH echoplex 1 "), "{page:.300}");
     for sub in subcommands() {
-        let heading = format!(".SH \"ECHOPLEX {}\"", sub.to_uppercase());
+        let heading = format!(".SS \"echoplex {sub}\"");
         assert!(page.contains(&heading), "no {heading} in the page");
+    }
+}
+
+#[test]
+fn manpage_has_the_sections_a_reader_looks_for_in_order() {
+    let page = String::from_utf8(echoplex(&["manpage"]).stdout).expect("UTF-8 roff");
+    let headings: Vec<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix(".SH "))
+        .map(|heading| heading.trim_matches('"'))
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "ENDPOINTS",
+            "SUBCOMMANDS",
+            "SIGNALS",
+            "ENVIRONMENT",
+            "FILES",
+            "EXIT STATUS",
+            "EXAMPLES",
+            "SEE ALSO"
+        ]
+    );
+    // Every scheme --help names, and the signals and variables a daemon
+    // under systemd meets.
+    let section = |name: &str| {
+        let start = page.find(&format!(".SH {name}")).expect("section");
+        let rest = &page[start + 4..];
+        rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+    };
+    let endpoints = section("ENDPOINTS");
+    for scheme in [
+        "tcp://",
+        "udp://",
+        "unix:",
+        "unix-dgram:",
+        "multicast://",
+        "binary://",
+        "metrics://",
+    ] {
+        let roff = scheme.replace('-', "\\-");
+        assert!(endpoints.contains(&roff), "ENDPOINTS lacks {scheme}");
+    }
+    for option in ["?proxy", "?uid"] {
+        assert!(endpoints.contains(option), "ENDPOINTS lacks {option}");
+    }
+    let signals = section("SIGNALS");
+    for signal in ["TERM", "INT", "USR2", "HUP"] {
+        assert!(signals.contains(signal), "SIGNALS lacks {signal}");
+    }
+    let environment = section("ENVIRONMENT");
+    for var in ["RUST_LOG", "LISTEN_FDS", "NOTIFY_SOCKET"] {
+        assert!(environment.contains(var), "ENVIRONMENT lacks {var}");
     }
 }
 
@@ -132,12 +189,85 @@ fn man_renders_the_page() {
     for want in [
         "NAME",
         "SYNOPSIS",
-        "ECHOPLEX SERVE",
+        "echoplex serve",
         "--max-connections",
-        "ECHOPLEX NET",
+        "echoplex net",
+        "SEE ALSO",
     ] {
         assert!(text.contains(want), "rendered page lacks {want}:\n{text}");
     }
     // Rendered, not raw roff.
     assert!(!text.contains(".SH"), "{text}");
+    // Every page SEE ALSO names exists here.
+    // The list is the section's first paragraph (the footer names this page).
+    let see_also = text.split("SEE ALSO").nth(1).expect("SEE ALSO");
+    let see_also = see_also
+        .trim_start()
+        .split("\n\n")
+        .next()
+        .unwrap_or_default();
+    let mut named = 0;
+    for word in see_also.split(|c: char| c.is_whitespace() || c == ',') {
+        let Some((name, section)) = word.strip_suffix(')').and_then(|w| w.split_once('(')) else {
+            continue;
+        };
+        named += 1;
+        let out = tool("man", &["-w", &format!("{name}.{section}")], b"");
+        assert!(
+            out.status.success(),
+            "SEE ALSO names {word}, which man -w cannot find"
+        );
+    }
+    assert!(named >= 3, "{see_also}");
+}
+
+#[test]
+#[ignore = "needs bash: scripts/test-all"]
+fn bash_completes_the_endpoint_schemes_each_tool_takes() {
+    let script = String::from_utf8(echoplex(&["completions", "bash"]).stdout).expect("UTF-8");
+    let complete = |words: &str| -> String {
+        let check = format!(
+            "{script}\nCOMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1))\n\
+             _echoplex_endpoints echoplex \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"\n"
+        );
+        let out = tool("bash", &["-s"], check.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let serve = complete("echoplex serve ''");
+    for scheme in [
+        "tcp://",
+        "udp://",
+        "unix:",
+        "unix-dgram:",
+        "multicast://",
+        "binary://",
+        "metrics://",
+    ] {
+        assert!(
+            serve.lines().any(|l| l == scheme),
+            "serve: no {scheme} in {serve}"
+        );
+    }
+    let ping = complete("echoplex ping u");
+    let ping: Vec<&str> = ping.lines().collect();
+    for scheme in ["udp://", "unix:", "unix-dgram:"] {
+        assert!(ping.contains(&scheme), "ping u: {ping:?}");
+    }
+    // ping takes no binary://, and an option's value is not an endpoint.
+    assert!(!complete("echoplex ping b")
+        .lines()
+        .any(|l| l == "binary://"));
+    assert!(!complete("echoplex client --format t").contains("tcp://"));
+    // zsh and fish get the same lists, from the same table.
+    for shell in ["zsh", "fish"] {
+        let script = String::from_utf8(echoplex(&["completions", shell]).stdout).expect("UTF-8");
+        assert!(script.contains("multicast://"), "{shell}");
+        assert!(script.contains("unix-dgram:"), "{shell}");
+    }
 }
