@@ -271,3 +271,38 @@ fn bash_completes_the_endpoint_schemes_each_tool_takes() {
         assert!(script.contains("unix-dgram:"), "{shell}");
     }
 }
+
+#[test]
+#[ignore = "needs zsh, fish: scripts/test-all"]
+fn zsh_and_fish_accept_their_scripts_and_fish_completes_schemes() {
+    let dir = std::env::temp_dir().join(format!("echoplex-compl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let zsh = dir.join("_echoplex");
+    let fish = dir.join("echoplex.fish");
+    std::fs::write(&zsh, echoplex(&["completions", "zsh"]).stdout).expect("write");
+    std::fs::write(&fish, echoplex(&["completions", "fish"]).stdout).expect("write");
+    let out = tool("zsh", &["-n", zsh.to_str().expect("UTF-8")], b"");
+    assert!(
+        out.status.success(),
+        "zsh -n: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tool("fish", &["-n", fish.to_str().expect("UTF-8")], b"");
+    assert!(
+        out.status.success(),
+        "fish -n: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = format!(
+        "source {}; complete -C 'echoplex ping u'",
+        fish.to_str().expect("UTF-8")
+    );
+    let out = tool("fish", &["-c", &script], b"");
+    let _ = std::fs::remove_dir_all(&dir);
+    let offered = String::from_utf8_lossy(&out.stdout);
+    let schemes: Vec<&str> = offered
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert_eq!(schemes, ["udp://", "unix:", "unix-dgram:"], "{offered}");
+}
