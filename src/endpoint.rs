@@ -102,7 +102,7 @@ pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
 /// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
 /// one list, so nothing can be left out of either.
 macro_rules! kinds {
-    ($( $(#[doc = $doc:literal])* $variant:ident => $info:expr; )*) => {
+    ($( $(#[doc = $doc:expr])* $variant:ident => $info:expr; )*) => {
         /// The kinds of endpoint echoplex knows; `Kind::info` says what each is.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Kind {
@@ -113,8 +113,7 @@ macro_rules! kinds {
             /// Every kind, in the order of the table (for parsing and help texts).
             pub const ALL: &'static [Kind] = &[$(Kind::$variant),*];
 
-            /// The kind's line of documentation in the table, for the man
-            /// page: a new kind documents itself there.
+            /// The kind's doc comment in the table, for help texts.
             pub fn doc(self) -> &'static str {
                 match self {
                     $( Kind::$variant => concat!($($doc, "\n"),*), )*
@@ -246,7 +245,7 @@ impl<T: FromStr + fmt::Display> OptionValue for Option<T> {
 /// Declares the endpoint options: one line each, the field, its type, its
 /// name after `?`, and the kinds it applies to.
 macro_rules! options {
-    ($( $(#[doc = $doc:literal])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
+    ($( $(#[doc = $doc:expr])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
         /// The options of one endpoint (`?proxy&key=value`), parsed once for
         /// every tool. A field is `false`/`None` when the option is absent.
         #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -258,10 +257,10 @@ macro_rules! options {
             /// Every option's name, in the order of the table.
             pub const NAMES: &'static [&'static str] = &[$($name),*];
 
-            /// Every option: its name, the kinds it applies to, and its
-            /// documentation in the table (for the man page).
-            pub const TABLE: &'static [(&'static str, &'static [Kind], &'static str)] =
-                &[$(($name, &[$(Kind::$kind),+], concat!($($doc, "\n"),*))),*];
+            /// Every option: its name, its doc comment in the table, and the
+            /// kinds it applies to (for help texts).
+            pub const TABLE: &'static [(&'static str, &'static str, &'static [Kind])] =
+                &[$(($name, concat!($($doc, "\n"),*), &[$(Kind::$kind),+])),*];
 
             fn set(&mut self, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
                 match key {

@@ -4,9 +4,6 @@
 
 use std::io::{self, Write};
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 use crate::endpoint::{Kind, Options, Tool};
 use crate::error::{Exit, Failure, Outcome};
 
@@ -61,13 +58,14 @@ fn scheme_prefixes(tool: Tool) -> Vec<String> {
 /// Prints the completion script for `args.shell`: clap's script, plus the
 /// endpoint schemes each tool takes, read from the kinds table (clap knows
 /// an endpoint only as a string).
-pub fn completions(args: CompletionsArgs) -> Outcome {
-    emit(completion_script(args.shell).as_bytes())
+/// `cmd` is the whole command line (passed in by `cli`, which sits above
+/// this file).
+pub fn completions(args: CompletionsArgs, cmd: clap::Command) -> Outcome {
+    emit(completion_script(args.shell, cmd).as_bytes())
 }
 
-fn completion_script(shell: Shell) -> String {
+fn completion_script(shell: Shell, mut cmd: clap::Command) -> String {
     let mut out = Vec::new();
-    let mut cmd = Cli::command();
     let generator = match shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
@@ -192,8 +190,8 @@ fn fish_schemes(mut script: String) -> String {
 /// from clap; ENDPOINTS from the kinds and options tables; SUBCOMMANDS with
 /// each one's synopsis, options and exit codes as `help SUBCOMMAND` shows
 /// them; then SIGNALS, ENVIRONMENT, FILES, EXIT STATUS, EXAMPLES, SEE ALSO.
-pub fn manpage(_args: ManpageArgs) -> Outcome {
-    match render_manpage() {
+pub fn manpage(_args: ManpageArgs, cmd: clap::Command) -> Outcome {
+    match render_manpage(cmd) {
         Ok(page) => emit(&page),
         Err(e) => fail(&e),
     }
@@ -219,8 +217,7 @@ fn doc_line(doc: &str) -> String {
     joined.join(" ").replace('`', "")
 }
 
-fn render_manpage() -> io::Result<Vec<u8>> {
-    let cmd = Cli::command();
+fn render_manpage(cmd: clap::Command) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let man = clap_mangen::Man::new(cmd.clone());
     man.render_title(&mut out)?;
@@ -293,7 +290,7 @@ fn render_endpoints(out: &mut Vec<u8>) -> io::Result<()> {
         )?;
     }
     writeln!(out, ".PP\nOptions, after \\fB?\\fR, joined by \\fB&\\fR:")?;
-    for (name, kinds, doc) in Options::TABLE {
+    for (name, doc, kinds) in Options::TABLE {
         let schemes: Vec<&str> = kinds.iter().map(|kind| kind.scheme()).collect();
         let doc = doc_line(doc);
         let doc = capitalize(doc.split_once(": ").map_or(doc.as_str(), |(_, rest)| rest));
