@@ -305,18 +305,31 @@ fn root_the_image_serves_echoes_answers_health_checks_and_stops_cleanly() {
         format!("metrics://127.0.0.1:{metrics}"),
     );
     let mut args: Vec<&str> = RUN.to_vec();
+    // One CPU of quota: `--reactors auto` runs one loop, not one per CPU
+    // of the host.
     args.extend([
         "--network=host",
+        "--cpus",
+        "1",
         "--name",
         &name,
         "--health-cmd",
         &health_cmd,
         &tag,
     ]);
-    args.extend(["serve", &tcp, &udp, &http]);
+    args.extend(["serve", &tcp, &udp, &http, "--reactors", "auto"]);
     ok("podman", &args, WAIT * 3);
     let logs = wait_ready(&name);
     assert!(logs.contains(&format!("listening {tcp}")), "{logs}");
+    let serving = format!("serving {tcp}");
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&serving))
+        .expect("serving line");
+    assert!(
+        line.ends_with(&serving),
+        "more than one reactor under --cpus 1: {line}"
+    );
     tcp_echo(port, b"through the container");
     udp_echo(port, b"a datagram through it");
     let answer = http_get(metrics, "/healthz");
