@@ -1,10 +1,15 @@
 //! Names the commit the binary is built from in `echoplex --version`:
-//! `0.1.0 (a4b59e2)`, or `0.1.0 (a4b59e2, dirty)` when tracked files
-//! differ from it. Outside a git checkout (a source tarball, a container
+//! `0.1.0 (a4b59e2)`, or `0.1.0 (a4b59e2, dirty)` when the sources the
+//! binary is built from (src/, Cargo.toml, Cargo.lock, build.rs) differ from
+//! it; a changed doc or test does not rebuild the binary, so it does not
+//! count. Outside a git checkout (a source tarball, a container
 //! build without `.git`), `ECHOPLEX_COMMIT` may name it; else it says so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// What the binary is built from.
+const SOURCES: [&str; 4] = ["src", "Cargo.toml", "Cargo.lock", "build.rs"];
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
@@ -16,7 +21,7 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     let version = env!("CARGO_PKG_VERSION");
     println!("cargo:rerun-if-env-changed=ECHOPLEX_COMMIT");
-    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs"] {
+    for path in SOURCES {
         println!("cargo:rerun-if-changed={path}");
     }
     let commit = match git(&["rev-parse", "--short=7", "HEAD"]) {
@@ -33,8 +38,9 @@ fn main() {
                     watch(&common.join(branch));
                 }
             }
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|changes| !changes.is_empty());
+            let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+            status.extend(SOURCES);
+            let dirty = git(&status).is_some_and(|changes| !changes.is_empty());
             if dirty {
                 format!("{commit}, dirty")
             } else {

@@ -306,3 +306,44 @@ fn zsh_and_fish_accept_their_scripts_and_fish_completes_schemes() {
         .collect();
     assert_eq!(schemes, ["udp://", "unix:", "unix-dgram:"], "{offered}");
 }
+
+/// `git ARGS` in the repository; `None` without git or outside a checkout.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn version_names_the_commit_and_says_dirty_when_the_sources_differ() {
+    let version = String::from_utf8(echoplex(&["--version"]).stdout).expect("UTF-8");
+    let Some(commit) = git(&["rev-parse", "--short=7", "HEAD"]) else {
+        eprintln!("skipped: not a git checkout");
+        return;
+    };
+    assert!(
+        version.starts_with(&format!("echoplex {} ({commit}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    let changed = git(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "src",
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+    ])
+    .expect("git status");
+    assert_eq!(
+        version.contains("dirty"),
+        !changed.is_empty(),
+        "{version} vs {changed:?}"
+    );
+}
