@@ -23,14 +23,13 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 // Processes: the binary, scratch directories, a daemon, a command run to the end
 
-/// The binary under test: this build's, or `ECHOPLEX_BIN` (to show that a
-/// new test fails on an older build: `ECHOPLEX_BIN=/work/ref/echoplex-a4b59e2`).
-/// The one place that picks the binary.
+/// The binary under test: this build's, or the one `ECHOPLEX_BIN` names
+/// (to show that a test fails on an older build:
+/// `ECHOPLEX_BIN=/work/ref/echoplex-a4b59e2 cargo test --test NAME`).
 pub fn bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| match std::env::var("ECHOPLEX_BIN") {
-        Ok(path) if !path.is_empty() => path,
-        _ => env!("CARGO_BIN_EXE_echoplex").to_string(),
+    BIN.get_or_init(|| {
+        std::env::var("ECHOPLEX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_echoplex").to_string())
     })
 }
 
