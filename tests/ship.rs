@@ -462,3 +462,15 @@ fn root_the_package_installs_runs_and_purges_without_a_trace() {
         assert!(!Path::new(path).exists(), "{path} is left after dpkg -P");
     }
 }
+
+#[test]
+fn the_license_file_is_the_license_cargo_toml_names() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    let license = std::fs::read_to_string(repo().join("LICENSE")).expect("a LICENSE file");
+    assert!(
+        manifest.contains("\nlicense = \"MIT\"\n"),
+        "Cargo.toml's license changed: update LICENSE"
+    );
+    assert!(license.starts_with("MIT License\n"), "{license:.80}");
+    assert!(license.contains("Permission is hereby granted, free of charge"));
+}

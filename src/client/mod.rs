@@ -36,8 +36,11 @@ const DEFAULT_MULTICAST_TIMEOUT: Duration = Duration::from_millis(200);
 The message comes from the words after ENDPOINT, or from -f FILE (- for \
 stdin, any bytes, any size); --hex reads either as hexadecimal digits \
 (spaces allowed), for bytes a command line cannot carry. A stream's message \
-is sent while its echo is read, so a message larger than the server's \
-buffers goes through.
+is read and sent as its echo comes back and is checked, so a file of any \
+size (even endless input) goes through in bounded memory; without -q only \
+the first 256 bytes of echo are shown. A datagram kind's message is one \
+datagram: a longer input is refused before anything is sent. \
+metrics://HOST:PORT takes a path to GET (/healthz) and succeeds on a 2xx.
 
 Exit status:
   0    the echo matched byte for byte (multicast: at least one ack came)
