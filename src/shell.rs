@@ -101,20 +101,31 @@ fn bash_schemes(script: &str) -> String {
         );
     let wrapper = format!(
         r#"
-# Endpoint schemes, from echoplex's kinds table.
+# Endpoint schemes, from echoplex's kinds table: where an endpoint may go
+# (not after an option, which may want a value; for the one-endpoint
+# tools, not once an endpoint was given), the schemes replace clap's list,
+# with no space after them. Options show once a word begins with '-'.
 _echoplex_endpoints() {{
     _echoplex "$@"
     local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}" schemes=""
     case "${{COMP_WORDS[1]}}" in
 {cases}        *) return 0 ;;
     esac
-    [[ "$cur" == -* || "$prev" == -* ]] && return 0
-    local scheme
+    [[ "$cur" == -* || "$prev" == -* || "$cur" == *:* ]] && return 0
+    if [[ "${{COMP_WORDS[1]}}" != serve ]]; then
+        local word
+        for word in "${{COMP_WORDS[@]:2:COMP_CWORD-2}}"; do
+            [[ "$word" == *:* && "$word" != -* ]] && return 0
+        done
+    fi
+    local scheme matches=()
     for scheme in $schemes; do
-        [[ "$scheme" == "$cur"* && "$cur" != *:* ]] && COMPREPLY+=("$scheme")
+        [[ "$scheme" == "$cur"* ]] && matches+=("$scheme")
     done
-    # A scheme is the start of a word: no space after it.
-    [[ "${{COMPREPLY[*]}}" == *: || "${{COMPREPLY[*]}}" == *:/* ]] && compopt -o nospace 2>/dev/null
+    if ((${{#matches[@]}})); then
+        COMPREPLY=("${{matches[@]}}")
+        compopt -o nospace 2>/dev/null
+    fi
     return 0
 }}
 "#

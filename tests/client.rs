@@ -716,7 +716,7 @@ fn an_endless_file_streams_to_a_stream_kind_in_bounded_memory() {
         .expect("spawn");
     // Bounded in bytes and time: the echo must start flowing (a client
     // that reads everything first never sends), and memory must stay low.
-    const ENOUGH: u64 = 32 << 20;
+    const ENOUGH: u64 = 16 << 20;
     let mut stdout = child.stdout.take().expect("stdout");
     let reader = thread::spawn(move || {
         let mut buf = vec![0u8; 1 << 16];

@@ -240,20 +240,25 @@ fn bash_completes_the_endpoint_schemes_each_tool_takes() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let serve = complete("echoplex serve ''");
-    for scheme in [
-        "tcp://",
-        "udp://",
-        "unix:",
-        "unix-dgram:",
-        "multicast://",
-        "binary://",
-        "metrics://",
-    ] {
-        assert!(
-            serve.lines().any(|l| l == scheme),
-            "serve: no {scheme} in {serve}"
-        );
-    }
+    let serve: Vec<&str> = serve.lines().collect();
+    assert_eq!(
+        serve,
+        [
+            "tcp://",
+            "udp://",
+            "unix:",
+            "unix-dgram:",
+            "multicast://",
+            "binary://",
+            "metrics://"
+        ],
+        "serve: every scheme where an endpoint goes"
+    );
+    // serve takes many endpoints; client one, then its message.
+    assert!(complete("echoplex serve tcp://0.0.0.0:1 u")
+        .lines()
+        .any(|l| l == "udp://"));
+    assert!(!complete("echoplex client tcp://127.0.0.1:1 u").contains("udp://"));
     let ping = complete("echoplex ping u");
     let ping: Vec<&str> = ping.lines().collect();
     for scheme in ["udp://", "unix:", "unix-dgram:"] {
