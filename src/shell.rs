@@ -385,7 +385,7 @@ fn render_signals(out: &mut Vec<u8>, cmd: &clap::Command) -> io::Result<()> {
 What \fBserve\fR does on each:
 .TP
 .B TERM, INT
-Graceful shutdown: listeners close, busy connections are served until their peer's EOF or until \fB\-\-grace\fR passes, quiet ones are ended with a FIN; the last log line gives the final counters. A second TERM or INT ends at once. The tools (\fBclient\fR, \fBping\fR, \fBbench\fR) end their run on INT and print what they have (exit 130).
+Graceful shutdown: listeners close, busy connections are served until their peer's EOF or until \fB\-\-grace\fR passes, quiet ones are ended with a FIN and read until their EOF (at most 2 s, within the grace), so no peer gets a reset for bytes it sent; the last log line gives the final counters. A second TERM or INT ends at once. The tools (\fBclient\fR, \fBping\fR, \fBbench\fR) end their run on INT and print what they have (exit 130).
 .TP
 .B USR2
 Hitless upgrade: starts the executable now on disk, hands it every listening socket, and, once it says it is ready, stops accepting and {old_process}; the new process announces itself to systemd (\fBMAINPID=\fR). \fBsystemctl reload echoplex\fR sends it.
