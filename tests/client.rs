@@ -880,3 +880,49 @@ fn metrics_healthz_is_a_client_request_for_health_checks() {
     assert_eq!(code(status), 2, "{stderr}");
     daemon.stop();
 }
+
+#[test]
+fn a_server_that_hangs_up_while_input_is_awaited_ends_the_client() {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("tcp://{}", listener.local_addr().expect("addr"));
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).expect("message");
+        conn.write_all(&buf).expect("echo");
+        // Then it ends the connection while the client's input is open.
+    });
+    let mut child = Command::new(support::bin())
+        .args(["client", "-f", "-", &endpoint])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"hello").expect("input");
+    server.join().expect("server");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    drop(stdin);
+    let Some(status) = status else {
+        end(child);
+        panic!("the client went on waiting for input after the server hung up");
+    };
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code(status), 5, "{stderr}");
+    assert!(
+        one_error_line(&stderr).contains("closed by peer"),
+        "{stderr}"
+    );
+}

@@ -155,7 +155,16 @@ impl<'a> Stream<'a> {
                 input.read_into(&mut unsent)?;
                 continue;
             }
-            let (_, input_ready) = poll2(self.conn.sock().as_raw_fd(), events, input_fd)?;
+            // POLLRDHUP: a server that ends the connection while we wait
+            // for input is noticed now, not at the next write.
+            let (revents, input_ready) = poll2(
+                self.conn.sock().as_raw_fd(),
+                events | libc::POLLRDHUP,
+                input_fd,
+            )?;
+            if events == 0 && revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                return Err(self.hung_up());
+            }
             if input_ready {
                 if events == 0 {
                     // Nothing was owed: the server's clock starts now.
@@ -246,6 +255,27 @@ impl<'a> Stream<'a> {
         self.unechoed.drain(..n);
         self.echoed += n;
         Ok(true)
+    }
+
+    /// The failure of a connection the server ended while nothing was
+    /// owed: its error, or "closed by peer", or bytes it was never sent.
+    fn hung_up(&self) -> Failure {
+        let mut byte = [0u8; 1];
+        let sent = self.sent;
+        match self.conn.try_recv(&mut byte) {
+            Err(failure) => Failure::new(
+                failure.exit,
+                format!("{} after {sent} bytes were echoed", failure.message),
+            ),
+            Ok(Some(_)) => Failure::failed(format!(
+                "{}: more echo than the {sent} bytes sent",
+                self.conn.name()
+            )),
+            Ok(None) => Failure::new(
+                Exit::Io,
+                format!("{}: connection lost after {sent} bytes", self.conn.name()),
+            ),
+        }
     }
 
     fn timed_out(&self, sending: bool) -> Failure {
