@@ -886,12 +886,25 @@ fn a_server_that_hangs_up_while_input_is_awaited_ends_the_client() {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = format!("tcp://{}", listener.local_addr().expect("addr"));
+    // Bounded even against a client that never connects (one that reads
+    // all its input first).
+    listener.set_nonblocking(true).expect("nonblocking");
     let server = thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("accept");
+        let deadline = Instant::now() + WAIT;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Err(_) => return false,
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking");
+        conn.set_read_timeout(Some(WAIT)).expect("timeout");
         let mut buf = [0u8; 5];
         conn.read_exact(&mut buf).expect("message");
         conn.write_all(&buf).expect("echo");
         // Then it ends the connection while the client's input is open.
+        true
     });
     let mut child = Command::new(support::bin())
         .args(["client", "-f", "-", &endpoint])
@@ -902,7 +915,10 @@ fn a_server_that_hangs_up_while_input_is_awaited_ends_the_client() {
         .expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"hello").expect("input");
-    server.join().expect("server");
+    if !server.join().expect("server") {
+        end(child);
+        panic!("the client never connected");
+    }
     let deadline = Instant::now() + WAIT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
