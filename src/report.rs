@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::bench::hdrlog::{self, HdrLog, SERVICE_TAG};
+use crate::bench::hdrlog::{self, HdrLog, Interval, SERVICE_TAG};
 use crate::bench::report::{bytes, group, percentile_line, quantiles};
 use crate::error::{describe, Exit, Failure, Outcome};
 
@@ -98,34 +98,103 @@ fn empty() -> Histogram<u64> {
     h
 }
 
-/// Merges parsed logs; `names` label them.
-pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
+/// The most values a file's histograms may add up to: far beyond any
+/// real run, and short of where a counter could overflow.
+const MAX_TOTAL: u64 = 1 << 60;
+
+/// One log folded as it is read: one histogram per series, never one per
+/// interval, so a log of any length takes the same memory.
+#[derive(Debug)]
+pub struct Folded {
+    latency: Histogram<u64>,
+    service: Option<Histogram<u64>>,
+    first: f64,
+    last: f64,
+    /// The echoplex summary comment, when the log has one.
+    pub summary: Option<Value>,
+}
+
+impl Default for Folded {
+    fn default() -> Self {
+        Folded {
+            latency: empty(),
+            service: None,
+            first: f64::INFINITY,
+            last: f64::NEG_INFINITY,
+            summary: None,
+        }
+    }
+}
+
+impl Folded {
+    /// Adds one interval.
+    pub fn add(&mut self, interval: &Interval) -> Result<(), String> {
+        let into = match interval.tag.as_deref() {
+            None => &mut self.latency,
+            Some(SERVICE_TAG) => self.service.get_or_insert_with(empty),
+            // Another tool's tagged series: not ours to add.
+            Some(_) => return Ok(()),
+        };
+        if into.len().saturating_add(interval.histogram.len()) > MAX_TOTAL {
+            return Err("the histograms add up to more than 2^60 values".into());
+        }
+        into.add(&interval.histogram)
+            .map_err(|err| format!("cannot merge an interval: {err}"))?;
+        if interval.tag.is_none() && interval.start.is_finite() && interval.length.is_finite() {
+            self.first = self.first.min(interval.start);
+            self.last = self.last.max(interval.start + interval.length);
+        }
+        Ok(())
+    }
+
+    /// Reads a whole log, interval by interval.
+    pub fn read(input: impl std::io::BufRead) -> Result<Folded, String> {
+        let mut reader = hdrlog::Reader::new(input);
+        let mut folded = Folded::default();
+        while let Some(interval) = reader.next_interval()? {
+            folded.add(&interval)?;
+        }
+        folded.summary = reader.summary.take();
+        Ok(folded)
+    }
+
+    /// A log already parsed.
+    pub fn of(log: &HdrLog) -> Result<Folded, String> {
+        let mut folded = Folded::default();
+        for interval in &log.intervals {
+            folded.add(interval)?;
+        }
+        folded.summary = log.summary.clone();
+        Ok(folded)
+    }
+}
+
+/// Merges folded logs; `names` label them.
+pub fn merge(logs: &[(String, Folded)]) -> Result<Merged, String> {
     let mut latency = empty();
     let mut service: Option<Histogram<u64>> = None;
     let mut parts = Vec::with_capacity(logs.len());
     let mut window = (f64::INFINITY, f64::NEG_INFINITY);
     for (name, log) in logs {
-        let mut own = empty();
-        let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
-        for interval in &log.intervals {
-            let into = match interval.tag.as_deref() {
-                None => &mut own,
-                Some(SERVICE_TAG) => service.get_or_insert_with(empty),
-                // Another tool's tagged series: not ours to add.
-                Some(_) => continue,
-            };
-            into.add(&interval.histogram)
-                .map_err(|err| format!("{name}: cannot merge an interval: {err}"))?;
-            first = first.min(interval.start);
-            last = last.max(interval.start + interval.length);
-        }
+        let (first, last) = (log.first, log.last);
         if first > last {
             return Err(format!("{name}: the log holds no latency interval"));
         }
         window = (window.0.min(first), window.1.max(last));
+        if latency.len().saturating_add(log.latency.len()) > MAX_TOTAL {
+            return Err(format!("{name}: the logs add up to more than 2^60 values"));
+        }
         latency
-            .add(&own)
+            .add(&log.latency)
             .map_err(|err| format!("{name}: cannot merge: {err}"))?;
+        if let Some(own) = &log.service {
+            let into = service.get_or_insert_with(empty);
+            if into.len().saturating_add(own.len()) > MAX_TOTAL {
+                return Err(format!("{name}: the logs add up to more than 2^60 values"));
+            }
+            into.add(own)
+                .map_err(|err| format!("{name}: cannot merge: {err}"))?;
+        }
         let duration = log
             .summary
             .as_ref()
@@ -133,9 +202,9 @@ pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
             .unwrap_or(last - first);
         parts.push(Part {
             path: name.clone(),
-            messages: own.len(),
+            messages: log.latency.len(),
             duration,
-            p99: own.value_at_quantile(0.99),
+            p99: log.latency.value_at_quantile(0.99),
             summary: log.summary.clone(),
         });
     }
@@ -348,10 +417,13 @@ pub fn run(args: Args) -> Outcome {
     let mut logs = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|err| {
+        let file = std::fs::File::open(path).map_err(|err| {
             Failure::new(Exit::Io, format!("cannot read {name}: {}", describe(&err)))
         })?;
-        let log = hdrlog::parse(&text).map_err(|why| Failure::usage(format!("{name}: {why}")))?;
+        // Read as it comes, folded interval by interval: memory stays
+        // bounded whatever the file's length or claims.
+        let log = Folded::read(std::io::BufReader::new(file))
+            .map_err(|why| Failure::usage(format!("{name}: {why}")))?;
         logs.push((name, log));
     }
     let merged = merge(&logs).map_err(|why| Failure::usage(why.to_string()))?;
@@ -373,7 +445,6 @@ pub fn run(args: Args) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::hdrlog::Interval;
 
     fn interval(start: f64, tag: Option<&str>, values: &[u64]) -> Interval {
         let mut histogram = Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds");
@@ -419,7 +490,8 @@ mod tests {
             &[&[50_000]],
             Some(json!({"duration_s": 1.0, "errors": 2, "size": 64, "mode": "open", "rate": 1.0})),
         );
-        let merged = merge(&[("a".into(), a), ("b".into(), b)]).expect("merges");
+        let folded = |log: &HdrLog| Folded::of(log).expect("folds");
+        let merged = merge(&[("a".into(), folded(&a)), ("b".into(), folded(&b))]).expect("merges");
         assert_eq!(merged.messages(), 100);
         assert_eq!(merged.parts[0].messages + merged.parts[1].messages, 100);
         assert_eq!(merged.sum("errors"), 3);
@@ -439,7 +511,8 @@ mod tests {
     #[test]
     fn a_log_without_latency_is_refused() {
         let empty = HdrLog::default();
-        let err = merge(&[("e".into(), empty)]).expect_err("nothing to merge");
+        let folded = Folded::of(&empty).expect("folds");
+        let err = merge(&[("e".into(), folded)]).expect_err("nothing to merge");
         assert!(err.contains("no latency interval"), "{err}");
     }
 }
