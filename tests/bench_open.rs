@@ -382,3 +382,62 @@ fn datagrams_to_a_silent_server_are_bounded_and_counted_as_held_back() {
     assert!(g["unsent"].as_u64().unwrap() > 0, "{v}");
     drop(silent);
 }
+
+/// A server that reads everything and never answers: in open loop the
+/// generator must not remember every message it sent (a4b59e2 grew by
+/// tens of MB a second); what a connection may have outstanding is
+/// bounded, and the due messages past the bound are counted as held back
+/// by the server, never silently dropped.
+#[test]
+fn a_server_that_reads_but_never_answers_keeps_the_generator_bounded() {
+    use std::io::Read as _;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                // Read and drop until the generator closes.
+                let mut sink = vec![0u8; 256 * 1024];
+                while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let ep = format!("tcp://{addr}");
+    let m = support::run_measured(
+        &[
+            "bench",
+            &ep,
+            "--rate",
+            "1000000",
+            "-d",
+            "3",
+            "-c",
+            "2",
+            "--timeout",
+            "30",
+            "--json",
+        ],
+        4 << 30,
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(
+        m.status.code(),
+        Some(3),
+        "no echo ever: {}\n{}",
+        m.stdout,
+        m.stderr
+    );
+    let v = json_of(&m.stdout);
+    assert_eq!(v["messages"], 0, "{v}");
+    let g = &v["generator"];
+    assert!(
+        g["held_sends"].as_u64().unwrap_or(0) > 0,
+        "held back, counted: {v}"
+    );
+    eprintln!(
+        "never-answering server, --rate 1000000 -d 3: peak RSS {} KiB, sends {}, held {}",
+        m.max_rss_kib, g["held_sends"], g["unsent"]
+    );
+    assert!(m.max_rss_kib < 64 * 1024, "peak RSS {} KiB", m.max_rss_kib);
+}

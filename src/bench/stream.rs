@@ -27,6 +27,20 @@ const READ_BUFFER: usize = 256 * 1024;
 /// bounded at rates the server cannot sustain.
 const MAX_UNSENT: usize = 256 * 1024;
 
+/// Open loop: the most bytes of messages one connection may have sent and
+/// not yet had echoed. A server that reads but never answers would
+/// otherwise have the generator remember every message it sent (tens of
+/// MB a second); past this the due messages wait, counted as held back.
+const MAX_OUTSTANDING_BYTES: usize = 4 << 20;
+
+/// The bounds of that cap in messages, whatever the message size: at
+/// least a few in flight, and at most this many remembered per connection.
+const OUTSTANDING_MESSAGES: (usize, usize) = (16, 16 * 1024);
+
+/// Open loop: the most messages a worker remembers in flight over all its
+/// connections (about 10 MB), however many connections it has.
+const MAX_OUTSTANDING_WORKER: usize = 256 * 1024;
+
 /// Longest wait for the echoes still owed when a timed run ends.
 const DRAIN: Duration = Duration::from_millis(250);
 
@@ -93,6 +107,10 @@ pub struct Streams {
     touched: Vec<usize>,
     /// The read buffer, shared by all connections.
     scratch: Vec<u8>,
+    /// Open loop: messages in flight over all connections.
+    outstanding: usize,
+    /// Open loop: the most messages one connection may have in flight.
+    max_outstanding: usize,
 }
 
 fn register(
@@ -246,6 +264,9 @@ impl Flow for Streams {
             last_open: Instant::now(),
             touched: Vec::new(),
             scratch: vec![0; READ_BUFFER],
+            outstanding: 0,
+            max_outstanding: (MAX_OUTSTANDING_BYTES / job.config.size.max(1))
+                .clamp(OUTSTANDING_MESSAGES.0, OUTSTANDING_MESSAGES.1),
         }
     }
 
@@ -383,6 +404,7 @@ impl Streams {
         }
         conn.state = State::Dead;
         self.live -= 1;
+        self.outstanding = self.outstanding.saturating_sub(conn.in_flight.len());
         ctx.result.error(why);
     }
 
@@ -404,7 +426,12 @@ impl Streams {
                 Ok(n) => {
                     conn.last_progress = now;
                     conn.answered = true;
-                    if let Err(why) = consume(ctx, conn, &scratch[..n], now) {
+                    let owed = conn.in_flight.len();
+                    let consumed = consume(ctx, conn, &scratch[..n], now);
+                    self.outstanding = self
+                        .outstanding
+                        .saturating_sub(owed - self.conns[i].in_flight.len());
+                    if let Err(why) = consumed {
                         self.kill(ctx, i, || why);
                         break;
                     }
@@ -508,7 +535,10 @@ impl Streams {
                 let i = (self.next_conn + k) % n;
                 let conn = &self.conns[i];
                 if conn.state == State::Open && !self.retiring(ctx, i) {
-                    if conn.out.len() - conn.out_pos >= MAX_UNSENT {
+                    if conn.out.len() - conn.out_pos >= MAX_UNSENT
+                        || conn.in_flight.len() >= self.max_outstanding
+                        || self.outstanding >= MAX_OUTSTANDING_WORKER
+                    {
                         full = true;
                         continue;
                     }
@@ -542,6 +572,7 @@ impl Streams {
             conn.next_send += 1;
             conn.sent += 1;
             conn.in_flight.push_back((due, now, measured));
+            self.outstanding += 1;
             if !self.touched.contains(&i) {
                 self.touched.push(i);
             }
@@ -576,6 +607,7 @@ impl Streams {
             conn.next_send += 1;
             conn.sent += 1;
             conn.in_flight.push_back((now, now, measured));
+            self.outstanding += 1;
         }
         while conn.out_pos < conn.out.len() {
             match conn.sock.send(&conn.out[conn.out_pos..]) {
