@@ -41,9 +41,6 @@ const OUTSTANDING_MESSAGES: (usize, usize) = (16, 16 * 1024);
 /// connections (about 10 MB), however many connections it has.
 const MAX_OUTSTANDING_WORKER: usize = 256 * 1024;
 
-/// Longest wait for the echoes still owed when a timed run ends.
-const DRAIN: Duration = Duration::from_millis(250);
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
@@ -369,14 +366,19 @@ impl Flow for Streams {
     }
 
     fn drain(&mut self, ctx: &mut Ctx, poll: &mut Poll, events: &mut Events) {
-        let deadline = Instant::now() + DRAIN.min(ctx.job.config.timeout);
+        let deadline = ctx.wait_deadline(Instant::now());
         while self
             .conns
             .iter()
-            .any(|c| c.state == State::Open && !c.in_flight.is_empty())
+            .any(|c| c.state == State::Open && c.in_flight.iter().any(|m| m.2))
         {
             let now = Instant::now();
-            if now >= deadline || poll_once(poll, events, Some(deadline - now)).is_err() {
+            if now >= deadline || ctx.interrupted() {
+                break;
+            }
+            // Ctrl-C lands on the coordinator's thread: look every 100 ms.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            if poll_once(poll, events, Some(wait)).is_err() {
                 break;
             }
             for event in events.iter() {
@@ -391,12 +393,63 @@ impl Flow for Streams {
         }
     }
 
+    fn settle(&mut self, ctx: &mut Ctx, now: Instant) {
+        for conn in &mut self.conns {
+            for (due, _, measured) in conn.in_flight.drain(..) {
+                if measured {
+                    ctx.owed(due, now, true);
+                }
+            }
+        }
+        self.outstanding = 0;
+    }
+
     fn close(self, ctx: &mut Ctx) {
         ctx.result.counters.answered = self.conns.iter().filter(|c| c.answered).count() as u64;
     }
 }
 
+/// A read or write error that means the server closed the connection.
+fn closed(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 impl Streams {
+    /// The server closed connection `i`. With `--reconnect` (and the window
+    /// still open) another takes its place: counted, and an error only
+    /// when echoes were owed on it (they are never answered); else the
+    /// connection is dead, an error.
+    fn closed_by_server(
+        &mut self,
+        ctx: &mut Ctx,
+        i: usize,
+        now: Instant,
+        why: impl FnOnce() -> String,
+    ) {
+        if !ctx.job.config.modes.reconnect || ctx.draining() {
+            return self.kill(ctx, i, why);
+        }
+        let conn = &mut self.conns[i];
+        if conn.state == State::Dead {
+            return;
+        }
+        let owed = conn.in_flight.len();
+        let lost = conn.in_flight.iter().filter(|m| m.2).count() as u64;
+        conn.in_flight.clear();
+        self.outstanding = self.outstanding.saturating_sub(owed);
+        ctx.result.counters.never_answered += lost;
+        ctx.result.counters.reconnects += 1;
+        if owed > 0 {
+            ctx.result.error(why);
+        }
+        self.reconnect(ctx, i, now);
+    }
+
     fn kill(&mut self, ctx: &mut Ctx, i: usize, why: impl FnOnce() -> String) {
         let conn = &mut self.conns[i];
         if conn.state == State::Dead {
@@ -418,7 +471,7 @@ impl Streams {
                 Ok(0) => {
                     let id = conn.id;
                     let owed = conn.in_flight.len();
-                    self.kill(ctx, i, || {
+                    self.closed_by_server(ctx, i, now, || {
                         format!("connection {id}: closed by the server with {owed} echoes owed")
                     });
                     break;
@@ -451,9 +504,12 @@ impl Streams {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     let id = conn.id;
-                    self.kill(ctx, i, || {
-                        format!("connection {id}: read failed: {}", describe(&err))
-                    });
+                    let why = || format!("connection {id}: read failed: {}", describe(&err));
+                    if closed(&err) {
+                        self.closed_by_server(ctx, i, now, why);
+                    } else {
+                        self.kill(ctx, i, why);
+                    }
                     break;
                 }
             }
@@ -617,9 +673,12 @@ impl Streams {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     let id = conn.id;
-                    self.kill(ctx, i, || {
-                        format!("connection {id}: write failed: {}", describe(&err))
-                    });
+                    let why = || format!("connection {id}: write failed: {}", describe(&err));
+                    if closed(&err) {
+                        self.closed_by_server(ctx, i, now, why);
+                    } else {
+                        self.kill(ctx, i, why);
+                    }
                     return;
                 }
             }

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod offline;
+pub mod refserver;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
