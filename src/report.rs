@@ -41,13 +41,15 @@ pub struct Args {
 }
 
 /// Counters summed from the generators' summaries.
-const SUMMED: [&str; 6] = [
+const SUMMED: [&str; 8] = [
     "errors",
     "connect_failures",
     "lost",
     "late",
     "connects",
     "connected",
+    "owed_at_end",
+    "never_answered",
 ];
 
 /// One log's share of the merged report.
@@ -63,6 +65,9 @@ pub struct Part {
     pub p99: u64,
     /// Its summary, when echoplex wrote it.
     pub summary: Option<Value>,
+    /// Its first interval's start and last interval's end, seconds since
+    /// the epoch.
+    pub span: (f64, f64),
 }
 
 impl Part {
@@ -206,6 +211,7 @@ pub fn merge(logs: &[(String, Folded)]) -> Result<Merged, String> {
             duration,
             p99: log.latency.value_at_quantile(0.99),
             summary: log.summary.clone(),
+            span: (first, last),
         });
     }
     Ok(Merged {
@@ -217,6 +223,40 @@ pub fn merge(logs: &[(String, Folded)]) -> Result<Merged, String> {
 }
 
 impl Merged {
+    /// Pairs of logs whose time ranges do not overlap: generators that did
+    /// not run at the same time, whose rates should not be added.
+    pub fn apart(&self) -> Vec<(&Part, &Part)> {
+        let mut out = Vec::new();
+        for (i, a) in self.parts.iter().enumerate() {
+            for b in &self.parts[i + 1..] {
+                if a.span.1 <= b.span.0 || b.span.1 <= a.span.0 {
+                    out.push((a, b));
+                }
+            }
+        }
+        out
+    }
+
+    /// The warnings for people (and `warnings` in JSON).
+    pub fn warnings(&self) -> Vec<String> {
+        self.apart()
+            .into_iter()
+            .map(|(a, b)| {
+                let gap = (b.span.0 - a.span.1).max(a.span.0 - b.span.1);
+                format!(
+                    "{} and {} did not run at the same time ({:.1} s apart): their rates \
+                     were added as if they had",
+                    a.path, b.path, gap
+                )
+            })
+            .collect()
+    }
+
+    /// Every log was written by echoplex bench (whose echoes are verified).
+    fn all_echoplex(&self) -> bool {
+        self.parts.iter().all(|p| p.summary.is_some())
+    }
+
     /// Echoes of all generators.
     pub fn messages(&self) -> u64 {
         self.latency.len()
@@ -321,6 +361,10 @@ impl Merged {
         if let Some(generator) = self.generator() {
             out.insert("generator".into(), generator);
         }
+        let warnings = self.warnings();
+        if !warnings.is_empty() {
+            out.insert("warnings".into(), json!(warnings));
+        }
         out.insert(
             "files".into(),
             Value::Array(
@@ -374,8 +418,14 @@ impl Merged {
             ));
         }
         text.push_str(&format!(
-            "  messages  {} echoed and verified: {} msgs/s, {}/s\n",
+            "  messages  {} {}: {} msgs/s, {}/s\n",
             group(self.messages()),
+            // Another tool's log says nothing of verification.
+            if self.all_echoplex() {
+                "echoed and verified"
+            } else {
+                "recorded"
+            },
             group(self.msgs_per_sec().round() as u64),
             bytes(self.bytes_per_sec()),
         ));
@@ -399,11 +449,15 @@ impl Merged {
             ));
         }
         text.push_str(&format!(
-            "  errors    {} (connect failures {}, lost {})\n",
+            "  errors    {} (connect failures {}, lost {}, owed at the end {})\n",
             self.sum("errors"),
             self.sum("connect_failures"),
             self.sum("lost"),
+            self.sum("owed_at_end"),
         ));
+        for warning in self.warnings() {
+            text.push_str(&format!("  warning   {warning}\n"));
+        }
         text
     }
 }
@@ -432,11 +486,17 @@ pub fn run(args: Args) -> Outcome {
     } else {
         merged.human()
     };
+    for warning in merged.warnings() {
+        eprintln!("echoplex report: warning: {warning}");
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
-    if merged.sum("errors") > 0 || merged.sum("connect_failures") > 0 {
+    if merged.sum("errors") > 0
+        || merged.sum("connect_failures") > 0
+        || merged.sum("owed_at_end") > 0
+    {
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
@@ -506,6 +566,21 @@ mod tests {
         assert_eq!(j["rate"], 51.0);
         assert_eq!(j["duration_s"], 2.0);
         assert!(merged.human().contains("100 echoed and verified"));
+        assert!(merged.warnings().is_empty(), "b ran inside a's window");
+    }
+
+    #[test]
+    fn logs_that_did_not_run_together_are_warned_about() {
+        let a = log(1000.0, &[&[100], &[100]], Some(json!({"duration_s": 2.0})));
+        let b = log(1016.0, &[&[100]], None);
+        let folded = |log: &HdrLog| Folded::of(log).expect("folds");
+        let merged = merge(&[("a".into(), folded(&a)), ("b".into(), folded(&b))]).expect("merges");
+        let warnings = merged.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("14.0 s apart"), "{warnings:?}");
+        assert_eq!(merged.json()["warnings"][0], json!(warnings[0]));
+        // b is no echoplex log: nothing says its echoes were verified.
+        assert!(merged.human().contains("3 recorded"), "{}", merged.human());
     }
 
     #[test]

@@ -23,7 +23,11 @@ fn histogram(values: impl IntoIterator<Item = u64>) -> Histogram<u64> {
 /// Writes a log of `intervals` one-second intervals with the given values
 /// each; returns the number of values written.
 fn write_log(path: &Path, intervals: &[Vec<u64>], errors: u64) -> u64 {
-    let start = SystemTime::now();
+    write_log_at(path, SystemTime::now(), intervals, errors)
+}
+
+/// `write_log` with a given start.
+fn write_log_at(path: &Path, start: SystemTime, intervals: &[Vec<u64>], errors: u64) -> u64 {
     let mut log = HdrLogWriter::create(path, "echoplex bench test", start).expect("create log");
     let mut total = 0;
     for (i, values) in intervals.iter().enumerate() {
@@ -347,4 +351,30 @@ fn a_histogram_that_claims_absurd_sizes_is_refused_at_once() {
             m.max_rss_kib
         );
     }
+}
+
+/// Two runs 16 s apart (2 s each) did not run at the same time: their
+/// rates must not be added silently. report warns on stderr and in JSON.
+#[test]
+fn logs_that_did_not_overlap_in_time_are_warned_about() {
+    let dir = temp_dir("report-apart");
+    let (a, b) = (dir.join("a.hlog"), dir.join("b.hlog"));
+    let start = SystemTime::now();
+    write_log_at(&a, start, &[vec![100; 1000], vec![100; 1000]], 0);
+    write_log_at(
+        &b,
+        start + Duration::from_secs(16),
+        &[vec![100; 1000], vec![100; 1000]],
+        0,
+    );
+    let (status, out, err) = run(&[
+        "report",
+        a.to_str().expect("utf-8"),
+        b.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(status.success(), "{out} {err}");
+    assert!(err.contains("did not run at the same time"), "{err}");
+    let v: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(1), "{v}");
 }

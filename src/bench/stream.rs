@@ -421,9 +421,9 @@ fn closed(err: &io::Error) -> bool {
 
 impl Streams {
     /// The server closed connection `i`. With `--reconnect` (and the window
-    /// still open) another takes its place: counted, and an error only
-    /// when echoes were owed on it (they are never answered); else the
-    /// connection is dead, an error.
+    /// still open) another takes its place, counted, and the messages owed
+    /// on the old one are counted never answered (the verdict names the
+    /// server); without it the connection is dead, an error.
     fn closed_by_server(
         &mut self,
         ctx: &mut Ctx,
@@ -441,12 +441,11 @@ impl Streams {
         let owed = conn.in_flight.len();
         let lost = conn.in_flight.iter().filter(|m| m.2).count() as u64;
         conn.in_flight.clear();
+        conn.recv_off = 0;
         self.outstanding = self.outstanding.saturating_sub(owed);
         ctx.result.counters.never_answered += lost;
         ctx.result.counters.reconnects += 1;
-        if owed > 0 {
-            ctx.result.error(why);
-        }
+        drop(why);
         self.reconnect(ctx, i, now);
     }
 
