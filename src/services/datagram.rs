@@ -590,7 +590,7 @@ impl<S: DatagramSocket> DatagramService<S> {
     fn exchange(&mut self, cx: &mut Context) -> Flow {
         self.flush_queue(cx);
         self.receive_some(cx);
-        if cx.is_shutting_down() && self.queue.is_empty() {
+        if cx.is_stopping() && self.queue.is_empty() {
             return Flow::Close;
         }
         self.sync_write_interest(cx);
@@ -635,7 +635,7 @@ impl<S: DatagramSocket> DatagramService<S> {
     /// Whether to read now: the socket may hold datagrams, and a shutdown
     /// is not past answering what it held.
     fn may_receive(&self, cx: &Context) -> bool {
-        self.read_ready && (!cx.is_shutting_down() || self.answering_held)
+        self.read_ready && (!cx.is_stopping() || self.answering_held)
     }
 
     /// Reads and answers what the socket holds, up to the fairness budget.
@@ -676,7 +676,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             return;
         }
         for _ in 0..DATAGRAMS_PER_EVENT {
-            if !self.read_ready || (cx.is_shutting_down() && !self.answering_held) {
+            if !self.read_ready || (cx.is_stopping() && !self.answering_held) {
                 return;
             }
             let received = cx.with_scratch(|scratch, cx| match self.socket.recv_one(scratch) {
