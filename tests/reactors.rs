@@ -350,3 +350,44 @@ fn reactors_that_outnumber_their_cpus_wait_for_each_other() {
         let _ = spread.stop();
     }
 }
+
+/// A policy someone chose is kept; one inherited through an upgrade (the
+/// old process's, perhaps our own SCHED_BATCH for loops that no longer
+/// outnumber their CPUs) is not: the new process decides by its own count.
+#[test]
+fn a_chosen_policy_is_kept_and_an_upgrade_does_not_inherit_batch() {
+    const SCHED_OTHER: i64 = 0;
+    const SCHED_BATCH: i64 = 3;
+    let batch = |upgrade: bool| {
+        move |command: &mut std::process::Command| {
+            use std::os::unix::process::CommandExt;
+            if upgrade {
+                // As the upgrade starts its successor; nobody listens there,
+                // so the new process only warns when it is ready.
+                command.env("ECHOPLEX_UPGRADE_NOTIFY", "/nonexistent/echoplex-notify");
+            }
+            // SAFETY: sched_setscheduler in the child between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+                    Ok(())
+                });
+            }
+        }
+    };
+    let chosen = Daemon::start_with(&["--reactors", "1", "tcp://127.0.0.1:0"], batch(false));
+    let policies = reactor_policies(chosen.pid());
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_BATCH),
+        "chrt -b is the user's choice: {policies:?}"
+    );
+    let _ = chosen.stop();
+    let upgraded = Daemon::start_with(&["--reactors", "1", "tcp://127.0.0.1:0"], batch(true));
+    let policies = reactor_policies(upgraded.pid());
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_OTHER),
+        "an upgraded process with one reactor: {policies:?}"
+    );
+    let _ = upgraded.stop();
+}

@@ -164,10 +164,7 @@ pub fn count() -> usize {
     SHARED.published.lock().map_or(1, |p| p.len().max(1))
 }
 
-/// Makes room for `count` reactors' published counters (before they start),
-/// on the thread that runs reactor 0 and spawns the others; and when there
-/// are more reactors than CPUs to run them, makes that thread (and so every
-/// reactor thread it spawns) SCHED_BATCH (see [`batch_when_crowded`]).
+/// Makes room for `count` reactors' published counters (before they start).
 pub fn init(count: usize) {
     if let Ok(mut published) = SHARED.published.lock() {
         published.resize(count, Stats::new(Instant::now()));
@@ -175,7 +172,33 @@ pub fn init(count: usize) {
     if let Ok(mut rows) = SHARED.rows.lock() {
         rows.resize(count, Vec::new());
     }
+}
+
+/// Sets the scheduling policy of the calling thread, reactor 0's, before
+/// it spawns the other reactors (they inherit it): SCHED_BATCH when the
+/// `count` reactors outnumber the CPUs the process may use (see
+/// [`batch_when_crowded`]). A process started by an upgrade inherited the
+/// old process's policy, ours or not: a SCHED_BATCH it finds is undone
+/// first, so that only this process's own count decides. Otherwise a
+/// policy someone chose (chrt, systemd's CPUSchedulingPolicy) is kept.
+pub fn schedule(count: usize, from_upgrade: bool) {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if from_upgrade && policy == libc::SCHED_BATCH {
+        set_policy(libc::SCHED_OTHER);
+    }
     batch_when_crowded(count, allowed_cpus().len());
+}
+
+/// Sets the calling thread's policy (a non-real-time one, priority 0).
+fn set_policy(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread, reading a param we own.
+    let done = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
+    if !done {
+        log::debug!("scheduling policy {policy}: {}", io::Error::last_os_error());
+    }
+    done
 }
 
 /// Loops that must share a CPU wait for each other instead of preempting
@@ -198,14 +221,7 @@ fn batch_when_crowded(count: usize, cpus: usize) {
     if count <= cpus.max(1) || unsafe { libc::sched_getscheduler(0) } != libc::SCHED_OTHER {
         return;
     }
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler on the calling thread, reading a param we own.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-        log::debug!(
-            "{count} reactors on {cpus} CPUs: SCHED_BATCH refused: {}",
-            io::Error::last_os_error()
-        );
-    } else {
+    if set_policy(libc::SCHED_BATCH) {
         log::debug!("{count} reactors on {cpus} CPUs: SCHED_BATCH (they wait for each other)");
     }
 }
