@@ -71,6 +71,9 @@ pub enum Reply {
     Records,
     /// HTTP answers (`metrics://`): served, never echoed.
     Http,
+    /// HTTP requests described in JSON (or their body echoed with
+    /// `echo_body=raw`), WebSocket messages echoed (`http://`).
+    HttpEcho,
 }
 
 /// Everything the rest of the program may ask about a kind.
@@ -102,16 +105,23 @@ pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
 /// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
 /// one list, so nothing can be left out of either.
 macro_rules! kinds {
-    ($( $(#[$doc:meta])* $variant:ident => $info:expr; )*) => {
+    ($( $(#[doc = $doc:expr])* $variant:ident => $info:expr; )*) => {
         /// The kinds of endpoint echoplex knows; `Kind::info` says what each is.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Kind {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[doc = $doc])* $variant, )*
         }
 
         impl Kind {
             /// Every kind, in the order of the table (for parsing and help texts).
             pub const ALL: &'static [Kind] = &[$(Kind::$variant),*];
+
+            /// The kind's doc comment in the table, for help texts.
+            pub fn doc(self) -> &'static str {
+                match self {
+                    $( Kind::$variant => concat!($($doc, "\n"),*), )*
+                }
+            }
 
             /// The kind's line of the table.
             pub fn info(self) -> &'static KindInfo {
@@ -128,7 +138,7 @@ macro_rules! kinds {
 
 // The table's own shorthand; nothing outside it uses these names bare.
 use Address::{Inet, Path};
-use Reply::{Ack, Echo, Http, Records};
+use Reply::{Ack, Echo, Http, HttpEcho, Records};
 use Tool::{Bench, Client, Ping, Serve};
 use Transport::{Datagram, Stream};
 
@@ -151,9 +161,12 @@ kinds! {
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
         tools: &[Serve, Client], spread: true, bind: services::binary::bind };
+    /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
+    Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
+        tools: &[Serve], spread: true, bind: services::http::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve], spread: false, bind: services::metrics::bind };
+        tools: &[Serve, Client], spread: false, bind: services::metrics::bind };
 }
 
 impl Kind {
@@ -189,6 +202,16 @@ impl Kind {
             Some((last, _)) => (*last).to_string(),
             None => String::new(),
         }
+    }
+
+    /// Schemes that name another kind: `ws://` is served as `http://`
+    /// (WebSocket upgrades on any path), and printed as `http://`.
+    fn alias(scheme: &str) -> Option<Kind> {
+        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http)];
+        ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == scheme)
+            .map(|&(_, kind)| kind)
     }
 
     fn all_schemes() -> String {
@@ -238,17 +261,22 @@ impl<T: FromStr + fmt::Display> OptionValue for Option<T> {
 /// Declares the endpoint options: one line each, the field, its type, its
 /// name after `?`, and the kinds it applies to.
 macro_rules! options {
-    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
+    ($( $(#[doc = $doc:expr])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
         /// The options of one endpoint (`?proxy&key=value`), parsed once for
         /// every tool. A field is `false`/`None` when the option is absent.
         #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
         pub struct Options {
-            $( $(#[$doc])* pub $field: $ty, )*
+            $( $(#[doc = $doc])* pub $field: $ty, )*
         }
 
         impl Options {
             /// Every option's name, in the order of the table.
             pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// Every option: its name, its doc comment in the table, and the
+            /// kinds it applies to (for help texts).
+            pub const TABLE: &'static [(&'static str, &'static str, &'static [Kind])] =
+                &[$(($name, concat!($($doc, "\n"),*), &[$(Kind::$kind),+])),*];
 
             fn set(&mut self, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
                 match key {
@@ -284,7 +312,7 @@ macro_rules! options {
 
 options! {
     /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
-    proxy: bool = "proxy" for [Tcp, Binary, Unix];
+    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http];
     /// `?uid=N`: accept only connections from user N (`SO_PEERCRED`); the
     /// check an abstract `unix:@name`, which has no file mode, needs.
     uid: Option<u32> = "uid" for [Unix];
@@ -348,6 +376,7 @@ impl FromStr for Endpoint {
             .iter()
             .copied()
             .find(|k| k.scheme() == scheme)
+            .or_else(|| Kind::alias(scheme))
             .ok_or_else(|| {
                 fail(&format!(
                     "unknown scheme '{scheme}' (known: {})",
@@ -545,10 +574,16 @@ mod tests {
             "unix:@abstract",
             "multicast://224.10.10.10:10000",
             "binary://localhost:10001",
+            "http://127.0.0.1:8080?proxy",
         ] {
             let endpoint = parse(text).expect(text);
             assert_eq!(endpoint.to_string(), text);
         }
+        // ws:// is served as http:// and printed so.
+        assert_eq!(
+            parse("ws://127.0.0.1:1").unwrap().to_string(),
+            "http://127.0.0.1:1"
+        );
     }
 
     #[test]
@@ -571,7 +606,7 @@ mod tests {
     fn rejects_bad_input_with_a_reason() {
         for (text, why) in [
             ("tcp:127.0.0.1:1", "expected tcp://HOST:PORT"),
-            ("http://a:1", "unknown scheme 'http'"),
+            ("gopher://a:1", "unknown scheme 'gopher'"),
             ("tcp://a:99999", "not a number"),
             ("tcp://::1:80", "bracketed"),
             ("tcp://:80", "empty host"),
