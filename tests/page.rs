@@ -406,6 +406,18 @@ fn viewers_count_against_the_control_reserve() {
     assert!(status_json(&admin)["rejected_control"].as_u64().expect("n") >= 1);
 }
 
+/// Stops the successor (not our child) when the test ends, however it ends.
+struct Successor(i32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        if self.0 > 0 && alive(self.0) {
+            // SAFETY: the successor of a daemon this test started.
+            unsafe { libc::kill(self.0, libc::SIGTERM) };
+        }
+    }
+}
+
 /// True while `pid` runs (not a zombie).
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -453,6 +465,7 @@ fn an_open_page_follows_an_upgrade_instead_of_keeping_the_old_process() {
             .unwrap_or(old_pid);
         new_pid != old_pid
     });
+    let _successor = Successor(new_pid);
     // The old process, once draining, answers the page once more and
     // closes: a poller's next request goes to the successor.
     let mut answer = ask(&mut page);
@@ -471,8 +484,6 @@ fn an_open_page_follows_an_upgrade_instead_of_keeping_the_old_process() {
         !alive(old_pid)
     });
     assert_eq!(get_json(addr, "/page.json")["state"], "serving");
-    // SAFETY: the successor of a daemon this test started.
-    unsafe { libc::kill(new_pid, libc::SIGTERM) };
 }
 
 // ---------------------------------------------------------------------------
