@@ -172,10 +172,11 @@
     const canvas = el('canvas');
     canvas.width = 600;
     canvas.height = 70;
-    const max = Math.max(1, ...values);
+    const highest = values.length ? Math.max(...values) : 0;
+    const max = Math.max(1, highest); // the scale; the caption says the truth
     const last = values.length ? values[values.length - 1] : 0;
     canvas.setAttribute('role', 'img');
-    canvas.setAttribute('aria-label', label + ' over the last minute: now ' + last + ', highest ' + max);
+    canvas.setAttribute('aria-label', label + ' over the last minute: now ' + last + ', highest ' + highest);
     const g = canvas.getContext('2d');
     if (g) {
       const w = canvas.width;
@@ -208,7 +209,7 @@
       g.stroke();
     }
     const caption = el('figcaption');
-    caption.append(el('strong', label), el('span', ' now ' + last + ', highest ' + max + ' (last ' + values.length + ' s)'));
+    caption.append(el('strong', label), el('span', ' now ' + last + ', highest ' + highest + ' (last ' + values.length + ' s)'));
     caption.setAttribute('data-history', column);
     box.append(canvas, caption);
     return box;
