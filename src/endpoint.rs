@@ -156,7 +156,7 @@ kinds! {
         tools: &[Serve, Client], spread: true, bind: services::binary::bind };
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
     Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
-        tools: &[Serve], spread: true, bind: services::http::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::http::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
         tools: &[Serve], spread: false, bind: services::metrics::bind };
@@ -198,13 +198,28 @@ impl Kind {
     }
 
     /// Schemes that name another kind: `ws://` is served as `http://`
-    /// (WebSocket upgrades on any path), and printed as `http://`.
-    fn alias(scheme: &str) -> Option<Kind> {
-        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http)];
+    /// (WebSocket upgrades on any path), and printed as `http://`; to the
+    /// tools it means WebSocket messages (the `bool`).
+    fn alias(scheme: &str) -> Option<(Kind, bool)> {
+        const ALIASES: &[(&str, Kind, bool)] = &[("ws", Kind::Http, true)];
         ALIASES
             .iter()
-            .find(|(alias, _)| *alias == scheme)
-            .map(|&(_, kind)| kind)
+            .find(|(alias, ..)| *alias == scheme)
+            .map(|&(_, kind, websocket)| (kind, websocket))
+    }
+
+    /// Kinds whose endpoints may name a path (`http://H:P/PATH`): the
+    /// resource the tools ask for.
+    pub fn takes_path(self) -> bool {
+        matches!(self, Kind::Http)
+    }
+
+    /// The scheme a tool's endpoint is written with: `ws` for WebSocket.
+    fn tool_scheme(self, websocket: bool) -> &'static str {
+        match (self, websocket) {
+            (Kind::Http, true) => "ws",
+            _ => self.scheme(),
+        }
     }
 
     fn all_schemes() -> String {
@@ -335,6 +350,38 @@ pub struct Endpoint {
     pub target: Target,
     /// What followed `?`.
     pub options: Options,
+    /// http:// and ws://: what the tools ask for (path, query, WebSocket).
+    pub resource: Resource,
+}
+
+/// What the tools ask an HTTP endpoint for: `http://H:P/PATH?QUERY` (the
+/// query's items that are not endpoint options) and whether the scheme
+/// was `ws://`. Serving ignores it (`with_addr` drops it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Resource {
+    /// The path as written, from its `/` (none: `/`).
+    pub path: Option<String>,
+    /// Query items that are no endpoint option, in order (`echo_code=404`).
+    pub query: Vec<String>,
+    /// `ws://`: WebSocket messages rather than HTTP requests.
+    pub websocket: bool,
+}
+
+impl Resource {
+    /// The request target: the path (`/` when none) and the query.
+    pub fn target(&self) -> String {
+        let mut target = self.path.clone().unwrap_or_else(|| "/".to_string());
+        for (at, item) in self.query.iter().enumerate() {
+            target.push(if at == 0 { '?' } else { '&' });
+            target.push_str(item);
+        }
+        target
+    }
+
+    /// True when nothing beyond scheme and address was written.
+    pub fn is_empty(&self) -> bool {
+        self.path.is_none() && self.query.is_empty()
+    }
 }
 
 /// Why an endpoint string could not be parsed.
@@ -360,11 +407,13 @@ impl FromStr for Endpoint {
                 Kind::all_schemes()
             ))
         })?;
-        let kind = Kind::ALL
+        let lower = scheme.to_ascii_lowercase();
+        let (kind, websocket) = Kind::ALL
             .iter()
             .copied()
-            .find(|k| k.scheme() == scheme)
-            .or_else(|| Kind::alias(scheme))
+            .find(|k| k.scheme() == lower)
+            .map(|kind| (kind, false))
+            .or_else(|| Kind::alias(&lower))
             .ok_or_else(|| {
                 fail(&format!(
                     "unknown scheme '{scheme}' (known: {})",
@@ -376,6 +425,10 @@ impl FromStr for Endpoint {
         let (rest, query) = match rest.split_once('?') {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
+        };
+        let mut resource = Resource {
+            websocket,
+            ..Resource::default()
         };
         let target = match kind.info().address {
             Address::Path => {
@@ -399,9 +452,17 @@ impl FromStr for Endpoint {
                 }
             }
             Address::Inet => {
-                let hostport = rest
+                let mut hostport = rest
                     .strip_prefix("//")
                     .ok_or_else(|| fail(&format!("expected {scheme}://HOST:PORT")))?;
+                if let Some(at) = hostport.find('/').filter(|_| kind.takes_path()) {
+                    let path = &hostport[at..];
+                    if path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+                        return Err(fail("a path may not hold spaces, control bytes or '#'"));
+                    }
+                    resource.path = Some(path.to_string());
+                    hostport = &hostport[..at];
+                }
                 let (host, port) = split_host_port(hostport).map_err(|why| fail(&why))?;
                 // A literal that is no group is a typo, refused like one
                 // (exit 2) rather than found when serve binds (exit 1).
@@ -427,12 +488,21 @@ impl FromStr for Endpoint {
                 Some((key, value)) => (key, Some(value)),
                 None => (item, None),
             };
+            // On a kind with a path, what is no option is the request's.
+            if kind.takes_path() && !Options::NAMES.contains(&key) {
+                if item.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+                    return Err(fail("a query may not hold spaces, control bytes or '#'"));
+                }
+                resource.query.push(item.to_string());
+                continue;
+            }
             options.set(kind, key, value).map_err(|why| fail(&why))?;
         }
         Ok(Endpoint {
             kind,
             target,
             options,
+            resource,
         })
     }
 }
@@ -493,10 +563,12 @@ impl Endpoint {
             kind,
             target,
             options: Options::default(),
+            resource: Resource::default(),
         }
     }
 
-    /// The same endpoint (kind, options) at a concrete address (to print real ports).
+    /// The same endpoint (kind, options) at a concrete address (to print
+    /// real ports); what a tool would ask for (path, `ws://`) is dropped.
     pub fn with_addr(&self, addr: SocketAddr) -> Endpoint {
         Endpoint {
             kind: self.kind,
@@ -505,6 +577,7 @@ impl Endpoint {
                 port: addr.port(),
             },
             options: self.options.clone(),
+            resource: Resource::default(),
         }
     }
 
@@ -524,7 +597,7 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = self.kind.scheme();
+        let scheme = self.kind.tool_scheme(self.resource.websocket);
         match &self.target {
             Target::Inet { host, port } if host.contains(':') => {
                 write!(f, "{scheme}://[{host}]:{port}")
@@ -533,12 +606,22 @@ impl fmt::Display for Endpoint {
             Target::Path(path) => write!(f, "{scheme}:{}", path.display()),
             Target::Abstract(name) => write!(f, "{scheme}:@{name}"),
         }?;
-        for (at, (name, value)) in self.options.set_ones().into_iter().enumerate() {
-            f.write_str(if at == 0 { "?" } else { "&" })?;
-            f.write_str(name)?;
-            if !value.is_empty() {
-                write!(f, "={value}")?;
+        if let Some(path) = &self.resource.path {
+            f.write_str(path)?;
+        }
+        let options = self.options.set_ones().into_iter().map(|(name, value)| {
+            if value.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name}={value}")
             }
+        });
+        for (at, item) in options
+            .chain(self.resource.query.iter().cloned())
+            .enumerate()
+        {
+            f.write_str(if at == 0 { "?" } else { "&" })?;
+            f.write_str(&item)?;
         }
         Ok(())
     }

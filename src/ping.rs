@@ -9,6 +9,8 @@
 //! stream, probes are cut back out of the byte stream by length, and bytes
 //! that are not a probe of ours are skipped up to the next probe start.
 
+mod http;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -71,6 +73,9 @@ pub fn run(args: Args) -> Outcome {
         .map_err(error::Failure::usage)?;
     if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
         return Err(error::Failure::usage(failure.message));
+    }
+    if endpoint.kind.info().reply == crate::endpoint::Reply::HttpEcho {
+        return http::run(&args);
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
     let started = Instant::now();

@@ -8,6 +8,7 @@
 
 mod binary;
 mod echo;
+mod http;
 mod multicast;
 
 use std::fmt;
@@ -48,11 +49,14 @@ FILE; bad --hex; a datagram too large for the kind)
   130  interrupted (Ctrl-C)")]
 pub struct Args {
     /// Where to send: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
-    /// multicast://GROUP:PORT or binary://HOST:PORT (unix PATH @name = abstract).
+    /// multicast://GROUP:PORT, binary://HOST:PORT, http://HOST:PORT[/PATH]
+    /// or ws://HOST:PORT[/PATH] (unix PATH @name = abstract).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
-    /// The message, words joined by one space (binary://: the values to pack).
-    #[arg(value_name = "MESSAGE", required_unless_present = "file", num_args = 1..,
+    /// The message, words joined by one space (binary://: the values to
+    /// pack; http://: the body of a POST, none for a GET; ws://: each word
+    /// a text message).
+    #[arg(value_name = "MESSAGE", num_args = 1..,
           allow_negative_numbers = true, conflicts_with = "file")]
     pub message: Vec<String>,
     /// Send the bytes of FILE instead (- reads standard input).
@@ -103,7 +107,14 @@ pub fn run(args: Args) -> Outcome {
 }
 
 fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
-    match args.endpoint.kind.info().reply {
+    let reply = args.endpoint.kind.info().reply;
+    if reply != Reply::HttpEcho && args.message.is_empty() && args.file.is_none() {
+        return Err(Failure::usage(format!(
+            "{}: a message is required (words, or -f FILE)",
+            args.endpoint
+        )));
+    }
+    match reply {
         Reply::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
             multicast::run(args, &message(args)?, timeout, out)
@@ -121,8 +132,30 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
             echo::run(args, &message(args)?, timeout, out)
         }
+        Reply::HttpEcho if args.endpoint.resource.websocket => {
+            let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let messages: Vec<(u8, Vec<u8>)> = if args.file.is_some() || args.hex {
+                vec![(crate::wire::websocket::opcode::BINARY, message(args)?)]
+            } else {
+                let text = crate::wire::websocket::opcode::TEXT;
+                args.message
+                    .iter()
+                    .map(|word| (text, word.clone().into_bytes()))
+                    .collect()
+            };
+            http::run_ws(args, &messages, timeout, out)
+        }
+        Reply::HttpEcho => {
+            let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let body = if args.message.is_empty() && args.file.is_none() {
+                None
+            } else {
+                Some(message(args)?)
+            };
+            http::run_http(args, body.as_deref(), timeout, out)
+        }
         // The kind table keeps metrics:// from the client; say so if it changes.
-        Reply::Http | Reply::HttpEcho => Err(Failure::usage(format!(
+        Reply::Http => Err(Failure::usage(format!(
             "{}: an HTTP endpoint; use curl",
             args.endpoint
         ))),

@@ -287,6 +287,7 @@ impl Passed {
             kind,
             target,
             options: Default::default(),
+            resource: Default::default(),
         })
     }
 
