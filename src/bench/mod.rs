@@ -14,6 +14,7 @@
 pub mod churn;
 pub mod dgram;
 pub mod hdrlog;
+pub mod http;
 pub mod intervals;
 pub mod judge;
 pub mod load;

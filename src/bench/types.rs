@@ -168,6 +168,8 @@ pub struct Counters {
     /// Datagram kinds: echoes that came back after the echo of a later
     /// message on the same socket.
     pub reordered: u64,
+    /// http://: answers by status class, 2xx, 3xx, 4xx, 5xx.
+    pub http_status: [u64; 4],
 }
 
 impl Counters {
@@ -186,6 +188,9 @@ impl Counters {
         self.after_end += other.after_end;
         self.reconnects += other.reconnects;
         self.reordered += other.reordered;
+        for (sum, add) in self.http_status.iter_mut().zip(other.http_status) {
+            *sum += add;
+        }
     }
 }
 
@@ -221,6 +226,9 @@ pub struct Report {
     /// Datagram kinds: RFC 3550 interarrival jitter of the round-trip
     /// times, averaged over the sockets, microseconds.
     pub jitter_us: Option<f64>,
+    /// http:// and ws://: how the run spoke (verified echoes, or GETs
+    /// counted by status class).
+    pub speech: Option<super::http::Speech>,
 }
 
 impl Report {
@@ -282,6 +290,8 @@ pub struct Dest {
     pub addr: SockAddr,
     /// `?proxy`: each connection begins with a PROXY v2 header.
     pub proxy: bool,
+    /// http:// and ws://: what every request or frame carries.
+    pub web: Option<std::sync::Arc<super::http::Web>>,
 }
 
 /// When the measured window opens and (for `-d`) closes: set once every
