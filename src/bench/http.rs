@@ -420,7 +420,7 @@ impl Flow for Requests {
             return;
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.receive(ctx, i, now);
+            self.receive(ctx, i, now, event.is_read_closed());
         }
         if self.conns[i].state == State::Open {
             self.send_more(ctx, i, now);
@@ -628,7 +628,10 @@ impl Requests {
         self.reconnect(ctx, i, now);
     }
 
-    fn receive(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+    /// Reads until the socket is drained. `to_end`: the peer's FIN came
+    /// with this edge, so a short read does not mean no more is coming
+    /// (the EOF that ends a body read until close).
+    fn receive(&mut self, ctx: &mut Ctx, i: usize, now: Instant, to_end: bool) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let web = Arc::clone(&self.web);
         loop {
@@ -697,7 +700,7 @@ impl Requests {
                         self.reconnect(ctx, i, now);
                         break;
                     }
-                    if n < scratch.len() {
+                    if n < scratch.len() && !to_end {
                         break;
                     }
                 }
