@@ -646,15 +646,24 @@ mod tests {
             "multicast://224.10.10.10:10000",
             "binary://localhost:10001",
             "http://127.0.0.1:8080?proxy",
+            "http://127.0.0.1:8080/a/b?proxy&echo_code=404&x",
+            "ws://[::1]:8080/chat",
         ] {
             let endpoint = parse(text).expect(text);
             assert_eq!(endpoint.to_string(), text);
         }
-        // ws:// is served as http:// and printed so.
-        assert_eq!(
-            parse("ws://127.0.0.1:1").unwrap().to_string(),
-            "http://127.0.0.1:1"
-        );
+        // ws:// is served as http:// and printed so (serving prints the
+        // bound address); a tool keeps the scheme, the path and the query.
+        let ws = parse("WS://127.0.0.1:1/p?q=1").unwrap();
+        assert_eq!(ws.kind, Kind::Http);
+        assert!(ws.resource.websocket);
+        assert_eq!(ws.resource.target(), "/p?q=1");
+        let bound = ws.with_addr("127.0.0.1:1".parse().unwrap());
+        assert_eq!(bound.to_string(), "http://127.0.0.1:1");
+        assert_eq!(parse("http://h:1").unwrap().resource.target(), "/");
+        // A path only where a kind takes one; never spaces or fragments.
+        assert!(parse("tcp://h:1/x").is_err());
+        assert!(parse("http://h:1/a#b").is_err());
     }
 
     #[test]
@@ -723,7 +732,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix and unix-dgram"
+            "tcp, udp, unix, unix-dgram and http"
         );
     }
 
@@ -758,7 +767,7 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix and unix-dgram"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram and http"
         );
         assert!(parse("binary://h:1")
             .unwrap()

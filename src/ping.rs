@@ -37,10 +37,12 @@ const HEADER: usize = MAGIC.len() + SEQ_BYTES;
 #[command(after_help = "\
 Exit status:
   0  at least one reply came
-  1  no reply came (including: could not connect)
-  2  usage error")]
+  1  no reply came (including: could not connect, except on http:// and ws://)
+  2  usage error
+  3  http://, ws://: could not connect")]
 pub struct Args {
-    /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH.
+    /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
+    /// http://HOST:PORT[/PATH] (a GET per probe) or ws://HOST:PORT[/PATH] (ping frames).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// Stop after sending this many probes (default: until Ctrl-C).

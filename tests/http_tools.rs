@@ -424,11 +424,13 @@ fn bench_counts_nginx_s_answers_by_class_through_length_chunked_and_close() {
 }
 
 /// The CPU a child used, user and system, read from wait4's rusage.
+// Reaped by wait4 (which std's wait cannot do: it gives no rusage).
+#[allow(clippy::zombie_processes)]
 fn run_with_cpu(mut command: Command) -> (String, Duration) {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|err| panic!("{command:?} not runnable ({err}): run scripts/test-all"));
     let pid = child.id() as i32;

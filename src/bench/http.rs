@@ -24,7 +24,7 @@ use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use super::types::{Dest, WorkerJob, WorkerResult};
+use super::types::{Dest, Speech, Web, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Flow};
 use crate::endpoint::Endpoint;
 use crate::error::describe;
@@ -46,45 +46,6 @@ const MAX_IN_FLIGHT: usize = 1024;
 
 /// Any other server: the longest body read past (chunked or until close).
 const MAX_FOREIGN_BODY: usize = 64 << 20;
-
-/// How the run speaks to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Speech {
-    /// echoplex: `POST` with `echo_body=raw`, bodies verified.
-    Echo,
-    /// Any other HTTP server: `GET`, answers counted by status class.
-    Get,
-    /// WebSocket binary messages, verified.
-    WebSocket,
-}
-
-impl Speech {
-    /// Its name in JSON: `echo`, `get`, `websocket`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Speech::Echo => "echo",
-            Speech::Get => "get",
-            Speech::WebSocket => "websocket",
-        }
-    }
-
-    /// True when every answer is checked byte for byte.
-    pub fn verifies(self) -> bool {
-        self != Speech::Get
-    }
-}
-
-/// What every connection of a run sends, made once.
-#[derive(Debug)]
-pub struct Web {
-    /// How the run speaks.
-    pub speech: Speech,
-    /// HTTP: the head in front of every request (with its
-    /// `Content-Length`, the payload follows); WebSocket: the upgrade.
-    head: Vec<u8>,
-    /// WebSocket: the `Sec-WebSocket-Accept` the upgrade must carry.
-    accept: String,
-}
 
 /// Asks the server once, before the run, what it is: a `GET` of the path;
 /// `Server: echoplex` means echoes can be verified. WebSocket needs no
@@ -1092,8 +1053,8 @@ impl Reader {
                     }
                     if done {
                         if web.speech == Speech::Echo
-                            && !ctx.pattern.check(self.next_recv, 0, &self.body)
-                            || (web.speech == Speech::Echo && self.body.len() != ctx.pattern.size())
+                            && (self.body.len() != ctx.pattern.size()
+                                || !ctx.pattern.check(self.next_recv, 0, &self.body))
                         {
                             return Err(ctx.pattern.mismatch(
                                 self.next_recv,

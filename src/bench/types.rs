@@ -228,7 +228,7 @@ pub struct Report {
     pub jitter_us: Option<f64>,
     /// http:// and ws://: how the run spoke (verified echoes, or GETs
     /// counted by status class).
-    pub speech: Option<super::http::Speech>,
+    pub speech: Option<Speech>,
 }
 
 impl Report {
@@ -291,7 +291,7 @@ pub struct Dest {
     /// `?proxy`: each connection begins with a PROXY v2 header.
     pub proxy: bool,
     /// http:// and ws://: what every request or frame carries.
-    pub web: Option<std::sync::Arc<super::http::Web>>,
+    pub web: Option<std::sync::Arc<Web>>,
 }
 
 /// When the measured window opens and (for `-d`) closes: set once every
@@ -524,4 +524,43 @@ impl Default for WorkerResult {
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant figures: 0.1 % resolution, the usual HdrHistogram setting.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// How the run speaks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speech {
+    /// echoplex: `POST` with `echo_body=raw`, bodies verified.
+    Echo,
+    /// Any other HTTP server: `GET`, answers counted by status class.
+    Get,
+    /// WebSocket binary messages, verified.
+    WebSocket,
+}
+
+impl Speech {
+    /// Its name in JSON: `echo`, `get`, `websocket`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Speech::Echo => "echo",
+            Speech::Get => "get",
+            Speech::WebSocket => "websocket",
+        }
+    }
+
+    /// True when every answer is checked byte for byte.
+    pub fn verifies(self) -> bool {
+        self != Speech::Get
+    }
+}
+
+/// What every connection of a run sends, made once.
+#[derive(Debug)]
+pub struct Web {
+    /// How the run speaks.
+    pub speech: Speech,
+    /// HTTP: the head in front of every request (with its
+    /// `Content-Length`, the payload follows); WebSocket: the upgrade.
+    pub head: Vec<u8>,
+    /// WebSocket: the `Sec-WebSocket-Accept` the upgrade must carry.
+    pub accept: String,
 }
