@@ -29,7 +29,7 @@ pub struct Stat {
     /// Counter or gauge.
     pub kind: StatKind,
     /// Which line of the `status` text it is on (1 connections, 2 datagrams
-    /// and bytes, 3 the loop).
+    /// and bytes, 3 the loop, 4 the control connections).
     pub line: u8,
     /// Its piece of that line, `{}` standing for the value, with the
     /// separator before it (the text is these pieces, concatenated).
@@ -140,22 +140,30 @@ stats! {
     loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
     events: u64, Counter, 3, "  events {}";
+    /// Control connections (admin socket, metrics://) open now: a reserve of their own beyond `--max-connections`.
+    control_connections: usize, Gauge, 4, "control (admin, metrics) connections {}";
+    /// Control connections closed at once because their reserve was full.
+    rejected_control: u64, Counter, 4, "  rejected {}";
+    /// Bytes received by control connections (not in `bytes_in`).
+    control_bytes_in: u64, Counter, 4, "  bytes in {}";
+    /// Bytes sent by control connections (not in `bytes_out`).
+    control_bytes_out: u64, Counter, 4, " out {}";
     /// HTTP answers with a 1xx status (100 Continue, 101 Switching Protocols).
-    http_1xx: u64, Counter, 4, "http answers 1xx {}";
+    http_1xx: u64, Counter, 5, "http answers 1xx {}";
     /// HTTP answers with a 2xx status.
-    http_2xx: u64, Counter, 4, " 2xx {}";
+    http_2xx: u64, Counter, 5, " 2xx {}";
     /// HTTP answers with a 3xx status.
-    http_3xx: u64, Counter, 4, " 3xx {}";
+    http_3xx: u64, Counter, 5, " 3xx {}";
     /// HTTP answers with a 4xx status (malformed requests among them).
-    http_4xx: u64, Counter, 4, " 4xx {}";
+    http_4xx: u64, Counter, 5, " 4xx {}";
     /// HTTP answers with a 5xx status.
-    http_5xx: u64, Counter, 4, " 5xx {}";
+    http_5xx: u64, Counter, 5, " 5xx {}";
     /// Connections upgraded to WebSocket.
-    ws_upgrades: u64, Counter, 4, "  websocket upgrades {}";
+    ws_upgrades: u64, Counter, 5, "  websocket upgrades {}";
     /// WebSocket messages received whole (and echoed).
-    ws_messages: u64, Counter, 4, " messages {}";
+    ws_messages: u64, Counter, 5, " messages {}";
     /// WebSocket connections closed for a protocol violation (1002, 1007, 1009).
-    ws_errors: u64, Counter, 4, " errors {}";
+    ws_errors: u64, Counter, 5, " errors {}";
 }
 
 /// One endpoint's share of the figures that belong to one endpoint: the
@@ -232,17 +240,19 @@ impl Stats {
         }
     }
 
-    /// The summary lines of `echoplex status` (connections, datagrams and
-    /// bytes, the loop, HTTP and WebSocket), without a final newline.
+    /// The five summary lines of `echoplex status` (connections, datagrams
+    /// and bytes, the loop, the control plane, HTTP and WebSocket), without
+    /// a final newline.
     pub fn text(&self, now: Instant) -> String {
         let mut lines = [
             format!("uptime {:.1}s", self.uptime_s(now)),
             String::new(),
             String::new(),
             String::new(),
+            String::new(),
         ];
         for (stat, value) in self.values() {
-            let line = &mut lines[usize::from(stat.line.clamp(1, 4)) - 1];
+            let line = &mut lines[usize::from(stat.line.clamp(1, 5)) - 1];
             line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
         }
         lines[2].push_str(&format!(
@@ -282,7 +292,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_text_has_every_figure_on_the_lines_status_shows() {
+    fn the_text_has_every_figure_on_its_line() {
         let started = Instant::now();
         let mut stats = Stats::new(started);
         stats.connections = 1;
@@ -297,6 +307,7 @@ mod tests {
             "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
              loop iterations 4  events 6  events/iteration 1.50\n\
+             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0\n\
              http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
         );
     }
@@ -321,7 +332,7 @@ mod tests {
             .filter(|s| s.kind == StatKind::Gauge)
             .map(|s| s.name)
             .collect();
-        assert_eq!(gauges, ["connections"]);
+        assert_eq!(gauges, ["connections", "control_connections"]);
         assert!(Stats::LIST.iter().all(|s| !s.help().is_empty()));
         assert!(a
             .line()

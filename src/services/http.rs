@@ -12,14 +12,14 @@
 //! while what is owed to the peer is under `--max-buffer`; what is read
 //! meanwhile is held and counts against the same bound, so a client that
 //! pipelines without reading stops being read (`StreamConn::resume` goes
-//! on once the answers drain). An idle keep-alive connection holds no
+//! on once the answers drain: `Sender::backlogged`, `Protocol::resume`). An idle keep-alive connection holds no
 //! buffer: its state is a few words (see `an_idle_http_connection_is_small`).
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, Level};
+use log::{debug, trace, Level};
 
 use super::listener::Listener;
 use super::proxy;
@@ -36,8 +36,10 @@ use crate::wire::websocket::{self as ws, opcode, Event, Role, Violation};
 const DELAY: Reason = Reason(PROTOCOL_TIMERS);
 /// Longest `echo_delay`.
 pub const MAX_DELAY: Duration = Duration::from_secs(60);
-/// WebSocket frames up to this size are echoed from a stack buffer.
-const STACK_FRAME: usize = 1024;
+/// WebSocket frames up to this size are echoed from a stack buffer (small:
+/// it is zeroed on every message, which at 1 KiB cost more than the rest
+/// of a 64 B echo's framing).
+const STACK_FRAME: usize = 256;
 
 /// Binds an HTTP echo listener.
 pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
@@ -218,7 +220,7 @@ impl HttpEcho {
                     if at == input.len() {
                         return Ok(at);
                     }
-                    if out.pending() >= limit {
+                    if out.backlogged() {
                         self.paused = true;
                         return Ok(at);
                     }
@@ -341,6 +343,19 @@ impl HttpEcho {
             answer.extend_from_slice(&content);
         }
         count(cx.stats, status);
+        trace!(
+            "http {} #{}: {} {} {} -> {status}{}",
+            self.client,
+            self.requests,
+            head.method(),
+            head.target(),
+            head.version(),
+            if controls.delay.is_zero() {
+                String::new()
+            } else {
+                format!(" after {:?}", controls.delay)
+            }
+        );
         if !controls.delay.is_zero() {
             cx.set_timer(cx.now + controls.delay, DELAY);
             self.state = State::Delayed(Box::new(Delayed {
@@ -508,7 +523,7 @@ impl HttpEcho {
     ) -> io::Result<usize> {
         let max = cx.limits.max_buffer;
         while at < input.len() {
-            if out.pending() >= max {
+            if out.backlogged() {
                 self.paused = true;
                 return Ok(at);
             }
@@ -605,6 +620,11 @@ fn echo_frame<S: Write>(
             }));
         }
         cx.stats.ws_messages += 1;
+        trace!(
+            "websocket: opcode {} message of {} B echoed",
+            head.opcode,
+            payload.len()
+        );
         out.send(frame, cx)?;
         return Ok(Ok(Next::Go));
     }
@@ -616,6 +636,10 @@ fn echo_frame<S: Write>(
         Ok(Event::Fragment | Event::Pong(_)) => Next::Go,
         Ok(Event::Message(op, message)) => {
             cx.stats.ws_messages += 1;
+            trace!(
+                "websocket: opcode {op} message of {} B echoed (fragments)",
+                message.len()
+            );
             ws::encode_frame(&mut frame, true, op, message, None);
             Next::Go
         }
@@ -804,8 +828,8 @@ impl Protocol for HttpEcho {
         }
     }
 
-    fn drained<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
-        if self.paused && !self.raw.is_empty() && out.pending() < cx.limits.max_buffer {
+    fn resume<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
+        if self.paused && !self.raw.is_empty() {
             self.reprocess(out, cx)?;
         }
         Ok(())

@@ -239,6 +239,15 @@ pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+/// True when a request line ends in `HTTP/...`: a version we do not
+/// speak (505), rather than something that is not HTTP at all (400).
+fn names_http(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    line.rsplit(|&b| b == b' ')
+        .next()
+        .is_some_and(|version| version.starts_with(b"HTTP/"))
+}
+
 /// What the headers say about framing and the connection, checked for
 /// the smuggling shapes.
 #[derive(Default)]
@@ -312,7 +321,9 @@ pub fn parse_request<'b>(
         Ok(httparse::Status::Complete(n)) if n == len => {}
         Ok(_) => return Err(refuse(400, "malformed request head")),
         Err(httparse::Error::TooManyHeaders) => return Err(refuse(431, "too many header fields")),
-        Err(httparse::Error::Version) => return Err(refuse(505, "only HTTP/1.0 and HTTP/1.1")),
+        Err(httparse::Error::Version) if names_http(head) => {
+            return Err(refuse(505, "only HTTP/1.0 and HTTP/1.1"))
+        }
         Err(_) => return Err(refuse(400, "malformed request head")),
     }
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)

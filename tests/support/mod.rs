@@ -24,15 +24,13 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 // Processes: the binary, scratch directories, a daemon, a command run to the end
 
-/// The binary under test: the one cargo built, or `ECHOPLEX_BIN` (to show
-/// that a test fails on another build, such as an older commit's).
+/// The binary under test: this build's, or the one `ECHOPLEX_BIN` names
+/// (to show that a test fails on an older build:
+/// `ECHOPLEX_BIN=/work/ref/echoplex-a4b59e2 cargo test --test NAME`).
 pub fn bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        std::env::var("ECHOPLEX_BIN")
-            .ok()
-            .filter(|path| !path.is_empty())
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_echoplex").to_string())
+        std::env::var("ECHOPLEX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_echoplex").to_string())
     })
 }
 
