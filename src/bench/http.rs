@@ -557,6 +557,11 @@ impl Requests {
         }
         conn.state = State::Dead;
         self.live -= 1;
+        if self.live == 0 {
+            // The server took every connection down: what falls due from
+            // now on is held back by it, not late by the generator.
+            ctx.set_held(true);
+        }
         ctx.result.error(why);
     }
 

@@ -284,7 +284,7 @@ pub fn human(report: &Report) -> String {
             );
         }
     }
-    if c.after_end > 0 || c.owed_at_end > 0 {
+    if c.owed_at_end > 0 {
         let wait = config
             .modes
             .end_wait

@@ -457,6 +457,11 @@ impl Streams {
         conn.state = State::Dead;
         self.live -= 1;
         self.outstanding = self.outstanding.saturating_sub(conn.in_flight.len());
+        if self.live == 0 {
+            // The server took every connection down: what falls due from
+            // now on is held back by it, not late by the generator.
+            ctx.set_held(true);
+        }
         ctx.result.error(why);
     }
 
@@ -478,12 +483,8 @@ impl Streams {
                 Ok(n) => {
                     conn.last_progress = now;
                     conn.answered = true;
-                    let owed = conn.in_flight.len();
-                    let consumed = consume(ctx, conn, &scratch[..n], now);
-                    self.outstanding = self
-                        .outstanding
-                        .saturating_sub(owed - self.conns[i].in_flight.len());
-                    if let Err(why) = consumed {
+                    if let Err(why) = consume(ctx, conn, &scratch[..n], now, &mut self.outstanding)
+                    {
                         self.kill(ctx, i, || why);
                         break;
                     }
@@ -703,7 +704,14 @@ impl Streams {
 }
 
 /// Checks received bytes against the messages in flight, in order.
-fn consume(ctx: &mut Ctx, conn: &mut Conn, mut data: &[u8], now: Instant) -> Result<(), String> {
+/// Each echo completed is one fewer of the worker's `outstanding`.
+fn consume(
+    ctx: &mut Ctx,
+    conn: &mut Conn,
+    mut data: &[u8],
+    now: Instant,
+    outstanding: &mut usize,
+) -> Result<(), String> {
     let size = ctx.pattern.size();
     while !data.is_empty() {
         if conn.in_flight.is_empty() {
@@ -731,6 +739,7 @@ fn consume(ctx: &mut Ctx, conn: &mut Conn, mut data: &[u8], now: Instant) -> Res
             conn.recv_off = 0;
             conn.next_recv += 1;
             if let Some((due, sent, measured)) = conn.in_flight.pop_front() {
+                *outstanding = outstanding.saturating_sub(1);
                 ctx.echoed(due, sent, measured, now);
             }
         }

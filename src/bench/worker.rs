@@ -259,6 +259,11 @@ impl Ctx<'_> {
         if sent {
             self.result.counters.never_answered += 1;
         }
+        // Ctrl-C cut the wait short: what it did not wait for is not owed
+        // (and its wait of nothing would only pull the percentiles down).
+        if self.interrupted() {
+            return;
+        }
         if self.job.dest.kind.is_stream() {
             self.result.record_owed(due, now);
         } else {

@@ -61,6 +61,9 @@ pub struct Counters {
     pub http_requests: AtomicU64,
     /// Stalls begun.
     pub stalls: AtomicU64,
+    /// When each datagram was read (the first 100,000), for the
+    /// schedule's gap statistics.
+    pub arrivals: std::sync::Mutex<Vec<Instant>>,
 }
 
 /// A running reference server; stops when dropped.
@@ -263,7 +266,13 @@ fn serve(
                 }
                 UDP => {
                     while let Ok((n, from)) = udp.recv_from(&mut buf) {
-                        clock.get_or_insert(now);
+                        let read = Instant::now();
+                        clock.get_or_insert(read);
+                        if let Ok(mut arrivals) = counters.arrivals.lock() {
+                            if arrivals.len() < 100_000 {
+                                arrivals.push(read);
+                            }
+                        }
                         let k = counters.datagrams_in.fetch_add(1, Ordering::Relaxed) + 1;
                         if b.drop_every.is_some_and(|every| k % every == 0) {
                             counters.dropped.fetch_add(1, Ordering::Relaxed);
