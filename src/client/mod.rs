@@ -39,8 +39,9 @@ is sent while its echo is read, so a message larger than the server's \
 buffers goes through.
 
 Exit status:
-  0    the echo matched byte for byte (multicast: at least one ack came)
-  1    the echo differed from what was sent
+  0    the echo matched byte for byte (multicast: at least one ack came; \
+http://: a 2xx, and against echoplex the echo matched)
+  1    the echo differed from what was sent (http://: not a 2xx)
   2    usage error (bad option, endpoint, value or format; unreadable -f \
 FILE; bad --hex; a datagram too large for the kind)
   3    could not reach the endpoint (refused, no such socket, unreachable, unknown host)
