@@ -218,6 +218,31 @@ fn bench_counts_any_server_s_answers_by_status_class() {
     assert_eq!(v["errors"], 0, "{v}");
 }
 
+/// Not HTTP at all.
+fn not_http(_head: &str, _body: &[u8]) -> Vec<u8> {
+    b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec()
+}
+
+#[test]
+fn bench_ends_on_answers_that_are_not_http_and_ws_on_a_refused_upgrade() {
+    let addr = fake_server(1, not_http);
+    let started = Instant::now();
+    let (status, out, err) = run(&["bench", &format!("http://{addr}/"), "-c", "2", "-d", "1"]);
+    assert_ne!(code(status), 0, "{out}{err}");
+    assert!(err.contains("not an HTTP answer"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+
+    // A server that answers the upgrade with a 404: no connection opens.
+    let addr = fake_server(4, |_, _| {
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+    });
+    let (status, out, err) = run(&["bench", &format!("ws://{addr}/"), "-c", "2", "-d", "1"]);
+    assert_eq!(code(status), 3, "{out}{err}");
+    assert!(err.contains("no WebSocket upgrade: status 404"), "{err}");
+    let (status, _, err) = run(&["client", &format!("ws://{addr}/"), "hi"]);
+    assert_eq!(code(status), 1, "{err}");
+}
+
 #[test]
 fn client_ws_sends_each_word_and_prints_each_echo() {
     let (_daemon, addr) = http_daemon();

@@ -210,7 +210,7 @@ pub fn human(report: &Report) -> String {
     let config = &report.config;
     let c = &report.counters;
     let mut text = format!(
-        "{}: {} {}{} × {} B, {}, {} thread{}; measured {:.2} s{}{}\n",
+        "{}: {} {}{} × {}, {}, {} thread{}; measured {:.2} s{}{}\n",
         config.endpoint,
         config.connections,
         if config.endpoint.kind.is_stream() {
@@ -219,7 +219,11 @@ pub fn human(report: &Report) -> String {
             "socket"
         },
         if config.connections == 1 { "" } else { "s" },
-        config.size,
+        // Any other HTTP server gets GETs: no payload of -s bytes.
+        match report.speech {
+            Some(speech) if !speech.verifies() => "GET".to_string(),
+            _ => format!("{} B", config.size),
+        },
         match config.modes.rate {
             Some(_) => "open loop".to_string(),
             None => format!("depth {}", config.depth),
