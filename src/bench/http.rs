@@ -141,6 +141,9 @@ enum Step {
     More,
     /// The server will close after the answer just read: reconnect.
     Closing,
+    /// WebSocket: the server sent a close (a drain, a shutdown): as a
+    /// connection the server ended (`--reconnect` opens another).
+    Gone(String),
 }
 
 /// The part of a connection the reader works on (apart from its buffer,
@@ -158,6 +161,8 @@ struct Reader {
     in_flight: VecDeque<(Instant, Instant, bool)>,
     /// The current answer is the last of this connection.
     closing: bool,
+    /// WebSocket: the server's close frame came (why, for the error).
+    gone: Option<String>,
 }
 
 struct Conn {
@@ -220,6 +225,7 @@ fn connect_one(
             body: Vec::new(),
             in_flight: VecDeque::new(),
             closing: false,
+            gone: None,
         },
         inbuf: Vec::new(),
         next_send: 0,
@@ -660,6 +666,10 @@ impl Requests {
                             self.reconnect(ctx, i, now);
                             break;
                         }
+                        Ok(Step::Gone(why)) => {
+                            self.closed_by_server(ctx, i, now, || why);
+                            break;
+                        }
                         Ok(Step::More) => {}
                     }
                     if self.retiring(ctx, i) && self.conns[i].reader.in_flight.is_empty() {
@@ -956,6 +966,9 @@ impl Reader {
                     Some(used) => at += used,
                     None => break,
                 }
+                if let Some(why) = self.gone.take() {
+                    return Ok((at, Step::Gone(why)));
+                }
                 continue;
             }
             let rest = &data[at..];
@@ -1156,10 +1169,11 @@ impl Reader {
             opcode::PONG => {}
             opcode::CLOSE => {
                 let code = ws::parse_close(payload).ok().and_then(|(code, _)| code);
-                return Err(format!(
-                    "connection {}: closed by the server (code {})",
+                self.gone = Some(format!(
+                    "connection {}: closed by the server (code {}) with {} echoes owed",
                     self.id,
-                    code.map_or("none".to_string(), |c| c.to_string())
+                    code.map_or("none".to_string(), |c| c.to_string()),
+                    self.in_flight.len()
                 ));
             }
             other => {
