@@ -510,6 +510,79 @@ fn churn_preflight(config: &LoadConfig, m: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// stderr as the progress line's terminal, a few columns narrower than
+/// it is: indicatif pads its line to the width, and the terminal's echo of
+/// Ctrl-C (`^C`) would then wrap to a new row, so clearing the line at the
+/// end cleared that row and left the spinner's on screen.
+#[derive(Debug)]
+struct Narrow;
+
+impl Narrow {
+    fn out(&self, text: &str) -> std::io::Result<()> {
+        let mut err = std::io::stderr().lock();
+        err.write_all(text.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for Narrow {
+    fn width(&self) -> u16 {
+        // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: stderr is a valid descriptor; `size` is a valid winsize.
+        let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+        let cols = if rc == 0 && size.ws_col > 0 {
+            size.ws_col
+        } else {
+            80
+        };
+        cols.saturating_sub(4).max(20)
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}A"))
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}B"))
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}C"))
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}D"))
+    }
+
+    fn write_line(&self, text: &str) -> std::io::Result<()> {
+        self.out(&format!("{text}\n"))
+    }
+
+    fn write_str(&self, text: &str) -> std::io::Result<()> {
+        self.out(text)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.out("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The once-a-second progress line on stderr, only on a terminal; the
 /// interval lines, JSON Lines and histogram log as intervals complete.
 struct ProgressLine {
@@ -530,7 +603,10 @@ struct ProgressLine {
 impl ProgressLine {
     fn new(enabled: bool) -> Self {
         let bar = enabled.then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(
+                None,
+                ProgressDrawTarget::term_like_with_hz(Box::new(Narrow), 20),
+            );
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
