@@ -234,7 +234,7 @@ impl Ctx<'_> {
     /// When the wait after the window for owed messages ends, counted
     /// from `now`: `--timeout`, or less (`--sweep`); none after Ctrl-C.
     pub fn wait_deadline(&self, now: Instant) -> Instant {
-        if self.job.shared.stopping() || crate::probe::failure::stopped() {
+        if self.interrupted() {
             return now;
         }
         let timeout = self.job.config.timeout;
