@@ -764,3 +764,70 @@ fn trace_logs_a_line_per_request_and_message() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_websocket_client_that_never_reads_is_held_at_max_buffer() {
+    let dir = support::temp_dir("ws-hold");
+    let admin = dir.join("admin.sock");
+    let (_daemon, addr) = serve(&[
+        "--max-buffer",
+        "16384",
+        "--admin",
+        admin.to_str().expect("path"),
+    ]);
+    let mut conn = ws_connect(addr);
+    conn.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let one = frame(0x82, &[5u8; 100]);
+    let block: Vec<u8> = one.repeat(500);
+    let mut sent = 0usize;
+    let cap = 64 * 1024 * 1024;
+    'write: while sent < cap {
+        let mut at = 0;
+        while at < block.len() {
+            match conn.write(&block[at..]) {
+                Ok(n) => at += n,
+                Err(_) => {
+                    sent += at;
+                    break 'write;
+                }
+            }
+        }
+        sent += block.len();
+    }
+    assert!(
+        sent < cap,
+        "the daemon took {sent} bytes from a client that never reads"
+    );
+    let status = support::status_json(&admin);
+    let pending = status["handlers"]
+        .as_array()
+        .expect("handlers")
+        .iter()
+        .filter(|h| h["kind"] == "http-conn")
+        .map(|h| h["pending"].as_u64().unwrap_or(0))
+        .max()
+        .expect("the connection is listed");
+    assert!(pending <= 2 * 16384 + 1024, "pending {pending}");
+    // Every whole frame sent is echoed, in order, nothing lost.
+    let frames = sent / one.len();
+    for i in 0..frames {
+        let (first, payload) = read_frame(&mut conn);
+        assert_eq!((first, payload.len()), (0x82, 100), "echo {i} of {frames}");
+    }
+}
+
+#[test]
+fn a_delayed_answer_outlives_the_clients_half_close() {
+    let (_daemon, addr) = serve(&[]);
+    let mut conn = connect(addr);
+    conn.write_all(
+        b"GET /late?echo_delay=300ms HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .expect("write");
+    // As `nc -N` does: our EOF right after the requests.
+    conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(read_response(&mut conn, false).json()["path"], "/late");
+    assert_eq!(read_response(&mut conn, false).json()["path"], "/next");
+    assert!(closed(&mut conn));
+}
