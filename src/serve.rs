@@ -99,12 +99,14 @@ pub struct Args {
     /// process rewrites it; removed on exit while it is still ours).
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
-    /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
+    /// Log every turn of the loop and every event, each HTTP request and WebSocket message
+    /// (same as RUST_LOG=echoplex::reactor=trace,echoplex::services::http=trace).
     #[arg(long)]
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process
-    /// may use, fewer under a cgroup CPU quota such as a container's). TCP, UDP and binary:// get one SO_REUSEPORT socket per
-    /// loop; Unix, multicast, metrics and the admin socket are served by loop 0.
+    /// may use, fewer under a cgroup CPU quota such as a container's). TCP,
+    /// UDP, binary:// and http:// get one SO_REUSEPORT socket per loop; Unix,
+    /// multicast, metrics and the admin socket are served by loop 0.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
     pub reactors: reactors::Count,
     /// Pin each event loop to its own CPU (of those this process may use).
@@ -148,6 +150,7 @@ fn serve(args: Args) -> Result<(), String> {
         sock::share_ports(true);
         reactors::init(count);
     }
+    reactors::schedule(count, from_upgrade);
     let cpus = args.pin.then(reactors::allowed_cpus);
     let cpu_of = |index: usize| cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
     if let Some(cpu) = cpu_of(0) {
@@ -182,6 +185,12 @@ fn serve(args: Args) -> Result<(), String> {
     // and the error is the only line on stderr.
     let mut bound: Vec<Bound> = Vec::with_capacity(endpoints.len());
     for endpoint in &endpoints {
+        // A path is what a tool asks for; a server answers every path.
+        if !endpoint.resource.is_empty() {
+            return Err(format!(
+                "cannot serve {endpoint}: serve answers every path; name none"
+            ));
+        }
         let one = services::bind(endpoint, &config)
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         bound.push(one);
