@@ -831,3 +831,33 @@ fn a_delayed_answer_outlives_the_clients_half_close() {
     assert_eq!(read_response(&mut conn, false).json()["path"], "/next");
     assert!(closed(&mut conn));
 }
+
+#[test]
+fn a_continuation_past_max_buffer_is_refused_from_its_header() {
+    // 900 bytes held of a fragmented message, then a continuation that
+    // would take it past --max-buffer: 1009 at once, not a stall while the
+    // frame's payload waits for room that never comes.
+    let (_daemon, addr) = serve(&["--max-buffer", "1000"]);
+    let mut conn = ws_connect(addr);
+    let mut bytes = frame(0x02, &[1u8; 900]);
+    bytes.extend(frame(0x80, &[2u8; 200]));
+    conn.write_all(&bytes).expect("write");
+    let (first, payload) = read_frame(&mut conn);
+    assert_eq!((first, close_code(&payload)), (0x88, 1009));
+    assert!(closed(&mut conn));
+}
+
+#[test]
+fn a_ping_fits_beside_a_fragmented_message_of_max_buffer() {
+    // A control frame may come between fragments (RFC 6455 5.4) even when
+    // the message held is a byte short of --max-buffer.
+    let (_daemon, addr) = serve(&["--max-buffer", "1000"]);
+    let mut conn = ws_connect(addr);
+    let mut bytes = frame(0x02, &[1u8; 999]);
+    bytes.extend(frame(0x89, &[9u8; 125]));
+    bytes.extend(frame(0x80, &[2u8; 1]));
+    conn.write_all(&bytes).expect("write");
+    assert_eq!(read_frame(&mut conn), (0x8A, vec![9u8; 125]), "the pong");
+    let (first, message) = read_frame(&mut conn);
+    assert_eq!((first, message.len()), (0x82, 1000));
+}

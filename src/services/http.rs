@@ -530,13 +530,30 @@ impl HttpEcho {
             let State::WebSocket(assembler) = &mut self.state else {
                 return Ok(input.len());
             };
-            let (head, payload) = match ws::parse_frame(&input[at..], Role::Server, max as u64) {
-                Ok(Some(frame)) => frame,
+            let head = match ws::parse_head(&input[at..], Role::Server, max as u64) {
+                Ok(Some(head)) => head,
                 Ok(None) => return Ok(at),
                 Err(violation) => {
                     self.violation(violation, out, cx)?;
                     return Ok(input.len());
                 }
+            };
+            // Refused from its header: reading stops at --max-buffer held,
+            // so a continuation that cannot fit would never arrive whole.
+            if head.opcode == opcode::CONTINUATION
+                && assembler.held() as u64 + head.len > max as u64
+            {
+                let too_big = Violation {
+                    code: ws::close::TOO_BIG,
+                    why: "message too big",
+                };
+                self.violation(too_big, out, cx)?;
+                return Ok(input.len());
+            }
+            // `len <= max`, a buffer size: it fits a usize.
+            let end = head.header_len + usize::try_from(head.len).unwrap_or(usize::MAX);
+            let Some(payload) = input[at..].get(head.header_len..end) else {
+                return Ok(at);
             };
             at += head.header_len + payload.len();
             match echo_frame(assembler, &head, payload, max, out, cx)? {
@@ -578,6 +595,9 @@ impl HttpEcho {
 }
 
 const MAX_HEADER_AND_CONTROL: usize = ws::MAX_HEADER + ws::MAX_CONTROL;
+/// Input of a WebSocket not counted against `--max-buffer` while frames
+/// are parsed: a control frame, and a data frame's header.
+const WS_SLACK: usize = MAX_HEADER_AND_CONTROL + ws::MAX_HEADER;
 
 /// What the connection does after a frame.
 enum Next {
@@ -816,8 +836,9 @@ impl Protocol for HttpEcho {
 
     /// Input held (counts against `--max-buffer`), a body being read, an
     /// answer held by its delay. A body or a WebSocket frame in part is
-    /// counted a little short (one byte, a frame header), so one of
-    /// exactly `--max-buffer` bytes still leaves room to read its end.
+    /// counted a little short (one byte; a frame header and a control
+    /// frame), so one of exactly `--max-buffer` bytes still leaves room to
+    /// read its end, and a ping still fits between the fragments of one.
     fn held(&self) -> usize {
         match &self.state {
             State::Head | State::Closing => self.raw.len(),
@@ -827,7 +848,7 @@ impl Protocol for HttpEcho {
                 let raw = if self.paused {
                     self.raw.len()
                 } else {
-                    self.raw.len().saturating_sub(ws::MAX_HEADER)
+                    self.raw.len().saturating_sub(WS_SLACK)
                 };
                 assembler.held() + raw
             }
