@@ -861,3 +861,29 @@ fn a_ping_fits_beside_a_fragmented_message_of_max_buffer() {
     let (first, message) = read_frame(&mut conn);
     assert_eq!((first, message.len()), (0x82, 1000));
 }
+
+#[test]
+fn a_refused_body_still_sent_gets_its_413_not_a_reset() {
+    // What Python's http.client does: the whole body written, then the
+    // answer read. The 413 is sent at the head; closing at once under the
+    // body still arriving would reset the connection, and the reset makes
+    // the client's kernel drop the 413 (or fail its write) unread.
+    let (_daemon, addr) = serve(&["--max-buffer", "65536"]);
+    for _ in 0..3 {
+        let mut conn = connect(addr);
+        let body = vec![b'x'; 2 << 20];
+        conn.write_all(
+            format!(
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .expect("head");
+        conn.write_all(&body)
+            .expect("the body is read and dropped, not reset");
+        let r = read_response(&mut conn, false);
+        assert_eq!((r.status, r.header("connection")), (413, Some("close")));
+        assert!(closed(&mut conn));
+    }
+}
