@@ -887,3 +887,21 @@ fn a_refused_body_still_sent_gets_its_413_not_a_reset() {
         assert!(closed(&mut conn));
     }
 }
+
+#[test]
+fn an_absolute_form_request_is_answered_for_its_path() {
+    // RFC 9112 3.2.2: "A server MUST accept the absolute-form"; a proxy's
+    // client (`curl -x`) sends it. Its path and query are the ones described
+    // and obeyed.
+    let (_daemon, addr) = serve(&[]);
+    let r = request(
+        addr,
+        b"GET http://example.test/some/path?echo_code=202 HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    );
+    assert_eq!(r.status, 202);
+    let json = r.json();
+    assert_eq!(
+        (json["path"].as_str(), json["query"].as_str()),
+        (Some("/some/path"), Some("echo_code=202"))
+    );
+}

@@ -396,3 +396,22 @@ proptest! {
         let _ = parse_request(&with_head, &mut HeadScan::default());
     }
 }
+
+#[test]
+fn an_absolute_form_target_is_accepted_as_its_path() {
+    // RFC 9112 3.2.2: a server MUST accept the absolute form (what a
+    // client sends to a proxy: `curl -x`).
+    let head = ok("GET http://example.test:8080/a/b?echo_code=201 HTTP/1.1\r\nHost: example.test:8080\r\n\r\n");
+    assert_eq!((head.path(), head.query()), ("/a/b", Some("echo_code=201")));
+    let head = ok("GET HTTPS://example.test HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!((head.path(), head.query()), ("/", None));
+    let head = ok("GET http://example.test?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!((head.path(), head.query()), ("/", Some("x=1")));
+    for bad in [
+        &b"GET ftp://example.test/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET http:// HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET example.test/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    ] {
+        assert_eq!(refused(bad), 400, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
