@@ -905,3 +905,14 @@ fn an_absolute_form_request_is_answered_for_its_path() {
         (Some("/some/path"), Some("echo_code=202"))
     );
 }
+
+#[test]
+fn a_delayed_answer_outlasts_a_shorter_idle_timeout() {
+    // The client waits on the daemon's own timer: that is not the client
+    // being idle, and the answer owed is sent, not reset.
+    let (_daemon, addr) = serve(&["--idle-timeout", "1"]);
+    let started = Instant::now();
+    let r = request(addr, b"GET /?echo_delay=2500ms HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+}

@@ -880,6 +880,13 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 );
                 return Flow::Close;
             }
+        } else if self.protocol.answer_due() {
+            // Waiting on our own timer (`echo_delay`) is not the peer's
+            // idleness: the clock starts again from now.
+            if let Some(idle) = &mut self.conn.idle {
+                idle.touch(cx.now);
+                idle.expired(cx);
+            }
         } else if self.conn.idle_expired(cx) {
             if self.proxy_pending() {
                 cx.stats.proxy_errors += 1; // idle before its header was complete
