@@ -311,6 +311,13 @@ impl Semantics {
                 _ => return Err(refuse(501, "transfer coding other than chunked")),
             }
         } else if name.eq_ignore_ascii_case("host") {
+            // RFC 9112 3.2: a Host that is not `uri-host [":" port]` is a 400.
+            if !value
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+            {
+                return Err(refuse(400, "bad Host header"));
+            }
             self.hosts += 1;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in tokens(value) {

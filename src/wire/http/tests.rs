@@ -415,3 +415,22 @@ fn an_absolute_form_target_is_accepted_as_its_path() {
         assert_eq!(refused(bad), 400, "{:?}", String::from_utf8_lossy(bad));
     }
 }
+
+#[test]
+fn a_host_that_is_not_a_host_and_port_is_refused() {
+    // RFC 9112 3.2: a server MUST answer 400 to a Host with an invalid value.
+    for bad in ["a b", "a/b", "user@host", "a\tb", "h\u{ff}"] {
+        let text = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+        assert_eq!(refused(text.as_bytes()), 400, "{bad:?}");
+    }
+    for good in [
+        "",
+        "example.test",
+        "example.test:8080",
+        "[::1]:80",
+        "127.0.0.1",
+        "xn--d1a.test",
+    ] {
+        ok(&format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n"));
+    }
+}
