@@ -674,6 +674,7 @@ fn echo_frame<S: Write>(
             Next::Closed
         }
     };
+    assembler.release();
     if !frame.is_empty() {
         out.send(&frame, cx)?;
     }
