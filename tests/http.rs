@@ -916,3 +916,43 @@ fn a_delayed_answer_outlasts_a_shorter_idle_timeout() {
     assert_eq!(r.status, 200);
     assert!(started.elapsed() >= Duration::from_millis(2500));
 }
+
+/// A 64-bit-length client frame (masked with a zero key: payload as is).
+fn big_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first, 0x80 | 127];
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn quiet_websockets_keep_no_buffer_of_their_last_big_message() {
+    // Each connection echoes one big message, fragmented or whole, then
+    // sits on a byte of its next frame: what it holds is that byte, not a
+    // buffer the size of the message (80 of them at 256 KiB: 20 MiB).
+    let (daemon, addr) = serve(&["--max-buffer", "262144"]);
+    let size = 250_000;
+    let mut conns = Vec::new();
+    let before = daemon.rss_kib();
+    for i in 0..80 {
+        let mut conn = ws_connect(addr);
+        let mut bytes = if i % 2 == 0 {
+            big_frame(0x82, &vec![1u8; size])
+        } else {
+            let mut b = big_frame(0x02, &vec![1u8; size - 10]);
+            b.extend(frame(0x80, &[2u8; 10]));
+            b
+        };
+        bytes.push(0x82); // the first byte of a next frame
+        conn.write_all(&bytes).expect("write");
+        assert_eq!(read_frame(&mut conn).1.len(), size);
+        conns.push(conn);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let grown = daemon.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 8 * 1024,
+        "RSS grew {grown} KiB for 80 quiet connections"
+    );
+}

@@ -41,6 +41,9 @@ pub const MAX_DELAY: Duration = Duration::from_secs(60);
 /// of a 64 B echo's framing).
 const STACK_FRAME: usize = 256;
 
+/// Input held between reads that is kept without shrinking its buffer.
+const SMALL_HELD: usize = 4096;
+
 /// Binds an HTTP echo listener.
 pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
     let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
@@ -179,8 +182,14 @@ impl HttpEcho {
         }
         let used = *result.as_ref().unwrap_or(&raw.len());
         raw.drain(..used);
-        // An idle connection keeps no buffer.
-        self.raw = if raw.is_empty() { Vec::new() } else { raw };
+        // An idle connection keeps no buffer, and one waiting on a few
+        // bytes of its next frame or head no room for the last big one.
+        if raw.is_empty() {
+            raw = Vec::new();
+        } else if raw.capacity() > SMALL_HELD.max(2 * raw.len()) {
+            raw.shrink_to(SMALL_HELD.max(raw.len()));
+        }
+        self.raw = raw;
         result.map(drop)
     }
 
