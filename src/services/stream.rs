@@ -714,6 +714,13 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
     fn settle(&mut self, cx: &mut Context) -> Flow {
         let finished = self.conn.finished() && !self.protocol.answer_due();
         if self.conn.outbox.is_empty() && (finished || self.protocol.done()) {
+            if !self.conn.peer_done && !self.conn.lingering {
+                // The protocol ended it (a refusal, `Connection: close`)
+                // while the peer may still be sending (the body of a 413):
+                // the lingering close, as web servers do, so our close is
+                // not a reset that drops the answer at the peer unread.
+                return self.start_linger(cx).unwrap_or_else(|_| self.release(cx));
+            }
             debug!("{} {} closed: all sent", self.kind, self.shown());
             return Flow::Close;
         }
@@ -872,6 +879,13 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                     self.shown()
                 );
                 return Flow::Close;
+            }
+        } else if self.protocol.answer_due() {
+            // Waiting on our own timer (`echo_delay`) is not the peer's
+            // idleness: the clock starts again from now.
+            if let Some(idle) = &mut self.conn.idle {
+                idle.touch(cx.now);
+                idle.expired(cx);
             }
         } else if self.conn.idle_expired(cx) {
             if self.proxy_pending() {
