@@ -151,6 +151,9 @@ kinds! {
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
         tools: &[Serve, Client], spread: true, bind: services::binary::bind };
+    /// `tls://`: TCP echo inside TLS.
+    Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tls::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
         tools: &[Serve], spread: false, bind: services::metrics::bind };
@@ -165,6 +168,11 @@ impl Kind {
     /// Path kinds are written `scheme:PATH`, network kinds `scheme://HOST:PORT`.
     pub fn is_path(self) -> bool {
         self.info().address == Address::Path
+    }
+
+    /// TLS kinds: the bytes go inside a TLS session.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::Tls)
     }
 
     /// Stream kinds carry a byte stream; the others carry datagrams.
@@ -492,7 +500,7 @@ impl Endpoint {
     }
 
     /// `Ok` if `tool` takes this kind, else the line to print (a usage error):
-    /// `cannot ping multicast://...: ping speaks tcp, udp, unix and unix-dgram`.
+    /// `cannot ping multicast://...: ping speaks tcp, udp, unix, unix-dgram and tls`.
     pub fn check_tool(&self, tool: Tool) -> Result<(), String> {
         if self.kind.accepts(tool) {
             return Ok(());
@@ -617,7 +625,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix and unix-dgram"
+            "tcp, udp, unix, unix-dgram and tls"
         );
     }
 
@@ -652,7 +660,7 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix and unix-dgram"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram and tls"
         );
         assert!(parse("binary://h:1")
             .unwrap()

@@ -36,3 +36,4 @@ pub mod services;
 pub mod shell;
 pub mod sock;
 pub mod status;
+pub mod tls;
