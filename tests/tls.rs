@@ -1,0 +1,752 @@
+//! Issue 22: `serve tls://` checked by real TLS peers. The `openssl` CLI
+//! makes a test CA, an intermediate and leaf certificates (ECDSA P-256);
+//! `openssl s_client` (TLS 1.2 and 1.3) and Python's `ssl` verify the
+//! server against that CA and get their bytes echoed. Garbage for a
+//! ClientHello is closed and counted; SIGHUP makes new handshakes present
+//! the new certificate (its fingerprint, seen by s_client) while an
+//! established session goes on; a bad reload keeps the old one; the
+//! self-signed certificate written by `--tls-cert-out` verifies, also after
+//! a SIGUSR2 upgrade; `?proxy` takes the PROXY header before the ClientHello.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{status_json, Daemon, WAIT};
+
+/// Panics if `tool` is missing under `scripts/test-all`; says so otherwise.
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
+            "{tool} is missing (scripts/test-all installs it)"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+/// Runs `openssl ARGS` in `dir`; panics with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A test PKI made by openssl: root CA -> intermediate -> leaves.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+        };
+        pki.key("ca.key");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "ca.key",
+                "-sha256",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=echoplex test root",
+                "-out",
+                "ca.pem",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        pki.key("int.key");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "int.key",
+                "-subj",
+                "/CN=echoplex test intermediate",
+                "-out",
+                "int.csr",
+            ],
+        );
+        std::fs::write(
+            dir.join("int.ext"),
+            "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .expect("write int.ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "int.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-sha256",
+                "-extfile",
+                "int.ext",
+                "-out",
+                "int.pem",
+            ],
+        );
+        pki
+    }
+
+    fn key(&self, name: &str) {
+        openssl(
+            &self.dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                name,
+            ],
+        );
+        set_mode(&self.dir.join(name), 0o600);
+    }
+
+    /// A leaf for localhost and 127.0.0.1 signed by the intermediate:
+    /// `NAME.chain.pem` (leaf then intermediate) and `NAME.key`.
+    fn leaf(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = format!("{name}.key");
+        self.key(&key);
+        let csr = format!("{name}.csr");
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &format!("/CN={name}"),
+                "-out",
+                &csr,
+            ],
+        );
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.dir.join(&ext),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        let pem = format!("{name}.pem");
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "int.pem",
+                "-CAkey",
+                "int.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-sha256",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+        let chain = self.dir.join(format!("{name}.chain.pem"));
+        let mut text = std::fs::read_to_string(self.dir.join(&pem)).expect("leaf");
+        text.push_str(&std::fs::read_to_string(self.dir.join("int.pem")).expect("int"));
+        std::fs::write(&chain, text).expect("write chain");
+        (chain, self.dir.join(key))
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// SHA-256 fingerprint of a PEM certificate, as openssl prints it.
+    fn fingerprint(&self, pem: &Path) -> String {
+        let out = openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-in",
+                path(pem),
+                "-noout",
+                "-fingerprint",
+                "-sha256",
+            ],
+        );
+        out.trim()
+            .split_once('=')
+            .expect("Fingerprint=")
+            .1
+            .to_string()
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `openssl s_client` on `addr` with `version` (`-tls1_2`, `-tls1_3`),
+/// verifying against `ca` for the name localhost: sends `message`, waits
+/// for its echo, returns (echoed stdout, s_client's -brief summary).
+fn s_client(addr: SocketAddr, version: &str, ca: &Path, message: &str) -> (String, String) {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            version,
+            "-CAfile",
+            path(ca),
+            "-verify_return_error",
+            "-verify_hostname",
+            "localhost",
+            "-servername",
+            "localhost",
+            "-brief",
+            "-ign_eof",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(message.as_bytes())
+        .expect("write to s_client");
+    stdin.flush().expect("flush");
+    let echoed = read_until(&mut child, message);
+    drop(stdin);
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("s_client output");
+    (echoed, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Reads a child's stdout until `wanted` shows up (bounded by WAIT).
+fn read_until(child: &mut Child, wanted: &str) -> String {
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let wanted_owned = wanted.to_string();
+    thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    seen.extend_from_slice(&buf[..n]);
+                    if String::from_utf8_lossy(&seen).contains(&wanted_owned) {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+    });
+    rx.recv_timeout(WAIT).unwrap_or_default()
+}
+
+/// The fingerprint of the certificate `addr` presents, via s_client's
+/// printout of it and `openssl x509`.
+fn presented_fingerprint(dir: &Path, addr: SocketAddr) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("s_client printed the certificate");
+    let end = text
+        .find("-----END CERTIFICATE-----")
+        .expect("end of certificate")
+        + 25;
+    let file = dir.join("presented.pem");
+    std::fs::write(&file, &text[start..end]).expect("write presented.pem");
+    let out = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            path(&file),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    out.trim()
+        .split_once('=')
+        .expect("Fingerprint=")
+        .1
+        .to_string()
+}
+
+/// Python's ssl client: verifies against `ca` (server name localhost),
+/// optionally sends `prefix` in clear first (a PROXY header), echoes one
+/// message; returns its JSON line, or Err(stderr) when it failed.
+fn python_ssl(addr: SocketAddr, ca: &Path, prefix: &str) -> Result<serde_json::Value, String> {
+    const SCRIPT: &str = r#"
+import json, socket, ssl, sys
+host, port, ca, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+raw = socket.create_connection((host, port), timeout=10)
+if prefix:
+    raw.sendall(prefix.encode())
+with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+    msg = b"hello from python ssl"
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    print(json.dumps({"version": s.version(), "cipher": s.cipher()[0], "echo": got.decode()}))
+"#;
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            SCRIPT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            path(ca),
+            prefix,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|err| format!("not JSON: {err}"))
+}
+
+fn admin(dir: &Path) -> PathBuf {
+    dir.join("admin.sock")
+}
+
+fn start(dir: &Path, endpoint: &str, extra: &[&str]) -> Daemon {
+    let admin = admin(dir);
+    let mut args = vec![endpoint, "--admin", path(&admin)];
+    args.extend_from_slice(extra);
+    Daemon::start(&args)
+}
+
+#[test]
+#[ignore = "needs openssl and python3: scripts/test-all"]
+fn openssl_and_python_verify_a_chain_and_get_echoes_over_tls_1_2_and_1_3() {
+    if !have("openssl") || !have("python3") {
+        return;
+    }
+    let dir = support::temp_dir("tls-verify");
+    let pki = Pki::new(&dir);
+    let (chain, key) = pki.leaf("server");
+    let daemon = start(
+        &dir,
+        "tls://127.0.0.1:0",
+        &["--tls-cert", path(&chain), "--tls-key", path(&key)],
+    );
+    let addr = daemon.addr("tls://");
+
+    for (flag, version) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let message = format!("echo over {version}\n");
+        let (echoed, summary) = s_client(addr, flag, &pki.ca(), &message);
+        assert_eq!(echoed, message, "s_client {flag}: {summary}");
+        assert!(
+            summary.contains(&format!("Protocol version: {version}")),
+            "{summary}"
+        );
+        assert!(summary.contains("Verification: OK"), "{summary}");
+    }
+    let python = python_ssl(addr, &pki.ca(), "").expect("python verifies and echoes");
+    assert_eq!(python["echo"], "hello from python ssl");
+    assert_eq!(python["version"], "TLSv1.3");
+
+    // Verification is real: another root does not verify.
+    let other = support::temp_dir("tls-other-ca");
+    let stranger = Pki::new(&other);
+    let err = python_ssl(addr, &stranger.ca(), "").expect_err("an unknown CA fails");
+    assert!(err.contains("CERTIFICATE_VERIFY_FAILED"), "{err}");
+
+    let status = status_json(&admin(&dir));
+    assert!(
+        status["tls_handshakes"].as_u64().unwrap_or(0) >= 3,
+        "{status}"
+    );
+    assert!(
+        status["tls_handshake_us"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+    assert!(
+        !stderr.contains("PRIVATE KEY"),
+        "the key was logged:\n{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "needs openssl: scripts/test-all"]
+fn garbage_instead_of_a_client_hello_is_closed_and_counted_and_others_are_served() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = support::temp_dir("tls-garbage");
+    let daemon = start(
+        &dir,
+        "tls://127.0.0.1:0",
+        &["--tls-cert-out", path(&dir.join("cert.pem"))],
+    );
+    let addr = daemon.addr("tls://");
+    let mut plain = TcpStream::connect(addr).expect("connect");
+    plain.set_read_timeout(Some(WAIT)).expect("timeout");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send garbage");
+    let mut answer = Vec::new();
+    let started = Instant::now();
+    let _ = plain.read_to_end(&mut answer); // an alert at most, then the end
+    assert!(
+        started.elapsed() < WAIT,
+        "garbage connection was not closed"
+    );
+    assert!(
+        answer.len() < 64,
+        "answered garbage with {} bytes",
+        answer.len()
+    );
+    if let Some(&first) = answer.first() {
+        assert_eq!(first, 21, "anything sent back is a TLS alert record");
+    }
+    // Everyone else is still served.
+    let (echoed, summary) = s_client(addr, "-tls1_3", &dir.join("cert.pem"), "still here\n");
+    assert_eq!(echoed, "still here\n", "{summary}");
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["tls_errors"], 1, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+    support::assert_no_panic(&stderr);
+}
+
+#[test]
+#[ignore = "needs openssl: scripts/test-all"]
+fn sighup_presents_the_new_certificate_and_a_failed_reload_keeps_it() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = support::temp_dir("tls-reload");
+    let pki = Pki::new(&dir);
+    let (chain_a, key_a) = pki.leaf("a");
+    let (chain_b, key_b) = pki.leaf("b");
+    let cert = &*dir.join("served.pem");
+    let key = &*dir.join("served.key");
+    std::fs::copy(&chain_a, cert).expect("copy");
+    std::fs::copy(&key_a, key).expect("copy");
+    set_mode(key, 0o600);
+    let daemon = start(
+        &dir,
+        "tls://127.0.0.1:0",
+        &[
+            "--reactors",
+            "2",
+            "--tls-cert",
+            path(cert),
+            "--tls-key",
+            path(key),
+        ],
+    );
+    let addr = daemon.addr("tls://");
+    let fp_a = pki.fingerprint(&dir.join("a.pem"));
+    let fp_b = pki.fingerprint(&dir.join("b.pem"));
+    assert_ne!(fp_a, fp_b);
+    assert_eq!(presented_fingerprint(&dir, addr), fp_a);
+
+    // A session established before the reload goes on after it.
+    let mut before = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-CAfile",
+            path(&pki.ca()),
+            "-quiet",
+            "-ign_eof",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s_client");
+    let mut before_in = before.stdin.take().expect("stdin");
+    before_in.write_all(b"first\n").expect("write");
+    before_in.flush().expect("flush");
+    let mut before_out = before.stdout.take().expect("stdout");
+    let mut first = [0u8; 6];
+    before_out
+        .read_exact(&mut first)
+        .expect("echo before the reload");
+    assert_eq!(&first, b"first\n");
+
+    std::fs::copy(&chain_b, cert).expect("copy");
+    std::fs::copy(&key_b, key).expect("copy");
+    daemon.signal(libc::SIGHUP);
+    // Every reactor's new handshakes see it (several connections, so both
+    // reactors of --reactors 2 are likely asked).
+    support::wait_until("the new certificate is presented", || {
+        presented_fingerprint(&dir, addr) == fp_b
+    });
+    for _ in 0..6 {
+        assert_eq!(presented_fingerprint(&dir, addr), fp_b);
+    }
+    before_in.write_all(b"again\n").expect("write");
+    before_in.flush().expect("flush");
+    let mut again = [0u8; 6];
+    before_out
+        .read_exact(&mut again)
+        .expect("echo after the reload");
+    assert_eq!(&again, b"again\n");
+    drop(before_in);
+    let _ = before.kill();
+    let _ = before.wait();
+
+    // A key that does not match: the reload fails, B stays.
+    std::fs::copy(&key_a, key).expect("copy");
+    daemon.signal(libc::SIGHUP);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(presented_fingerprint(&dir, addr), fp_b);
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+    assert!(stderr.contains("TLS reload failed"), "{stderr}");
+    assert!(stderr.contains("does not match"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs openssl: scripts/test-all"]
+fn a_key_that_does_not_match_is_a_startup_error_and_a_readable_key_a_warning() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = support::temp_dir("tls-mismatch");
+    let pki = Pki::new(&dir);
+    let (chain_a, _) = pki.leaf("a");
+    let (_, key_b) = pki.leaf("b");
+    let (status, _, stderr) = support::run(&[
+        "serve",
+        "tls://127.0.0.1:0",
+        "--tls-cert",
+        path(&chain_a),
+        "--tls-key",
+        path(&key_b),
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    support::assert_one_error_line(&stderr, &["does not match"]);
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+
+    let (chain, key) = pki.leaf("c");
+    set_mode(&key, 0o644);
+    let daemon = start(
+        &dir,
+        "tls://127.0.0.1:0",
+        &["--tls-cert", path(&chain), "--tls-key", path(&key)],
+    );
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+    assert!(stderr.contains("can be read by others"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs openssl and python3: scripts/test-all"]
+fn the_self_signed_certificate_written_out_verifies_and_survives_an_upgrade() {
+    if !have("openssl") || !have("python3") {
+        return;
+    }
+    let dir = support::temp_dir("tls-self-signed");
+    let out = &*dir.join("cert.pem");
+    let pid_file = &*dir.join("serve.pid");
+    let log = &*dir.join("serve.log");
+    // Logs to a file: the successor inherits it (a pipe would outlive our reader).
+    let mut old = Command::new(support::bin())
+        .args([
+            "serve",
+            "tls://127.0.0.1:0",
+            "--tls-cert-out",
+            path(out),
+            "--pid-file",
+            path(pid_file),
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn serve");
+    let endpoints = support::wait_ready(&mut old).expect("ready");
+    let addr: SocketAddr = endpoints[0]
+        .trim_start_matches("tls://")
+        .parse()
+        .expect("address");
+    let python = python_ssl(addr, out, "").expect("the written certificate verifies");
+    assert_eq!(python["echo"], "hello from python ssl");
+    let fingerprint = Pki {
+        dir: dir.to_path_buf(),
+    }
+    .fingerprint(out);
+    assert_eq!(presented_fingerprint(&dir, addr), fingerprint);
+
+    let old_pid = old.id() as i32;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(old_pid, libc::SIGUSR2) };
+    let mut new_pid = 0;
+    support::wait_until("the pid file names the new process", || {
+        new_pid = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(old_pid);
+        new_pid != old_pid
+    });
+    let _successor = ByPid(new_pid);
+    support::wait_until("the old process exits", || {
+        matches!(old.try_wait(), Ok(Some(_)))
+    });
+    // The new process serves the same certificate: clients that trusted
+    // cert.pem keep working.
+    let python = python_ssl(addr, out, "").expect("still verifies after the upgrade");
+    assert_eq!(python["echo"], "hello from python ssl");
+    assert_eq!(presented_fingerprint(&dir, addr), fingerprint);
+    let text = std::fs::read_to_string(log).expect("log");
+    assert!(
+        text.contains("self-signed certificate of the process we replace"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(&format!("SHA-256 {fingerprint}")).count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE KEY"), "the key was logged:\n{text}");
+}
+
+/// SIGTERM to a process an upgrade started (not our child) when the test ends.
+struct ByPid(i32);
+
+impl Drop for ByPid {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the successor our own daemon started.
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+        let proc = PathBuf::from(format!("/proc/{}", self.0));
+        let deadline = Instant::now() + WAIT;
+        while proc.exists() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs python3: scripts/test-all"]
+fn a_proxy_header_comes_before_the_client_hello() {
+    if !have("python3") {
+        return;
+    }
+    let dir = support::temp_dir("tls-proxy");
+    let out = &*dir.join("cert.pem");
+    let daemon = start(
+        &dir,
+        "tls://127.0.0.1:0?proxy",
+        &["--tls-cert-out", path(out)],
+    );
+    let addr: SocketAddr = daemon
+        .endpoint("tls://")
+        .trim_start_matches("tls://")
+        .trim_end_matches("?proxy")
+        .parse()
+        .expect("address");
+    let header = "PROXY TCP4 192.0.2.7 127.0.0.1 40000 443\r\n";
+    let python = python_ssl(addr, out, header).expect("TLS after the PROXY header");
+    assert_eq!(python["echo"], "hello from python ssl");
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["proxy_errors"], 0, "{status}");
+    assert_eq!(status["tls_errors"], 0, "{status}");
+    assert_eq!(status["tls_handshakes"], 1, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}
+
+#[test]
+fn a_handshake_not_done_in_time_is_closed_and_counted() {
+    let dir = support::temp_dir("tls-slow");
+    let daemon = start(&dir, "tls://127.0.0.1:0", &[]);
+    let addr = daemon.addr("tls://");
+    let mut silent = TcpStream::connect(addr).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    // Half a ClientHello header, then nothing.
+    silent.write_all(&[0x16, 0x03, 0x01]).expect("write");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = silent.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(9), "closed after {waited:?}");
+    assert!(waited < Duration::from_secs(30), "never closed");
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["tls_errors"], 1, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+    assert!(stderr.contains("handshake"), "{stderr}");
+}
