@@ -750,3 +750,116 @@ fn a_handshake_not_done_in_time_is_closed_and_counted() {
     assert!(exit.success(), "{stderr}");
     assert!(stderr.contains("handshake"), "{stderr}");
 }
+
+/// A self-signed `serve tls://` and its certificate file, for the tools.
+fn self_signed(dir: &Path) -> (Daemon, SocketAddr, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let daemon = start(dir, "tls://127.0.0.1:0", &["--tls-cert-out", path(&cert)]);
+    let addr = daemon.addr("tls://");
+    (daemon, addr, cert)
+}
+
+#[test]
+fn client_and_ping_verify_with_tls_ca_and_refuse_an_unknown_certificate() {
+    let dir = support::temp_dir("tls-tools");
+    let (daemon, addr, cert) = self_signed(&dir);
+    let endpoint = format!("tls://{addr}");
+    let (status, out, err) =
+        support::run(&["client", &endpoint, "--tls-ca", path(&cert), "over", "tls"]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("TLS established: TLSv1.3"), "{out}");
+    assert!(out.contains("received \"over tls\""), "{out}");
+    // By name too: the certificate is for localhost.
+    let by_name = format!("tls://localhost:{}", addr.port());
+    let (status, out, err) =
+        support::run(&["client", &by_name, "--tls-ca", path(&cert), "-q", "hi"]);
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "hi\n");
+    // The system's roots do not know it: exit 3, and why.
+    let (status, _, err) = support::run(&["client", &endpoint, "hello"]);
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    // -k skips verification, as curl's.
+    let (status, out, err) = support::run(&["client", &endpoint, "-k", "-q", "insecure"]);
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "insecure\n");
+    // --tls-sni: a name the certificate is not for fails verification.
+    let (status, _, err) = support::run(&[
+        "client",
+        &endpoint,
+        "--tls-ca",
+        path(&cert),
+        "--tls-sni",
+        "echo.example",
+        "x",
+    ]);
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("not valid for name"), "{err}");
+
+    let (status, out, err) = support::run(&[
+        "ping",
+        &endpoint,
+        "--tls-ca",
+        path(&cert),
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+    ]);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("3 received"), "{out}");
+    assert!(out.contains("TLSv1.3"), "{out}");
+    let status = status_json(&admin(&dir));
+    assert!(
+        status["tls_handshakes"].as_u64().unwrap_or(0) >= 4,
+        "{status}"
+    );
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}
+
+#[test]
+fn bench_churn_over_tls_counts_full_handshakes_and_resumed_ones() {
+    let dir = support::temp_dir("tls-bench");
+    let (daemon, addr, cert) = self_signed(&dir);
+    let endpoint = format!("tls://{addr}");
+    let bench = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "bench",
+            &endpoint,
+            "--tls-ca",
+            path(&cert),
+            "-c",
+            "2",
+            "-n",
+            "40",
+            "--churn",
+            "2",
+            "--timeout",
+            "30",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (status, out, err) = support::run(&args);
+        assert!(status.success(), "{out}{err}");
+        serde_json::from_str(&out).expect("bench --json")
+    };
+    let full = bench(&[]);
+    let tls = &full["tls"];
+    assert!(tls["handshakes"].as_u64().unwrap_or(0) >= 15, "{full}");
+    assert_eq!(tls["resumed"], 0, "{full}");
+    assert_eq!(tls["resumption"], false, "{full}");
+    assert!(
+        tls["handshake_time_us"]["p99"].as_u64().unwrap_or(0) > 0,
+        "{full}"
+    );
+    let resumed = bench(&["--tls-resume"]);
+    assert!(
+        resumed["tls"]["resumed"].as_u64().unwrap_or(0) >= 10,
+        "{resumed}"
+    );
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["tls_errors"], 0, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}

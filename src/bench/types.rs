@@ -71,6 +71,9 @@ pub struct Modes {
     /// Close a stream connection after this many echoes and open a new one
     /// (`--churn`).
     pub churn: Option<u64>,
+    /// tls://: how every connection's session is started and verified
+    /// (`--tls-ca`, `-k`, `--tls-sni`, `--tls-resume`).
+    pub tls: Option<crate::probe::tls::TlsClient>,
 }
 
 /// What the caller hears while a run goes on. Called from the thread that
@@ -132,6 +135,10 @@ pub struct Counters {
     pub late: u64,
     /// Connections opened in the measured window (`--churn`).
     pub connects: u64,
+    /// TLS handshakes finished in the measured window.
+    pub handshakes: u64,
+    /// Of those, the ones that resumed a session (`--tls-resume`).
+    pub resumed: u64,
 }
 
 impl Counters {
@@ -145,6 +152,8 @@ impl Counters {
         self.lost += other.lost;
         self.late += other.late;
         self.connects += other.connects;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
     }
 }
 
@@ -174,9 +183,22 @@ pub struct Report {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// tls://: how long handshakes took (from the TCP connect's end),
+    /// microseconds.
+    pub handshake_time: Histogram<u64>,
 }
 
 impl Report {
+    /// TLS handshakes per second in the measured window.
+    pub fn handshakes_per_sec(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.counters.handshakes as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     /// Echoes per second in the measured window.
     pub fn msgs_per_sec(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
@@ -217,6 +239,8 @@ pub struct Dest {
     pub addr: SockAddr,
     /// `?proxy`: each connection begins with a PROXY v2 header.
     pub proxy: bool,
+    /// tls://: each connection runs a TLS session.
+    pub tls: Option<crate::probe::tls::TlsClient>,
 }
 
 /// When the measured window opens and (for `-d`) closes: set once every
@@ -352,6 +376,8 @@ pub struct WorkerResult {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// tls://: handshake times, microseconds.
+    pub handshake_time: Histogram<u64>,
 }
 
 impl WorkerResult {
@@ -367,6 +393,7 @@ impl WorkerResult {
             cpu_share: 0.0,
             connect_time: new_histogram(),
             connect_causes: BTreeMap::new(),
+            handshake_time: new_histogram(),
         }
     }
 

@@ -15,7 +15,11 @@ pub(super) fn run(
     out: &Out,
 ) -> Result<(), Failure> {
     out.say(format_args!("connecting to {}", args.endpoint));
-    let conn = Conn::connect(&args.endpoint, timeout)?;
+    let tls = args.tls.client(&args.endpoint, false)?;
+    let conn = Conn::connect(&args.endpoint, timeout, tls.as_ref())?;
+    if let Some(negotiated) = conn.sock().negotiated() {
+        out.say(format_args!("TLS established: {negotiated}"));
+    }
     out.say(format_args!("sending {}", preview(message)));
     let echo = if conn.is_stream() {
         conn.exchange(message, message.len(), args.chunk as usize, |piece| {

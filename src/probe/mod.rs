@@ -8,6 +8,7 @@ pub mod duration;
 pub mod failure;
 pub mod payload;
 pub mod socket;
+pub mod tls;
 
 pub use failure::{Exit, Failure};
 
