@@ -160,12 +160,17 @@ impl Source {
 
     /// A new self-signed certificate (ECDSA P-256) for `SELF_SIGNED_NAMES`.
     pub fn self_signed() -> Result<Source, String> {
+        let failed = |err: rcgen::Error| format!("cannot make a self-signed certificate: {err}");
         let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| s.to_string()).collect();
-        let made = rcgen::generate_simple_self_signed(names)
-            .map_err(|err| format!("cannot make a self-signed certificate: {err}"))?;
+        let mut params = rcgen::CertificateParams::new(names).map_err(failed)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "echoplex self-signed");
+        let key = rcgen::KeyPair::generate().map_err(failed)?;
+        let cert = params.self_signed(&key).map_err(failed)?;
         Ok(Source::SelfSigned {
-            cert_pem: made.cert.pem(),
-            key_pem: made.key_pair.serialize_pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         })
     }
 

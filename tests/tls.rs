@@ -863,3 +863,106 @@ fn bench_churn_over_tls_counts_full_handshakes_and_resumed_ones() {
     let (exit, stderr) = daemon.stop();
     assert!(exit.success(), "{stderr}");
 }
+
+#[test]
+#[ignore = "needs python3: scripts/test-all"]
+fn a_client_that_does_not_read_is_held_to_max_buffer_and_loses_nothing() {
+    if !have("python3") {
+        return;
+    }
+    const SCRIPT: &str = r#"
+import select, socket, ssl, sys, time
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=10), server_hostname="localhost")
+s.setblocking(False)
+pattern = bytes(i % 251 for i in range(251 * 64))
+sent, last = 0, time.time()
+while time.time() - last < 1.0 and sent < 64 << 20:
+    try:
+        off = sent % 251
+        n = s.send(pattern[off:off + 16384])
+        sent += n
+        last = time.time()
+    except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+        select.select([], [s], [], 0.1)
+print("stalled", sent, flush=True)
+sys.stdin.readline()
+got = 0
+s.setblocking(True)
+s.settimeout(10)
+while got < sent:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    for i, b in enumerate(chunk):
+        if b != (got + i) % 251:
+            print("mismatch at", got + i, flush=True)
+            sys.exit(1)
+    got += len(chunk)
+print("echoed", got, flush=True)
+"#;
+    let dir = support::temp_dir("tls-backpressure");
+    let cert = dir.join("cert.pem");
+    let daemon = start(
+        &dir,
+        "tls://127.0.0.1:0",
+        &["--tls-cert-out", path(&cert), "--max-buffer", "32768"],
+    );
+    let addr = daemon.addr("tls://");
+    let mut python = Command::new("python3")
+        .args([
+            "-c",
+            SCRIPT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            path(&cert),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        python.stdout.take().expect("stdout"),
+    ));
+    let stalled = lines.next().expect("a line").expect("read");
+    let sent: u64 = stalled
+        .strip_prefix("stalled ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stalled}"));
+    let status = status_json(&admin(&dir));
+    let conn = status["handlers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|h| h["kind"] == "tls-conn"))
+        .unwrap_or_else(|| panic!("no tls-conn in {status}"))
+        .clone();
+    assert_eq!(conn["state"], "paused-by-backpressure", "{conn}");
+    assert!(
+        conn["pending"].as_u64().unwrap_or(u64::MAX) <= 32768,
+        "{conn}"
+    );
+    // What the daemon holds for it is bounded: the rest waits in the kernel.
+    let bytes_in = conn["bytes_in"].as_u64().unwrap_or(0);
+    let bytes_out = conn["bytes_out"].as_u64().unwrap_or(0);
+    assert!(
+        bytes_in - bytes_out <= 2 * 32768 + 16384,
+        "holds {} bytes: {conn}",
+        bytes_in - bytes_out
+    );
+    assert!(
+        sent > bytes_in,
+        "the client got ahead of the daemon: {sent} > {bytes_in}"
+    );
+    python
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let echoed = lines.next().expect("a line").expect("read");
+    assert_eq!(echoed, format!("echoed {sent}"));
+    assert!(python.wait().expect("wait").success());
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}

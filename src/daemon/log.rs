@@ -187,6 +187,8 @@ pub fn init(queued: bool, trace: bool) {
     let mut logger = env_logger::Builder::from_env(env);
     if trace {
         logger.filter_module("echoplex::reactor", log::LevelFilter::Trace);
+        // Each TLS connection's want-read/want-write steps and handshake.
+        logger.filter_module("echoplex::services::tls", log::LevelFilter::Trace);
     }
     if super::reactors::names_in_logs() {
         // `serve --reactors N`: each line names its reactor (trace lines too).

@@ -899,6 +899,11 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         // Input held back (a partial record) is received and not yet sent
         // back too, and counts against --max-buffer like the outbox.
         info.pending += self.protocol.held();
+        // Records the transport holds for the socket stop reading as the
+        // outbox does (`pump`): the same backpressure, shown the same way.
+        if self.stream.held_out() > 0 && info.state == "open" {
+            info.state = "paused-by-backpressure";
+        }
         info.detail = self.stream.detail();
         info
     }
