@@ -966,3 +966,161 @@ print("echoed", got, flush=True)
     let (exit, stderr) = daemon.stop();
     assert!(exit.success(), "{stderr}");
 }
+
+/// The ```haproxy-tls block of docs/DEPLOY.md with this test's ports and files.
+fn haproxy_tls_config(
+    passthrough: SocketAddr,
+    tls_backend: SocketAddr,
+    terminated: SocketAddr,
+    plain_backend: SocketAddr,
+    crt: &Path,
+) -> String {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DEPLOY.md"))
+        .expect("docs/DEPLOY.md");
+    let block = page
+        .split("```haproxy-tls\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```haproxy-tls block in docs/DEPLOY.md");
+    let mut config = block.replacen("global\n", "global\n    noreuseport\n", 1);
+    for (doc, here) in [
+        ("127.0.0.1:8443", passthrough.to_string()),
+        ("127.0.0.1:8444", tls_backend.to_string()),
+        ("127.0.0.1:9443", terminated.to_string()),
+        ("127.0.0.1:7001", plain_backend.to_string()),
+        ("/etc/haproxy/echo.pem", path(crt).to_string()),
+    ] {
+        assert!(
+            config.contains(doc),
+            "DEPLOY.md's TLS configuration lost {doc}"
+        );
+        config = config.replace(doc, &here);
+    }
+    config
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("local address")
+}
+
+fn inet_of(endpoint: &str) -> SocketAddr {
+    let hostport = endpoint.split_once("://").expect("scheme").1;
+    hostport
+        .split('?')
+        .next()
+        .unwrap_or(hostport)
+        .parse()
+        .expect("address")
+}
+
+#[test]
+#[ignore = "needs haproxy, openssl and python3: scripts/test-all"]
+fn haproxy_passes_tls_through_and_terminates_it() {
+    if !have("haproxy") || !have("openssl") || !have("python3") {
+        return;
+    }
+    let dir = support::temp_dir("tls-haproxy");
+    let pki = Pki::new(&dir);
+    let (chain, key) = pki.leaf("echo");
+    let tls_admin = dir.join("tls.admin");
+    let tls = Daemon::start(&[
+        "tls://127.0.0.1:0?proxy",
+        "--tls-cert",
+        path(&chain),
+        "--tls-key",
+        path(&key),
+        "--admin",
+        path(&tls_admin),
+    ]);
+    let plain_admin = dir.join("plain.admin");
+    let plain = Daemon::start(&["tcp://127.0.0.1:0?proxy", "--admin", path(&plain_admin)]);
+    // HAProxy's crt: the chain and the key in one file.
+    let crt = dir.join("haproxy.pem");
+    let mut both = std::fs::read_to_string(&chain).expect("chain");
+    both.push_str(&std::fs::read_to_string(&key).expect("key"));
+    std::fs::write(&crt, both).expect("write crt");
+    set_mode(&crt, 0o600);
+    let (passthrough, terminated) = (free_port(), free_port());
+    let config = haproxy_tls_config(
+        passthrough,
+        inet_of(&tls.endpoints[0]),
+        terminated,
+        inet_of(&plain.endpoints[0]),
+        &crt,
+    );
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(&cfg, config).expect("write haproxy.cfg");
+    let log = dir.join("haproxy.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let haproxy = Command::new("haproxy")
+        .args(["-db", "-f", path(&cfg)])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn haproxy");
+    let _haproxy = KillOnDrop(haproxy);
+    // Both frontends answer once HAProxy is up.
+    support::wait_until("HAProxy listens", || {
+        TcpStream::connect(passthrough).is_ok() && TcpStream::connect(terminated).is_ok()
+    });
+    // Health checks have run against both backends (v2 LOCAL, then close).
+    thread::sleep(Duration::from_millis(700));
+
+    for _ in 0..3 {
+        let through = python_ssl(passthrough, &pki.ca(), "").unwrap_or_else(|err| {
+            panic!(
+                "passthrough: {err}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        assert_eq!(through["echo"], "hello from python ssl");
+        let ended = python_ssl(terminated, &pki.ca(), "").unwrap_or_else(|err| {
+            panic!(
+                "termination: {err}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        assert_eq!(ended["echo"], "hello from python ssl");
+    }
+    let tls_status = status_json(&tls_admin);
+    assert!(
+        tls_status["tls_handshakes"].as_u64().unwrap_or(0) >= 3,
+        "{tls_status}"
+    );
+    assert_eq!(
+        tls_status["tls_errors"], 0,
+        "health checks are not TLS errors: {tls_status}"
+    );
+    assert_eq!(tls_status["proxy_errors"], 0, "{tls_status}");
+    let plain_status = status_json(&plain_admin);
+    assert!(
+        plain_status["accepted"].as_u64().unwrap_or(0) >= 3,
+        "{plain_status}"
+    );
+    assert_eq!(plain_status["proxy_errors"], 0, "{plain_status}");
+    for daemon in [tls, plain] {
+        let (exit, stderr) = daemon.stop();
+        assert!(exit.success(), "{stderr}");
+    }
+}
+
+/// SIGTERM (then a bounded wait) for a tool this test started.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the PID of the child this test started.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
