@@ -21,6 +21,7 @@ use log::debug;
 use mio::{Interest, Registry, Token};
 
 use super::proxy::{self, Preamble};
+use super::tls::Negotiated;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 
 /// Reads per event before yielding to other connections.
@@ -103,6 +104,12 @@ pub trait Stream: Read + Write + mio::event::Source + AsFd + AsRawFd {
 
     /// A few words for `status` (the TLS version and cipher).
     fn detail(&self) -> Option<String> {
+        None
+    }
+
+    /// What the TLS handshake negotiated, once, as soon as it is done
+    /// (before the protocol sees the first plaintext byte).
+    fn take_negotiated(&mut self) -> Option<Negotiated> {
         None
     }
 }
@@ -481,6 +488,10 @@ pub trait Protocol {
     fn is_connection(&self) -> bool {
         true
     }
+
+    /// The connection's TLS session is established (`https://` puts it in
+    /// its JSON); called before the first plaintext byte arrives.
+    fn secured(&mut self, _tls: &Negotiated) {}
 }
 
 /// Lends a protocol the way back to its peer.
@@ -688,6 +699,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                     if !data.is_empty() && stream.take_early(data)? {
                         data = &[];
                     }
+                }
+                if let Some(tls) = stream.take_negotiated() {
+                    protocol.secured(&tls);
                 }
                 if !data.is_empty() {
                     conn.received(data.len(), cx);

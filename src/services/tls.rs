@@ -76,8 +76,9 @@ impl fmt::Display for Negotiated {
 enum Phase {
     /// Waiting for, or in the middle of, the handshake.
     Handshaking,
-    /// Done; counted once by `account`.
-    Done { counted: bool },
+    /// Done; counted once by `account`, told once to the protocol
+    /// (`take_negotiated`).
+    Done { counted: bool, told: bool },
     /// rustls refused what the peer sent (garbage for a ClientHello, a bad
     /// record); counted once by `account`.
     Failed { counted: bool },
@@ -176,7 +177,10 @@ impl<S: Stream> TlsStream<S> {
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             handshake: self.accepted.elapsed(),
         }));
-        self.phase = Phase::Done { counted: false };
+        self.phase = Phase::Done {
+            counted: false,
+            told: false,
+        };
     }
 }
 
@@ -336,7 +340,7 @@ impl<S: Stream> Stream for TlsStream<S> {
 
     fn account(&mut self, kind: &str, peer: &dyn fmt::Display, cx: &mut Context) {
         match &mut self.phase {
-            Phase::Done { counted } if !*counted => {
+            Phase::Done { counted, .. } if !*counted => {
                 *counted = true;
                 cx.stats.tls_handshakes += 1;
                 if let Some(done) = &self.negotiated {
@@ -357,6 +361,16 @@ impl<S: Stream> Stream for TlsStream<S> {
         if matches!(self.phase, Phase::Handshaking) {
             self.phase = Phase::Failed { counted: true };
             cx.stats.tls_errors += 1;
+        }
+    }
+
+    fn take_negotiated(&mut self) -> Option<Negotiated> {
+        match &mut self.phase {
+            Phase::Done { told, .. } if !*told => {
+                *told = true;
+                self.negotiated.as_deref().cloned()
+            }
+            _ => None,
         }
     }
 
