@@ -18,7 +18,9 @@ use crate::daemon::{activation, notify, reactors, reload, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
+use crate::reactor::{
+    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
+};
 use crate::services::{self, Bound, ServeConfig};
 use crate::sock;
 
@@ -32,8 +34,9 @@ pub const DEFAULT_ENDPOINTS: [&str; 5] = [
 ];
 
 /// Descriptors kept back from `--max-connections`' default for listeners,
-/// the poller, logs and the EMFILE reserve.
-const FD_HEADROOM: u64 = 64;
+/// the poller, logs, the EMFILE reserve and the control connections'
+/// reserve (`reactor::CONTROL_RESERVE`).
+const FD_HEADROOM: u64 = 64 + CONTROL_RESERVE as u64;
 
 /// Options of `echoplex serve`.
 #[derive(clap::Args, Debug, Clone)]
@@ -57,10 +60,12 @@ pub struct Args {
     /// Close a connection after this many seconds without traffic (0 = never).
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
     pub idle_timeout: Duration,
-    /// Most connections open at once (default: the descriptor limit less headroom).
+    /// Most connections open at once (default: the descriptor limit less
+    /// headroom); the admin socket and metrics:// have 16 more of their own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
-    /// Bytes a connection may owe its peer before the server stops reading from it.
+    /// Bytes a connection may owe its peer before the server stops reading
+    /// from it (and answering its requests, on metrics:// and the admin socket).
     #[arg(long, value_name = "BYTES", default_value_t = 65536,
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     pub max_buffer: u64,
@@ -426,6 +431,7 @@ fn limits(args: &Args) -> Limits {
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_buffer: args.max_buffer as usize,
         grace: args.grace,
+        control_reserve: CONTROL_RESERVE,
     }
 }
 

@@ -108,6 +108,9 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
 struct Shared {
     /// Each reactor's counters as last published, by index.
     published: Mutex<Vec<Stats>>,
+    /// Each reactor's `status` rows (slab key, row) as last published, by
+    /// index (only with several reactors: reactor 0 answers with its own).
+    rows: Mutex<Vec<Vec<(usize, HandlerInfo)>>>,
     /// The write end of reactor 0's signal pipe.
     leader: Mutex<Option<StdUnixStream>>,
     /// The write ends of the other reactors' pipes.
@@ -118,6 +121,7 @@ struct Shared {
 
 static SHARED: Shared = Shared {
     published: Mutex::new(Vec::new()),
+    rows: Mutex::new(Vec::new()),
     leader: Mutex::new(None),
     followers: Mutex::new(Vec::new()),
     forwarded: AtomicUsize::new(0),
@@ -156,6 +160,9 @@ pub fn count() -> usize {
 pub fn init(count: usize) {
     if let Ok(mut published) = SHARED.published.lock() {
         published.resize(count, Stats::new(Instant::now()));
+    }
+    if let Ok(mut rows) = SHARED.rows.lock() {
+        rows.resize(count, Vec::new());
     }
 }
 
@@ -245,8 +252,7 @@ pub fn totals(all: &[Stats]) -> Stats {
     sum
 }
 
-/// `status`'s per-reactor rows (shown when there are several); the
-/// handler rows below them are those of the reactor that answers (0).
+/// `status`'s per-reactor rows (shown when there are several).
 pub fn table(each: &[Stats]) -> String {
     let mut out = format!(
         "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
@@ -258,8 +264,30 @@ pub fn table(each: &[Stats]) -> String {
             index, one.connections, one.accepted, one.datagrams_in, one.events, one.loop_iterations
         ));
     }
-    out.push_str(&format!("(handlers of reactor {})\n", current()));
     out
+}
+
+/// The handlers of every reactor, as (reactor, slab key, row): the
+/// caller's own (`own`, live) and the others' as last published (at most
+/// [`PUBLISH_EVERY`] old).
+pub fn handler_rows(own: Vec<(usize, HandlerInfo)>) -> Vec<(usize, usize, HandlerInfo)> {
+    let index = current();
+    let mut all = Vec::with_capacity(own.len());
+    let others = SHARED
+        .rows
+        .lock()
+        .map(|rows| rows.clone())
+        .unwrap_or_default();
+    let mut own = Some(own);
+    for reactor in 0..others.len().max(index + 1) {
+        let rows = if reactor == index {
+            own.take().unwrap_or_default()
+        } else {
+            others.get(reactor).cloned().unwrap_or_default()
+        };
+        all.extend(rows.into_iter().map(|(key, row)| (reactor, key, row)));
+    }
+    all
 }
 
 /// `status --json`'s `reactors` array: each reactor's figures, as the
@@ -275,10 +303,25 @@ pub fn json(each: &[Stats], now: Instant) -> serde_json::Value {
         .collect()
 }
 
-fn publish(index: usize, stats: &Stats) {
+fn publish_stats(index: usize, stats: &Stats) {
     if let Ok(mut published) = SHARED.published.lock() {
         if let Some(slot) = published.get_mut(index) {
             *slot = stats.clone();
+        }
+    }
+}
+
+/// Publishes reactor `index`'s counters and, with several reactors, its
+/// handlers' `status` rows: O(its handlers) every [`PUBLISH_EVERY`], off
+/// the path of any message (one row costs about what an echo does).
+fn publish(index: usize, cx: &Context) {
+    publish_stats(index, cx.stats);
+    if count() > 1 {
+        let own = cx.describe_all();
+        if let Ok(mut rows) = SHARED.rows.lock() {
+            if let Some(slot) = rows.get_mut(index) {
+                *slot = own;
+            }
         }
     }
 }
@@ -303,7 +346,7 @@ impl Handler for Publisher {
     }
 
     fn started(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx.stats);
+        publish(self.index, cx);
         cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
         Flow::Continue
     }
@@ -313,13 +356,13 @@ impl Handler for Publisher {
     }
 
     fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
-        publish(self.index, cx.stats);
+        publish(self.index, cx);
         cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
         Flow::Continue
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx.stats);
+        publish(self.index, cx);
         Flow::Continue
     }
 
@@ -432,7 +475,7 @@ fn run_one(
     };
     let result = reactor.run();
     let stats = reactor.stats().clone();
-    publish(index, &stats);
+    publish_stats(index, &stats);
     match result {
         Ok(()) => Ok(stats),
         Err(err) => {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
@@ -127,7 +128,15 @@ pub struct Limits {
     pub max_buffer: usize,
     /// How long a shutdown may spend flushing what is owed.
     pub grace: Duration,
+    /// Control connections (admin, metrics: `Handler::is_control`) open at
+    /// once, beyond `max_connections`: health checks and `status` are
+    /// answered while echo connections are at their limit.
+    pub control_reserve: usize,
 }
+
+/// The default `Limits::control_reserve`: a few scrapers, balancers' health
+/// checks and `status` clients at once, not a second pool to flood.
+pub const CONTROL_RESERVE: usize = 16;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -136,6 +145,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_buffer: 64 * 1024,
             grace: Duration::from_secs(2),
+            control_reserve: CONTROL_RESERVE,
         }
     }
 }
@@ -179,6 +189,14 @@ pub trait Handler {
         false
     }
 
+    /// True for a connection of the daemon's own control plane (admin,
+    /// metrics): admitted against `Limits::control_reserve` instead of
+    /// `max_connections`, and counted on the control figures only (its
+    /// bytes are not echo traffic: `status` must not measure itself).
+    fn is_control(&self) -> bool {
+        false
+    }
+
     /// One row of `echoplex status`.
     fn describe(&self, now: Instant) -> HandlerInfo;
 }
@@ -192,6 +210,9 @@ pub enum Admission {
     /// A connection over `--max-connections`: dropped (its socket closed)
     /// and counted as `rejected_max_connections`.
     OverLimit,
+    /// A control connection over `Limits::control_reserve`: dropped and
+    /// counted as `rejected_control`.
+    OverReserve,
 }
 
 /// What a handler may touch while it runs: lent by the reactor per call.
@@ -205,6 +226,8 @@ pub struct Context<'a> {
     /// The daemon's limits.
     pub limits: &'a Limits,
     pub(super) shared: &'a mut Shared,
+    /// The handler is a control connection (`Handler::is_control`).
+    pub(super) control: bool,
     /// The other handlers (the running one is out of its slot), for `status`.
     pub(super) slots: &'a slab::Slab<super::Slot>,
 }
@@ -220,12 +243,39 @@ impl Context<'_> {
         self.shared.timers.insert(deadline, self.token, reason);
     }
 
+    /// Counts bytes received: echo traffic, or the control plane's own
+    /// (admin, metrics), which `status` must not count as echo.
+    pub fn count_received(&mut self, n: usize) {
+        if self.control {
+            self.stats.control_bytes_in += n as u64;
+        } else {
+            self.stats.bytes_in += n as u64;
+        }
+    }
+
+    /// Counts bytes sent, as `count_received`.
+    pub fn count_sent(&mut self, n: usize) {
+        if self.control {
+            self.stats.control_bytes_out += n as u64;
+        } else {
+            self.stats.bytes_out += n as u64;
+        }
+    }
+
     /// Queues a new handler; it is inserted after the current call, in the
     /// order of spawning. A connection (`is_connection`) is admitted only
     /// under `--max-connections`, and counted as accepted; the reactor
-    /// counts it closed when it closes.
+    /// counts it closed when it closes. A control connection (`is_control`)
+    /// is admitted under its own reserve instead.
     pub fn spawn(&mut self, handler: Box<dyn Handler>) -> Admission {
-        if handler.is_connection() {
+        if handler.is_control() {
+            let open = self.stats.control_connections + self.shared.spawned_control;
+            if open >= self.limits.control_reserve {
+                self.stats.rejected_control += 1;
+                return Admission::OverReserve;
+            }
+            self.shared.spawned_control += 1;
+        } else if handler.is_connection() {
             if self.connections() >= self.limits.max_connections {
                 self.stats.rejected_max_connections += 1;
                 return Admission::OverLimit; // dropping it closes its socket
@@ -281,6 +331,29 @@ impl Context<'_> {
     /// Returns a buffer to the pool.
     pub fn give_buffer(&mut self, buffer: Vec<u8>) {
         self.shared.pool.give(buffer);
+    }
+
+    /// The text `build` makes, built at most once per turn of the loop
+    /// under `name` and shared by every handler that asks for it in that
+    /// turn: what costs O(handlers) to build (`status`, `/status`) is not
+    /// built again for each request of a pipelined burst.
+    pub fn once_per_turn(
+        &mut self,
+        name: &'static str,
+        build: impl FnOnce(&Context) -> String,
+    ) -> Rc<str> {
+        let turn = self.stats.loop_iterations;
+        let memo = &mut self.shared.memo;
+        if memo.turn != turn {
+            memo.turn = turn;
+            memo.texts.clear();
+        }
+        if let Some((_, text)) = memo.texts.iter().find(|(n, _)| *n == name) {
+            return text.clone();
+        }
+        let text: Rc<str> = build(self).into();
+        self.shared.memo.texts.push((name, text.clone()));
+        text
     }
 
     /// A row for every other handler in the slab, by slab key: what

@@ -39,7 +39,9 @@ use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 pub use buffer::BufferPool;
-pub use handler::{Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness};
+pub use handler::{
+    Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness, CONTROL_RESERVE,
+};
 pub use stats::{EndpointStats, Stat, StatKind, Stats};
 pub use timer::{Reason, Timers};
 
@@ -78,6 +80,8 @@ struct Slot {
     /// listener's or datagram socket's own, a connection's listener's), or
     /// `NO_ENDPOINT`.
     origin: usize,
+    /// `Handler::is_control`, read once: its bytes move to the control figures.
+    control: bool,
 }
 
 /// A handler that belongs to no endpoint (signals, timers of the daemon).
@@ -190,6 +194,8 @@ pub(crate) struct Shared {
     origin: usize,
     /// How many of `spawned` are connections (they count against the limit).
     spawned_connections: usize,
+    /// How many of `spawned` are control connections (against their reserve).
+    spawned_control: usize,
     run_again: Vec<Token>,
     /// The tokens being called back this turn; kept to reuse its allocation.
     running_again: Vec<Token>,
@@ -198,6 +204,15 @@ pub(crate) struct Shared {
     reserve_fd: Option<File>,
     /// Open connections of every reactor (`--reactors N`): one limit.
     all_connections: Option<Arc<AtomicUsize>>,
+    /// Texts built once per turn (`Context::once_per_turn`).
+    memo: Memo,
+}
+
+/// What `Context::once_per_turn` built in the turn numbered `turn`.
+#[derive(Default)]
+pub(crate) struct Memo {
+    turn: u64,
+    texts: Vec<(&'static str, Rc<str>)>,
 }
 
 /// Spare send buffers the pool may keep, in bytes.
@@ -231,7 +246,9 @@ impl Reactor {
                     spawned: VecDeque::new(),
                     origin: NO_ENDPOINT,
                     spawned_connections: 0,
+                    spawned_control: 0,
                     all_connections: None,
+                    memo: Memo::default(),
                     run_again: Vec::new(),
                     running_again: Vec::new(),
                     shutdown_requested: false,
@@ -436,7 +453,10 @@ impl Core {
         let entry = self.slots.vacant_entry();
         let token = make_token(entry.key(), self.generation);
         handler.register(&self.shared.registry, token)?;
-        if handler.is_connection() {
+        let control = handler.is_control();
+        if control {
+            self.stats.control_connections += 1;
+        } else if handler.is_connection() {
             self.stats.connections += 1;
             if let Some(all) = &self.shared.all_connections {
                 all.fetch_add(1, Ordering::Relaxed);
@@ -449,6 +469,7 @@ impl Core {
             generation: self.generation,
             handler: Some(handler),
             origin,
+            control,
         });
         self.call(token, now, Call::Started);
         Ok(token)
@@ -458,8 +479,11 @@ impl Core {
     /// their `started` spawns join the end of the queue.
     fn insert_spawned(&mut self, now: Instant) {
         while let Some((new, origin)) = self.shared.spawned.pop_front() {
-            let is_connection = new.is_connection();
-            if is_connection {
+            let control = new.is_control();
+            let is_connection = !control && new.is_connection();
+            if control {
+                self.shared.spawned_control -= 1;
+            } else if is_connection {
                 self.shared.spawned_connections -= 1;
             }
             if let Err(err) = self.insert(new, now, origin) {
@@ -479,11 +503,11 @@ impl Core {
 
     fn call(&mut self, token: Token, now: Instant, call: Call) {
         let key = key_of(token);
-        let (handler, origin) = match self.slots.get_mut(key) {
+        let (handler, origin, control) = match self.slots.get_mut(key) {
             Some(slot) if slot.generation == generation_of(token) => {
-                (slot.handler.take(), slot.origin)
+                (slot.handler.take(), slot.origin, slot.control)
             }
-            _ => (None, NO_ENDPOINT),
+            _ => (None, NO_ENDPOINT, false),
         };
         let Some(mut handler) = handler else {
             if self.trace {
@@ -494,7 +518,13 @@ impl Core {
             }
             return;
         };
-        let moved_before = (self.stats.bytes_in, self.stats.bytes_out);
+        // A control connection's bytes are on its own figures (see
+        // `Context::count_received`); its endpoint row counts them all the same.
+        let moved_before = if control {
+            (self.stats.control_bytes_in, self.stats.control_bytes_out)
+        } else {
+            (self.stats.bytes_in, self.stats.bytes_out)
+        };
         let datagrams_before = (self.stats.datagrams_in, self.stats.datagrams_out);
         let accepted_before = self.stats.accepted;
         self.shared.origin = origin;
@@ -506,6 +536,7 @@ impl Core {
             limits: &self.limits,
             shared: &mut self.shared,
             slots: &self.slots,
+            control,
         };
         let flow = match call {
             Call::Started => handler.started(&mut cx),
@@ -532,9 +563,15 @@ impl Core {
         // The endpoint's share: a few subtractions per call, next to the
         // syscalls the call made.
         let stats = &mut self.stats;
+        let moved = if control {
+            (stats.control_bytes_in, stats.control_bytes_out)
+        } else {
+            (stats.bytes_in, stats.bytes_out)
+        };
+        let moved = (moved.0 - moved_before.0, moved.1 - moved_before.1);
         if let Some(endpoint) = stats.endpoints.get_mut(origin) {
-            endpoint.bytes_in += stats.bytes_in - moved_before.0;
-            endpoint.bytes_out += stats.bytes_out - moved_before.1;
+            endpoint.bytes_in += moved.0;
+            endpoint.bytes_out += moved.1;
             endpoint.datagrams_in += stats.datagrams_in - datagrams_before.0;
             endpoint.datagrams_out += stats.datagrams_out - datagrams_before.1;
             endpoint.accepted += stats.accepted - accepted_before;
@@ -547,7 +584,9 @@ impl Core {
             }
             Flow::Close => {
                 self.slots.remove(key);
-                if handler.is_connection() {
+                if control {
+                    self.stats.control_connections -= 1;
+                } else if handler.is_connection() {
                     if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
                         endpoint.connections = endpoint.connections.saturating_sub(1);
                     }

@@ -345,7 +345,7 @@ impl ConnState {
     /// Counts bytes read and records activity.
     pub fn received(&mut self, n: usize, cx: &mut Context) {
         self.bytes_in += n as u64;
-        cx.stats.bytes_in += n as u64;
+        cx.count_received(n);
         if let Some(idle) = &mut self.idle {
             idle.touch(cx.now);
         }
@@ -355,7 +355,7 @@ impl ConnState {
     pub fn sent(&mut self, n: usize, cx: &mut Context) {
         if n > 0 {
             self.bytes_out += n as u64;
-            cx.stats.bytes_out += n as u64;
+            cx.count_sent(n);
             if let Some(idle) = &mut self.idle {
                 idle.touch(cx.now);
             }
@@ -460,6 +460,12 @@ pub fn log_close(kind: &str, peer: &dyn fmt::Display, err: &io::Error) {
 /// (`Echo`), frame them into records (`binary`), or answer commands
 /// (`admin`). The connection around it owns the socket, the buffers, the
 /// idle timer and the edge-triggered bookkeeping, once for all of them.
+///
+/// A request/response protocol (admin lines, metrics' HTTP) answers only
+/// while `Sender::backlogged` is false, holds the requests it has not
+/// answered (`held`), and goes on in `resume` once the answers drain: so
+/// the answers owed to a client that does not read stay near
+/// `--max-buffer`, however many requests one read brought.
 pub trait Protocol {
     /// Handles bytes just read; answers go out through `out`.
     fn received<S: Write>(
@@ -484,9 +490,17 @@ pub trait Protocol {
         0
     }
 
-    /// True if the connection counts against `--max-connections`.
-    fn is_connection(&self) -> bool {
-        true
+    /// Takes up held input again once the answers owed have drained below
+    /// `--max-buffer` (see `Sender::backlogged`): a request/response
+    /// protocol that stopped parsing goes on from where it stopped.
+    fn resume<S: Write>(&mut self, _out: &mut Sender<'_, S>, _cx: &mut Context) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// True for the daemon's control plane (admin, metrics): a reserve of
+    /// connections of its own, its bytes apart from the echo totals.
+    fn is_control(&self) -> bool {
+        false
     }
 
     /// The connection's TLS session is established (`https://` puts it in
@@ -504,6 +518,16 @@ impl<S: Write> Sender<'_, S> {
     /// Bytes still owed to the peer.
     pub fn pending(&self) -> usize {
         self.conn.outbox.len()
+    }
+
+    /// True while the answers owed reach `--max-buffer`. A request/response
+    /// protocol answers no further request until they drain, keeping the
+    /// rest of its input held (which stops reading: held input counts
+    /// against the same limit) and going on in `Protocol::resume`: a client
+    /// that sends requests without reading the answers costs at most one
+    /// answer beyond `--max-buffer`, however cheap its requests are.
+    pub fn backlogged(&self) -> bool {
+        self.conn.outbox.len() >= self.conn.max_buffer
     }
 
     /// Sends `bytes` behind whatever is still owed.
@@ -724,6 +748,22 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
         Ok(())
     }
 
+    /// Held input the protocol stopped at (its answers were backlogged):
+    /// taken up again once the flush made room.
+    fn resume(&mut self, cx: &mut Context) -> io::Result<()> {
+        let StreamConn {
+            stream,
+            conn,
+            protocol,
+            ..
+        } = self;
+        let mut out = Sender { stream, conn };
+        if protocol.held() > 0 && !out.backlogged() && !protocol.done() {
+            protocol.resume(&mut out, cx)?;
+        }
+        Ok(())
+    }
+
     fn release(&mut self, cx: &mut Context) -> Flow {
         self.conn.outbox.release(cx);
         Flow::Close
@@ -816,6 +856,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             .stream
             .flush_held()
             .and_then(|()| self.conn.flush(&mut self.stream, cx))
+            .and_then(|()| self.resume(cx))
             .and_then(|()| self.pump(cx));
         let shown = Shown {
             peer: &self.peer,
@@ -905,7 +946,11 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn is_connection(&self) -> bool {
-        self.protocol.is_connection()
+        true
+    }
+
+    fn is_control(&self) -> bool {
+        self.protocol.is_control()
     }
 
     fn describe(&self, now: Instant) -> HandlerInfo {

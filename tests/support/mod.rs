@@ -23,9 +23,14 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 // Processes: the binary, scratch directories, a daemon, a command run to the end
 
-/// The binary under test.
+/// The binary under test: this build's, or the one `ECHOPLEX_BIN` names
+/// (to show that a test fails on an older build:
+/// `ECHOPLEX_BIN=/work/ref/echoplex-a4b59e2 cargo test --test NAME`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_echoplex")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("ECHOPLEX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_echoplex").to_string())
+    })
 }
 
 /// How long any single wait in a test may take before it fails.
