@@ -37,9 +37,18 @@ pub const INHERITED_SELF_SIGNED: &str = "ECHOPLEX_TLS_SELF_SIGNED";
 /// rustls 0.23.48 deprecates it for lacking the post-quantum hybrid group
 /// (X25519MLKEM768, aws-lc-rs only); X25519, P-256 and P-384 remain, which
 /// is what nginx with OpenSSL 3.0 negotiates too.
+///
+/// Key exchange: X25519 first, then P-256, then P-384. rustls's ring list
+/// puts P-384 first, which two rustls peers (our tools against our daemon)
+/// then agree on at several times X25519's cost (a profile of `bench
+/// --churn 1` spent 70 % of the server's CPU in P-384); OpenSSL and nginx
+/// prefer X25519 too, so comparisons do the same work.
 #[allow(deprecated)]
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    Arc::new(provider)
 }
 
 /// TLS 1.3 and 1.2, nothing older.
@@ -429,6 +438,15 @@ pub fn version_name(version: Option<rustls::ProtocolVersion>) -> &'static str {
         Some(_) => "TLS?",
         None => "-",
     }
+}
+
+/// The key exchange group's name (`X25519`, `secp256r1`).
+pub fn group_name(group: Option<&'static dyn rustls::crypto::SupportedKxGroup>) -> String {
+    group.map_or("-".into(), |g| {
+        let name = g.name();
+        name.as_str()
+            .map_or_else(|| format!("{name:?}"), str::to_string)
+    })
 }
 
 /// The cipher suite's IANA name (`TLS13_AES_128_GCM_SHA256`).

@@ -135,9 +135,10 @@ impl Session {
     /// `TLSv1.3 TLS13_AES_256_GCM_SHA384`, once negotiated.
     pub fn negotiated(&self) -> String {
         format!(
-            "{} {}",
+            "{} {} {}",
             crate::tls::version_name(self.tls.protocol_version()),
-            crate::tls::cipher_name(self.tls.negotiated_cipher_suite())
+            crate::tls::cipher_name(self.tls.negotiated_cipher_suite()),
+            crate::tls::group_name(self.tls.negotiated_key_exchange_group())
         )
     }
 

@@ -34,7 +34,7 @@ use super::{Bound, ServeConfig};
 use crate::endpoint::Endpoint;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 use crate::sock;
-use crate::tls::{cipher_name, version_name, HANDSHAKE_TIMEOUT};
+use crate::tls::{cipher_name, group_name, version_name, HANDSHAKE_TIMEOUT};
 
 /// What a finished handshake negotiated, for logs, `status` and
 /// `https://`'s JSON `tls` object.
@@ -44,6 +44,8 @@ pub struct Negotiated {
     pub version: &'static str,
     /// The IANA name of the cipher suite.
     pub cipher: String,
+    /// The key exchange group (`X25519`).
+    pub group: String,
     /// The name the client asked for, if it sent one.
     pub sni: Option<String>,
     /// The ALPN protocol agreed, if any.
@@ -56,9 +58,10 @@ impl fmt::Display for Negotiated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {} handshake {:.1}ms",
+            "{} {} {} handshake {:.1}ms",
             self.version,
             self.cipher,
+            self.group,
             self.handshake.as_secs_f64() * 1e3
         )?;
         if let Some(sni) = &self.sni {
@@ -171,6 +174,7 @@ impl<S: Stream> TlsStream<S> {
         self.negotiated = Some(Box::new(Negotiated {
             version: version_name(tls.protocol_version()),
             cipher: cipher_name(tls.negotiated_cipher_suite()),
+            group: group_name(tls.negotiated_key_exchange_group()),
             sni: tls.server_name().map(str::to_string),
             alpn: tls
                 .alpn_protocol()
@@ -462,5 +466,21 @@ impl Handler for Refused {
             state: "closing",
             ..HandlerInfo::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handler of an idle TLS connection stays as small as a TCP one's
+    /// plus one pointer-sized field set: the rustls session is boxed (its
+    /// own size and heap are measured in PERFORMANCE.md, about 8 KiB).
+    #[test]
+    fn an_idle_tls_connection_handler_is_small() {
+        let handler = std::mem::size_of::<StreamConn<TlsStream<TcpStream>, SocketAddr, Echo>>();
+        let session = std::mem::size_of::<ServerConnection>();
+        eprintln!("StreamConn<TlsStream<TcpStream>>: {handler} bytes; ServerConnection (boxed): {session} bytes");
+        assert!(handler <= 256, "handler {handler} B");
     }
 }
