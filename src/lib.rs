@@ -37,3 +37,4 @@ pub mod shell;
 pub mod sock;
 pub mod status;
 pub mod tls;
+pub mod wire;

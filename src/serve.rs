@@ -93,9 +93,10 @@ pub struct Args {
     /// process rewrites it; removed on exit while it is still ours).
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
-    /// Log every turn of the loop and every event, and each TLS connection's
-    /// reads, writes and handshake (same as
-    /// RUST_LOG=echoplex::reactor=trace,echoplex::services::tls=trace).
+    /// Log every turn of the loop and every event, each HTTP request and
+    /// WebSocket message, and each TLS connection's reads, writes and
+    /// handshake (same as RUST_LOG=echoplex::reactor=trace,
+    /// echoplex::services::http=trace,echoplex::services::tls=trace).
     #[arg(long)]
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process

@@ -125,7 +125,7 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             echo::run(args, &message(args)?, timeout, out)
         }
         // The kind table keeps metrics:// from the client; say so if it changes.
-        Reply::Http => Err(Failure::usage(format!(
+        Reply::Http | Reply::HttpEcho => Err(Failure::usage(format!(
             "{}: an HTTP endpoint; use curl",
             args.endpoint
         ))),

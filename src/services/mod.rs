@@ -12,6 +12,7 @@ pub mod listener;
 pub mod stream;
 
 pub mod binary;
+pub mod http;
 pub mod metrics;
 pub mod multicast;
 pub mod proxy;
