@@ -157,6 +157,9 @@ kinds! {
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
     Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
         tools: &[Serve], spread: true, bind: services::http::bind };
+    /// `https://`: the HTTP echo and WebSocket of `http://` over TLS (ALPN http/1.1).
+    Https => KindInfo { scheme: "https", address: Inet, transport: Stream, reply: HttpEcho,
+        tools: &[Serve], spread: true, bind: services::tls::bind_https };
     /// `tls://`: TCP echo inside TLS.
     Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tls::bind };
@@ -178,7 +181,7 @@ impl Kind {
 
     /// TLS kinds: the bytes go inside a TLS session.
     pub fn is_tls(self) -> bool {
-        matches!(self, Kind::Tls)
+        matches!(self, Kind::Tls | Kind::Https)
     }
 
     /// Stream kinds carry a byte stream; the others carry datagrams.
@@ -208,7 +211,7 @@ impl Kind {
     /// Schemes that name another kind: `ws://` is served as `http://`
     /// (WebSocket upgrades on any path), and printed as `http://`.
     fn alias(scheme: &str) -> Option<Kind> {
-        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http)];
+        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http), ("wss", Kind::Https)];
         ALIASES
             .iter()
             .find(|(alias, _)| *alias == scheme)
@@ -308,7 +311,7 @@ macro_rules! options {
 
 options! {
     /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
-    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http, Tls];
+    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http, Https, Tls];
     /// `?uid=N`: accept only connections from user N (`SO_PEERCRED`); the
     /// check an abstract `unix:@name`, which has no file mode, needs.
     uid: Option<u32> = "uid" for [Unix];

@@ -1127,3 +1127,154 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Python's websockets checks `import websockets` too.
+fn have_python_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
+            "python3 {module} is missing (scripts/test-all installs it)"
+        );
+        eprintln!("skipped: python3 {module} is not installed");
+    }
+    found
+}
+
+#[test]
+#[ignore = "needs curl and python3 websockets: scripts/test-all"]
+fn https_answers_curl_with_the_tls_object_and_wss_echoes_for_python_websockets() {
+    if !have("curl") || !have("python3") || !have_python_module("websockets") {
+        return;
+    }
+    let dir = support::temp_dir("tls-https");
+    let cert = dir.join("cert.pem");
+    let daemon = start(
+        &dir,
+        "https://127.0.0.1:0",
+        &["--tls-cert-out", path(&cert), "--reactors", "2"],
+    );
+    let addr = daemon.addr("https://");
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", path(&cert)])
+            .args(args)
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = format!("https://localhost:{}/over/tls?x=1", addr.port());
+    let body = curl(&["--data-binary", "sealed", &url]);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["method"], "POST", "{json}");
+    assert_eq!(json["path"], "/over/tls", "{json}");
+    assert_eq!(json["body"], "sealed", "{json}");
+    let tls = &json["tls"];
+    assert_eq!(tls["version"], "TLSv1.3", "{json}");
+    assert_eq!(tls["sni"], "localhost", "{json}");
+    assert_eq!(tls["alpn"], "http/1.1", "{json}");
+    assert!(
+        tls["cipher"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("TLS13_")),
+        "{json}"
+    );
+    // TLS 1.2 too, and an IP address sends no SNI.
+    let url12 = format!("https://127.0.0.1:{}/", addr.port());
+    let json: serde_json::Value =
+        serde_json::from_str(&curl(&["--tlsv1.2", "--tls-max", "1.2", &url12])).expect("JSON");
+    assert_eq!(json["tls"]["version"], "TLSv1.2", "{json}");
+    assert_eq!(json["tls"]["sni"], serde_json::Value::Null, "{json}");
+    // The controls work as on http://.
+    let code = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{url12}?echo_code=503"),
+    ]);
+    assert_eq!(code, "503");
+
+    const SCRIPT: &str = r#"
+import asyncio, ssl, sys, websockets
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    async with websockets.connect(sys.argv[1], ssl=ctx) as ws:
+        await ws.send("text over wss")
+        assert await ws.recv() == "text over wss"
+        await ws.send(bytes(range(256)) * 100)
+        assert await ws.recv() == bytes(range(256)) * 100
+    print("ok")
+asyncio.run(main())
+"#;
+    let wss = format!("wss://localhost:{}/chat", addr.port());
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT, &wss, path(&cert)])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status_json(&admin(&dir));
+    assert!(
+        status["tls_handshakes"].as_u64().unwrap_or(0) >= 4,
+        "{status}"
+    );
+    assert_eq!(status["tls_errors"], 0, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs curl: scripts/test-all"]
+fn https_takes_a_proxy_header_before_the_client_hello() {
+    if !have("curl") {
+        return;
+    }
+    let dir = support::temp_dir("tls-https-proxy");
+    let cert = dir.join("cert.pem");
+    let daemon = start(
+        &dir,
+        "https://127.0.0.1:0?proxy",
+        &["--tls-cert-out", path(&cert)],
+    );
+    let addr = inet_of(daemon.endpoint("https://"));
+    // curl --haproxy-protocol sends a PROXY v1 line, then its ClientHello.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--haproxy-protocol",
+            "--cacert",
+            path(&cert),
+        ])
+        .arg(format!("https://localhost:{}/", addr.port()))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["tls"]["alpn"], "http/1.1", "{json}");
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["proxy_errors"], 0, "{status}");
+    assert_eq!(status["tls_errors"], 0, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}

@@ -420,6 +420,45 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     })
 }
 
+/// Binds an `https://` listener: the HTTP echo and WebSocket of `http://`
+/// over the TLS transport, ALPN `http/1.1`.
+pub fn bind_https(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let Some(tls) = config.tls.clone() else {
+        return Err(io::Error::other(
+            "https:// needs a certificate (serve sets one up)",
+        ));
+    };
+    let server = tls.http.clone();
+    ServerConnection::new(server.clone()).map_err(io::Error::other)?;
+    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+    let local = listener.local_addr()?;
+    let proxy = endpoint.options.proxy;
+    let limit = config.max_buffer;
+    let handler = Listener::new(
+        listener,
+        "https-listener",
+        local.to_string(),
+        Box::new(move |stream: TcpStream, peer| {
+            if let Err(err) = stream.set_nodelay(true) {
+                debug!("TCP_NODELAY on {peer}: {err}");
+            }
+            // The address this connection reached (the listener's may be 0.0.0.0).
+            let here = stream.local_addr().unwrap_or(local);
+            let protocol = super::http::HttpEcho::new(peer, here);
+            tls_conn(stream, peer, &server, limit, proxy, protocol, "https-conn")
+        }),
+        None,
+    );
+    Ok(Bound {
+        handler: Box::new(handler),
+        endpoint: endpoint.with_addr(local),
+        detail: format!(
+            "HTTP/1.1 echo and WebSocket over TLS 1.2/1.3 (ALPN http/1.1), certificate {}",
+            tls.certs.fingerprint()
+        ),
+    })
+}
+
 /// The handler of an accepted connection: `protocol` over TLS over the
 /// socket, the PROXY header first with `proxy`.
 pub fn tls_conn<R: Protocol + 'static>(
