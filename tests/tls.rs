@@ -971,13 +971,16 @@ print("echoed", got, flush=True)
 }
 
 /// The ```haproxy-tls block of docs/DEPLOY.md with this test's ports and files.
-fn haproxy_tls_config(
+struct Shapes {
     passthrough: SocketAddr,
     tls_backend: SocketAddr,
     terminated: SocketAddr,
     plain_backend: SocketAddr,
-    crt: &Path,
-) -> String {
+    reencrypted: SocketAddr,
+    https_backend: SocketAddr,
+}
+
+fn haproxy_tls_config(shapes: &Shapes, crt: &Path, ca: &Path) -> String {
     let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DEPLOY.md"))
         .expect("docs/DEPLOY.md");
     let block = page
@@ -987,11 +990,14 @@ fn haproxy_tls_config(
         .expect("a ```haproxy-tls block in docs/DEPLOY.md");
     let mut config = block.replacen("global\n", "global\n    noreuseport\n", 1);
     for (doc, here) in [
-        ("127.0.0.1:8443", passthrough.to_string()),
-        ("127.0.0.1:8444", tls_backend.to_string()),
-        ("127.0.0.1:9443", terminated.to_string()),
-        ("127.0.0.1:7001", plain_backend.to_string()),
+        ("127.0.0.1:8443", shapes.passthrough.to_string()),
+        ("127.0.0.1:8444", shapes.tls_backend.to_string()),
+        ("127.0.0.1:9443", shapes.terminated.to_string()),
+        ("127.0.0.1:7001", shapes.plain_backend.to_string()),
+        ("127.0.0.1:9080", shapes.reencrypted.to_string()),
+        ("127.0.0.1:8445", shapes.https_backend.to_string()),
         ("/etc/haproxy/echo.pem", path(crt).to_string()),
+        ("/etc/haproxy/ca.pem", path(ca).to_string()),
     ] {
         assert!(
             config.contains(doc),
@@ -1018,9 +1024,9 @@ fn inet_of(endpoint: &str) -> SocketAddr {
 }
 
 #[test]
-#[ignore = "needs haproxy, openssl and python3: scripts/test-all"]
-fn haproxy_passes_tls_through_and_terminates_it() {
-    if !have("haproxy") || !have("openssl") || !have("python3") {
+#[ignore = "needs haproxy, openssl, python3 and curl: scripts/test-all"]
+fn haproxy_passes_tls_through_terminates_and_re_encrypts() {
+    if !have("haproxy") || !have("openssl") || !have("python3") || !have("curl") {
         return;
     }
     let dir = support::temp_dir("tls-haproxy");
@@ -1038,20 +1044,32 @@ fn haproxy_passes_tls_through_and_terminates_it() {
     ]);
     let plain_admin = dir.join("plain.admin");
     let plain = Daemon::start(&["tcp://127.0.0.1:0?proxy", "--admin", path(&plain_admin)]);
+    let https_admin = dir.join("https.admin");
+    let https = Daemon::start(&[
+        "https://127.0.0.1:0",
+        "--tls-cert",
+        path(&chain),
+        "--tls-key",
+        path(&key),
+        "--admin",
+        path(&https_admin),
+    ]);
     // HAProxy's crt: the chain and the key in one file.
     let crt = dir.join("haproxy.pem");
     let mut both = std::fs::read_to_string(&chain).expect("chain");
     both.push_str(&std::fs::read_to_string(&key).expect("key"));
     std::fs::write(&crt, both).expect("write crt");
     set_mode(&crt, 0o600);
-    let (passthrough, terminated) = (free_port(), free_port());
-    let config = haproxy_tls_config(
-        passthrough,
-        inet_of(&tls.endpoints[0]),
-        terminated,
-        inet_of(&plain.endpoints[0]),
-        &crt,
-    );
+    let shapes = Shapes {
+        passthrough: free_port(),
+        tls_backend: inet_of(&tls.endpoints[0]),
+        terminated: free_port(),
+        plain_backend: inet_of(&plain.endpoints[0]),
+        reencrypted: free_port(),
+        https_backend: inet_of(&https.endpoints[0]),
+    };
+    let (passthrough, terminated) = (shapes.passthrough, shapes.terminated);
+    let config = haproxy_tls_config(&shapes, &crt, &pki.ca());
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(&cfg, config).expect("write haproxy.cfg");
     let log = dir.join("haproxy.log");
@@ -1066,7 +1084,9 @@ fn haproxy_passes_tls_through_and_terminates_it() {
     let _haproxy = KillOnDrop(haproxy);
     // Both frontends answer once HAProxy is up.
     support::wait_until("HAProxy listens", || {
-        TcpStream::connect(passthrough).is_ok() && TcpStream::connect(terminated).is_ok()
+        TcpStream::connect(passthrough).is_ok()
+            && TcpStream::connect(terminated).is_ok()
+            && TcpStream::connect(shapes.reencrypted).is_ok()
     });
     // Health checks have run against both backends (v2 LOCAL, then close).
     thread::sleep(Duration::from_millis(700));
@@ -1103,7 +1123,26 @@ fn haproxy_passes_tls_through_and_terminates_it() {
         "{plain_status}"
     );
     assert_eq!(plain_status["proxy_errors"], 0, "{plain_status}");
-    for daemon in [tls, plain] {
+    // Re-encryption: plain HTTP in, HAProxy verifies echoplex https://.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{}/re/encrypted", shapes.reencrypted))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(json["path"], "/re/encrypted", "{json}");
+    assert_eq!(json["tls"]["sni"], "localhost", "{json}");
+    assert_eq!(json["tls"]["alpn"], "http/1.1", "{json}");
+    let https_status = status_json(&https_admin);
+    assert_eq!(https_status["tls_errors"], 0, "{https_status}");
+    for daemon in [tls, plain, https] {
         let (exit, stderr) = daemon.stop();
         assert!(exit.success(), "{stderr}");
     }
