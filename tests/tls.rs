@@ -1317,3 +1317,43 @@ fn https_takes_a_proxy_header_before_the_client_hello() {
     let (exit, stderr) = daemon.stop();
     assert!(exit.success(), "{stderr}");
 }
+
+#[test]
+#[ignore = "needs python3: scripts/test-all"]
+fn a_clean_tls_close_is_answered_with_close_notify() {
+    if !have("python3") {
+        return;
+    }
+    const SCRIPT: &str = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+raw = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+s.sendall(b"bye")
+assert s.recv(3) == b"bye"
+# Our close_notify; unwrap() waits for the server's (an EOF without one
+# raises SSLEOFError).
+s.unwrap()
+print("clean")
+"#;
+    let dir = support::temp_dir("tls-close-notify");
+    let (daemon, addr, cert) = self_signed(&dir);
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            SCRIPT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            path(&cert),
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success() && out.stdout == b"clean\n",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}

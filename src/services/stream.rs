@@ -64,6 +64,11 @@ pub trait Stream: Read + Write + mio::event::Source + AsFd + AsRawFd {
         Ok(())
     }
 
+    /// Everything is sent and the connection is about to close cleanly:
+    /// a transport says goodbye its own way (TLS: close_notify), best
+    /// effort (the close follows whatever happens).
+    fn finish(&mut self) {}
+
     /// True if a read shorter than asked proves the socket empty (see
     /// `ConnState::drained_by`); not so for TLS, whose reads return one
     /// record's plaintext at a time.
@@ -799,6 +804,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             && self.stream.held_out() == 0
             && (self.conn.finished() || self.protocol.done())
         {
+            self.stream.finish();
             debug!("{} {} closed: all sent", self.kind, self.shown());
             return Flow::Close;
         }

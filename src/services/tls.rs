@@ -310,6 +310,14 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.write_records()
     }
 
+    /// close_notify, so the peer can tell our end from a cut connection.
+    fn finish(&mut self) {
+        if matches!(self.phase, Phase::Done { .. }) {
+            self.tls.send_close_notify();
+            let _ = self.write_records();
+        }
+    }
+
     fn short_read_drains(&self) -> bool {
         false
     }
