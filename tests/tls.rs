@@ -451,7 +451,11 @@ fn garbage_instead_of_a_client_hello_is_closed_and_counted_and_others_are_served
     let daemon = start(
         &dir,
         "tls://127.0.0.1:0",
-        &["--tls-cert-out", path(&dir.join("cert.pem"))],
+        &[
+            "--tls-cert-out",
+            path(&dir.join("cert.pem")),
+            "metrics://127.0.0.1:0",
+        ],
     );
     let addr = daemon.addr("tls://");
     let mut plain = TcpStream::connect(addr).expect("connect");
@@ -479,6 +483,24 @@ fn garbage_instead_of_a_client_hello_is_closed_and_counted_and_others_are_served
     assert_eq!(echoed, "still here\n", "{summary}");
     let status = status_json(&admin(&dir));
     assert_eq!(status["tls_errors"], 1, "{status}");
+    assert_eq!(status["tls_handshakes"], 1, "{status}");
+    // The same on /metrics.
+    let mut scrape = TcpStream::connect(daemon.addr("metrics://")).expect("metrics");
+    scrape.set_read_timeout(Some(WAIT)).expect("timeout");
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("scrape");
+    let mut page = String::new();
+    let _ = scrape.read_to_string(&mut page);
+    assert!(page.contains("\nechoplex_tls_errors_total 1\n"), "{page}");
+    assert!(
+        page.contains("\nechoplex_tls_handshakes_total 1\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("echoplex_tls_handshake_microseconds_total"),
+        "{page}"
+    );
     let (exit, stderr) = daemon.stop();
     assert!(exit.success(), "{stderr}");
     support::assert_no_panic(&stderr);
