@@ -85,6 +85,11 @@ pub struct Args {
     /// one still owed bytes when the time is up is reset (RST).
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = secs)]
     pub grace: Duration,
+    /// After an upgrade (SIGUSR2) hands over, the old process serves its
+    /// established connections until their peers close them, for at most
+    /// SECS (default: no limit; 0 ends them at once, as on SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    pub drain: Option<Duration>,
     /// Serve a status socket at PATH (mode 600) for `echoplex status`
     /// (which looks at ./echoplex-admin.sock unless told otherwise).
     #[arg(long, value_name = "PATH")]
@@ -139,6 +144,11 @@ pub fn run(args: Args) -> Outcome {
 
 fn serve(args: Args) -> Result<(), String> {
     let started = Instant::now();
+    // Sockets passed by systemd or by the process we replace, taken before
+    // this process opens a descriptor of its own: `LISTEN_FDS` larger than
+    // what was passed must name a closed descriptor, never one of ours.
+    let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
+    let passed = activation::adopt_from_env(from_upgrade)?;
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
     // end the process between a bind and the cleanup that undoes it.
     let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
@@ -158,13 +168,10 @@ fn serve(args: Args) -> Result<(), String> {
         reactors::pin_to(cpu).map_err(|err| format!("pin to CPU {cpu}: {}", describe(&err)))?;
     }
     // SIGUSR2 too: its default action would end the daemon.
-    let upgrader =
-        upgrade::Upgrader::new().map_err(|err| format!("signals: {}", describe(&err)))?;
-    // Sockets passed by systemd or by the process we replace; `sock`
-    // adopts them when an endpoint names their address.
+    let mut upgrader =
+        upgrade::Upgrader::new(args.drain).map_err(|err| format!("signals: {}", describe(&err)))?;
+    // `sock` adopts the passed sockets when an endpoint names their address.
     upgrade::enable_inventory();
-    let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
-    let passed = activation::adopt_from_env(from_upgrade)?;
     let endpoints = if args.endpoints.is_empty() && passed > 0 {
         // Socket activation with no endpoint named: only what was passed.
         Vec::new()
@@ -267,6 +274,9 @@ fn serve(args: Args) -> Result<(), String> {
         })?),
         None => None,
     };
+    if let Some(pid_file) = &pid_file {
+        upgrader.keep_pid_file(pid_file.path());
+    }
 
     let max_connections = limits.max_connections;
     let mut reactor =
@@ -405,10 +415,9 @@ fn tls_setup(
     if let Some(path) = &args.tls_cert_out {
         let pem = match certs.source() {
             Source::SelfSigned { cert_pem, .. } => cert_pem.clone().into_bytes(),
-            Source::Files { cert, .. } => std::fs::read(cert)
-                .map_err(|err| format!("{}: {}", cert.display(), describe(&err)))?,
+            Source::Files { cert, .. } => crate::tls::read_pem(cert)?,
         };
-        reload::write_public_file(path, &pem).map_err(|err| {
+        crate::safe_file::replace(path, &pem, 0o644).map_err(|err| {
             format!(
                 "cannot write --tls-cert-out {}: {}",
                 path.display(),
@@ -536,10 +545,19 @@ impl Handler for SignalPipe {
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
+        if self.follower {
+            // Reactor 0 writes what to do: a drain, or (each time) a shutdown.
+            let (drain, shutdown) = reactors::read_orders(&mut self.reader);
+            if drain {
+                cx.request_drain();
+            }
+            if shutdown {
+                cx.request_shutdown();
+            }
+            return Flow::Continue;
+        }
         let got_signal = drain_signal_pipe(&mut self.reader);
-        if got_signal && self.follower {
-            cx.request_shutdown();
-        } else if got_signal {
+        if got_signal {
             reactors::forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {
                 notify::stopping("shutting down");
@@ -547,7 +565,7 @@ impl Handler for SignalPipe {
             // The inventory's duplicates would keep closed listeners listening.
             upgrade::release_inventory();
             if cx.is_shutting_down() {
-                info!("second signal: exiting without waiting");
+                info!("second signal: exiting now, without waiting for the grace period");
             } else {
                 info!(
                     "signal received: shutting down (grace {:?})",

@@ -91,13 +91,50 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// Largest certificate or key file read (a long chain is a few KiB).
+const PEM_LIMIT: u64 = 1 << 20;
+
+/// Reads a certificate or key file. Symlinks are followed (certbot's
+/// `live/` directory is made of them), but only a regular file is read,
+/// opened non-blocking and bounded: a FIFO or device at the path cannot
+/// stall a reload on the reactor's thread.
+fn read_pem_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > PEM_LIMIT {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("larger than {PEM_LIMIT} bytes: not a PEM certificate or key"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(PEM_LIMIT).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 fn io_text(path: &Path, err: &io::Error) -> String {
     format!("{}: {}", path.display(), crate::error::describe(err))
 }
 
+/// A certificate or key file's bytes, read as `read_pem_file` does.
+pub fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    read_pem_file(path).map_err(|err| io_text(path, &err))
+}
+
 /// Reads a PEM certificate chain; at least one certificate.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = fs::read(path).map_err(|err| io_text(path, &err))?;
+    let pem = read_pem_file(path).map_err(|err| io_text(path, &err))?;
     certs_from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
 }
 
@@ -143,7 +180,7 @@ impl Source {
         match self {
             Source::Files { cert, key } => {
                 let certs = read_certs(cert)?;
-                let pem = fs::read(key).map_err(|err| io_text(key, &err))?;
+                let pem = read_pem_file(key).map_err(|err| io_text(key, &err))?;
                 let mut warnings = Vec::new();
                 if let Ok(meta) = fs::metadata(key) {
                     if meta.mode() & 0o077 != 0 {
@@ -468,6 +505,20 @@ mod tests {
         let passed = source.to_inherit().expect("self-signed passes on");
         let again = Source::inherited(&passed).expect("parses");
         assert_eq!(again.load().expect("loads").fingerprint, loaded.fingerprint);
+    }
+
+    #[test]
+    fn a_fifo_for_a_key_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("echoplex-tls-fifo-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        let fifo = dir.join("key.pem");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo reads the NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_pem(&fifo).expect_err("a FIFO is refused");
+        assert!(err.contains("not a regular file"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

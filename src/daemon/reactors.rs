@@ -117,6 +117,8 @@ struct Shared {
     followers: Mutex<Vec<StdUnixStream>>,
     /// Shutdown requests passed on to the followers so far.
     forwarded: AtomicUsize,
+    /// A drain was passed on to the followers.
+    drain_forwarded: AtomicBool,
 }
 
 static SHARED: Shared = Shared {
@@ -125,7 +127,13 @@ static SHARED: Shared = Shared {
     leader: Mutex::new(None),
     followers: Mutex::new(Vec::new()),
     forwarded: AtomicUsize::new(0),
+    drain_forwarded: AtomicBool::new(false),
 };
+
+/// What reactor 0 writes into a follower's pipe: begin (or, the second
+/// time, end) a shutdown; begin a drain.
+const ORDER_SHUTDOWN: u8 = 1;
+const ORDER_DRAIN: u8 = 2;
 
 thread_local! {
     /// The index of the reactor running on this thread.
@@ -199,19 +207,51 @@ pub fn request_shutdown_all() {
 /// other reactor: the first begins their graceful shutdown, the second ends it.
 pub fn forward_shutdown() {
     SHARED.forwarded.fetch_add(1, Ordering::Relaxed);
+    order(ORDER_SHUTDOWN);
+}
+
+/// Passes a drain (an upgrade handed over) on to every other reactor.
+pub fn forward_drain() {
+    SHARED.drain_forwarded.store(true, Ordering::Relaxed);
+    order(ORDER_DRAIN);
+}
+
+fn order(byte: u8) {
     if let Ok(followers) = SHARED.followers.lock() {
         for mut pipe in followers.iter() {
-            let _ = pipe.write(&[1]);
+            let _ = pipe.write(&[byte]);
         }
     }
 }
 
-/// Runs reactor 0 of several: its loop, and when it begins a shutdown
-/// that no signal started (the upgrade's handover asks the loop directly),
-/// the others begin theirs too.
+/// Empties a follower's pipe (edge-triggered: to the end); whether it
+/// held a drain order, and a shutdown order.
+pub fn read_orders(reader: &mut impl io::Read) -> (bool, bool) {
+    let mut bytes = [0u8; 64];
+    let (mut drain, mut shutdown) = (false, false);
+    loop {
+        match reader.read(&mut bytes) {
+            Ok(0) => break,
+            Ok(n) => {
+                drain |= bytes[..n].contains(&ORDER_DRAIN);
+                shutdown |= bytes[..n].contains(&ORDER_SHUTDOWN);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (drain, shutdown)
+}
+
+/// Runs reactor 0 of several: its loop, and when it begins a drain (the
+/// upgrade's handover) or a shutdown that no signal started (the end of a
+/// drain), the others begin theirs too.
 pub fn run_leader(reactor: &mut Reactor) -> io::Result<()> {
     loop {
         let turn = reactor.turn(None);
+        if reactor.is_draining() && !SHARED.drain_forwarded.load(Ordering::Relaxed) {
+            forward_drain();
+        }
         if reactor.is_shutting_down() && SHARED.forwarded.load(Ordering::Relaxed) == 0 {
             forward_shutdown();
         }

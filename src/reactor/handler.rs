@@ -178,6 +178,17 @@ pub trait Handler {
         Flow::Close
     }
 
+    /// An upgrade handed over: stop taking new work, but keep serving.
+    /// A connection carries on as before (its peer decides when it ends,
+    /// or its idle limit); anything else shuts down as at a shutdown.
+    fn drain(&mut self, cx: &mut Context) -> Flow {
+        if self.is_connection() {
+            Flow::Continue
+        } else {
+            self.shutdown(cx)
+        }
+    }
+
     /// False for handlers that only wait (the signal pipe): the loop ends
     /// its shutdown once no handler that keeps it alive is left.
     fn keeps_alive(&self) -> bool {
@@ -302,6 +313,22 @@ impl Context<'_> {
     /// True once shutdown has begun: accept nothing new.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutdown_deadline.is_some()
+    }
+
+    /// True once the loop takes no new work: a shutdown or a drain began.
+    pub fn is_stopping(&self) -> bool {
+        self.is_shutting_down() || self.is_draining()
+    }
+
+    /// Asks the loop to begin a drain (see `Reactor::request_drain`).
+    pub fn request_drain(&mut self) {
+        self.shared.drain_requested = true;
+    }
+
+    /// True once a drain has begun: listeners are closed, connections
+    /// served on.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining
     }
 
     /// Open connections (of every reactor, when there are several),

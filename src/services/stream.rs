@@ -27,11 +27,12 @@ use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
 
-/// At shutdown, how long a peer that was still sending must stay quiet
-/// after our FIN before we close (see `StreamConn::linger`).
-const LINGER_QUIET: Duration = Duration::from_millis(200);
+/// At shutdown, how long a quiet connection waits for its peer's EOF after
+/// our FIN (see `StreamConn::start_linger`); the grace period may end it
+/// sooner.
+const LINGER_MAX: Duration = Duration::from_secs(2);
 
-/// Timer reasons: the idle limit, the quiet time of a lingering close, the
+/// Timer reasons: the idle limit, the end of a lingering close, the
 /// deadline of a PROXY header.
 const IDLE: Reason = Reason(0);
 const LINGER: Reason = Reason(1);
@@ -311,9 +312,9 @@ pub struct ConnState {
     /// a hang-up, or TCP urgent data (a read stops short at the urgent
     /// mark with more data queued behind it, and no new edge will come).
     pub must_drain: bool,
-    /// Shutdown: our FIN is sent; read and discard until the peer's EOF or
-    /// until it has been quiet for `LINGER_QUIET` (timed by the idle clock),
-    /// so closing does not reset the connection under data still in flight.
+    /// Shutdown: our FIN is sent; read and discard until the peer's EOF,
+    /// for at most `LINGER_MAX` (and never past the grace period), so
+    /// closing does not reset the connection under data still in flight.
     pub lingering: bool,
     /// The peer shut down its sending side; close once all is echoed.
     pub peer_done: bool,
@@ -833,7 +834,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
     }
 
     /// Nothing unread, nothing owed, nothing held: at shutdown such a
-    /// connection is closed at once (with the lingering close).
+    /// connection gets the lingering close.
     fn is_quiet(&self) -> bool {
         self.conn.outbox.is_empty()
             && self.protocol.held() == 0
@@ -841,47 +842,56 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             && unread_bytes(&self.stream) == 0
     }
 
-    /// Shutdown, once nothing is owed. A peer that is quiet is closed at
-    /// once: its input queue is empty, so the close is a clean FIN and the
-    /// kernel still delivers what we wrote. A peer still sending would get
-    /// RST when its next bytes hit the closed socket, and RST makes its
-    /// kernel discard echoes it has not read yet. So, as web servers do
-    /// ("lingering close"), we send our FIN, read and discard until its EOF
-    /// or until it has been quiet for `LINGER_QUIET`, and only then close.
-    fn linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
+    /// Shutdown of a quiet connection: the lingering close, as web servers
+    /// do it. Closing at once would answer the peer's next bytes (sent
+    /// before it saw our FIN) with RST, and RST makes its kernel discard
+    /// echoes it has not read yet. So we send our FIN, read and discard
+    /// until its EOF, and close only then, or after `LINGER_MAX`, or when
+    /// the grace period ends (the loop closes what is left).
+    fn start_linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
         if self.conn.peer_done {
             return Ok(Flow::Close);
         }
+        self.conn.lingering = true;
+        self.stream.shutdown_write()?;
+        cx.set_timer(cx.now + LINGER_MAX, LINGER);
+        self.linger(cx)
+    }
+
+    /// Reads and discards what the peer sends after our FIN; `Close` at its EOF.
+    fn linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
         let stream = &mut self.stream;
         let mut discarded = 0;
         let mut drained = false;
+        let mut result = Ok(Flow::Continue);
         for _ in 0..READS_PER_EVENT {
             match cx.with_scratch(|scratch, _| stream.read(scratch)) {
-                Ok(0) => return Ok(Flow::Close),
+                Ok(0) => {
+                    self.conn.peer_done = true;
+                    result = Ok(Flow::Close);
+                    drained = true;
+                    break;
+                }
                 Ok(n) => discarded += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+                Err(err) => {
+                    result = Err(err);
+                    drained = true;
+                    break;
+                }
             }
         }
-        if discarded == 0 && !self.conn.lingering {
-            return Ok(Flow::Close); // a quiet peer: nothing to protect
-        }
-        if !self.conn.lingering {
-            self.conn.lingering = true;
-            self.stream.shutdown_write()?;
-        }
         if discarded > 0 {
-            self.conn.received(discarded, cx); // restarts the quiet time
-            cx.set_timer(cx.now + LINGER_QUIET, LINGER);
+            self.conn.received(discarded, cx);
         }
         if !drained {
             cx.run_again();
         }
-        Ok(Flow::Continue)
+        result
     }
 }
 
@@ -969,10 +979,12 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 return self.release(cx);
             }
         } else if reason == LINGER {
-            // Every discarded read re-arms it: the last one set decides.
-            let quiet = self.conn.idle.as_ref().map(|idle| idle.idle(cx.now));
-            if self.conn.lingering && quiet.is_none_or(|quiet| quiet >= LINGER_QUIET) {
-                debug!("{} {} closed: quiet after our FIN", self.kind, self.shown());
+            if self.conn.lingering {
+                debug!(
+                    "{} {} closed: no EOF within {LINGER_MAX:?} of our FIN",
+                    self.kind,
+                    self.shown()
+                );
                 return Flow::Close;
             }
         } else if self.conn.idle_expired(cx) {
@@ -1001,12 +1013,12 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             log_close(self.kind, &self.shown(), &err);
             return self.release(cx);
         }
-        // A quiet connection closes now (lingering, so bytes still in
-        // flight do not turn our close into a reset). A busy one is served
-        // from `ready` until its peer's EOF; if the grace period ends
-        // first, dropping it resets it (see `Drop`).
+        // A quiet connection gets our FIN and lingers to its peer's EOF
+        // (`start_linger`). A busy one is served from `ready` until its
+        // peer's EOF; if the grace period ends first, dropping it resets
+        // it (see `Drop`).
         if self.is_quiet() {
-            self.linger(cx).unwrap_or_else(|_| self.release(cx))
+            self.start_linger(cx).unwrap_or_else(|_| self.release(cx))
         } else {
             self.settle(cx)
         }

@@ -833,6 +833,38 @@ impl Watched {
         }
     }
 
+    /// The `listening` endpoints up to the next `ready` line (bounded):
+    /// those of an upgrade's successor, which shares our stdout.
+    pub fn next_ready(&self) -> Vec<String> {
+        let mut endpoints = Vec::new();
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line == "ready" => return endpoints,
+                Ok(line) => match line.strip_prefix("listening ") {
+                    Some(endpoint) => endpoints.push(endpoint.to_string()),
+                    None => panic!("unexpected stdout line: {line:?}"),
+                },
+                Err(_) => panic!("no second ready line within {STARTUP:?}"),
+            }
+        }
+    }
+
+    /// The text of the first endpoint with this scheme.
+    pub fn endpoint_text(&self, scheme: &str) -> String {
+        self.endpoints
+            .iter()
+            .find(|e| e.split_once(':').is_some_and(|(s, _)| s == scheme))
+            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
+            .clone()
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// The first endpoint with this scheme (`tcp`, `unix-dgram`, ...).
     pub fn target(&self, scheme: &str) -> Target {
         targets(&self.endpoints, scheme)
@@ -929,7 +961,12 @@ pub struct TcpQueues {
     pub unacked: u64,
     /// Received and not yet read by the owner.
     pub unread: u64,
+    /// The TCP state (`TCP_CLOSE_WAIT`: the peer's FIN has come).
+    pub state: u8,
 }
+
+/// /proc/net/tcp's state of a socket whose peer has sent its FIN.
+pub const TCP_CLOSE_WAIT: u8 = 0x08;
 
 /// The queues of the IPv4 TCP socket at `local` connected to `peer`.
 pub fn tcp_queues(local: SocketAddr, peer: SocketAddr) -> Option<TcpQueues> {
@@ -943,6 +980,7 @@ pub fn tcp_queues(local: SocketAddr, peer: SocketAddr) -> Option<TcpQueues> {
         Some(TcpQueues {
             unacked: u64::from_str_radix(tx, 16).ok()?,
             unread: u64::from_str_radix(rx, 16).ok()?,
+            state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
         })
     })
 }
