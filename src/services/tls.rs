@@ -205,11 +205,10 @@ impl<S: Stream> Read for TlsStream<S> {
             if self.eof {
                 return Ok(0);
             }
-            if !self.tls.wants_read() {
-                // Decrypted input waits for the protocol to take it (rustls
-                // bounds it); records to send wait for the socket.
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+            // No plaintext is held here (it was handed out above), so the
+            // socket is read even while records wait to go out: a
+            // `WouldBlock` must mean the socket is empty, or the edge is
+            // lost (the caller stops reading until a new one).
             match self.tls.read_tls(&mut self.socket) {
                 Ok(0) => self.eof = true,
                 Ok(n) => trace!("tls: {n} record bytes in"),
