@@ -1379,3 +1379,34 @@ print("clean")
     let (exit, stderr) = daemon.stop();
     assert!(exit.success(), "{stderr}");
 }
+
+#[test]
+fn trace_shows_each_handshake_with_version_cipher_group_and_time() {
+    let dir = support::temp_dir("tls-trace");
+    let cert = dir.join("cert.pem");
+    let daemon = Daemon::start_with(
+        &[
+            "tls://127.0.0.1:0",
+            "--trace",
+            "--tls-cert-out",
+            path(&cert),
+        ],
+        |cmd| {
+            // --trace alone decides what is traced (no RUST_LOG from the harness).
+            cmd.env_remove("RUST_LOG");
+        },
+    );
+    let endpoint = daemon.endpoint("tls://").to_string();
+    let (status, _, err) = support::run(&["client", &endpoint, "--tls-ca", path(&cert), "-q", "x"]);
+    assert!(status.success(), "{err}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("TLS established"))
+        .unwrap_or_else(|| panic!("no handshake line under --trace:\n{stderr}"));
+    for part in ["TLSv1.3", "TLS13_", "X25519", "handshake", "ms"] {
+        assert!(line.contains(part), "{part} missing: {line}");
+    }
+    assert!(stderr.contains("want read"), "no want-read step traced");
+}
