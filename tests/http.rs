@@ -389,17 +389,32 @@ fn proxy_carried_client_is_the_one_described() {
 
 #[test]
 fn shutdown_answers_with_connection_close() {
-    let (daemon, addr) = serve(&["--grace", "10"]);
+    let (daemon, addr) = serve(&[]);
     let mut conn = connect(addr);
-    conn.write_all(b"GET /?echo_delay=1s HTTP/1.1\r\nHost: h\r\n\r\n")
+    conn.write_all(b"GET /?echo_delay=30s HTTP/1.1\r\nHost: h\r\n\r\n")
         .expect("write");
-    // The delayed answer is owed when the shutdown begins.
+    // The delayed answer is owed when the shutdown begins: it goes at once
+    // (not cut by the 2 s grace), with Connection: close.
+    let mut idle = connect(addr);
+    idle.write_all(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+        .expect("write");
+    assert_eq!(read_response(&mut idle, false).status, 200);
+    let mut ws = ws_connect(addr);
     std::thread::sleep(Duration::from_millis(300));
+    let stopped = Instant::now();
     daemon.signal(libc::SIGTERM);
     let r = read_response(&mut conn, false);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "answered early"
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));
     assert!(closed(&mut conn));
+    // An idle keep-alive connection is closed; a WebSocket gets 1001.
+    assert!(closed(&mut idle));
+    let (first, payload) = read_frame(&mut ws);
+    assert_eq!((first, close_code(&payload)), (0x88, 1001));
 }
 
 // ---------------------------------------------------------------------------
@@ -546,18 +561,46 @@ fn metrics_count_answers_by_class_and_websocket_messages() {
     read_frame(&mut conn);
     conn.write_all(&frame(0x81, b"\xff")).expect("write");
     read_frame(&mut conn);
-    let body = request(metrics, b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").body;
-    let text = String::from_utf8(body).expect("text");
-    for line in [
-        "echoplex_http_requests_total{class=\"2xx\"} 1",
-        "echoplex_http_requests_total{class=\"3xx\"} 1",
-        "echoplex_http_requests_total{class=\"4xx\"} 1",
-        "echoplex_http_requests_total{class=\"1xx\"} 1",
-        "echoplex_websocket_upgrades_total 1",
-        "echoplex_websocket_messages_total 1",
-        "echoplex_websocket_errors_total 1",
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    let expected = [
+        ("echoplex_http_requests_total", "class=\"2xx\"", 1),
+        ("echoplex_http_requests_total", "class=\"3xx\"", 1),
+        ("echoplex_http_requests_total", "class=\"4xx\"", 1),
+        ("echoplex_http_requests_total", "class=\"1xx\"", 1),
+        ("echoplex_websocket_upgrades_total", "", 1),
+        ("echoplex_websocket_messages_total", "", 1),
+        ("echoplex_websocket_errors_total", "", 1),
+    ];
+    // Summed over the samples (one per reactor with --reactors N, whose
+    // figures are published every 100 ms: waited for).
+    let total = |text: &str, family: &str, label: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.split(['{', ' ']).next() == Some(family)
+                    && (label.is_empty() || l.contains(label))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let scrape = || {
+        let body = request(metrics, b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n").body;
+        String::from_utf8(body).expect("text")
+    };
+    let started = Instant::now();
+    let mut text = scrape();
+    while started.elapsed() < WAIT
+        && !expected
+            .iter()
+            .all(|(family, label, want)| total(&text, family, label) == *want)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        text = scrape();
+    }
+    for (family, label, want) in expected {
+        assert_eq!(
+            total(&text, family, label),
+            want,
+            "{family}{{{label}}} in:\n{text}"
+        );
     }
     assert!(text.contains("# TYPE echoplex_http_requests_total counter"));
 }
@@ -720,4 +763,56 @@ fn trace_logs_a_line_per_request_and_message() {
         stderr.contains("opcode 2 message of 3 B echoed"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_websocket_client_that_never_reads_is_held_at_max_buffer() {
+    let dir = support::temp_dir("ws-hold");
+    let admin = dir.join("admin.sock");
+    let (_daemon, addr) = serve(&[
+        "--max-buffer",
+        "16384",
+        "--admin",
+        admin.to_str().expect("path"),
+    ]);
+    let mut conn = ws_connect(addr);
+    conn.set_write_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let one = frame(0x82, &[5u8; 100]);
+    let block: Vec<u8> = one.repeat(500);
+    let mut sent = 0usize;
+    let cap = 64 * 1024 * 1024;
+    'write: while sent < cap {
+        let mut at = 0;
+        while at < block.len() {
+            match conn.write(&block[at..]) {
+                Ok(n) => at += n,
+                Err(_) => {
+                    sent += at;
+                    break 'write;
+                }
+            }
+        }
+        sent += block.len();
+    }
+    assert!(
+        sent < cap,
+        "the daemon took {sent} bytes from a client that never reads"
+    );
+    let status = support::status_json(&admin);
+    let pending = status["handlers"]
+        .as_array()
+        .expect("handlers")
+        .iter()
+        .filter(|h| h["kind"] == "http-conn")
+        .map(|h| h["pending"].as_u64().unwrap_or(0))
+        .max()
+        .expect("the connection is listed");
+    assert!(pending <= 2 * 16384 + 1024, "pending {pending}");
+    // Every whole frame sent is echoed, in order, nothing lost.
+    let frames = sent / one.len();
+    for i in 0..frames {
+        let (first, payload) = read_frame(&mut conn);
+        assert_eq!((first, payload.len()), (0x82, 100), "echo {i} of {frames}");
+    }
 }

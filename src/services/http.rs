@@ -881,6 +881,11 @@ impl Protocol for HttpEcho {
     }
 
     fn shutdown<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
+        if matches!(self.state, State::Delayed(_)) {
+            // The daemon is going away: the answer owed goes now (with
+            // Connection: close) rather than be cut by the grace period.
+            return self.timer(DELAY, out, cx);
+        }
         if matches!(self.state, State::WebSocket(_)) {
             let mut frame = Vec::with_capacity(MAX_HEADER_AND_CONTROL);
             let payload = ws::close_payload(ws::close::GOING_AWAY, "shutting down");
