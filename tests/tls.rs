@@ -1275,6 +1275,16 @@ async def main():
         assert await ws.recv() == "text over wss"
         await ws.send(bytes(range(256)) * 100)
         assert await ws.recv() == bytes(range(256)) * 100
+    # A message over --max-buffer (64 KiB) is refused with close 1009, over
+    # TLS as over plain TCP.
+    async with websockets.connect(sys.argv[1], ssl=ctx) as ws:
+        try:
+            await ws.send(bytes(range(256)) * 300)
+            await ws.recv()
+            print("no close")
+            return
+        except websockets.exceptions.ConnectionClosedError as closed:
+            assert closed.rcvd.code == 1009, closed
     print("ok")
 asyncio.run(main())
 "#;
