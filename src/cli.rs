@@ -1,13 +1,13 @@
 //! The command line: one binary, one subcommand per tool. Each subcommand's
 //! options live beside its code (`serve::Args`, `client::Args`, ...).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// echoplex: one thread, one mio::Poll, every echo protocol.
 #[derive(Parser, Debug)]
 #[command(
     name = "echoplex",
-    version,
+    version = env!("ECHOPLEX_VERSION"),
     about,
     propagate_version = true,
     after_help = crate::error::EXIT_TABLE
@@ -66,8 +66,8 @@ impl Cli {
             Command::Report(args) => crate::report::run(args),
             Command::Net(args) => crate::net::run(args),
             Command::Status(args) => crate::status::run(args),
-            Command::Completions(args) => crate::shell::completions(args),
-            Command::Manpage(args) => crate::shell::manpage(args),
+            Command::Completions(args) => crate::shell::completions(args, Cli::command()),
+            Command::Manpage(args) => crate::shell::manpage(args, Cli::command()),
         }
     }
 }

@@ -105,16 +105,23 @@ pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
 /// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
 /// one list, so nothing can be left out of either.
 macro_rules! kinds {
-    ($( $(#[$doc:meta])* $variant:ident => $info:expr; )*) => {
+    ($( $(#[doc = $doc:expr])* $variant:ident => $info:expr; )*) => {
         /// The kinds of endpoint echoplex knows; `Kind::info` says what each is.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Kind {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[doc = $doc])* $variant, )*
         }
 
         impl Kind {
             /// Every kind, in the order of the table (for parsing and help texts).
             pub const ALL: &'static [Kind] = &[$(Kind::$variant),*];
+
+            /// The kind's doc comment in the table, for help texts.
+            pub fn doc(self) -> &'static str {
+                match self {
+                    $( Kind::$variant => concat!($($doc, "\n"),*), )*
+                }
+            }
 
             /// The kind's line of the table.
             pub fn info(self) -> &'static KindInfo {
@@ -165,7 +172,7 @@ kinds! {
         tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tls::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve], spread: false, bind: services::metrics::bind };
+        tools: &[Serve, Client], spread: false, bind: services::metrics::bind };
 }
 
 impl Kind {
@@ -265,17 +272,22 @@ impl<T: FromStr + fmt::Display> OptionValue for Option<T> {
 /// Declares the endpoint options: one line each, the field, its type, its
 /// name after `?`, and the kinds it applies to.
 macro_rules! options {
-    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
+    ($( $(#[doc = $doc:expr])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
         /// The options of one endpoint (`?proxy&key=value`), parsed once for
         /// every tool. A field is `false`/`None` when the option is absent.
         #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
         pub struct Options {
-            $( $(#[$doc])* pub $field: $ty, )*
+            $( $(#[doc = $doc])* pub $field: $ty, )*
         }
 
         impl Options {
             /// Every option's name, in the order of the table.
             pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// Every option: its name, its doc comment in the table, and the
+            /// kinds it applies to (for help texts).
+            pub const TABLE: &'static [(&'static str, &'static str, &'static [Kind])] =
+                &[$(($name, concat!($($doc, "\n"),*), &[$(Kind::$kind),+])),*];
 
             fn set(&mut self, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
                 match key {

@@ -105,8 +105,10 @@ pub struct Args {
     #[arg(long)]
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process
-    /// may use). TCP, UDP, binary:// and http:// get one SO_REUSEPORT socket
-    /// per loop; Unix, multicast, metrics and the admin socket are served by loop 0.
+    /// may use, fewer under a cgroup CPU quota such as a container's). TCP,
+    /// UDP, binary://, http://, https:// and tls:// get one SO_REUSEPORT
+    /// socket per loop; Unix, multicast, metrics and the admin socket are
+    /// served by loop 0.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
     pub reactors: reactors::Count,
     /// Pin each event loop to its own CPU (of those this process may use).

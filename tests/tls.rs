@@ -821,6 +821,36 @@ fn client_and_ping_verify_with_tls_ca_and_refuse_an_unknown_certificate() {
     assert_eq!(status.code(), Some(3), "{err}");
     assert!(err.contains("not valid for name"), "{err}");
 
+    // client -f: a file larger than every buffer comes back byte for byte.
+    let file = dir.join("in.bin");
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &data).expect("write in.bin");
+    let copied = Command::new(support::bin())
+        .args([
+            "client",
+            &endpoint,
+            "--tls-ca",
+            path(&cert),
+            "-q",
+            "-f",
+            path(&file),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("client -f");
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert!(
+        copied.stdout == data,
+        "{} of {} bytes came back as sent",
+        copied.stdout.len(),
+        data.len()
+    );
     let (status, out, err) = support::run(&[
         "ping",
         &endpoint,

@@ -43,7 +43,8 @@ pub const MAX_REACTORS: usize = 1024;
 pub enum Count {
     /// Exactly this many.
     Exactly(usize),
-    /// One per CPU this process may run on.
+    /// One per CPU this process may run on, or fewer under a cgroup CPU
+    /// quota (a container's `--cpus`, a pod's CPU limit).
     Auto,
 }
 
@@ -52,9 +53,84 @@ impl Count {
     pub fn resolve(self) -> usize {
         match self {
             Count::Exactly(n) => n,
-            Count::Auto => allowed_cpus().len().clamp(1, MAX_REACTORS),
+            Count::Auto => {
+                let cpus = allowed_cpus().len();
+                let quota = cgroup_cpu_quota().unwrap_or(usize::MAX);
+                cpus.min(quota).clamp(1, MAX_REACTORS)
+            }
         }
     }
+}
+
+/// The CPUs a cgroup CPU quota grants this process, rounded up: the
+/// smallest quota on the path from its cgroup to the root (a limit may sit
+/// on any ancestor), cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us` over
+/// `cpu.cfs_period_us`). `None` without a quota. A loop per CPU of the node
+/// in a container limited to two would only contend for those two.
+fn cgroup_cpu_quota() -> Option<usize> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut smallest: Option<usize> = None;
+    let mut take = |cpus: Option<usize>| {
+        if let Some(cpus) = cpus {
+            smallest = Some(smallest.map_or(cpus, |s: usize| s.min(cpus)));
+        }
+    };
+    for line in membership.lines() {
+        // "ID:CONTROLLERS:PATH"; v2 is the line with no controllers.
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.is_empty() {
+            take(walk_up("/sys/fs/cgroup", path, |dir| {
+                quota_cpus(&std::fs::read_to_string(dir.join("cpu.max")).ok()?)
+            }));
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            take(walk_up("/sys/fs/cgroup/cpu", path, |dir| {
+                let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?;
+                let period = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?;
+                quota_cpus(&format!("{} {}", quota.trim(), period.trim()))
+            }));
+        }
+    }
+    smallest
+}
+
+/// The smallest `quota(dir)` from `mount/path` up to `mount`. Inside a
+/// container the mount's root is often the container's own cgroup, so the
+/// full path does not exist there and the walk ends at the mount.
+fn walk_up(
+    mount: &str,
+    path: &str,
+    quota: impl Fn(&std::path::Path) -> Option<usize>,
+) -> Option<usize> {
+    let root = std::path::Path::new(mount);
+    let mut dir = root.join(path.trim().trim_start_matches('/'));
+    let mut smallest: Option<usize> = None;
+    loop {
+        if let Some(cpus) = quota(&dir) {
+            smallest = Some(smallest.map_or(cpus, |s| s.min(cpus)));
+        }
+        if dir == root || !dir.pop() {
+            return smallest;
+        }
+    }
+}
+
+/// `cpu.max` ("QUOTA PERIOD", or "max PERIOD" for none; v1's quota of -1
+/// is none too) as whole CPUs, rounded up: 150000 over 100000 is 2.
+fn quota_cpus(cpu_max: &str) -> Option<usize> {
+    let mut words = cpu_max.split_whitespace();
+    let quota: u64 = words.next()?.parse().ok()?;
+    let period: u64 = words.next()?.parse().ok()?;
+    if period == 0 {
+        return None;
+    }
+    usize::try_from(quota.div_ceil(period))
+        .ok()
+        .map(|n| n.max(1))
 }
 
 /// Parses `--reactors`: a number from 1 to [`MAX_REACTORS`], or `auto`.
@@ -556,4 +632,20 @@ fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), Str
         .add(signals)
         .map_err(|err| format!("signals: {}", describe(&err)))?;
     Ok((reactor, listening))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_quota_counts_whole_cpus_rounded_up() {
+        assert_eq!(quota_cpus("200000 100000\n"), Some(2));
+        assert_eq!(quota_cpus("150000 100000"), Some(2));
+        assert_eq!(quota_cpus("50000 100000"), Some(1));
+        assert_eq!(quota_cpus("max 100000\n"), None);
+        assert_eq!(quota_cpus("-1 100000"), None);
+        assert_eq!(quota_cpus("100000 0"), None);
+        assert_eq!(quota_cpus(""), None);
+    }
 }
