@@ -164,6 +164,7 @@ fn serve(args: Args) -> Result<(), String> {
         sock::share_ports(true);
         reactors::init(count);
     }
+    reactors::schedule(count, from_upgrade);
     let cpus = args.pin.then(reactors::allowed_cpus);
     let cpu_of = |index: usize| cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
     if let Some(cpu) = cpu_of(0) {

@@ -816,3 +816,18 @@ fn a_websocket_client_that_never_reads_is_held_at_max_buffer() {
         assert_eq!((first, payload.len()), (0x82, 100), "echo {i} of {frames}");
     }
 }
+
+#[test]
+fn a_delayed_answer_outlives_the_clients_half_close() {
+    let (_daemon, addr) = serve(&[]);
+    let mut conn = connect(addr);
+    conn.write_all(
+        b"GET /late?echo_delay=300ms HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .expect("write");
+    // As `nc -N` does: our EOF right after the requests.
+    conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    assert_eq!(read_response(&mut conn, false).json()["path"], "/late");
+    assert_eq!(read_response(&mut conn, false).json()["path"], "/next");
+    assert!(closed(&mut conn));
+}

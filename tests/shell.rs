@@ -250,6 +250,7 @@ fn bash_completes_the_endpoint_schemes_each_tool_takes() {
             "unix-dgram:",
             "multicast://",
             "binary://",
+            "http://",
             "metrics://"
         ],
         "serve: every scheme where an endpoint goes"

@@ -140,9 +140,9 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             }
             health::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out)
         }
-        // The kind table keeps http:// and https:// from the client; say so if it changes.
+        // The kind table keeps http:// and https:// from the client until the tools speak it.
         Reply::HttpEcho => Err(Failure::usage(format!(
-            "{}: an HTTP endpoint; use curl",
+            "{}: an HTTP echo endpoint; use curl",
             args.endpoint
         ))),
     }

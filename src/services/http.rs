@@ -817,6 +817,12 @@ impl Protocol for HttpEcho {
         matches!(self.state, State::Closing)
     }
 
+    /// An answer held by `echo_delay` is still owed after the client's EOF
+    /// (`printf 'GET /?echo_delay=1s ...' | nc -N` half-closes at once).
+    fn answer_due(&self) -> bool {
+        matches!(self.state, State::Delayed(_))
+    }
+
     /// Input held (counts against `--max-buffer`), a body being read, an
     /// answer held by its delay. A body or a WebSocket frame in part is
     /// counted a little short (one byte, a frame header), so one of

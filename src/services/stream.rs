@@ -523,6 +523,12 @@ pub trait Protocol {
         Ok(())
     }
 
+    /// True while the protocol will still answer by itself (an answer
+    /// held for a timer): a peer's EOF does not end the connection then.
+    fn answer_due(&self) -> bool {
+        false
+    }
+
     /// The connection's PROXY header is complete (`None`: LOCAL/UNKNOWN,
     /// served as a direct connection).
     fn proxied(&mut self, _header: Option<&proxy::Header>) {}
@@ -801,9 +807,10 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
     /// After the work of a call: close when done and flushed, else keep
     /// writable interest in step with what is owed.
     fn settle(&mut self, cx: &mut Context) -> Flow {
+        let finished = self.conn.finished() && !self.protocol.answer_due();
         if self.conn.outbox.is_empty()
             && self.stream.held_out() == 0
-            && (self.conn.finished() || self.protocol.done())
+            && (finished || self.protocol.done())
         {
             self.stream.finish();
             debug!("{} {} closed: all sent", self.kind, self.shown());

@@ -34,6 +34,25 @@ pub fn bin() -> &'static str {
     })
 }
 
+/// Whether `tool` is on PATH; a missing tool fails under `scripts/test-all`
+/// (ECHOPLEX_REQUIRE_TOOLS) and is a visible skip otherwise.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
+            "{tool} is missing (scripts/test-all installs it)"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
