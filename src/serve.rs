@@ -202,6 +202,12 @@ fn serve(args: Args) -> Result<(), String> {
     // and the error is the only line on stderr.
     let mut bound: Vec<Bound> = Vec::with_capacity(endpoints.len());
     for endpoint in &endpoints {
+        // A path is what a tool asks for; a server answers every path.
+        if !endpoint.resource.is_empty() {
+            return Err(format!(
+                "cannot serve {endpoint}: serve answers every path; name none"
+            ));
+        }
         let one = services::bind(endpoint, &config)
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         bound.push(one);

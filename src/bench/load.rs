@@ -21,7 +21,7 @@ use super::types::{
     WorkerJob,
 };
 use super::worker;
-use crate::endpoint::{Endpoint, Tool};
+use crate::endpoint::{Endpoint, Reply, Tool};
 use crate::probe::payload::{nonce, Pattern};
 use crate::probe::socket::{self, Local};
 use crate::probe::tls::TlsClient;
@@ -35,6 +35,7 @@ use crate::probe::Failure;
 /// fails verification is one clear error before the run, not a count.
 pub fn resolve(
     endpoint: &Endpoint,
+    size: usize,
     connect_timeout: Duration,
     tls: Option<&TlsClient>,
 ) -> io::Result<Dest> {
@@ -53,11 +54,20 @@ pub fn resolve(
             .next()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
     };
+    let web = match endpoint.kind.info().reply {
+        Reply::HttpEcho => Some(Arc::new(super::http::learn(
+            endpoint,
+            size,
+            connect_timeout,
+        )?)),
+        _ => None,
+    };
     Ok(Dest {
         kind: endpoint.kind,
         addr,
         proxy: endpoint.options.proxy,
         tls: tls.cloned(),
+        web,
     })
 }
 
@@ -67,6 +77,7 @@ pub fn resolve(
 pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<Report> {
     let dest = resolve(
         &config.endpoint,
+        config.size,
         config.connect_timeout,
         config.modes.tls.as_ref(),
     )?;
@@ -108,7 +119,9 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
             intervals: tx.clone(),
         };
         first_conn += conns;
-        let run = if dest.kind.is_stream() {
+        let run = if dest.web.is_some() {
+            worker::run::<super::http::Requests>
+        } else if dest.kind.is_stream() {
             worker::run::<Streams>
         } else {
             worker::run::<Datagrams>
@@ -284,5 +297,6 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         handshake_time,
         corrected,
         jitter_us: (jitter.1 > 0).then(|| jitter.0 / jitter.1 as f64),
+        speech: dest.web.as_ref().map(|web| web.speech),
     })
 }
