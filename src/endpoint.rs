@@ -164,6 +164,12 @@ kinds! {
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
     Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
         tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::http::bind };
+    /// `https://`: the HTTP echo and WebSocket of `http://` over TLS (ALPN http/1.1).
+    Https => KindInfo { scheme: "https", address: Inet, transport: Stream, reply: HttpEcho,
+        tools: &[Serve], spread: true, bind: services::tls::bind_https };
+    /// `tls://`: TCP echo inside TLS.
+    Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tls::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
         tools: &[Serve, Client], spread: false, bind: services::metrics::bind };
@@ -178,6 +184,11 @@ impl Kind {
     /// Path kinds are written `scheme:PATH`, network kinds `scheme://HOST:PORT`.
     pub fn is_path(self) -> bool {
         self.info().address == Address::Path
+    }
+
+    /// TLS kinds: the bytes go inside a TLS session.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::Https)
     }
 
     /// Stream kinds carry a byte stream; the others carry datagrams.
@@ -208,7 +219,8 @@ impl Kind {
     /// (WebSocket upgrades on any path), and printed as `http://`; to the
     /// tools it means WebSocket messages (the `bool`).
     fn alias(scheme: &str) -> Option<(Kind, bool)> {
-        const ALIASES: &[(&str, Kind, bool)] = &[("ws", Kind::Http, true)];
+        const ALIASES: &[(&str, Kind, bool)] =
+            &[("ws", Kind::Http, true), ("wss", Kind::Https, true)];
         ALIASES
             .iter()
             .find(|(alias, ..)| *alias == scheme)
@@ -327,7 +339,7 @@ macro_rules! options {
 
 options! {
     /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
-    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http];
+    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http, Https, Tls];
     /// `?uid=N`: accept only connections from user N (`SO_PEERCRED`); the
     /// check an abstract `unix:@name`, which has no file mode, needs.
     uid: Option<u32> = "uid" for [Unix];
@@ -594,7 +606,7 @@ impl Endpoint {
     }
 
     /// `Ok` if `tool` takes this kind, else the line to print (a usage error):
-    /// `cannot ping multicast://...: ping speaks tcp, udp, unix and unix-dgram`.
+    /// `cannot ping multicast://...: ping speaks tcp, udp, unix, unix-dgram and tls`.
     pub fn check_tool(&self, tool: Tool) -> Result<(), String> {
         if self.kind.accepts(tool) {
             return Ok(());
@@ -744,7 +756,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix, unix-dgram and http"
+            "tcp, udp, unix, unix-dgram, http and tls"
         );
     }
 
@@ -779,7 +791,7 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram and http"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram, http and tls"
         );
         assert!(parse("binary://h:1")
             .unwrap()

@@ -205,6 +205,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// A TLS handshake finished in `took` (from the TCP connect's end).
+    pub fn handshaked(&mut self, took: Duration, resumed: bool, now: Instant) {
+        if now >= self.timeline.measure_start
+            && self.timeline.measure_end.is_none_or(|end| now < end)
+        {
+            self.result.counters.handshakes += 1;
+            self.result.counters.resumed += u64::from(resumed);
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+            self.result.handshake_time.saturating_record(us);
+        }
+    }
+
     /// The `-n` quota is used up.
     pub fn quota_used(&self) -> bool {
         self.quota == Some(0)

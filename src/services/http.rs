@@ -816,6 +816,15 @@ fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Protocol for HttpEcho {
+    fn secured(&mut self, tls: &super::tls::Negotiated) {
+        self.set_tls(TlsInfo {
+            version: tls.version.to_string(),
+            cipher: tls.cipher.clone(),
+            sni: tls.sni.clone(),
+            alpn: tls.alpn.clone(),
+        });
+    }
+
     fn received<S: Write>(
         &mut self,
         data: &[u8],
