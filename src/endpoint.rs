@@ -163,7 +163,13 @@ kinds! {
         tools: &[Serve, Client], spread: true, bind: services::binary::bind };
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
     Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
-        tools: &[Serve], spread: true, bind: services::http::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::http::bind };
+    /// `https://`: the HTTP echo and WebSocket of `http://` over TLS (ALPN http/1.1).
+    Https => KindInfo { scheme: "https", address: Inet, transport: Stream, reply: HttpEcho,
+        tools: &[Serve], spread: true, bind: services::tls::bind_https };
+    /// `tls://`: TCP echo inside TLS.
+    Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tls::bind };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
         tools: &[Serve, Client], spread: false, bind: services::metrics::bind };
@@ -178,6 +184,11 @@ impl Kind {
     /// Path kinds are written `scheme:PATH`, network kinds `scheme://HOST:PORT`.
     pub fn is_path(self) -> bool {
         self.info().address == Address::Path
+    }
+
+    /// TLS kinds: the bytes go inside a TLS session.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::Https)
     }
 
     /// Stream kinds carry a byte stream; the others carry datagrams.
@@ -205,13 +216,29 @@ impl Kind {
     }
 
     /// Schemes that name another kind: `ws://` is served as `http://`
-    /// (WebSocket upgrades on any path), and printed as `http://`.
-    fn alias(scheme: &str) -> Option<Kind> {
-        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http)];
+    /// (WebSocket upgrades on any path), and printed as `http://`; to the
+    /// tools it means WebSocket messages (the `bool`).
+    fn alias(scheme: &str) -> Option<(Kind, bool)> {
+        const ALIASES: &[(&str, Kind, bool)] =
+            &[("ws", Kind::Http, true), ("wss", Kind::Https, true)];
         ALIASES
             .iter()
-            .find(|(alias, _)| *alias == scheme)
-            .map(|&(_, kind)| kind)
+            .find(|(alias, ..)| *alias == scheme)
+            .map(|&(_, kind, websocket)| (kind, websocket))
+    }
+
+    /// Kinds whose endpoints may name a path (`http://H:P/PATH`): the
+    /// resource the tools ask for.
+    pub fn takes_path(self) -> bool {
+        matches!(self, Kind::Http)
+    }
+
+    /// The scheme a tool's endpoint is written with: `ws` for WebSocket.
+    fn tool_scheme(self, websocket: bool) -> &'static str {
+        match (self, websocket) {
+            (Kind::Http, true) => "ws",
+            _ => self.scheme(),
+        }
     }
 
     fn all_schemes() -> String {
@@ -312,7 +339,7 @@ macro_rules! options {
 
 options! {
     /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
-    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http];
+    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http, Https, Tls];
     /// `?uid=N`: accept only connections from user N (`SO_PEERCRED`); the
     /// check an abstract `unix:@name`, which has no file mode, needs.
     uid: Option<u32> = "uid" for [Unix];
@@ -347,6 +374,38 @@ pub struct Endpoint {
     pub target: Target,
     /// What followed `?`.
     pub options: Options,
+    /// http:// and ws://: what the tools ask for (path, query, WebSocket).
+    pub resource: Resource,
+}
+
+/// What the tools ask an HTTP endpoint for: `http://H:P/PATH?QUERY` (the
+/// query's items that are not endpoint options) and whether the scheme
+/// was `ws://`. Serving ignores it (`with_addr` drops it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Resource {
+    /// The path as written, from its `/` (none: `/`).
+    pub path: Option<String>,
+    /// Query items that are no endpoint option, in order (`echo_code=404`).
+    pub query: Vec<String>,
+    /// `ws://`: WebSocket messages rather than HTTP requests.
+    pub websocket: bool,
+}
+
+impl Resource {
+    /// The request target: the path (`/` when none) and the query.
+    pub fn target(&self) -> String {
+        let mut target = self.path.clone().unwrap_or_else(|| "/".to_string());
+        for (at, item) in self.query.iter().enumerate() {
+            target.push(if at == 0 { '?' } else { '&' });
+            target.push_str(item);
+        }
+        target
+    }
+
+    /// True when nothing beyond scheme and address was written.
+    pub fn is_empty(&self) -> bool {
+        self.path.is_none() && self.query.is_empty()
+    }
 }
 
 /// Why an endpoint string could not be parsed.
@@ -372,11 +431,13 @@ impl FromStr for Endpoint {
                 Kind::all_schemes()
             ))
         })?;
-        let kind = Kind::ALL
+        let lower = scheme.to_ascii_lowercase();
+        let (kind, websocket) = Kind::ALL
             .iter()
             .copied()
-            .find(|k| k.scheme() == scheme)
-            .or_else(|| Kind::alias(scheme))
+            .find(|k| k.scheme() == lower)
+            .map(|kind| (kind, false))
+            .or_else(|| Kind::alias(&lower))
             .ok_or_else(|| {
                 fail(&format!(
                     "unknown scheme '{scheme}' (known: {})",
@@ -388,6 +449,10 @@ impl FromStr for Endpoint {
         let (rest, query) = match rest.split_once('?') {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
+        };
+        let mut resource = Resource {
+            websocket,
+            ..Resource::default()
         };
         let target = match kind.info().address {
             Address::Path => {
@@ -411,9 +476,17 @@ impl FromStr for Endpoint {
                 }
             }
             Address::Inet => {
-                let hostport = rest
+                let mut hostport = rest
                     .strip_prefix("//")
                     .ok_or_else(|| fail(&format!("expected {scheme}://HOST:PORT")))?;
+                if let Some(at) = hostport.find('/').filter(|_| kind.takes_path()) {
+                    let path = &hostport[at..];
+                    if path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+                        return Err(fail("a path may not hold spaces, control bytes or '#'"));
+                    }
+                    resource.path = Some(path.to_string());
+                    hostport = &hostport[..at];
+                }
                 let (host, port) = split_host_port(hostport).map_err(|why| fail(&why))?;
                 // A literal that is no group is a typo, refused like one
                 // (exit 2) rather than found when serve binds (exit 1).
@@ -439,12 +512,21 @@ impl FromStr for Endpoint {
                 Some((key, value)) => (key, Some(value)),
                 None => (item, None),
             };
+            // On a kind with a path, what is no option is the request's.
+            if kind.takes_path() && !Options::NAMES.contains(&key) {
+                if item.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+                    return Err(fail("a query may not hold spaces, control bytes or '#'"));
+                }
+                resource.query.push(item.to_string());
+                continue;
+            }
             options.set(kind, key, value).map_err(|why| fail(&why))?;
         }
         Ok(Endpoint {
             kind,
             target,
             options,
+            resource,
         })
     }
 }
@@ -505,10 +587,12 @@ impl Endpoint {
             kind,
             target,
             options: Options::default(),
+            resource: Resource::default(),
         }
     }
 
-    /// The same endpoint (kind, options) at a concrete address (to print real ports).
+    /// The same endpoint (kind, options) at a concrete address (to print
+    /// real ports); what a tool would ask for (path, `ws://`) is dropped.
     pub fn with_addr(&self, addr: SocketAddr) -> Endpoint {
         Endpoint {
             kind: self.kind,
@@ -517,11 +601,12 @@ impl Endpoint {
                 port: addr.port(),
             },
             options: self.options.clone(),
+            resource: Resource::default(),
         }
     }
 
     /// `Ok` if `tool` takes this kind, else the line to print (a usage error):
-    /// `cannot ping multicast://...: ping speaks tcp, udp, unix and unix-dgram`.
+    /// `cannot ping multicast://...: ping speaks tcp, udp, unix, unix-dgram and tls`.
     pub fn check_tool(&self, tool: Tool) -> Result<(), String> {
         if self.kind.accepts(tool) {
             return Ok(());
@@ -536,7 +621,7 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = self.kind.scheme();
+        let scheme = self.kind.tool_scheme(self.resource.websocket);
         match &self.target {
             Target::Inet { host, port } if host.contains(':') => {
                 write!(f, "{scheme}://[{host}]:{port}")
@@ -545,12 +630,22 @@ impl fmt::Display for Endpoint {
             Target::Path(path) => write!(f, "{scheme}:{}", path.display()),
             Target::Abstract(name) => write!(f, "{scheme}:@{name}"),
         }?;
-        for (at, (name, value)) in self.options.set_ones().into_iter().enumerate() {
-            f.write_str(if at == 0 { "?" } else { "&" })?;
-            f.write_str(name)?;
-            if !value.is_empty() {
-                write!(f, "={value}")?;
+        if let Some(path) = &self.resource.path {
+            f.write_str(path)?;
+        }
+        let options = self.options.set_ones().into_iter().map(|(name, value)| {
+            if value.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name}={value}")
             }
+        });
+        for (at, item) in options
+            .chain(self.resource.query.iter().cloned())
+            .enumerate()
+        {
+            f.write_str(if at == 0 { "?" } else { "&" })?;
+            f.write_str(&item)?;
         }
         Ok(())
     }
@@ -575,15 +670,24 @@ mod tests {
             "multicast://224.10.10.10:10000",
             "binary://localhost:10001",
             "http://127.0.0.1:8080?proxy",
+            "http://127.0.0.1:8080/a/b?proxy&echo_code=404&x",
+            "ws://[::1]:8080/chat",
         ] {
             let endpoint = parse(text).expect(text);
             assert_eq!(endpoint.to_string(), text);
         }
-        // ws:// is served as http:// and printed so.
-        assert_eq!(
-            parse("ws://127.0.0.1:1").unwrap().to_string(),
-            "http://127.0.0.1:1"
-        );
+        // ws:// is served as http:// and printed so (serving prints the
+        // bound address); a tool keeps the scheme, the path and the query.
+        let ws = parse("WS://127.0.0.1:1/p?q=1").unwrap();
+        assert_eq!(ws.kind, Kind::Http);
+        assert!(ws.resource.websocket);
+        assert_eq!(ws.resource.target(), "/p?q=1");
+        let bound = ws.with_addr("127.0.0.1:1".parse().unwrap());
+        assert_eq!(bound.to_string(), "http://127.0.0.1:1");
+        assert_eq!(parse("http://h:1").unwrap().resource.target(), "/");
+        // A path only where a kind takes one; never spaces or fragments.
+        assert!(parse("tcp://h:1/x").is_err());
+        assert!(parse("http://h:1/a#b").is_err());
     }
 
     #[test]
@@ -652,7 +756,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix and unix-dgram"
+            "tcp, udp, unix, unix-dgram, http and tls"
         );
     }
 
@@ -687,7 +791,7 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix and unix-dgram"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram, http and tls"
         );
         assert!(parse("binary://h:1")
             .unwrap()

@@ -9,6 +9,8 @@
 //! stream, probes are cut back out of the byte stream by length, and bytes
 //! that are not a probe of ours are skipped up to the next probe start.
 
+mod http;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -35,10 +37,12 @@ const HEADER: usize = MAGIC.len() + SEQ_BYTES;
 #[command(after_help = "\
 Exit status:
   0  at least one reply came
-  1  no reply came (including: could not connect)
-  2  usage error")]
+  1  no reply came (connected, or sent on a datagram kind)
+  2  usage error
+  3  could not connect (stream kinds: refused, no such socket, no route, timed out)")]
 pub struct Args {
-    /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH.
+    /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
+    /// http://HOST:PORT[/PATH] (a GET per probe) or ws://HOST:PORT[/PATH] (ping frames).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// Stop after sending this many probes (default: until Ctrl-C).
@@ -61,6 +65,9 @@ pub struct Args {
     /// Print only the first line and the summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// tls://: how the server is verified.
+    #[command(flatten)]
+    pub tls: crate::probe::tls::TlsArgs,
 }
 
 /// Runs `echoplex ping`; returns the process exit code.
@@ -72,17 +79,34 @@ pub fn run(args: Args) -> Outcome {
     if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
         return Err(error::Failure::usage(failure.message));
     }
+    if endpoint.kind.info().reply == crate::endpoint::Reply::HttpEcho {
+        return http::run(&args);
+    }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
     let started = Instant::now();
-    let conn = match Conn::connect(endpoint, args.timeout) {
+    let tls = args
+        .tls
+        .client(endpoint, false)
+        .map_err(|failure| error::Failure::usage(failure.message))?;
+    let conn = match Conn::connect(endpoint, args.timeout, tls.as_ref()) {
         Ok(conn) => conn,
         Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
-        // Like ping(8): no reply is 1, whatever the reason.
+        // The contract's table: a stream that cannot be connected is
+        // unreachable (3), whatever the reason; a datagram socket that
+        // cannot even be set up stays 1 (nothing was sent).
+        Err(failure) if endpoint.kind.is_stream() => {
+            return Err(Failure::new(Exit::Unreachable, failure.message))
+        }
         Err(failure) => return Err(error::Failure::failed(failure.message)),
     };
     if conn.is_stream() && !args.quiet {
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        say(format_args!("connected to {endpoint}: time={ms:.3} ms"));
+        match conn.sock().negotiated() {
+            Some(tls) => say(format_args!(
+                "connected to {endpoint}: time={ms:.3} ms ({tls})"
+            )),
+            None => say(format_args!("connected to {endpoint}: time={ms:.3} ms")),
+        }
     }
     let mut pinger = Pinger::new(&args, conn);
     if let Err(failure) = pinger.run() {

@@ -14,7 +14,7 @@ use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 
 use crate::daemon::pidfile::PidFile;
-use crate::daemon::{activation, notify, reactors, upgrade};
+use crate::daemon::{activation, notify, reactors, reload, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
@@ -35,8 +35,9 @@ pub const DEFAULT_ENDPOINTS: [&str; 5] = [
 
 /// Descriptors kept back from `--max-connections`' default for listeners,
 /// the poller, logs, the EMFILE reserve and the control connections'
-/// reserve (`reactor::CONTROL_RESERVE`).
-const FD_HEADROOM: u64 = 64 + CONTROL_RESERVE as u64;
+/// reserves (`reactor::CONTROL_RESERVE` for each control endpoint: the
+/// admin socket and, usually, one `metrics://`).
+const FD_HEADROOM: u64 = 64 + 2 * CONTROL_RESERVE as u64;
 
 /// Options of `echoplex serve`.
 #[derive(clap::Args, Debug, Clone)]
@@ -61,7 +62,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
     pub idle_timeout: Duration,
     /// Most connections open at once (default: the descriptor limit less
-    /// headroom); the admin socket and metrics:// have 16 more of their own.
+    /// headroom); the admin socket and each metrics:// have 16 more of their own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
     /// Bytes a connection may owe its peer before the server stops reading
@@ -98,19 +99,34 @@ pub struct Args {
     /// process rewrites it; removed on exit while it is still ours).
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
-    /// Log every turn of the loop and every event, each HTTP request and WebSocket message
-    /// (same as RUST_LOG=echoplex::reactor=trace,echoplex::services::http=trace).
+    /// Log every turn of the loop and every event, each HTTP request and
+    /// WebSocket message, and each TLS connection's reads, writes and
+    /// handshake (same as RUST_LOG=echoplex::reactor=trace,
+    /// echoplex::services::http=trace,echoplex::services::tls=trace).
     #[arg(long)]
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process
     /// may use, fewer under a cgroup CPU quota such as a container's). TCP,
-    /// UDP, binary:// and http:// get one SO_REUSEPORT socket per loop;
-    /// Unix, multicast, metrics and the admin socket are served by loop 0.
+    /// UDP, binary://, http://, https:// and tls:// get one SO_REUSEPORT
+    /// socket per loop; Unix, multicast, metrics and the admin socket are
+    /// served by loop 0.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
     pub reactors: reactors::Count,
     /// Pin each event loop to its own CPU (of those this process may use).
     #[arg(long)]
     pub pin: bool,
+    /// Certificate chain (PEM, end entity first) for tls:// and https://;
+    /// without it a self-signed one for localhost, 127.0.0.1 and ::1 is made.
+    /// SIGHUP reads it and the key again.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert; should be readable by its owner only.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Write the certificate served (the self-signed one) to FILE for
+    /// clients to trust (--tls-ca), by the --pid-file rules.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_out: Option<PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -172,18 +188,27 @@ fn serve(args: Args) -> Result<(), String> {
     } else {
         args.endpoints.clone()
     };
+    let tls = tls_setup(&args, &endpoints)?;
     let config = ServeConfig {
         iface: args.iface,
         format: args.format.clone(),
         unix_mode: args.unix_mode,
         udp_rate: args.udp_rate,
         rate_limit_loopback: args.rate_limit_loopback,
+        tls: tls.clone(),
+        max_buffer: args.max_buffer as usize,
     };
     // Bind everything before serving anything: on a failure the handlers
     // bound so far are dropped, which removes the socket files they made,
     // and the error is the only line on stderr.
     let mut bound: Vec<Bound> = Vec::with_capacity(endpoints.len());
     for endpoint in &endpoints {
+        // A path is what a tool asks for; a server answers every path.
+        if !endpoint.resource.is_empty() {
+            return Err(format!(
+                "cannot serve {endpoint}: serve answers every path; name none"
+            ));
+        }
         let one = services::bind(endpoint, &config)
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         bound.push(one);
@@ -300,6 +325,19 @@ fn serve(args: Args) -> Result<(), String> {
     reactor
         .add(Box::new(signals))
         .map_err(|err| format!("signals: {}", describe(&err)))?;
+    let mut upgrader = upgrader;
+    if let Some(tls) = &tls {
+        // The successor presents the same self-signed certificate, so the
+        // clients that trusted --tls-cert-out keep working.
+        if let Some(pair) = tls.certs.source().to_inherit() {
+            upgrader.pass_env(crate::tls::INHERITED_SELF_SIGNED, pair);
+        }
+        let reloader = reload::Reloader::new(tls.certs.clone())
+            .map_err(|err| format!("signals: {}", describe(&err)))?;
+        reactor
+            .add(Box::new(reloader))
+            .map_err(|err| format!("signals: {}", describe(&err)))?;
+    }
     reactor
         .add(Box::new(upgrader))
         .map_err(|err| format!("signals: {}", describe(&err)))?;
@@ -344,6 +382,63 @@ fn serve(args: Args) -> Result<(), String> {
     info!("stopped: {}", reactors::totals(&all).line());
     drop(pid_file);
     Ok(())
+}
+
+/// The certificate of the TLS endpoints, loaded (or made) once for every
+/// reactor; None when no endpoint speaks TLS and no certificate is named.
+fn tls_setup(
+    args: &Args,
+    endpoints: &[Endpoint],
+) -> Result<Option<Arc<crate::tls::ServerTls>>, String> {
+    use crate::tls::{Certs, ServerTls, Source, INHERITED_SELF_SIGNED};
+    let wanted = endpoints.iter().any(|e| e.kind.is_tls());
+    if !wanted && args.tls_cert.is_none() {
+        if args.tls_cert_out.is_some() {
+            warn!("--tls-cert-out: no tls:// or https:// endpoint is served; nothing written");
+        }
+        return Ok(None);
+    }
+    let inherited = std::env::var(INHERITED_SELF_SIGNED)
+        .ok()
+        .and_then(|pair| Source::inherited(&pair));
+    let source = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => match inherited {
+            Some(source) => {
+                info!("TLS: presenting the self-signed certificate of the process we replace");
+                source
+            }
+            None => Source::self_signed()?,
+        },
+    };
+    let (certs, loaded) = Certs::new(source).map_err(|err| format!("TLS certificate: {err}"))?;
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    info!(
+        "TLS certificate: {}: SHA-256 {}",
+        certs.source(),
+        loaded.fingerprint
+    );
+    if let Some(path) = &args.tls_cert_out {
+        let pem = match certs.source() {
+            Source::SelfSigned { cert_pem, .. } => cert_pem.clone().into_bytes(),
+            Source::Files { cert, .. } => crate::tls::read_pem(cert)?,
+        };
+        crate::safe_file::replace(path, &pem, 0o644).map_err(|err| {
+            format!(
+                "cannot write --tls-cert-out {}: {}",
+                path.display(),
+                describe(&err)
+            )
+        })?;
+        info!("TLS certificate written to {}", path.display());
+    }
+    let tls = ServerTls::new(Arc::new(certs))?;
+    Ok(Some(Arc::new(tls)))
 }
 
 /// The limits every reactor honours, from the options.

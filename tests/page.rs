@@ -331,6 +331,25 @@ fn an_idle_daemon_sleeps_and_its_minute_shows_the_seconds_it_slept() {
 }
 
 #[test]
+fn a_connection_in_its_tls_handshake_is_counted_in_that_state() {
+    let dir = support::temp_dir("page-tls");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&[
+        "tls://127.0.0.1:0",
+        "--admin",
+        admin.to_str().expect("utf-8"),
+    ]);
+    // A client that connects and never sends its ClientHello.
+    let _silent = connect(daemon.addr("tls://"));
+    wait_until("a sample with the handshake pending", || {
+        status_json(&admin)["connections_by_state"]["tls_handshake"] == 1
+    });
+    // Counted once: the connection list says the same of it.
+    let status = status_json(&admin);
+    assert_eq!(status["connections_by_kind"]["tls-conn"], 1, "{status}");
+}
+
+#[test]
 fn a_viewer_that_stops_reading_is_dropped_at_max_buffer() {
     let dir = support::temp_dir("page-viewer");
     let admin = dir.join("admin.sock");

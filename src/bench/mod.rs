@@ -14,6 +14,7 @@
 pub mod churn;
 pub mod dgram;
 pub mod hdrlog;
+pub mod http;
 pub mod intervals;
 pub mod judge;
 pub mod load;
@@ -86,7 +87,9 @@ Examples:
   echoplex bench unix:./echoplex.sock -s 16384 -c 10 --plot latency.svg")]
 pub struct Args {
     /// The echo server: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH;
-    /// or multicast://GROUP:PORT (rounds to the group, a row per responder).
+    /// or multicast://GROUP:PORT (rounds to the group, a row per responder);
+    /// http://HOST:PORT[/PATH] (echoplex: POSTs, every echo verified; any other
+    /// server: GETs counted by status class) or ws://HOST:PORT[/PATH].
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// Connections (sockets, for udp and unix-dgram).
@@ -174,6 +177,13 @@ pub struct Args {
     /// multicast://: the interface the rounds go out on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub iface: std::net::Ipv4Addr,
+    /// tls://: how the server is verified.
+    #[command(flatten)]
+    pub tls: crate::probe::tls::TlsArgs,
+    /// tls:// with --churn: offer session resumption on reconnects (by
+    /// default every handshake is a full one).
+    #[arg(long)]
+    pub tls_resume: bool,
 }
 
 /// A duration with a unit (`500us`, `1ms`, `0.2s`), or seconds.
@@ -259,6 +269,10 @@ impl Args {
                         .then_some(Duration::from_secs(1))
                 }),
                 churn: self.churn,
+                tls: self
+                    .tls
+                    .client(&self.endpoint, self.tls_resume)
+                    .map_err(|failure| failure.message)?,
                 end_wait: None,
                 reconnect: self.reconnect,
                 slo: self.slo,

@@ -77,6 +77,15 @@ pub fn json(report: &Report) -> serde_json::Value {
     if config.modes.reconnect {
         out["reconnects"] = json!(c.reconnects);
     }
+    if let Some(speech) = report.speech {
+        let [s2, s3, s4, s5] = c.http_status;
+        out["http"] = json!({
+            "speech": speech.name(),
+            "verified": speech.verifies(),
+            "status": {"2xx": s2, "3xx": s3, "4xx": s4, "5xx": s5},
+            "reconnects": c.reconnects,
+        });
+    }
     if let Some(rate) = config.modes.rate {
         out["rate"] = json!(rate);
         out["arrivals"] = json!(config.modes.arrivals.name());
@@ -91,6 +100,15 @@ pub fn json(report: &Report) -> serde_json::Value {
             "connects_per_sec": round3(report.connects_per_sec()),
             "connect_time_us": (c.connects > 0).then(|| quantiles(&report.connect_time)),
             "failures": report.connect_causes,
+        });
+    }
+    if let Some(tls) = &config.modes.tls {
+        out["tls"] = json!({
+            "handshakes": c.handshakes,
+            "handshakes_per_sec": round3(report.handshakes_per_sec()),
+            "handshake_time_us": (c.handshakes > 0).then(|| quantiles(&report.handshake_time)),
+            "resumption": tls.resumes(),
+            "resumed": c.resumed,
         });
     }
     out
@@ -201,7 +219,7 @@ pub fn human(report: &Report) -> String {
     let config = &report.config;
     let c = &report.counters;
     let mut text = format!(
-        "{}: {} {}{} × {} B, {}, {} thread{}; measured {:.2} s{}{}\n",
+        "{}: {} {}{} × {}, {}, {} thread{}; measured {:.2} s{}{}\n",
         config.endpoint,
         config.connections,
         if config.endpoint.kind.is_stream() {
@@ -210,7 +228,11 @@ pub fn human(report: &Report) -> String {
             "socket"
         },
         if config.connections == 1 { "" } else { "s" },
-        config.size,
+        // Any other HTTP server gets GETs: no payload of -s bytes.
+        match report.speech {
+            Some(speech) if !speech.verifies() => "GET".to_string(),
+            _ => format!("{} B", config.size),
+        },
         match config.modes.rate {
             Some(_) => "open loop".to_string(),
             None => format!("depth {}", config.depth),
@@ -229,12 +251,28 @@ pub fn human(report: &Report) -> String {
             ""
         },
     );
-    text.push_str(&format!(
-        "  messages  {} echoed and verified: {} msgs/s, {}/s\n",
-        group(c.messages),
-        group(report.msgs_per_sec().round() as u64),
-        bytes(report.bytes_per_sec()),
-    ));
+    match report.speech {
+        Some(speech) if !speech.verifies() => {
+            let [s2, s3, s4, s5] = c.http_status;
+            text.push_str(&format!(
+                "  requests  {} answered: {} requests/s (GET; not echoplex, so nothing to verify)\n  \
+                 status    2xx {}, 3xx {}, 4xx {}, 5xx {}; reconnects {}\n",
+                group(c.messages),
+                group(report.msgs_per_sec().round() as u64),
+                group(s2),
+                group(s3),
+                group(s4),
+                group(s5),
+                group(c.reconnects),
+            ));
+        }
+        _ => text.push_str(&format!(
+            "  messages  {} echoed and verified: {} msgs/s, {}/s\n",
+            group(c.messages),
+            group(report.msgs_per_sec().round() as u64),
+            bytes(report.bytes_per_sec()),
+        )),
+    }
     let slo = super::units::duration(config.modes.slo());
     if let Some(rate) = config.modes.rate {
         text.push_str(&format!(
@@ -301,6 +339,30 @@ pub fn human(report: &Report) -> String {
         }
         for (cause, n) in &report.connect_causes {
             line.push_str(&format!("; {n} failed: {cause}"));
+        }
+        line.push('\n');
+        text.push_str(&line);
+    }
+    if let Some(tls) = &config.modes.tls {
+        let mut line = format!(
+            "  tls       {} handshakes, {} handshakes/s ({})",
+            group(c.handshakes),
+            group(report.handshakes_per_sec().round() as u64),
+            if tls.resumes() {
+                format!("resumption offered: {} resumed", group(c.resumed))
+            } else {
+                "full handshakes, no resumption".to_string()
+            }
+        );
+        if c.handshakes > 0 {
+            let t = &report.handshake_time;
+            line.push_str(&format!(
+                "; handshake p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
+                group(t.value_at_quantile(0.5)),
+                group(t.value_at_quantile(0.9)),
+                group(t.value_at_quantile(0.99)),
+                group(t.max())
+            ));
         }
         line.push('\n');
         text.push_str(&line);

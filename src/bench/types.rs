@@ -71,6 +71,9 @@ pub struct Modes {
     /// Close a stream connection after this many echoes and open a new one
     /// (`--churn`).
     pub churn: Option<u64>,
+    /// tls://: how every connection's session is started and verified
+    /// (`--tls-ca`, `-k`, `--tls-sni`, `--tls-resume`).
+    pub tls: Option<crate::probe::tls::TlsClient>,
     /// The longest wait, after the window, for messages still owed (beyond
     /// it they are owed at the end); `None` waits `timeout` (`--sweep`
     /// waits at most a second per step).
@@ -153,6 +156,10 @@ pub struct Counters {
     pub late: u64,
     /// Connections opened in the measured window (`--churn`).
     pub connects: u64,
+    /// TLS handshakes finished in the measured window.
+    pub handshakes: u64,
+    /// Of those, the ones that resumed a session (`--tls-resume`).
+    pub resumed: u64,
     /// Stream kinds: messages due in the window still unanswered when the
     /// wait after it ended (datagram kinds count them `lost`).
     pub owed_at_end: u64,
@@ -168,6 +175,8 @@ pub struct Counters {
     /// Datagram kinds: echoes that came back after the echo of a later
     /// message on the same socket.
     pub reordered: u64,
+    /// http://: answers by status class, 2xx, 3xx, 4xx, 5xx.
+    pub http_status: [u64; 4],
 }
 
 impl Counters {
@@ -181,11 +190,16 @@ impl Counters {
         self.lost += other.lost;
         self.late += other.late;
         self.connects += other.connects;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
         self.owed_at_end += other.owed_at_end;
         self.never_answered += other.never_answered;
         self.after_end += other.after_end;
         self.reconnects += other.reconnects;
         self.reordered += other.reordered;
+        for (sum, add) in self.http_status.iter_mut().zip(other.http_status) {
+            *sum += add;
+        }
     }
 }
 
@@ -215,15 +229,31 @@ pub struct Report {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// tls://: how long handshakes took (from the TCP connect's end),
+    /// microseconds.
+    pub handshake_time: Histogram<u64>,
     /// Closed loop: the latency corrected for coordinated omission (the
     /// expected-interval correction `wrk` applies), beside the raw one.
     pub corrected: Option<Histogram<u64>>,
     /// Datagram kinds: RFC 3550 interarrival jitter of the round-trip
     /// times, averaged over the sockets, microseconds.
     pub jitter_us: Option<f64>,
+    /// http:// and ws://: how the run spoke (verified echoes, or GETs
+    /// counted by status class).
+    pub speech: Option<Speech>,
 }
 
 impl Report {
+    /// TLS handshakes per second in the measured window.
+    pub fn handshakes_per_sec(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.counters.handshakes as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     /// Messages due in the window: echoed (also in the wait after it),
     /// owed at the end, or lost.
     pub fn due(&self) -> u64 {
@@ -282,6 +312,10 @@ pub struct Dest {
     pub addr: SockAddr,
     /// `?proxy`: each connection begins with a PROXY v2 header.
     pub proxy: bool,
+    /// tls://: each connection runs a TLS session.
+    pub tls: Option<crate::probe::tls::TlsClient>,
+    /// http:// and ws://: what every request or frame carries.
+    pub web: Option<std::sync::Arc<Web>>,
 }
 
 /// When the measured window opens and (for `-d`) closes: set once every
@@ -417,6 +451,8 @@ pub struct WorkerResult {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// tls://: handshake times, microseconds.
+    pub handshake_time: Histogram<u64>,
     /// Datagram kinds: the sum of the sockets' RFC 3550 jitter, µs, and
     /// how many sockets it sums.
     pub jitter: (f64, u64),
@@ -435,6 +471,7 @@ impl WorkerResult {
             cpu_share: 0.0,
             connect_time: new_histogram(),
             connect_causes: BTreeMap::new(),
+            handshake_time: new_histogram(),
             jitter: (0.0, 0),
         }
     }
@@ -514,4 +551,43 @@ impl Default for WorkerResult {
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant figures: 0.1 % resolution, the usual HdrHistogram setting.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// How the run speaks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speech {
+    /// echoplex: `POST` with `echo_body=raw`, bodies verified.
+    Echo,
+    /// Any other HTTP server: `GET`, answers counted by status class.
+    Get,
+    /// WebSocket binary messages, verified.
+    WebSocket,
+}
+
+impl Speech {
+    /// Its name in JSON: `echo`, `get`, `websocket`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Speech::Echo => "echo",
+            Speech::Get => "get",
+            Speech::WebSocket => "websocket",
+        }
+    }
+
+    /// True when every answer is checked byte for byte.
+    pub fn verifies(self) -> bool {
+        self != Speech::Get
+    }
+}
+
+/// What every connection of a run sends, made once.
+#[derive(Debug)]
+pub struct Web {
+    /// How the run speaks.
+    pub speech: Speech,
+    /// HTTP: the head in front of every request (with its
+    /// `Content-Length`, the payload follows); WebSocket: the upgrade.
+    pub head: Vec<u8>,
+    /// WebSocket: the `Sec-WebSocket-Accept` the upgrade must carry.
+    pub accept: String,
 }

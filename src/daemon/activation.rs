@@ -308,6 +308,7 @@ impl Passed {
             kind,
             target,
             options: Default::default(),
+            resource: Default::default(),
         })
     }
 

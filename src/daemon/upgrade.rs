@@ -231,7 +231,7 @@ pub struct Successor {
 
 /// Starts the executable on disk with our arguments and every recorded
 /// socket, telling it to report readiness to `notify_addr` (`@name`).
-pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
+pub fn spawn_successor(notify_addr: &str, extra_env: &[(String, String)]) -> io::Result<Successor> {
     let exe = executable()?;
     let exe_c = cstring(exe.as_os_str().as_bytes())?;
     let args: Vec<CString> = std::env::args_os()
@@ -291,13 +291,17 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
                 | b"LISTEN_FDNAMES"
                 | b"ECHOPLEX_UPGRADE_NOTIFY"
                 | b"ECHOPLEX_KEEP_FILES"
-        ) {
+        ) || extra_env.iter().any(|(name, _)| name.as_bytes() == key)
+        {
             continue;
         }
         let mut pair = key.to_vec();
         pair.push(b'=');
         pair.extend_from_slice(value.as_bytes());
         env.push(cstring(&pair)?);
+    }
+    for (name, value) in extra_env {
+        env.push(cstring(format!("{name}={value}").as_bytes())?);
     }
     env.push(cstring(format!("LISTEN_FDS={count}").as_bytes())?);
     env.push(cstring(
@@ -497,6 +501,9 @@ pub struct Upgrader {
     listener: Option<UnixDatagram>,
     name: String,
     state: State,
+    /// Variables the successor gets beyond our environment (the
+    /// self-signed TLS certificate it must go on presenting).
+    extra_env: Vec<(String, String)>,
     /// `--drain`: the longest a drain may last (None: until the last peer closes).
     drain_limit: Option<Duration>,
     /// `--pid-file`, rewritten if an upgrade fails.
@@ -522,9 +529,16 @@ impl Upgrader {
                 SERIAL.fetch_add(1, Ordering::Relaxed)
             ),
             state: State::Idle,
+            extra_env: Vec::new(),
             drain_limit,
             pid_file: None,
         })
+    }
+
+    /// Gives the successor `name=value` in its environment.
+    pub fn pass_env(&mut self, name: &str, value: String) {
+        self.extra_env.retain(|(have, _)| have != name);
+        self.extra_env.push((name.to_string(), value));
     }
 
     /// The pid file to name us again if an upgrade fails.
@@ -554,9 +568,10 @@ impl Upgrader {
             )?;
             self.listener = Some(listener);
         }
-        let child = spawn_successor(&format!("@{}", self.name)).map_err(|err| {
-            io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
-        })?;
+        let child =
+            spawn_successor(&format!("@{}", self.name), &self.extra_env).map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
+            })?;
         info!(
             "upgrade: started {} as pid {} with {} sockets; waiting up to {:?} for it to be ready",
             child.exe.display(),

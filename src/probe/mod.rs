@@ -6,8 +6,10 @@
 
 pub mod duration;
 pub mod failure;
+pub mod http;
 pub mod payload;
 pub mod socket;
+pub mod tls;
 
 pub use failure::{Exit, Failure};
 

@@ -63,6 +63,18 @@ pub fn state_of(word: &str, reactor_draining: bool) -> usize {
     }
 }
 
+/// The status word a connection is counted by: its state, or
+/// `tls-handshake` while its TLS handshake runs (the transport says so in
+/// the row's detail).
+fn word(info: &HandlerInfo) -> &'static str {
+    match info.detail.as_deref() {
+        Some(detail) if detail.ends_with("handshaking") && info.state != "closing" => {
+            "tls-handshake"
+        }
+        _ => info.state,
+    }
+}
+
 /// One point of the minute's chart.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Point {
@@ -341,7 +353,7 @@ impl Sampler {
         let mut by_kind: Vec<(&'static str, u64)> = Vec::new();
         let mut rows: Vec<(usize, HandlerInfo)> = cx.describe_connections();
         for (_, info) in &rows {
-            by_state[state_of(info.state, draining)] += 1;
+            by_state[state_of(word(info), draining)] += 1;
             match by_kind.iter_mut().find(|(kind, _)| *kind == info.kind) {
                 Some((_, count)) => *count += 1,
                 None => by_kind.push((info.kind, 1)),
@@ -360,8 +372,8 @@ impl Sampler {
             .map(|(token, info)| ConnRow {
                 token,
                 kind: info.kind,
+                state: STATES[state_of(word(&info), draining)],
                 peer: clip(info.peer),
-                state: STATES[state_of(info.state, draining)],
                 idle_ms: info.idle.map_or(0, |d| d.as_millis() as u64),
                 bytes_in: info.bytes_in,
                 bytes_out: info.bytes_out,
@@ -432,6 +444,14 @@ mod tests {
         assert_eq!(name("tls-handshake", true), "tls_handshake");
         assert_eq!(name("open", true), "draining");
         assert_eq!(name("half-closed", false), "half_closed");
+        let mut info = HandlerInfo {
+            state: "open",
+            detail: Some("TLS handshaking".into()),
+            ..HandlerInfo::default()
+        };
+        assert_eq!(word(&info), "tls-handshake");
+        info.detail = Some("TLSv1_3 TLS13_AES_128_GCM_SHA256".into());
+        assert_eq!(word(&info), "open");
     }
 
     #[test]

@@ -772,6 +772,7 @@ impl<S: DatagramSocket> Handler for DatagramService<S> {
             bytes_out: self.bytes_out,
             pending: self.queued_bytes,
             idle: None,
+            detail: None,
         }
     }
 }

@@ -18,12 +18,14 @@ pub mod multicast;
 pub mod page;
 pub mod proxy;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod unix;
 pub mod unix_dgram;
 
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use crate::endpoint::Endpoint;
 use crate::reactor::Handler;
@@ -41,6 +43,11 @@ pub struct ServeConfig {
     pub udp_rate: u32,
     /// Apply `udp_rate` to loopback sources too.
     pub rate_limit_loopback: bool,
+    /// The certificate and configs of `tls://` and `https://` (serve sets
+    /// them up when it serves one).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// `--max-buffer`: what a TLS session may buffer too.
+    pub max_buffer: usize,
 }
 
 impl Default for ServeConfig {
@@ -51,6 +58,8 @@ impl Default for ServeConfig {
             unix_mode: 0o600,
             udp_rate: 1000,
             rate_limit_loopback: false,
+            tls: None,
+            max_buffer: 64 * 1024,
         }
     }
 }

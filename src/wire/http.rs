@@ -163,15 +163,31 @@ impl<B: AsRef<[u8]>> RequestHead<B> {
         text(self.raw(), &self.target)
     }
 
-    /// The path, without the query.
-    pub fn path(&self) -> &str {
+    /// The target in origin form: an absolute-form target
+    /// (`http://host/path?query`) without its scheme and authority.
+    fn origin(&self) -> &str {
         let target = self.target();
-        target.split_once('?').map_or(target, |(path, _)| path)
+        match absolute_rest(target) {
+            Some(rest) => match rest.find(['/', '?']) {
+                Some(at) => &rest[at..],
+                None => "",
+            },
+            None => target,
+        }
+    }
+
+    /// The path, without the query (`/` for `http://host?query`).
+    pub fn path(&self) -> &str {
+        let origin = self.origin();
+        match origin.split_once('?').map_or(origin, |(path, _)| path) {
+            "" => "/",
+            path => path,
+        }
     }
 
     /// The query, without `?` (raw, not decoded).
     pub fn query(&self) -> Option<&str> {
-        self.target().split_once('?').map(|(_, query)| query)
+        self.origin().split_once('?').map(|(_, query)| query)
     }
 
     /// `HTTP/1.0` or `HTTP/1.1`.
@@ -231,6 +247,13 @@ impl<B: AsRef<[u8]>> RequestHead<B> {
     }
 }
 
+/// After `http://` or `https://` (any case): an absolute-form target's
+/// authority and what follows it.
+fn absolute_rest(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")).then_some(rest)
+}
+
 /// The comma-separated tokens of a header value, trimmed.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -288,6 +311,13 @@ impl Semantics {
                 _ => return Err(refuse(501, "transfer coding other than chunked")),
             }
         } else if name.eq_ignore_ascii_case("host") {
+            // RFC 9112 3.2: a Host that is not `uri-host [":" port]` is a 400.
+            if !value
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+            {
+                return Err(refuse(400, "bad Host header"));
+            }
             self.hosts += 1;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in tokens(value) {
@@ -330,8 +360,13 @@ pub fn parse_request<'b>(
     else {
         return Err(refuse(400, "malformed request line"));
     };
-    if !(target.starts_with('/') || (target == "*" && method == "OPTIONS")) {
-        return Err(refuse(400, "request target must be a path (origin form)"));
+    // RFC 9112 3.2.2: a server MUST accept the absolute form too.
+    let absolute = absolute_rest(target).is_some_and(|rest| !rest.is_empty());
+    if !(target.starts_with('/') || absolute || (target == "*" && method == "OPTIONS")) {
+        return Err(refuse(
+            400,
+            "request target must be a path or an http(s) URI",
+        ));
     }
     let mut semantics = Semantics::default();
     let mut headers = Vec::with_capacity(request.headers.len());
@@ -735,11 +770,30 @@ impl ResponseHead {
     }
 }
 
+/// What a client needs of a response head to read on: no header kept, no
+/// allocation (a load generator reads one per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseSummary {
+    /// The status code.
+    pub status: u16,
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// The server keeps the connection open after this answer.
+    pub keep_alive: bool,
+}
+
 /// Parses the response head at the front of `buf` (`Ok(None)` while
-/// incomplete). `head_request`: the request was `HEAD`, so no body follows
-/// whatever the headers say. Bare LF is accepted here (servers we only
-/// read from may send it); conflicting lengths are not.
-pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Refusal> {
+/// incomplete), handing each header to `each`. `head_request`: the
+/// request was `HEAD`, so no body follows whatever the headers say. Bare
+/// LF is accepted here (servers we only read from may send it);
+/// conflicting lengths are not.
+pub fn parse_response_with(
+    buf: &[u8],
+    head_request: bool,
+    mut each: impl FnMut(&str, &[u8]),
+) -> Result<Option<(ResponseSummary, u8, &str)>, Refusal> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     let window = &buf[..buf.len().min(MAX_HEAD)];
@@ -756,10 +810,9 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
         return Err(refuse(400, "malformed status line"));
     };
     let mut semantics = Semantics::default();
-    let mut headers = Vec::with_capacity(response.headers.len());
     for field in response.headers.iter() {
         semantics.header(field.name, field.value)?;
-        headers.push((field.name.to_string(), field.value.to_vec()));
+        each(field.name, field.value);
     }
     let framing = if head_request || bodiless(status) {
         Framing::Empty
@@ -778,14 +831,38 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
         } else {
             semantics.keep_alive && !semantics.close
         };
-    Ok(Some(ResponseHead {
+    let summary = ResponseSummary {
         status,
-        reason: response.reason.unwrap_or_default().to_string(),
-        minor,
-        headers,
         len,
         framing,
         keep_alive,
+    };
+    Ok(Some((summary, minor, response.reason.unwrap_or_default())))
+}
+
+/// [`parse_response_with`], the summary alone.
+pub fn parse_response_summary(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Option<ResponseSummary>, Refusal> {
+    Ok(parse_response_with(buf, head_request, |_, _| {})?.map(|(summary, ..)| summary))
+}
+
+/// Parses the response head at the front of `buf` (`Ok(None)` while
+/// incomplete), headers kept: see [`parse_response_with`].
+pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Refusal> {
+    let mut headers = Vec::new();
+    let parsed = parse_response_with(buf, head_request, |name, value| {
+        headers.push((name.to_string(), value.to_vec()));
+    })?;
+    Ok(parsed.map(|(summary, minor, reason)| ResponseHead {
+        status: summary.status,
+        reason: reason.to_string(),
+        minor,
+        headers,
+        len: summary.len,
+        framing: summary.framing,
+        keep_alive: summary.keep_alive,
     }))
 }
 
