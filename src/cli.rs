@@ -1,7 +1,7 @@
 //! The command line: one binary, one subcommand per tool. Each subcommand's
 //! options live beside its code (`serve::Args`, `client::Args`, ...).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// echoplex: one thread, one mio::Poll, every echo protocol.
 #[derive(Parser, Debug)]
@@ -66,8 +66,8 @@ impl Cli {
             Command::Report(args) => crate::report::run(args),
             Command::Net(args) => crate::net::run(args),
             Command::Status(args) => crate::status::run(args),
-            Command::Completions(args) => crate::shell::completions(args),
-            Command::Manpage(args) => crate::shell::manpage(args),
+            Command::Completions(args) => crate::shell::completions(args, Cli::command()),
+            Command::Manpage(args) => crate::shell::manpage(args, Cli::command()),
         }
     }
 }
@@ -75,7 +75,6 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn every_subcommand_documents_its_exit_status() {

@@ -4,9 +4,6 @@
 
 use std::io::{self, Write};
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 use crate::error::{Exit, Failure, Outcome};
 
 /// Shells `completions` writes a script for.
@@ -37,10 +34,10 @@ pub struct CompletionsArgs {
 )]
 pub struct ManpageArgs {}
 
-/// Prints the completion script for `args.shell`.
-pub fn completions(args: CompletionsArgs) -> Outcome {
+/// Prints the completion script for `args.shell` of `cmd`, the whole
+/// command line (passed in by `cli`, which sits above this file).
+pub fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> Outcome {
     let mut out = Vec::new();
-    let mut cmd = Cli::command();
     match args.shell {
         Shell::Bash => {
             clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "echoplex", &mut out)
@@ -55,18 +52,17 @@ pub fn completions(args: CompletionsArgs) -> Outcome {
     emit(&out)
 }
 
-/// Prints the man page (section 1, roff): clap_mangen's page of the whole
-/// command, then one section per subcommand with its own options, so one
+/// Prints the man page (section 1, roff) of `cmd`: clap_mangen's page of
+/// the whole command, then one section per subcommand with its own options, so one
 /// `man -l` shows everything `help SUBCOMMAND` would.
-pub fn manpage(_args: ManpageArgs) -> Outcome {
-    match render_manpage() {
+pub fn manpage(_args: ManpageArgs, cmd: clap::Command) -> Outcome {
+    match render_manpage(cmd) {
         Ok(page) => emit(&page),
         Err(e) => fail(&e),
     }
 }
 
-fn render_manpage() -> io::Result<Vec<u8>> {
-    let cmd = Cli::command();
+fn render_manpage(cmd: clap::Command) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {

@@ -5,8 +5,6 @@ use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_void, hostent, size_t, socklen_t};
 
-use super::lookup::{Addr, NetError};
-
 // glibc and musl both export these with these signatures; the libc crate
 // does not declare them.
 extern "C" {
@@ -35,6 +33,40 @@ extern "C" {
         dst: *mut c_char,
         size: socklen_t,
     ) -> *const c_char;
+}
+
+/// Why a look-up failed, shaped like the exception Python raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum NetError {
+    /// `socket.gaierror`: a getaddrinfo error code.
+    Gai(c_int),
+    /// `socket.herror`: the h_errno of a gethostby*_r call.
+    Host(c_int),
+    /// `OSError` with an errno.
+    Os(c_int),
+    /// `OSError` with only a message: CPython's own checks.
+    Message(&'static str),
+    /// `UnicodeError` from Python's IDNA codec. Not an `OSError`, so
+    /// getfqdn lets it through instead of falling back.
+    Idna(&'static str),
+    /// Input Python would accept but this tool cannot treat the same way.
+    Unsupported(&'static str),
+}
+
+/// An IP address, as raw network-order bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Addr {
+    pub(super) fn family(self) -> c_int {
+        match self {
+            Addr::V4(_) => libc::AF_INET,
+            Addr::V6(_) => libc::AF_INET6,
+        }
+    }
 }
 
 /// A `struct hostent` copied out of the resolver's buffer.
