@@ -3,7 +3,7 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// echoplex: one thread, one mio::Poll, every echo protocol.
+/// echoplex: every echo protocol, one mio::Poll loop per thread (one by default).
 #[derive(Parser, Debug)]
 #[command(
     name = "echoplex",
