@@ -165,7 +165,7 @@ fn from_hex(text: &[u8]) -> Result<Vec<u8>, String> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "--hex: {} digits is an odd count; every byte takes two",
             digits.len()
