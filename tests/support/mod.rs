@@ -687,6 +687,95 @@ pub fn taken_tcp_port() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener to occupy a port")
 }
 
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind a UDP socket to find a free port")
+        .port()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago for TCP and UDP both
+/// (a port shared by a tcp:// and a udp:// endpoint).
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a TCP listener");
+        let port = tcp.local_addr().expect("local address").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP in 100 tries");
+}
+
+/// Sets the child's RLIMIT_NOFILE (soft, hard) between fork and exec.
+pub fn set_nofile(command: &mut Command, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Runs `work` on a thread of its own inside a fresh network namespace
+/// whose loopback is up (root only: `unshare(CLONE_NEWNET)` moves only the
+/// calling thread). Every process it spawns is there too, so default
+/// ports and the default multicast group cannot meet the machine's own
+/// daemon. The namespace goes away with the thread and its children.
+pub fn in_private_network<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = thread::spawn(move || {
+        // SAFETY: unshare affects only this thread, which ends after `work`.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            io::Error::last_os_error()
+        );
+        loopback_up();
+        work()
+    });
+    match thread.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// `ip link set lo up`, by ioctl (no iproute2 needed).
+fn loopback_up() {
+    let socket = UdpSocket::bind("0.0.0.0:0")
+        .or_else(|_| UdpSocket::bind("[::]:0"))
+        .expect("a socket for the interface ioctls");
+    // SAFETY: ifreq is plain data; the ioctls read/write only that struct.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let fd = socket.as_raw_fd();
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req),
+            0,
+            "SIOCGIFFLAGS lo"
+        );
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req),
+            0,
+            "SIOCSIFFLAGS lo up"
+        );
+    }
+}
+
 /// `echoplex status --admin ADMIN --json`, parsed; panics if it fails.
 pub fn status_json(admin: &Path) -> serde_json::Value {
     let (ok, out, err) = run(&[
