@@ -23,9 +23,15 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------
 // Processes: the binary, scratch directories, a daemon, a command run to the end
 
-/// The binary under test.
+/// The binary under test: the one cargo built, or `ECHOPLEX_BIN=path` to
+/// run a suite against another build (an older commit, a release binary).
+/// The one place a test picks the binary.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_echoplex")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("ECHOPLEX_BIN") {
+        Ok(path) if !path.is_empty() => path,
+        _ => env!("CARGO_BIN_EXE_echoplex").to_string(),
+    })
 }
 
 /// How long any single wait in a test may take before it fails.
