@@ -35,8 +35,9 @@ const HEADER: usize = MAGIC.len() + SEQ_BYTES;
 #[command(after_help = "\
 Exit status:
   0  at least one reply came
-  1  no reply came (including: could not connect)
-  2  usage error")]
+  1  no reply came (connected, or sent on a datagram kind)
+  2  usage error
+  3  could not connect (stream kinds: refused, no such socket, no route, timed out)")]
 pub struct Args {
     /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH.
     #[arg(value_name = "ENDPOINT")]
@@ -77,7 +78,12 @@ pub fn run(args: Args) -> Outcome {
     let conn = match Conn::connect(endpoint, args.timeout) {
         Ok(conn) => conn,
         Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
-        // Like ping(8): no reply is 1, whatever the reason.
+        // The contract's table: a stream that cannot be connected is
+        // unreachable (3), whatever the reason; a datagram socket that
+        // cannot even be set up stays 1 (nothing was sent).
+        Err(failure) if endpoint.kind.is_stream() => {
+            return Err(Failure::new(Exit::Unreachable, failure.message))
+        }
         Err(failure) => return Err(error::Failure::failed(failure.message)),
     };
     if conn.is_stream() && !args.quiet {
