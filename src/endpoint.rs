@@ -102,16 +102,23 @@ pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
 /// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
 /// one list, so nothing can be left out of either.
 macro_rules! kinds {
-    ($( $(#[$doc:meta])* $variant:ident => $info:expr; )*) => {
+    ($( $(#[doc = $doc:expr])* $variant:ident => $info:expr; )*) => {
         /// The kinds of endpoint echoplex knows; `Kind::info` says what each is.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Kind {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[doc = $doc])* $variant, )*
         }
 
         impl Kind {
             /// Every kind, in the order of the table (for parsing and help texts).
             pub const ALL: &'static [Kind] = &[$(Kind::$variant),*];
+
+            /// The kind's doc comment in the table, for help texts.
+            pub fn doc(self) -> &'static str {
+                match self {
+                    $( Kind::$variant => concat!($($doc, "\n"),*), )*
+                }
+            }
 
             /// The kind's line of the table.
             pub fn info(self) -> &'static KindInfo {
@@ -191,6 +198,58 @@ impl Kind {
         }
     }
 
+    /// How an endpoint of this kind is written: `tcp://HOST:PORT`,
+    /// `unix:PATH|@NAME`.
+    pub fn syntax(self) -> String {
+        match self.info().address {
+            Address::Inet => format!("{}://HOST:PORT", self.scheme()),
+            Address::Path => format!("{}:PATH|@NAME", self.scheme()),
+        }
+    }
+
+    /// The kinds and the endpoint options as a help section, from the two
+    /// tables, so a new kind or option is listed without another edit.
+    pub fn help_section(tool: Tool) -> String {
+        // "`?uid=N`: accept only ..." -> ("?uid=N", "accept only ...")
+        let split = |doc: &'static str| {
+            let text = doc.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            match text.split_once("`: ") {
+                Some((head, rest)) => (head.trim_start_matches('`').to_string(), rest.to_string()),
+                None => (String::new(), text),
+            }
+        };
+        let kinds: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.accepts(tool))
+            .collect();
+        let width = kinds.iter().map(|k| k.syntax().len()).max().unwrap_or(0);
+        let mut out = String::from("Endpoint kinds (schemes in any case):\n");
+        for kind in kinds {
+            out.push_str(&format!(
+                "  {:<width$}  {}\n",
+                kind.syntax(),
+                split(kind.doc()).1
+            ));
+        }
+        out.push_str("Endpoint options (ENDPOINT?NAME&NAME=VALUE):\n");
+        for (name, doc, applies) in Options::TABLE {
+            let on: Vec<&str> = applies.iter().map(|k| k.scheme()).collect();
+            let (head, what) = split(doc);
+            let head = if head.is_empty() {
+                format!("?{name}")
+            } else {
+                head
+            };
+            out.push_str(&format!(
+                "  {head}  {} (on {})\n",
+                what.trim_end_matches('.'),
+                on.join(", ")
+            ));
+        }
+        out
+    }
+
     fn all_schemes() -> String {
         let schemes: Vec<&str> = Kind::ALL.iter().map(|kind| kind.scheme()).collect();
         schemes.join(", ")
@@ -238,17 +297,22 @@ impl<T: FromStr + fmt::Display> OptionValue for Option<T> {
 /// Declares the endpoint options: one line each, the field, its type, its
 /// name after `?`, and the kinds it applies to.
 macro_rules! options {
-    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
+    ($( $(#[doc = $doc:expr])* $field:ident : $ty:ty = $name:literal for [$($kind:ident),+]; )*) => {
         /// The options of one endpoint (`?proxy&key=value`), parsed once for
         /// every tool. A field is `false`/`None` when the option is absent.
         #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
         pub struct Options {
-            $( $(#[$doc])* pub $field: $ty, )*
+            $( $(#[doc = $doc])* pub $field: $ty, )*
         }
 
         impl Options {
             /// Every option's name, in the order of the table.
             pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// Every option: its name, its doc comment in the table, and the
+            /// kinds it applies to (for help texts).
+            pub const TABLE: &'static [(&'static str, &'static str, &'static [Kind])] =
+                &[$(($name, concat!($($doc, "\n"),*), &[$(Kind::$kind),+])),*];
 
             fn set(&mut self, kind: Kind, key: &str, value: Option<&str>) -> Result<(), String> {
                 match key {
@@ -347,7 +411,7 @@ impl FromStr for Endpoint {
         let kind = Kind::ALL
             .iter()
             .copied()
-            .find(|k| k.scheme() == scheme)
+            .find(|k| k.scheme().eq_ignore_ascii_case(scheme))
             .ok_or_else(|| {
                 fail(&format!(
                     "unknown scheme '{scheme}' (known: {})",
@@ -444,12 +508,31 @@ fn split_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// A failed look-up in our words: std says "failed to lookup address
+/// information: " and then getaddrinfo's own text.
+fn unresolved(host: &str, err: &io::Error) -> io::Error {
+    let text = err.to_string();
+    let why = if err.raw_os_error().is_some() {
+        crate::error::describe(err)
+    } else if text.contains("Temporary failure") || text.contains("Try again") {
+        "the resolver did not answer (try again later)".to_string()
+    } else if text.contains("not known") || text.contains("No address associated") {
+        "no such host".to_string()
+    } else {
+        text.rsplit(": ").next().unwrap_or(&text).to_lowercase()
+    };
+    io::Error::new(err.kind(), format!("cannot resolve {host}: {why}"))
+}
+
 impl Endpoint {
     /// Resolves an `Inet` target to socket addresses, through the system resolver.
     pub fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         match &self.target {
             Target::Inet { host, port } => {
-                let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+                let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|err| unresolved(host, &err))?
+                    .collect();
                 if addrs.is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::NotFound,

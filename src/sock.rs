@@ -197,7 +197,10 @@ pub fn multicast_socket(
         Err(err) => {
             return Err(io::Error::new(
                 err.kind(),
-                format!("cannot join {group} on interface {iface}: {err}"),
+                format!(
+                    "cannot join {group} on interface {iface}: {}",
+                    crate::error::describe(&err)
+                ),
             ))
         }
     }
