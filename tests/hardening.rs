@@ -10,7 +10,6 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocke
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -217,17 +216,11 @@ fn b1_a_stderr_pipe_nobody_reads_never_stops_the_loop() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// Multicast needs a known port the daemon and the sender share.
-fn free_udp_port() -> u16 {
-    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").port()
-}
-
 #[test]
 fn b1_no_client_can_make_the_daemon_log_once_per_message() {
     let dir = support::temp_dir("per-message-logs");
     let dgram_path = dir.join("d.sock");
-    let group_port = free_udp_port();
+    let group_port = support::free_udp_port();
     let multicast = format!("multicast://224.10.10.10:{group_port}");
     let unix_dgram = format!("unix-dgram:{}", dgram_path.display());
     let started = Instant::now();
@@ -549,22 +542,6 @@ fn b5_format_records_must_fit_max_buffer_and_not_be_empty() {
 // ---------------------------------------------------------------------------
 // Also: status while out of descriptors; issue 16's serve and status items
 
-fn set_nofile(command: &mut Command, limit: u64) {
-    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 #[test]
 fn status_answers_while_the_daemon_is_out_of_descriptors() {
     let dir = support::temp_dir("status-no-fds");
@@ -578,7 +555,7 @@ fn status_answers_while_the_daemon_is_out_of_descriptors() {
             "--admin",
             admin_arg,
         ],
-        |cmd| set_nofile(cmd, 40),
+        |cmd| support::set_nofile(cmd, 40, 40),
     );
     let addr = daemon.addr("tcp://");
     // Take every descriptor the daemon has, and keep knocking.
