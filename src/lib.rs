@@ -37,3 +37,4 @@ pub mod services;
 pub mod shell;
 pub mod sock;
 pub mod status;
+pub mod wire;

@@ -58,7 +58,6 @@ const KNOWN: &[&str] = &[
     "endpoint -> services::udp",
     "endpoint -> services::unix",
     "endpoint -> services::unix_dgram",
-    "probe::socket -> services::proxy",
     "services::admin -> daemon::reactors",
     "services::metrics -> daemon::reactors",
     "services::multicast -> daemon::upgrade",

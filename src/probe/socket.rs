@@ -154,8 +154,8 @@ impl Sock {
             self.socket.peer_addr()?.as_socket(),
         );
         let header = match addrs {
-            (Some(local), Some(peer)) => crate::services::proxy::build::v2(local, peer, &[], false),
-            _ => crate::services::proxy::build::v2_local(),
+            (Some(local), Some(peer)) => crate::wire::proxy::build::v2(local, peer, &[], false),
+            _ => crate::wire::proxy::build::v2_local(),
         };
         if (&self.socket).write(&header)? != header.len() {
             return Err(io::Error::other("the PROXY header did not go out whole"));

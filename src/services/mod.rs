@@ -14,7 +14,6 @@ pub mod stream;
 pub mod binary;
 pub mod metrics;
 pub mod multicast;
-pub mod proxy;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
@@ -22,6 +21,10 @@ pub mod unix_dgram;
 
 use std::io;
 use std::net::Ipv4Addr;
+
+/// The PROXY codec moved to `wire` (the client layer uses it too); the
+/// old path stays for code that names `services::proxy`.
+pub use crate::wire::proxy;
 
 use crate::endpoint::Endpoint;
 use crate::reactor::Handler;
