@@ -37,4 +37,5 @@ pub mod services;
 pub mod shell;
 pub mod sock;
 pub mod status;
+pub mod sys;
 pub mod wire;

@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &str, u32)] = &[
     ("error", "error", 0),
     ("sys", "sys", 1),
-    ("net::sys", "sys", 1),
     ("log", "log", 2),
     ("daemon::log", "log", 2),
     ("wire", "wire", 3),

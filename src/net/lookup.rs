@@ -1,16 +1,16 @@
 //! Python's `socket` look-ups retraced step by step over the libc calls in
-//! [`super::sys`]: the same calls, arguments, order and errors as CPython.
+//! [`crate::sys::resolver`]: the same calls, arguments, order and errors as CPython.
 
 use std::ffi::{CStr, CString};
 
 use libc::c_int;
 
-use super::sys::{
+use crate::codec::pyrepr;
+use crate::sys::resolver::{
     format_addr, gai_strerror, hstrerror, inet_pton4, inet_pton6, strerror, sys_getaddrinfo,
     sys_gethostbyaddr, sys_gethostbyname, sys_gethostname, RawHost,
 };
-pub(super) use super::sys::{Addr, NetError};
-use crate::codec::pyrepr;
+pub(super) use crate::sys::resolver::{Addr, NetError};
 
 impl NetError {
     /// The reason in words, as the C library or Python states it.

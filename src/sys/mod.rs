@@ -1,0 +1,5 @@
+//! The one home of libc calls and `unsafe` (issue 20): each file wraps
+//! what the libc crate or std lack in safe functions, and the rest of the
+//! crate calls those.
+
+pub mod resolver;
