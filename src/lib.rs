@@ -32,6 +32,7 @@ pub mod ping;
 pub mod probe;
 pub mod reactor;
 pub mod report;
+pub mod safe_file;
 pub mod serve;
 pub mod services;
 pub mod shell;

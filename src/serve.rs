@@ -18,7 +18,9 @@ use crate::daemon::{activation, notify, reactors, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
-use crate::reactor::{Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness};
+use crate::reactor::{
+    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
+};
 use crate::services::{self, Bound, ServeConfig};
 use crate::sock;
 
@@ -32,8 +34,9 @@ pub const DEFAULT_ENDPOINTS: [&str; 5] = [
 ];
 
 /// Descriptors kept back from `--max-connections`' default for listeners,
-/// the poller, logs and the EMFILE reserve.
-const FD_HEADROOM: u64 = 64;
+/// the poller, logs, the EMFILE reserve and the control connections'
+/// reserve (`reactor::CONTROL_RESERVE`).
+const FD_HEADROOM: u64 = 64 + CONTROL_RESERVE as u64;
 
 /// Options of `echoplex serve`.
 #[derive(clap::Args, Debug, Clone)]
@@ -57,10 +60,12 @@ pub struct Args {
     /// Close a connection after this many seconds without traffic (0 = never).
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
     pub idle_timeout: Duration,
-    /// Most connections open at once (default: the descriptor limit less headroom).
+    /// Most connections open at once (default: the descriptor limit less
+    /// headroom); the admin socket and metrics:// have 16 more of their own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
-    /// Bytes a connection may owe its peer before the server stops reading from it.
+    /// Bytes a connection may owe its peer before the server stops reading
+    /// from it (and answering its requests, on metrics:// and the admin socket).
     #[arg(long, value_name = "BYTES", default_value_t = 65536,
           value_parser = clap::value_parser!(u64).range(1..=64 * 1024 * 1024))]
     pub max_buffer: u64,
@@ -80,6 +85,11 @@ pub struct Args {
     /// one still owed bytes when the time is up is reset (RST).
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = secs)]
     pub grace: Duration,
+    /// After an upgrade (SIGUSR2) hands over, the old process serves its
+    /// established connections until their peers close them, for at most
+    /// SECS (default: no limit; 0 ends them at once, as on SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    pub drain: Option<Duration>,
     /// Serve a status socket at PATH (mode 600) for `echoplex status`
     /// (which looks at ./echoplex-admin.sock unless told otherwise).
     #[arg(long, value_name = "PATH")]
@@ -119,6 +129,11 @@ pub fn run(args: Args) -> Outcome {
 
 fn serve(args: Args) -> Result<(), String> {
     let started = Instant::now();
+    // Sockets passed by systemd or by the process we replace, taken before
+    // this process opens a descriptor of its own: `LISTEN_FDS` larger than
+    // what was passed must name a closed descriptor, never one of ours.
+    let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
+    let passed = activation::adopt_from_env(from_upgrade)?;
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
     // end the process between a bind and the cleanup that undoes it.
     let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
@@ -138,13 +153,10 @@ fn serve(args: Args) -> Result<(), String> {
         reactors::pin_to(cpu).map_err(|err| format!("pin to CPU {cpu}: {}", describe(&err)))?;
     }
     // SIGUSR2 too: its default action would end the daemon.
-    let upgrader =
-        upgrade::Upgrader::new().map_err(|err| format!("signals: {}", describe(&err)))?;
-    // Sockets passed by systemd or by the process we replace; `sock`
-    // adopts them when an endpoint names their address.
+    let mut upgrader =
+        upgrade::Upgrader::new(args.drain).map_err(|err| format!("signals: {}", describe(&err)))?;
+    // `sock` adopts the passed sockets when an endpoint names their address.
     upgrade::enable_inventory();
-    let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
-    let passed = activation::adopt_from_env(from_upgrade)?;
     let endpoints = if args.endpoints.is_empty() && passed > 0 {
         // Socket activation with no endpoint named: only what was passed.
         Vec::new()
@@ -244,6 +256,9 @@ fn serve(args: Args) -> Result<(), String> {
         })?),
         None => None,
     };
+    if let Some(pid_file) = &pid_file {
+        upgrader.keep_pid_file(pid_file.path());
+    }
 
     let max_connections = limits.max_connections;
     let mut reactor =
@@ -338,6 +353,7 @@ fn limits(args: &Args) -> Limits {
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_buffer: args.max_buffer as usize,
         grace: args.grace,
+        control_reserve: CONTROL_RESERVE,
     }
 }
 
@@ -441,10 +457,19 @@ impl Handler for SignalPipe {
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
+        if self.follower {
+            // Reactor 0 writes what to do: a drain, or (each time) a shutdown.
+            let (drain, shutdown) = reactors::read_orders(&mut self.reader);
+            if drain {
+                cx.request_drain();
+            }
+            if shutdown {
+                cx.request_shutdown();
+            }
+            return Flow::Continue;
+        }
         let got_signal = drain_signal_pipe(&mut self.reader);
-        if got_signal && self.follower {
-            cx.request_shutdown();
-        } else if got_signal {
+        if got_signal {
             reactors::forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {
                 notify::stopping("shutting down");
@@ -452,7 +477,7 @@ impl Handler for SignalPipe {
             // The inventory's duplicates would keep closed listeners listening.
             upgrade::release_inventory();
             if cx.is_shutting_down() {
-                info!("second signal: exiting without waiting");
+                info!("second signal: exiting now, without waiting for the grace period");
             } else {
                 info!(
                     "signal received: shutting down (grace {:?})",

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &str, u32)] = &[
     ("error", "error", 0),
     ("sys", "sys", 1),
+    ("safe_file", "safe_file", 1),
     ("log", "log", 2),
     ("daemon::log", "log", 2),
     ("wire", "wire", 3),
@@ -607,7 +608,6 @@ const ALLOWED_STATICS: &[(&str, &str)] = &[
 const KNOWN_STATICS: &[&str] = &[
     "daemon/activation.rs POOL",
     "daemon/notify.rs MANAGER",
-    "daemon/pidfile.rs OURS",
     "daemon/reactors.rs INDEX",
     "daemon/reactors.rs NAMES_IN_LOGS",
     "daemon/reactors.rs SHARED",

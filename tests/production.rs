@@ -120,6 +120,11 @@ fn have(tool: &str) -> bool {
 /// Moves `fds` to 3, 4, ... in the child and sets LISTEN_PID to the
 /// child's own pid (a shell's `$$`, then `exec`: the pid stays the same).
 fn activated(fds: &[RawFd], names: &str, args: &[&str]) -> Daemon {
+    activated_as(fds, fds.len(), names, args)
+}
+
+/// Like `activated`, with `LISTEN_FDS` saying `listen_fds` (a wrong count).
+fn activated_as(fds: &[RawFd], listen_fds: usize, names: &str, args: &[&str]) -> Daemon {
     // Above the target numbers, so no dup2 clobbers one still to move.
     let high: Vec<OwnedFd> = fds
         .iter()
@@ -138,7 +143,7 @@ fn activated(fds: &[RawFd], names: &str, args: &[&str]) -> Daemon {
         .arg("export LISTEN_PID=$$; exec \"$0\" serve \"$@\"")
         .arg(bin())
         .args(args)
-        .env("LISTEN_FDS", fds.len().to_string())
+        .env("LISTEN_FDS", listen_fds.to_string())
         .env("LISTEN_FDNAMES", names);
     // SAFETY: only dup2, which is async-signal-safe, between fork and exec.
     unsafe {
@@ -203,6 +208,21 @@ fn passed_sockets_alone_are_served_by_name_or_by_type_and_their_files_stay() {
         path.exists(),
         "a passed socket file must never be removed by the daemon"
     );
+}
+
+#[test]
+fn listen_fds_counting_past_the_passed_sockets_is_a_startup_error_naming_it() {
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+    // One socket passed, five claimed: 4..7 are not ours to take, and
+    // whatever the daemon opens itself must never be adopted as passed.
+    for args in [&[][..], &["tcp://127.0.0.1:0"][..]] {
+        let mut daemon = activated_as(&[tcp.as_raw_fd()], 5, "", args);
+        let status = daemon.wait();
+        let stderr = daemon.stderr();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        let line = support::assert_one_error_line(&stderr, &["LISTEN_FDS"]);
+        assert!(line.contains("descriptor 4"), "{line}");
+    }
 }
 
 #[test]
@@ -429,8 +449,8 @@ static EARLY_ROUNDS: AtomicU64 = AtomicU64::new(0);
 /// stopping, until our EOF comes back. While `hold` is set the reader reads
 /// nothing: the server's buffers fill and it surely holds unread bytes
 /// (slow reading alone does not ensure it: on a loaded machine the writer
-/// may sit unscheduled until the server has echoed everything, and a
-/// connection quiet at the upgrade is closed). Returns the bytes verified,
+/// may sit unscheduled until the server has echoed everything, and the
+/// connection would be quiet at the upgrade). Returns the bytes verified,
 /// which must be every byte written, and our address.
 fn busy_connection(
     addr: SocketAddr,
@@ -522,8 +542,8 @@ fn install(exe: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) {
 
 /// Under continuous connects and datagrams, with a quiet and a busy
 /// connection opened before it, SIGUSR2 hands everything over: no connect
-/// refused, no byte wrong, UDP answered throughout, the busy connection
-/// served by the old process to its own EOF.
+/// refused, no byte wrong, UDP answered throughout, the quiet and the busy
+/// connection served by the old process until their peers close them.
 #[test]
 fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
     let dir = temp_dir("upgrade");
@@ -553,9 +573,8 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
     let tcp = inet(&endpoints[0]);
     let udp = inet(&endpoints[1]);
 
-    // A quiet connection opened before the upgrade: the old process may
-    // close it once it hands over (as on SIGTERM), but cleanly, never with
-    // a reset and never over bytes it owed.
+    // A quiet connection opened before the upgrade: the old process keeps
+    // serving it after the handover, until we close it (the drain).
     let mut quiet = TcpStream::connect(tcp).expect("quiet connect");
     quiet.set_read_timeout(Some(WAIT)).expect("timeout");
     let hello = pattern(5, 1024);
@@ -628,12 +647,13 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
         early_bytes > early_before,
         "the early connection was served after the handover"
     );
-    let mut rest = Vec::new();
-    assert_eq!(
-        quiet.read_to_end(&mut rest).map(|_| rest.len()).ok(),
-        Some(0),
-        "the quiet connection ends with a clean EOF"
-    );
+    let again = pattern(11, 1024);
+    quiet.write_all(&again).expect("write after the handover");
+    quiet
+        .read_exact(&mut echo)
+        .expect("the quiet connection is still served");
+    assert_eq!(echo, again);
+    drop(quiet);
     assert!(
         old.wait().success(),
         "old process stderr:\n{}",

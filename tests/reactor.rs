@@ -1,6 +1,6 @@
 //! The daemon's reactor driven in-process, one `turn` at a time, with a
-//! clock the test moves: backpressure, shutdown (quiet peers, busy ones,
-//! the grace period), the datagram reply queue and first-in-first-out accepting, deterministically and
+//! clock the test moves: backpressure, shutdown (quiet peers linger to
+//! their EOF, busy ones are served, the grace period), the datagram reply queue and first-in-first-out accepting, deterministically and
 //! without sleeps. (Out of descriptors: `tests/reactor_fds.rs`, alone in
 //! its process because it lowers RLIMIT_NOFILE.)
 
@@ -162,7 +162,7 @@ fn paused_connection(reactor: &mut Reactor, endpoint: &Endpoint) -> (TcpStream, 
 }
 
 #[test]
-fn a_shutdown_closes_quiet_peers_at_once_and_serves_busy_ones_to_their_eof() {
+fn a_shutdown_lingers_on_quiet_peers_and_serves_busy_ones_to_their_eof() {
     let (mut reactor, _clock) = reactor_with(Limits {
         max_buffer: 16 * 1024,
         ..Limits::default()
@@ -176,14 +176,22 @@ fn a_shutdown_closes_quiet_peers_at_once_and_serves_busy_ones_to_their_eof() {
     reactor.request_shutdown();
     reactor.turn(Some(Duration::ZERO)).expect("turn");
     assert!(rows(&reactor, "tcp-listener").is_empty(), "listener closed");
+    let states: Vec<&str> = rows(&reactor, "tcp-conn").iter().map(|i| i.state).collect();
     assert_eq!(
-        rows(&reactor, "tcp-conn").len(),
-        1,
-        "only the busy one is left"
+        states,
+        ["closing", "paused-by-backpressure"],
+        "the quiet one lingers after our FIN, the busy one is served"
     );
     let mut nothing = PatternCheck::default();
     turn_until(&mut reactor, "the quiet peer reads its EOF", |_| {
         read_available(&mut quiet, &mut nothing)
+    });
+    // What it sends after our FIN is read and thrown away, never a reset;
+    // its EOF ends the lingering close.
+    quiet.write_all(b"late").expect("write after the FIN");
+    quiet.shutdown(std::net::Shutdown::Write).expect("its EOF");
+    turn_until(&mut reactor, "the quiet one is closed", |r| {
+        rows(r, "tcp-conn").len() == 1
     });
     // The busy peer is still served: everything it sends comes back, up to
     // its EOF, then ours.
@@ -205,6 +213,62 @@ fn a_shutdown_closes_quiet_peers_at_once_and_serves_busy_ones_to_their_eof() {
     });
     assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Finished);
     assert_eq!(reactor.stats().closed, 2);
+}
+
+#[test]
+fn a_lingering_close_ends_after_two_seconds_or_with_the_grace_period() {
+    for (grace, lingers) in [(30, 2), (1, 1)] {
+        let (mut reactor, clock) = reactor_with(Limits {
+            grace: Duration::from_secs(grace),
+            ..Limits::default()
+        });
+        let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
+        let mut quiet = connect(&endpoint);
+        turn_until(&mut reactor, "it is accepted", |r| r.stats().accepted == 1);
+        reactor.request_shutdown();
+        reactor.turn(Some(Duration::ZERO)).expect("turn");
+        assert_eq!(rows(&reactor, "tcp-conn")[0].state, "closing");
+        let mut nothing = PatternCheck::default();
+        turn_until(&mut reactor, "the peer reads our FIN", |_| {
+            read_available(&mut quiet, &mut nothing)
+        });
+        // The peer never closes: the reactor's clock decides.
+        clock.advance(Duration::from_millis(lingers * 1000 - 100));
+        assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Running);
+        assert_eq!(rows(&reactor, "tcp-conn").len(), 1, "let go too early");
+        clock.advance(Duration::from_millis(200));
+        let mut finished = false;
+        for _ in 0..3 {
+            finished |= reactor.turn(POLL).expect("turn") == Turn::Finished;
+        }
+        assert!(
+            finished,
+            "grace {grace} s: still lingering after {lingers} s"
+        );
+        let stats = reactor.stats();
+        assert_eq!((stats.connections, stats.closed), (0, 1), "grace {grace} s");
+    }
+}
+
+#[test]
+fn the_last_counters_count_what_the_end_of_grace_closed() {
+    let (mut reactor, clock) = reactor_with(Limits {
+        max_buffer: 16 * 1024,
+        grace: Duration::from_secs(2),
+        ..Limits::default()
+    });
+    let endpoint = serve(&mut reactor, "tcp://127.0.0.1:0");
+    let (_busy, _) = paused_connection(&mut reactor, &endpoint);
+    reactor.request_shutdown();
+    reactor.turn(POLL).expect("turn");
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(reactor.turn(POLL).expect("turn"), Turn::Finished);
+    let stats = reactor.stats();
+    assert_eq!(
+        (stats.accepted, stats.closed, stats.connections),
+        (1, 1, 0),
+        "counted before the reactor is dropped"
+    );
 }
 
 #[test]

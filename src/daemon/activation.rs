@@ -190,20 +190,41 @@ pub struct Passed {
 pub const KEEP_FILES: &str = "ECHOPLEX_KEEP_FILES";
 
 impl Passed {
-    /// Examines descriptor `fd`, which the caller promises is ours to own.
-    fn from_fd(fd: RawFd, name: Option<String>) -> Result<Passed, String> {
+    /// Examines descriptor `fd`, one of `count` that `LISTEN_FDS` says
+    /// were passed; the caller promises it is ours to own if it is a
+    /// socket that crossed our `exec`.
+    fn from_fd(fd: RawFd, count: usize, name: Option<String>) -> Result<Passed, String> {
         let what = |err: io::Error| format!("passed descriptor {fd}: {err}");
+        let last = FIRST_FD + count as RawFd - 1;
         // Look before taking ownership: a descriptor that is not a socket
         // (or not open) must not be closed by us later.
         let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: fstat writes into the buffer we own; a bad fd gives EBADF.
         if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-            return Err(what(io::Error::last_os_error()));
+            return Err(format!(
+                "LISTEN_FDS={count} names descriptors {FIRST_FD}..={last}, but descriptor {fd} is not open: fewer sockets were passed"
+            ));
         }
         // SAFETY: fstat succeeded, so the buffer is initialised.
         let mode = unsafe { stat.assume_init() }.st_mode;
         if mode & libc::S_IFMT != libc::S_IFSOCK {
-            return Err(format!("passed descriptor {fd} is not a socket"));
+            return Err(format!(
+                "LISTEN_FDS={count}: passed descriptor {fd} is not a socket"
+            ));
+        }
+        // A descriptor that crossed exec has close-on-exec clear (systemd
+        // and our upgrade pass them so); every descriptor this process
+        // opens itself (std, mio, socket2) has it set. So a set flag means
+        // LISTEN_FDS counts past what was passed, into our own sockets.
+        // SAFETY: F_GETFD reads the flags of a descriptor fstat found open.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 {
+            return Err(what(io::Error::last_os_error()));
+        }
+        if flags & libc::FD_CLOEXEC != 0 {
+            return Err(format!(
+                "LISTEN_FDS={count} names descriptors {FIRST_FD}..={last}, but descriptor {fd} was opened by this process, not passed to it: fewer sockets were passed"
+            ));
         }
         // SAFETY: LISTEN_FDS/LISTEN_PID hand descriptors FIRST_FD.. to this
         // process (parse checked the pid); each is taken exactly once.
@@ -335,7 +356,7 @@ pub fn adopt_from_env(from_upgrade: bool) -> Result<usize, String> {
     let mut passed = Vec::with_capacity(listen.count);
     for (index, name) in listen.names.into_iter().enumerate() {
         let fd = FIRST_FD + index as RawFd;
-        let mut one = Passed::from_fd(fd, name)?;
+        let mut one = Passed::from_fd(fd, listen.count, name)?;
         // Only our own upgrade says which files we made; anyone else's
         // sockets (systemd's) keep their files.
         one.keep_file = !from_upgrade || keep.contains(&index);
@@ -513,6 +534,21 @@ mod tests {
             format!("unix-dgram:{}", path.display())
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_socket_this_process_opened_is_never_taken_for_a_passed_one() {
+        use std::os::fd::AsRawFd;
+        // std, mio and socket2 open every descriptor close-on-exec; one
+        // that crossed exec has the flag clear.
+        let ours = tcp();
+        let err = Passed::from_fd(ours.as_raw_fd(), 1, None).expect_err("ours");
+        assert!(err.contains("LISTEN_FDS=1"), "{err}");
+        assert!(err.contains("opened by this process"), "{err}");
+        ours.set_cloexec(false).expect("clear");
+        let passed = Passed::from_fd(ours.as_raw_fd(), 1, None).expect("as if passed");
+        std::mem::forget(ours); // `passed` owns the descriptor now
+        assert_eq!(passed.kind(), Ok(Kind::Tcp));
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! `serve --pid-file PATH`: the pid of the process that holds the sockets.
 //!
-//! Written atomically (a temporary file renamed over PATH), so a reader
-//! never sees it half written. After an upgrade the new process rewrites
-//! it; the old one removes the file on exit only if it still holds the old
-//! pid, so it never deletes its successor's.
+//! Written through `safe_file::replace` (an unpredictable temporary made
+//! with `O_EXCL|O_NOFOLLOW`, renamed over PATH), so a reader never sees it
+//! half written and root never writes through a symlink or blocks on a
+//! FIFO a local user planted; a symlink, FIFO or device at PATH is refused.
+//! After an upgrade the new process rewrites it; the old one removes the
+//! file on exit only if it still holds the old pid, so it never deletes its
+//! successor's.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-/// The pid file this process keeps, for `reclaim`.
-static OURS: Mutex<Option<PathBuf>> = Mutex::new(None);
+use crate::safe_file;
+
+/// A pid file holds a number and a newline: anything longer is not ours.
+const MAX_LEN: usize = 32;
 
 /// A pid file this process wrote; removed again when dropped, if it is
 /// still ours.
@@ -25,58 +29,38 @@ impl PidFile {
     /// Writes this process's pid to `path`.
     pub fn write(path: &Path) -> io::Result<PidFile> {
         write_pid(path)?;
-        *OURS.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.to_path_buf());
         Ok(PidFile {
             path: path.to_path_buf(),
             pid: std::process::id(),
         })
     }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
-/// Writes our pid to the pid file again: after an upgrade that failed, the
-/// new process may have written (and, exiting, removed) its own, while we
-/// still hold the sockets.
-pub fn reclaim() {
-    let Some(path) = OURS.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-        return;
-    };
-    if read(&path) != Some(std::process::id()) {
-        match write_pid(&path) {
+/// Writes our pid to the pid file at `path` again: after an upgrade that
+/// failed, the new process may have written (and, exiting, removed) its
+/// own, while we still hold the sockets.
+pub fn reclaim(path: &Path) {
+    if read(path) != Some(std::process::id()) {
+        match write_pid(path) {
             Ok(()) => log::info!("{} names us again", path.display()),
             Err(err) => log::warn!("could not rewrite {}: {err}", path.display()),
         }
     }
 }
 
-/// Writes this process's pid to `path`, atomically.
 fn write_pid(path: &Path) -> io::Result<()> {
-    let pid = std::process::id();
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a file name", path.display()),
-        )
-    })?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{pid}.tmp"));
-    let temp = path.with_file_name(temp_name);
-    let written = (|| {
-        let mut file = fs::File::create(&temp)?;
-        writeln!(file, "{pid}")?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if let Err(err) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(err);
-    }
-    Ok(())
+    safe_file::replace(path, format!("{}\n", std::process::id()).as_bytes(), 0o644)
 }
 
-/// The pid a pid file holds, if it holds one.
+/// The pid a pid file holds, if it is a regular file that holds one.
 pub fn read(path: &Path) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    let bytes = safe_file::read_small(path, MAX_LEN).ok()?;
+    std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
 }
 
 impl Drop for PidFile {

@@ -108,20 +108,32 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
 struct Shared {
     /// Each reactor's counters as last published, by index.
     published: Mutex<Vec<Stats>>,
+    /// Each reactor's `status` rows (slab key, row) as last published, by
+    /// index (only with several reactors: reactor 0 answers with its own).
+    rows: Mutex<Vec<Vec<(usize, HandlerInfo)>>>,
     /// The write end of reactor 0's signal pipe.
     leader: Mutex<Option<StdUnixStream>>,
     /// The write ends of the other reactors' pipes.
     followers: Mutex<Vec<StdUnixStream>>,
     /// Shutdown requests passed on to the followers so far.
     forwarded: AtomicUsize,
+    /// A drain was passed on to the followers.
+    drain_forwarded: AtomicBool,
 }
 
 static SHARED: Shared = Shared {
     published: Mutex::new(Vec::new()),
+    rows: Mutex::new(Vec::new()),
     leader: Mutex::new(None),
     followers: Mutex::new(Vec::new()),
     forwarded: AtomicUsize::new(0),
+    drain_forwarded: AtomicBool::new(false),
 };
+
+/// What reactor 0 writes into a follower's pipe: begin (or, the second
+/// time, end) a shutdown; begin a drain.
+const ORDER_SHUTDOWN: u8 = 1;
+const ORDER_DRAIN: u8 = 2;
 
 thread_local! {
     /// The index of the reactor running on this thread.
@@ -156,6 +168,9 @@ pub fn count() -> usize {
 pub fn init(count: usize) {
     if let Ok(mut published) = SHARED.published.lock() {
         published.resize(count, Stats::new(Instant::now()));
+    }
+    if let Ok(mut rows) = SHARED.rows.lock() {
+        rows.resize(count, Vec::new());
     }
 }
 
@@ -192,19 +207,51 @@ pub fn request_shutdown_all() {
 /// other reactor: the first begins their graceful shutdown, the second ends it.
 pub fn forward_shutdown() {
     SHARED.forwarded.fetch_add(1, Ordering::Relaxed);
+    order(ORDER_SHUTDOWN);
+}
+
+/// Passes a drain (an upgrade handed over) on to every other reactor.
+pub fn forward_drain() {
+    SHARED.drain_forwarded.store(true, Ordering::Relaxed);
+    order(ORDER_DRAIN);
+}
+
+fn order(byte: u8) {
     if let Ok(followers) = SHARED.followers.lock() {
         for mut pipe in followers.iter() {
-            let _ = pipe.write(&[1]);
+            let _ = pipe.write(&[byte]);
         }
     }
 }
 
-/// Runs reactor 0 of several: its loop, and when it begins a shutdown
-/// that no signal started (the upgrade's handover asks the loop directly),
-/// the others begin theirs too.
+/// Empties a follower's pipe (edge-triggered: to the end); whether it
+/// held a drain order, and a shutdown order.
+pub fn read_orders(reader: &mut impl io::Read) -> (bool, bool) {
+    let mut bytes = [0u8; 64];
+    let (mut drain, mut shutdown) = (false, false);
+    loop {
+        match reader.read(&mut bytes) {
+            Ok(0) => break,
+            Ok(n) => {
+                drain |= bytes[..n].contains(&ORDER_DRAIN);
+                shutdown |= bytes[..n].contains(&ORDER_SHUTDOWN);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (drain, shutdown)
+}
+
+/// Runs reactor 0 of several: its loop, and when it begins a drain (the
+/// upgrade's handover) or a shutdown that no signal started (the end of a
+/// drain), the others begin theirs too.
 pub fn run_leader(reactor: &mut Reactor) -> io::Result<()> {
     loop {
         let turn = reactor.turn(None);
+        if reactor.is_draining() && !SHARED.drain_forwarded.load(Ordering::Relaxed) {
+            forward_drain();
+        }
         if reactor.is_shutting_down() && SHARED.forwarded.load(Ordering::Relaxed) == 0 {
             forward_shutdown();
         }
@@ -245,8 +292,7 @@ pub fn totals(all: &[Stats]) -> Stats {
     sum
 }
 
-/// `status`'s per-reactor rows (shown when there are several); the
-/// handler rows below them are those of the reactor that answers (0).
+/// `status`'s per-reactor rows (shown when there are several).
 pub fn table(each: &[Stats]) -> String {
     let mut out = format!(
         "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
@@ -258,8 +304,30 @@ pub fn table(each: &[Stats]) -> String {
             index, one.connections, one.accepted, one.datagrams_in, one.events, one.loop_iterations
         ));
     }
-    out.push_str(&format!("(handlers of reactor {})\n", current()));
     out
+}
+
+/// The handlers of every reactor, as (reactor, slab key, row): the
+/// caller's own (`own`, live) and the others' as last published (at most
+/// [`PUBLISH_EVERY`] old).
+pub fn handler_rows(own: Vec<(usize, HandlerInfo)>) -> Vec<(usize, usize, HandlerInfo)> {
+    let index = current();
+    let mut all = Vec::with_capacity(own.len());
+    let others = SHARED
+        .rows
+        .lock()
+        .map(|rows| rows.clone())
+        .unwrap_or_default();
+    let mut own = Some(own);
+    for reactor in 0..others.len().max(index + 1) {
+        let rows = if reactor == index {
+            own.take().unwrap_or_default()
+        } else {
+            others.get(reactor).cloned().unwrap_or_default()
+        };
+        all.extend(rows.into_iter().map(|(key, row)| (reactor, key, row)));
+    }
+    all
 }
 
 /// `status --json`'s `reactors` array: each reactor's figures, as the
@@ -275,10 +343,25 @@ pub fn json(each: &[Stats], now: Instant) -> serde_json::Value {
         .collect()
 }
 
-fn publish(index: usize, stats: &Stats) {
+fn publish_stats(index: usize, stats: &Stats) {
     if let Ok(mut published) = SHARED.published.lock() {
         if let Some(slot) = published.get_mut(index) {
             *slot = stats.clone();
+        }
+    }
+}
+
+/// Publishes reactor `index`'s counters and, with several reactors, its
+/// handlers' `status` rows: O(its handlers) every [`PUBLISH_EVERY`], off
+/// the path of any message (one row costs about what an echo does).
+fn publish(index: usize, cx: &Context) {
+    publish_stats(index, cx.stats);
+    if count() > 1 {
+        let own = cx.describe_all();
+        if let Ok(mut rows) = SHARED.rows.lock() {
+            if let Some(slot) = rows.get_mut(index) {
+                *slot = own;
+            }
         }
     }
 }
@@ -303,7 +386,7 @@ impl Handler for Publisher {
     }
 
     fn started(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx.stats);
+        publish(self.index, cx);
         cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
         Flow::Continue
     }
@@ -313,13 +396,13 @@ impl Handler for Publisher {
     }
 
     fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
-        publish(self.index, cx.stats);
+        publish(self.index, cx);
         cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
         Flow::Continue
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx.stats);
+        publish(self.index, cx);
         Flow::Continue
     }
 
@@ -432,7 +515,7 @@ fn run_one(
     };
     let result = reactor.run();
     let stats = reactor.stats().clone();
-    publish(index, &stats);
+    publish_stats(index, &stats);
     match result {
         Ok(()) => Ok(stats),
         Err(err) => {

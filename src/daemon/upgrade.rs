@@ -16,8 +16,13 @@
 //!    (`ECHOPLEX_UPGRADE_NOTIFY`, the `sd_notify` protocol).
 //! 4. Then the parent tells systemd the new `MAINPID=`, marks the sockets
 //!    handed over (socket files and multicast memberships now belong to the
-//!    successor: nothing is removed or left), and shuts down as on SIGTERM:
-//!    stop accepting, finish its connections within `--grace`.
+//!    successor: nothing is removed or left), and *drains*: its listeners
+//!    and datagram sockets close, and every established connection, quiet
+//!    or busy, is served on until its peer closes it (or `--idle-timeout`
+//!    ends it). After `--drain SECS`, or on SIGTERM, what is left ends as
+//!    on SIGTERM (the lingering close, `--grace`). Meanwhile it logs how
+//!    many connections remain every [`DRAIN_REPORT`] and when it ends, and
+//!    says so in sd_notify `STATUS=` (the unit needs `NotifyAccess=all`).
 //!
 //! Both processes hold the listening sockets while the child starts, so
 //! connection attempts keep landing in the same accept queue throughout:
@@ -46,10 +51,20 @@ use super::notify;
 use crate::endpoint::{Endpoint, Target};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 
-/// Timer reasons: a poll of the child (no pidfd), the readiness deadline.
-/// `timeout` checks both states whichever fired.
+/// Timer reasons: a poll of the child (no pidfd), the readiness deadline;
+/// while draining, a look at the connections left and the `--drain` limit.
+/// `timeout` checks the states whichever fired.
 const POLL_TICK: Reason = Reason(0);
 const READY_DEADLINE: Reason = Reason(1);
+const DRAIN_TICK: Reason = Reason(2);
+const DRAIN_DEADLINE: Reason = Reason(3);
+
+/// How often a draining process logs (and tells systemd) what is left.
+pub const DRAIN_REPORT: Duration = Duration::from_secs(10);
+
+/// How often a draining process looks at the connections left (cheap: a
+/// counter), so reactor 0 outlives the other reactors' connections.
+const DRAIN_LOOK: Duration = Duration::from_millis(100);
 
 /// The variable that tells a new process where to report readiness to the
 /// process it replaces.
@@ -457,7 +472,22 @@ enum State {
         deadline: Instant,
         killed: bool,
     },
-    HandedOver(libc::pid_t),
+    /// Handed over to the successor; our connections are served on.
+    Draining(Drain),
+}
+
+/// A drain under way.
+#[derive(Debug)]
+struct Drain {
+    successor: libc::pid_t,
+    since: Instant,
+    next_report: Instant,
+    /// Connections other reactors still serve (reactor 0 waits for them).
+    others: usize,
+    /// Why it ended early, if it did (`--drain` passed, a signal).
+    cut: Option<&'static str>,
+    /// Connections left when it was cut.
+    left: usize,
 }
 
 /// SIGUSR2, turned into readiness like SIGINT/SIGTERM; the notify socket
@@ -467,12 +497,17 @@ pub struct Upgrader {
     listener: Option<UnixDatagram>,
     name: String,
     state: State,
+    /// `--drain`: the longest a drain may last (None: until the last peer closes).
+    drain_limit: Option<Duration>,
+    /// `--pid-file`, rewritten if an upgrade fails.
+    pid_file: Option<PathBuf>,
 }
 
 impl Upgrader {
     /// Catches SIGUSR2 from now on (its default action would end the
-    /// process: call this before anything else is set up).
-    pub fn new() -> io::Result<Upgrader> {
+    /// process: call this before anything else is set up). After a
+    /// handover, connections are served on for at most `drain_limit`.
+    pub fn new(drain_limit: Option<Duration>) -> io::Result<Upgrader> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
@@ -487,7 +522,14 @@ impl Upgrader {
                 SERIAL.fetch_add(1, Ordering::Relaxed)
             ),
             state: State::Idle,
+            drain_limit,
+            pid_file: None,
         })
+    }
+
+    /// The pid file to name us again if an upgrade fails.
+    pub fn keep_pid_file(&mut self, path: &std::path::Path) {
+        self.pid_file = Some(path.to_path_buf());
     }
 
     fn start(&mut self, cx: &mut Context) {
@@ -604,7 +646,9 @@ impl Upgrader {
         }
         if let Some(how) = Self::exited(pid) {
             // The pid file names whoever holds the sockets: us, still.
-            super::pidfile::reclaim();
+            if let Some(path) = &self.pid_file {
+                super::pidfile::reclaim(path);
+            }
             if !killed {
                 warn!("upgrade failed: new process {pid} {how} before it was ready; still serving (its log above says why)");
                 notify::status(&format!("upgrade failed: new process {how}; still serving"));
@@ -618,16 +662,102 @@ impl Upgrader {
         HANDED_OVER.store(true, Ordering::Relaxed);
         release_inventory();
         self.forget_child(cx);
-        self.state = State::HandedOver(pid);
+        let left = cx.connections();
+        let limit = match self.drain_limit {
+            Some(limit) => format!("at most --drain {} s", limit.as_secs_f64()),
+            None => "no time limit".to_string(),
+        };
         info!(
-            "upgrade: pid {pid} is ready and serves every socket; finishing our own connections (grace {:?})",
-            cx.limits.grace
+            "upgrade: pid {pid} is ready and serves every socket; draining our {left} connections until their peers close them ({limit})"
         );
         notify::notify(&format!(
-            "MAINPID={pid}\nSTATUS=upgraded: pid {pid} serves; pid {} finishing its connections",
+            "MAINPID={pid}\nSTATUS=upgraded: pid {pid} serves; pid {} draining {left} connections",
             std::process::id()
         ));
-        cx.request_shutdown();
+        self.state = State::Draining(Drain {
+            successor: pid,
+            since: cx.now,
+            next_report: cx.now + DRAIN_REPORT,
+            others: left.saturating_sub(cx.stats.connections),
+            cut: None,
+            left,
+        });
+        if self.drain_limit.is_some_and(|limit| limit.is_zero()) {
+            self.cut("--drain 0", cx);
+            cx.request_shutdown();
+            return;
+        }
+        cx.request_drain();
+        cx.set_timer(cx.now + DRAIN_LOOK, DRAIN_TICK);
+        if let Some(limit) = self.drain_limit {
+            cx.set_timer(cx.now + limit, DRAIN_DEADLINE);
+        }
+    }
+
+    /// Records why the drain ends early (what is left then ends as on
+    /// SIGTERM: the caller asks for that shutdown unless it is under way).
+    fn cut(&mut self, why: &'static str, cx: &mut Context) {
+        if let State::Draining(drain) = &mut self.state {
+            if drain.cut.is_none() {
+                drain.cut = Some(why);
+                drain.left = cx.connections();
+                info!(
+                    "drain: {why} after {:.1} s; {} connections left end as on SIGTERM (grace {:?})",
+                    cx.now.saturating_duration_since(drain.since).as_secs_f64(),
+                    drain.left,
+                    cx.limits.grace
+                );
+            }
+        }
+    }
+
+    /// A look at the drain: the count for reactor 0's loop, a report every
+    /// `DRAIN_REPORT`, the `--drain` limit.
+    fn look(&mut self, reason: Reason, cx: &mut Context) {
+        let State::Draining(drain) = &mut self.state else {
+            return;
+        };
+        if drain.cut.is_some() {
+            return;
+        }
+        let left = cx.connections();
+        drain.others = left.saturating_sub(cx.stats.connections);
+        if reason == DRAIN_DEADLINE {
+            self.cut("--drain passed", cx);
+            cx.request_shutdown();
+            return;
+        }
+        if cx.now >= drain.next_report {
+            drain.next_report = cx.now + DRAIN_REPORT;
+            let since = cx.now.saturating_duration_since(drain.since).as_secs();
+            info!("draining for {since} s: {left} connections remain");
+            notify::status(&format!(
+                "upgraded: pid {} serves; pid {} draining, {left} connections remain",
+                drain.successor,
+                std::process::id()
+            ));
+        }
+        cx.set_timer(cx.now + DRAIN_LOOK, DRAIN_TICK);
+    }
+}
+
+impl Drop for Upgrader {
+    /// The drain's last word: the loop has ended (every connection closed
+    /// by its peer or its idle limit, or what was left ended as on SIGTERM).
+    fn drop(&mut self) {
+        if let State::Draining(drain) = &self.state {
+            let took = drain.since.elapsed().as_secs_f64();
+            let how = match drain.cut {
+                Some(why) => format!("cut by {why} with {} connections left", drain.left),
+                None => "every connection closed".to_string(),
+            };
+            info!("drain over after {took:.1} s: {how}; exiting");
+            notify::status(&format!(
+                "drained: pid {} exits; pid {} serves",
+                std::process::id(),
+                drain.successor
+            ));
+        }
     }
 }
 
@@ -643,8 +773,11 @@ impl Handler for Upgrader {
                 State::Waiting { child, .. } => {
                     warn!("SIGUSR2 ignored: upgrade to pid {} in progress", child.pid)
                 }
-                State::HandedOver(pid) => {
-                    warn!("SIGUSR2 ignored: already handed over to pid {pid}")
+                State::Draining(drain) => {
+                    warn!(
+                        "SIGUSR2 ignored: already handed over to pid {}",
+                        drain.successor
+                    )
                 }
                 State::Idle => {
                     info!("SIGUSR2: upgrading");
@@ -656,7 +789,11 @@ impl Handler for Upgrader {
         Flow::Continue
     }
 
-    fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
+    fn timeout(&mut self, reason: Reason, cx: &mut Context) -> Flow {
+        if matches!(self.state, State::Draining(_)) {
+            self.look(reason, cx);
+            return Flow::Continue;
+        }
         self.check(cx);
         if let State::Waiting {
             child,
@@ -682,7 +819,15 @@ impl Handler for Upgrader {
         Flow::Continue
     }
 
+    fn drain(&mut self, _cx: &mut Context) -> Flow {
+        Flow::Continue // it watches the drain
+    }
+
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        if matches!(self.state, State::Draining(_)) {
+            self.cut("a signal", cx);
+            return Flow::Close;
+        }
         if let State::Waiting { child, killed, .. } = &self.state {
             if !killed {
                 warn!(
@@ -697,8 +842,10 @@ impl Handler for Upgrader {
         Flow::Close
     }
 
+    /// While draining, reactor 0's loop waits for the other reactors'
+    /// connections too (it reports them, and ends the drain at `--drain`).
     fn keeps_alive(&self) -> bool {
-        false
+        matches!(&self.state, State::Draining(drain) if drain.others > 0 && drain.cut.is_none())
     }
 
     fn describe(&self, _now: Instant) -> HandlerInfo {
@@ -707,13 +854,13 @@ impl Handler for Upgrader {
             local: "SIGUSR2".into(),
             peer: match &self.state {
                 State::Waiting { child, .. } => child.pid.to_string(),
-                State::HandedOver(pid) => pid.to_string(),
+                State::Draining(drain) => drain.successor.to_string(),
                 State::Idle => "-".into(),
             },
             state: match self.state {
                 State::Idle => "idle",
                 State::Waiting { .. } => "starting-successor",
-                State::HandedOver(_) => "handed-over",
+                State::Draining(_) => "draining",
             },
             ..HandlerInfo::default()
         }

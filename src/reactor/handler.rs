@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
@@ -125,7 +126,15 @@ pub struct Limits {
     pub max_buffer: usize,
     /// How long a shutdown may spend flushing what is owed.
     pub grace: Duration,
+    /// Control connections (admin, metrics: `Handler::is_control`) open at
+    /// once, beyond `max_connections`: health checks and `status` are
+    /// answered while echo connections are at their limit.
+    pub control_reserve: usize,
 }
+
+/// The default `Limits::control_reserve`: a few scrapers, balancers' health
+/// checks and `status` clients at once, not a second pool to flood.
+pub const CONTROL_RESERVE: usize = 16;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -134,6 +143,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_buffer: 64 * 1024,
             grace: Duration::from_secs(2),
+            control_reserve: CONTROL_RESERVE,
         }
     }
 }
@@ -166,6 +176,17 @@ pub trait Handler {
         Flow::Close
     }
 
+    /// An upgrade handed over: stop taking new work, but keep serving.
+    /// A connection carries on as before (its peer decides when it ends,
+    /// or its idle limit); anything else shuts down as at a shutdown.
+    fn drain(&mut self, cx: &mut Context) -> Flow {
+        if self.is_connection() {
+            Flow::Continue
+        } else {
+            self.shutdown(cx)
+        }
+    }
+
     /// False for handlers that only wait (the signal pipe): the loop ends
     /// its shutdown once no handler that keeps it alive is left.
     fn keeps_alive(&self) -> bool {
@@ -174,6 +195,14 @@ pub trait Handler {
 
     /// True for accepted connections: they count against `max_connections`.
     fn is_connection(&self) -> bool {
+        false
+    }
+
+    /// True for a connection of the daemon's own control plane (admin,
+    /// metrics): admitted against `Limits::control_reserve` instead of
+    /// `max_connections`, and counted on the control figures only (its
+    /// bytes are not echo traffic: `status` must not measure itself).
+    fn is_control(&self) -> bool {
         false
     }
 
@@ -190,6 +219,9 @@ pub enum Admission {
     /// A connection over `--max-connections`: dropped (its socket closed)
     /// and counted as `rejected_max_connections`.
     OverLimit,
+    /// A control connection over `Limits::control_reserve`: dropped and
+    /// counted as `rejected_control`.
+    OverReserve,
 }
 
 /// What a handler may touch while it runs: lent by the reactor per call.
@@ -203,6 +235,8 @@ pub struct Context<'a> {
     /// The daemon's limits.
     pub limits: &'a Limits,
     pub(super) shared: &'a mut Shared,
+    /// The handler is a control connection (`Handler::is_control`).
+    pub(super) control: bool,
     /// The other handlers (the running one is out of its slot), for `status`.
     pub(super) slots: &'a slab::Slab<super::Slot>,
 }
@@ -218,12 +252,39 @@ impl Context<'_> {
         self.shared.timers.insert(deadline, self.token, reason);
     }
 
+    /// Counts bytes received: echo traffic, or the control plane's own
+    /// (admin, metrics), which `status` must not count as echo.
+    pub fn count_received(&mut self, n: usize) {
+        if self.control {
+            self.stats.control_bytes_in += n as u64;
+        } else {
+            self.stats.bytes_in += n as u64;
+        }
+    }
+
+    /// Counts bytes sent, as `count_received`.
+    pub fn count_sent(&mut self, n: usize) {
+        if self.control {
+            self.stats.control_bytes_out += n as u64;
+        } else {
+            self.stats.bytes_out += n as u64;
+        }
+    }
+
     /// Queues a new handler; it is inserted after the current call, in the
     /// order of spawning. A connection (`is_connection`) is admitted only
     /// under `--max-connections`, and counted as accepted; the reactor
-    /// counts it closed when it closes.
+    /// counts it closed when it closes. A control connection (`is_control`)
+    /// is admitted under its own reserve instead.
     pub fn spawn(&mut self, handler: Box<dyn Handler>) -> Admission {
-        if handler.is_connection() {
+        if handler.is_control() {
+            let open = self.stats.control_connections + self.shared.spawned_control;
+            if open >= self.limits.control_reserve {
+                self.stats.rejected_control += 1;
+                return Admission::OverReserve;
+            }
+            self.shared.spawned_control += 1;
+        } else if handler.is_connection() {
             if self.connections() >= self.limits.max_connections {
                 self.stats.rejected_max_connections += 1;
                 return Admission::OverLimit; // dropping it closes its socket
@@ -250,6 +311,22 @@ impl Context<'_> {
     /// True once shutdown has begun: accept nothing new.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutdown_deadline.is_some()
+    }
+
+    /// True once the loop takes no new work: a shutdown or a drain began.
+    pub fn is_stopping(&self) -> bool {
+        self.is_shutting_down() || self.is_draining()
+    }
+
+    /// Asks the loop to begin a drain (see `Reactor::request_drain`).
+    pub fn request_drain(&mut self) {
+        self.shared.drain_requested = true;
+    }
+
+    /// True once a drain has begun: listeners are closed, connections
+    /// served on.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining
     }
 
     /// Open connections (of every reactor, when there are several),
@@ -279,6 +356,29 @@ impl Context<'_> {
     /// Returns a buffer to the pool.
     pub fn give_buffer(&mut self, buffer: Vec<u8>) {
         self.shared.pool.give(buffer);
+    }
+
+    /// The text `build` makes, built at most once per turn of the loop
+    /// under `name` and shared by every handler that asks for it in that
+    /// turn: what costs O(handlers) to build (`status`, `/status`) is not
+    /// built again for each request of a pipelined burst.
+    pub fn once_per_turn(
+        &mut self,
+        name: &'static str,
+        build: impl FnOnce(&Context) -> String,
+    ) -> Rc<str> {
+        let turn = self.stats.loop_iterations;
+        let memo = &mut self.shared.memo;
+        if memo.turn != turn {
+            memo.turn = turn;
+            memo.texts.clear();
+        }
+        if let Some((_, text)) = memo.texts.iter().find(|(n, _)| *n == name) {
+            return text.clone();
+        }
+        let text: Rc<str> = build(self).into();
+        self.shared.memo.texts.push((name, text.clone()));
+        text
     }
 
     /// A row for every other handler in the slab, by slab key: what

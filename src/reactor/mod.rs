@@ -9,7 +9,12 @@
 //! 2. `poll` once, then hand each event to the handler its token names;
 //! 3. call back the handlers that yielded at their fairness budget;
 //! 4. fire the timers that are due, each with the reason it was set for;
-//! 5. begin a graceful shutdown if a signal asked for one.
+//! 5. begin a drain (an upgrade handed over: stop accepting, keep serving
+//!    every connection) or a graceful shutdown if one was asked for.
+//!
+//! When a shutdown (or a drain) finishes, every handler still in the slab
+//! is closed and counted before `turn` says `Finished`, so the final
+//! counters add up.
 //!
 //! Handlers a call spawns (accepted connections) are inserted after it,
 //! first in first out, by a loop: never by recursion. The reactor owns the
@@ -40,7 +45,9 @@ use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 pub use buffer::BufferPool;
-pub use handler::{Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness};
+pub use handler::{
+    Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness, CONTROL_RESERVE,
+};
 pub use stats::{EndpointStats, Stat, StatKind, Stats};
 pub use timer::{Reason, Timers};
 
@@ -79,6 +86,8 @@ struct Slot {
     /// listener's or datagram socket's own, a connection's listener's), or
     /// `NO_ENDPOINT`.
     origin: usize,
+    /// `Handler::is_control`, read once: its bytes move to the control figures.
+    control: bool,
 }
 
 /// A handler that belongs to no endpoint (signals, timers of the daemon).
@@ -91,6 +100,7 @@ enum Call {
     Ready(Readiness),
     Timeout(Reason),
     Shutdown,
+    Drain,
 }
 
 impl std::fmt::Display for Call {
@@ -100,6 +110,7 @@ impl std::fmt::Display for Call {
             Call::Ready(readiness) => write!(f, "ready {readiness}"),
             Call::Timeout(reason) => write!(f, "timeout {}", reason.0),
             Call::Shutdown => f.write_str("shutdown"),
+            Call::Drain => f.write_str("drain"),
         }
     }
 }
@@ -191,14 +202,30 @@ pub(crate) struct Shared {
     origin: usize,
     /// How many of `spawned` are connections (they count against the limit).
     spawned_connections: usize,
+    /// How many of `spawned` are control connections (against their reserve).
+    spawned_control: usize,
     run_again: Vec<Token>,
     /// The tokens being called back this turn; kept to reuse its allocation.
     running_again: Vec<Token>,
     shutdown_requested: bool,
     shutdown_deadline: Option<Instant>,
+    /// A second request cut the grace period short (not "grace over").
+    hurried: bool,
+    drain_requested: bool,
+    /// Listeners closed, connections served on to their peers' close.
+    draining: bool,
     reserve_fd: Option<File>,
     /// Open connections of every reactor (`--reactors N`): one limit.
     all_connections: Option<Arc<AtomicUsize>>,
+    /// Texts built once per turn (`Context::once_per_turn`).
+    memo: Memo,
+}
+
+/// What `Context::once_per_turn` built in the turn numbered `turn`.
+#[derive(Default)]
+pub(crate) struct Memo {
+    turn: u64,
+    texts: Vec<(&'static str, Rc<str>)>,
 }
 
 /// Spare send buffers the pool may keep, in bytes.
@@ -232,11 +259,16 @@ impl Reactor {
                     spawned: VecDeque::new(),
                     origin: NO_ENDPOINT,
                     spawned_connections: 0,
+                    spawned_control: 0,
                     all_connections: None,
+                    memo: Memo::default(),
                     run_again: Vec::new(),
                     running_again: Vec::new(),
                     shutdown_requested: false,
                     shutdown_deadline: None,
+                    hurried: false,
+                    drain_requested: false,
+                    draining: false,
                     reserve_fd: open_reserve_fd(),
                 },
                 limits,
@@ -300,6 +332,19 @@ impl Reactor {
         self.core.shared.shutdown_deadline.is_some()
     }
 
+    /// Asks for a drain, as an upgrade's handover does: at the end of the
+    /// next turn every handler but the connections is shut down (listeners
+    /// close), and the loop finishes once no connection is left. A
+    /// shutdown may still follow (a signal, the `--drain` limit).
+    pub fn request_drain(&mut self) {
+        self.core.shared.drain_requested = true;
+    }
+
+    /// True once a drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.core.shared.draining
+    }
+
     /// A `status` row for every handler, by slab key.
     pub fn describe_all(&self) -> Vec<(usize, HandlerInfo)> {
         let now = self.clock.now();
@@ -318,13 +363,19 @@ impl Reactor {
     /// back the handlers that yielded, fire the timers that are due.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<Turn> {
         let now = self.clock.now();
-        if let Some(deadline) = self.core.shared.shutdown_deadline {
-            if now >= deadline || !self.core.anything_owed() {
-                if now >= deadline {
-                    warn!("grace period over; closing what is still open");
+        let shared = &self.core.shared;
+        if let Some(deadline) = shared.shutdown_deadline {
+            let owed = self.core.owed();
+            if now >= deadline || owed == 0 {
+                if owed > 0 && !shared.hurried {
+                    warn!("grace period over; closing the {owed} handlers still open (a connection still owed bytes is reset)");
                 }
+                self.core.close_all();
                 return Ok(Turn::Finished);
             }
+        } else if shared.draining && self.core.owed() == 0 {
+            self.core.close_all();
+            return Ok(Turn::Finished);
         }
         let timeout = match (self.core.poll_timeout(now), max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -360,6 +411,9 @@ impl Reactor {
             core.dispatch(token, now, Call::Timeout(reason));
         }
         core.sweep_stale_timers();
+        if core.shared.drain_requested {
+            core.begin_drain(now);
+        }
         if core.shared.shutdown_requested {
             core.begin_shutdown(now);
         }
@@ -437,7 +491,10 @@ impl Core {
         let entry = self.slots.vacant_entry();
         let token = make_token(entry.key(), self.generation);
         handler.register(&self.shared.registry, token)?;
-        if handler.is_connection() {
+        let control = handler.is_control();
+        if control {
+            self.stats.control_connections += 1;
+        } else if handler.is_connection() {
             self.stats.connections += 1;
             if let Some(all) = &self.shared.all_connections {
                 all.fetch_add(1, Ordering::Relaxed);
@@ -450,6 +507,7 @@ impl Core {
             generation: self.generation,
             handler: Some(handler),
             origin,
+            control,
         });
         self.call(token, now, Call::Started);
         Ok(token)
@@ -459,8 +517,11 @@ impl Core {
     /// their `started` spawns join the end of the queue.
     fn insert_spawned(&mut self, now: Instant) {
         while let Some((new, origin)) = self.shared.spawned.pop_front() {
-            let is_connection = new.is_connection();
-            if is_connection {
+            let control = new.is_control();
+            let is_connection = !control && new.is_connection();
+            if control {
+                self.shared.spawned_control -= 1;
+            } else if is_connection {
                 self.shared.spawned_connections -= 1;
             }
             if let Err(err) = self.insert(new, now, origin) {
@@ -480,11 +541,11 @@ impl Core {
 
     fn call(&mut self, token: Token, now: Instant, call: Call) {
         let key = key_of(token);
-        let (handler, origin) = match self.slots.get_mut(key) {
+        let (handler, origin, control) = match self.slots.get_mut(key) {
             Some(slot) if slot.generation == generation_of(token) => {
-                (slot.handler.take(), slot.origin)
+                (slot.handler.take(), slot.origin, slot.control)
             }
-            _ => (None, NO_ENDPOINT),
+            _ => (None, NO_ENDPOINT, false),
         };
         let Some(mut handler) = handler else {
             if self.trace {
@@ -495,7 +556,13 @@ impl Core {
             }
             return;
         };
-        let moved_before = (self.stats.bytes_in, self.stats.bytes_out);
+        // A control connection's bytes are on its own figures (see
+        // `Context::count_received`); its endpoint row counts them all the same.
+        let moved_before = if control {
+            (self.stats.control_bytes_in, self.stats.control_bytes_out)
+        } else {
+            (self.stats.bytes_in, self.stats.bytes_out)
+        };
         let datagrams_before = (self.stats.datagrams_in, self.stats.datagrams_out);
         let accepted_before = self.stats.accepted;
         self.shared.origin = origin;
@@ -507,12 +574,14 @@ impl Core {
             limits: &self.limits,
             shared: &mut self.shared,
             slots: &self.slots,
+            control,
         };
         let flow = match call {
             Call::Started => handler.started(&mut cx),
             Call::Ready(readiness) => handler.ready(readiness, &mut cx),
             Call::Timeout(reason) => handler.timeout(reason, &mut cx),
             Call::Shutdown => handler.shutdown(&mut cx),
+            Call::Drain => handler.drain(&mut cx),
         };
         if self.trace {
             // "budget": it yielded and will be called again next turn;
@@ -533,9 +602,15 @@ impl Core {
         // The endpoint's share: a few subtractions per call, next to the
         // syscalls the call made.
         let stats = &mut self.stats;
+        let moved = if control {
+            (stats.control_bytes_in, stats.control_bytes_out)
+        } else {
+            (stats.bytes_in, stats.bytes_out)
+        };
+        let moved = (moved.0 - moved_before.0, moved.1 - moved_before.1);
         if let Some(endpoint) = stats.endpoints.get_mut(origin) {
-            endpoint.bytes_in += stats.bytes_in - moved_before.0;
-            endpoint.bytes_out += stats.bytes_out - moved_before.1;
+            endpoint.bytes_in += moved.0;
+            endpoint.bytes_out += moved.1;
             endpoint.datagrams_in += stats.datagrams_in - datagrams_before.0;
             endpoint.datagrams_out += stats.datagrams_out - datagrams_before.1;
             endpoint.accepted += stats.accepted - accepted_before;
@@ -548,34 +623,79 @@ impl Core {
             }
             Flow::Close => {
                 self.slots.remove(key);
-                if handler.is_connection() {
-                    if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
-                        endpoint.connections = endpoint.connections.saturating_sub(1);
-                    }
-                    self.stats.connections -= 1;
-                    if let Some(all) = &self.shared.all_connections {
-                        all.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    self.stats.closed += 1;
+                if control || handler.is_connection() {
+                    self.count_closed(origin, control);
                 }
                 drop(handler);
             }
         }
     }
 
-    /// Anything that must finish before exit: a handler that is not just
-    /// waiting for signals.
-    fn anything_owed(&self) -> bool {
+    /// How many handlers must finish before exit: those not just waiting
+    /// for signals.
+    fn owed(&self) -> usize {
         self.slots
             .iter()
-            .any(|(_, slot)| slot.handler.as_ref().is_some_and(|h| h.keeps_alive()))
+            .filter(|(_, slot)| slot.handler.as_ref().is_some_and(|h| h.keeps_alive()))
+            .count()
+    }
+
+    /// The end of the loop: every handler left is closed here, through the
+    /// same accounting as a `Flow::Close`, so the last counters add up
+    /// (a connection reset when grace ran out is counted closed).
+    fn close_all(&mut self) {
+        let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let slot = self.slots.remove(key);
+            if let Some(handler) = slot.handler {
+                if slot.control || handler.is_connection() {
+                    self.count_closed(slot.origin, slot.control);
+                }
+            }
+        }
+    }
+
+    /// A connection closed: a control one on its own figure, any other
+    /// on the daemon's and its endpoint's.
+    fn count_closed(&mut self, origin: usize, control: bool) {
+        if control {
+            self.stats.control_connections -= 1;
+            return;
+        }
+        if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
+            endpoint.connections = endpoint.connections.saturating_sub(1);
+        }
+        self.stats.connections -= 1;
+        if let Some(all) = &self.shared.all_connections {
+            all.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.stats.closed += 1;
+    }
+
+    fn begin_drain(&mut self, now: Instant) {
+        self.shared.drain_requested = false;
+        if self.shared.draining || self.shared.shutdown_deadline.is_some() {
+            return;
+        }
+        debug!("draining: {} handlers", self.slots.len());
+        self.shared.draining = true;
+        let tokens: Vec<Token> = self
+            .slots
+            .iter()
+            .map(|(key, slot)| make_token(key, slot.generation))
+            .collect();
+        for token in tokens {
+            self.dispatch(token, now, Call::Drain);
+        }
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
         self.shared.shutdown_requested = false;
         if self.shared.shutdown_deadline.is_some() {
-            warn!("second signal: exiting now");
+            // The signal handler said so already, once.
+            debug!("second request: ending the grace period now");
             self.shared.shutdown_deadline = Some(now);
+            self.shared.hurried = true;
             return;
         }
         debug!(

@@ -29,7 +29,7 @@ pub struct Stat {
     /// Counter or gauge.
     pub kind: StatKind,
     /// Which line of the `status` text it is on (1 connections, 2 datagrams
-    /// and bytes, 3 the loop).
+    /// and bytes, 3 the loop, 4 the control connections).
     pub line: u8,
     /// Its piece of that line, `{}` standing for the value, with the
     /// separator before it (the text is these pieces, concatenated).
@@ -140,6 +140,14 @@ stats! {
     loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
     events: u64, Counter, 3, "  events {}";
+    /// Control connections (admin socket, metrics://) open now: a reserve of their own beyond `--max-connections`.
+    control_connections: usize, Gauge, 4, "control (admin, metrics) connections {}";
+    /// Control connections closed at once because their reserve was full.
+    rejected_control: u64, Counter, 4, "  rejected {}";
+    /// Bytes received by control connections (not in `bytes_in`).
+    control_bytes_in: u64, Counter, 4, "  bytes in {}";
+    /// Bytes sent by control connections (not in `bytes_out`).
+    control_bytes_out: u64, Counter, 4, " out {}";
 }
 
 /// One endpoint's share of the figures that belong to one endpoint: the
@@ -216,15 +224,16 @@ impl Stats {
         }
     }
 
-    /// The three summary lines of `echoplex status`, without a final newline.
+    /// The four summary lines of `echoplex status`, without a final newline.
     pub fn text(&self, now: Instant) -> String {
         let mut lines = [
             format!("uptime {:.1}s", self.uptime_s(now)),
             String::new(),
             String::new(),
+            String::new(),
         ];
         for (stat, value) in self.values() {
-            let line = &mut lines[usize::from(stat.line.clamp(1, 3)) - 1];
+            let line = &mut lines[usize::from(stat.line.clamp(1, 4)) - 1];
             line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
         }
         lines[2].push_str(&format!(
@@ -264,7 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_text_has_every_figure_on_the_three_lines_status_always_showed() {
+    fn the_text_has_every_figure_on_its_line() {
         let started = Instant::now();
         let mut stats = Stats::new(started);
         stats.connections = 1;
@@ -278,7 +287,8 @@ mod tests {
             stats.text(started),
             "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
-             loop iterations 4  events 6  events/iteration 1.50"
+             loop iterations 4  events 6  events/iteration 1.50\n\
+             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0"
         );
     }
 
@@ -302,7 +312,7 @@ mod tests {
             .filter(|s| s.kind == StatKind::Gauge)
             .map(|s| s.name)
             .collect();
-        assert_eq!(gauges, ["connections"]);
+        assert_eq!(gauges, ["connections", "control_connections"]);
         assert!(Stats::LIST.iter().all(|s| !s.help().is_empty()));
         assert!(a
             .line()

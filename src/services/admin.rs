@@ -32,10 +32,6 @@ pub const DEFAULT_ADMIN_PATH: &str = "./echoplex-admin.sock";
 /// Longest command line accepted; a longer one is an error, not a buffer.
 const MAX_LINE: usize = 1024;
 
-/// Answers an admin client may leave unread before it is cut off: one read
-/// of `status` lines must not make the daemon build thousands of tables.
-const MAX_UNREAD_ANSWERS: usize = 1 << 20;
-
 /// Binds the admin socket at `path` (always mode 600: it shows every peer).
 pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
     let target = Target::Path(path.to_path_buf());
@@ -61,9 +57,12 @@ pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
     ))
 }
 
-/// The admin line protocol of one client.
+/// The admin line protocol of one client: the input not yet answered
+/// (`input[start..]`) and the line being gathered.
 #[derive(Default)]
 struct Admin {
+    input: Vec<u8>,
+    start: usize,
     line: Vec<u8>,
     quit: bool,
 }
@@ -75,48 +74,83 @@ impl Protocol for Admin {
         out: &mut Sender<'_, S>,
         cx: &mut Context,
     ) -> io::Result<()> {
-        for &byte in data {
-            if self.quit {
-                break; // anything after `quit` is ignored
-            }
-            if byte != b'\n' {
-                // Past MAX_LINE the line is kept short and answered as an error.
-                if self.line.len() <= MAX_LINE {
-                    self.line.push(byte);
-                }
-                continue;
-            }
-            if out.pending() > MAX_UNREAD_ANSWERS {
-                return Err(io::Error::other(format!(
-                    "admin client left over {MAX_UNREAD_ANSWERS} bytes of answers unread"
-                )));
-            }
-            let line = std::mem::take(&mut self.line);
-            let answer = self.answer(&line, cx);
-            out.send(answer.as_bytes(), cx)?;
+        if self.quit {
+            return Ok(()); // anything after `quit` is ignored
         }
-        Ok(())
+        self.input.extend_from_slice(data);
+        self.answer_held(out, cx)
+    }
+
+    fn resume<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
+        self.answer_held(out, cx)
     }
 
     fn done(&self) -> bool {
         self.quit
     }
 
-    /// Admin clients do not count against the limit: status must work
+    /// Commands not yet answered count against `--max-buffer` (reading
+    /// stops while they wait for the answers before them to be read).
+    fn held(&self) -> usize {
+        self.input.len() - self.start + self.line.len()
+    }
+
+    /// Admin clients have a reserve of their own: status must work
     /// precisely when the daemon is full.
-    fn is_connection(&self) -> bool {
-        false
+    fn is_control(&self) -> bool {
+        true
     }
 }
 
 impl Admin {
-    fn answer(&mut self, line: &[u8], cx: &Context) -> String {
+    /// Answers the complete lines held, in order, until the answers owed
+    /// reach `--max-buffer`; the rest waits for `resume`.
+    fn answer_held<S: Write>(
+        &mut self,
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()> {
+        while self.start < self.input.len() && !self.quit && !out.backlogged() {
+            let rest = &self.input[self.start..];
+            let end = rest.iter().position(|&b| b == b'\n');
+            let piece = &rest[..end.unwrap_or(rest.len())];
+            // Past MAX_LINE the line is kept short and answered as an error.
+            let keep = piece
+                .len()
+                .min((MAX_LINE + 1).saturating_sub(self.line.len()));
+            self.line.extend_from_slice(&piece[..keep]);
+            self.start += piece.len();
+            if end.is_none() {
+                break;
+            }
+            self.start += 1; // the newline
+            let line = std::mem::take(&mut self.line);
+            let answer = self.answer(&line, cx);
+            out.send(answer.as_bytes(), cx)?;
+        }
+        if self.quit {
+            self.input = Vec::new();
+            self.line = Vec::new();
+            self.start = 0;
+        } else {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, line: &[u8], cx: &mut Context) -> String {
         let command = String::from_utf8_lossy(line);
         let words: Vec<&str> = command.split_whitespace().collect();
+        // The status texts are built once per turn of the loop, however
+        // many pipelined commands ask for them.
         let body = match words.as_slice() {
             _ if line.len() > MAX_LINE => format!("error: line longer than {MAX_LINE} bytes"),
-            ["status"] => status_table(cx),
-            ["status", "json"] => status_json(cx).to_string(),
+            ["status"] => cx.once_per_turn("status", status_table).to_string(),
+            ["status", "json"] => cx
+                .once_per_turn("status json", status_json_text)
+                .trim_end()
+                .to_string(),
             ["help"] => "commands: status | status json | help | quit".to_string(),
             ["quit"] => {
                 self.quit = true;
@@ -129,8 +163,9 @@ impl Admin {
     }
 }
 
-fn rows(cx: &Context) -> Vec<(usize, HandlerInfo)> {
-    cx.describe_all()
+/// Every reactor's handlers: (reactor, slab key, row).
+fn rows(cx: &Context) -> Vec<(usize, usize, HandlerInfo)> {
+    reactors::handler_rows(cx.describe_all())
 }
 
 fn secs(duration: Option<Duration>) -> String {
@@ -150,10 +185,16 @@ fn status_table(cx: &Context) -> String {
         "{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
         "TOKEN", "KIND", "LOCAL", "PEER", "STATE", "IN", "OUT", "PENDING", "IDLE"
     ));
-    for (key, info) in rows(cx) {
+    for (reactor, key, info) in rows(cx) {
+        // Slab keys are per reactor: with several, a token is REACTOR:KEY.
+        let token = if each.len() > 1 {
+            format!("{reactor}:{key}")
+        } else {
+            key.to_string()
+        };
         out.push_str(&format!(
             "\n{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
-            key,
+            token,
             info.kind,
             if info.local.is_empty() {
                 "-"
@@ -171,12 +212,18 @@ fn status_table(cx: &Context) -> String {
     out
 }
 
+/// The JSON object as text, with a final newline (`/status`'s body).
+pub(crate) fn status_json_text(cx: &Context) -> String {
+    format!("{}\n", status_json(cx))
+}
+
 /// The same as one JSON object.
 pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
     let handlers: Vec<serde_json::Value> = rows(cx)
         .into_iter()
-        .map(|(key, info)| {
+        .map(|(reactor, key, info)| {
             json!({
+                "reactor": reactor,
                 "token": key,
                 "kind": info.kind,
                 "local": info.local,

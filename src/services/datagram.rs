@@ -564,7 +564,7 @@ impl<S: DatagramSocket> DatagramService<S> {
     fn exchange(&mut self, cx: &mut Context) -> Flow {
         self.flush_queue(cx);
         self.receive_some(cx);
-        if cx.is_shutting_down() && self.queue.is_empty() {
+        if cx.is_stopping() && self.queue.is_empty() {
             return Flow::Close;
         }
         self.sync_write_interest(cx);
@@ -609,7 +609,7 @@ impl<S: DatagramSocket> DatagramService<S> {
     fn receive_some(&mut self, cx: &mut Context) {
         if let Some(fd) = self.socket.batch_fd() {
             for _ in 0..DATAGRAMS_PER_EVENT.div_ceil(mmsg::BATCH) {
-                if !self.read_ready || (cx.is_shutting_down() && !self.answering_held) {
+                if !self.read_ready || (cx.is_stopping() && !self.answering_held) {
                     return;
                 }
                 if !self.receive_batch(fd, cx) {
@@ -621,7 +621,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             return;
         }
         for _ in 0..DATAGRAMS_PER_EVENT {
-            if !self.read_ready || (cx.is_shutting_down() && !self.answering_held) {
+            if !self.read_ready || (cx.is_stopping() && !self.answering_held) {
                 return;
             }
             let received = cx.with_scratch(|scratch, cx| match self.socket.recv_one(scratch) {

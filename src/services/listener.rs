@@ -220,18 +220,27 @@ impl<L: Acceptor> Listener<L> {
         }
         let conn = (self.make_conn)(stream, peer);
         // The reactor admits or refuses against --max-connections (admin
-        // clients are not connections: status must work when full).
-        if let Admission::OverLimit = cx.spawn(conn) {
-            // Rate-limited, not "once per burst": under churn a burst never
-            // ends, and a flag re-armed by every accepted connection warned
-            // once per connection.
-            log_limited!(
+        // and metrics clients against a reserve of their own: status and
+        // health checks must work when echo is full).
+        // Rate-limited, not "once per burst": under churn a burst never
+        // ends, and a flag re-armed by every accepted connection warned
+        // once per connection.
+        match cx.spawn(conn) {
+            Admission::Admitted => {}
+            Admission::OverLimit => log_limited!(
                 Level::Warn,
                 "{} {}: --max-connections {} reached; closing new connections",
                 self.kind,
                 self.local,
                 cx.limits.max_connections
-            );
+            ),
+            Admission::OverReserve => log_limited!(
+                Level::Warn,
+                "{} {}: all {} control connections in use; closing new ones",
+                self.kind,
+                self.local,
+                cx.limits.control_reserve
+            ),
         }
     }
 

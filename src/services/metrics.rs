@@ -18,7 +18,10 @@
 //! `Content-Length` body up to [`MAX_BODY`] bytes (read and ignored), and
 //! `Transfer-Encoding` is refused. Keep-alive follows HTTP/1.1 (on unless
 //! `Connection: close`) and HTTP/1.0 (off unless `keep-alive`); pipelined
-//! requests are answered in order.
+//! requests are answered in order, and only while the answers owed stay
+//! under `--max-buffer` (the rule of `stream::Sender::backlogged`): a
+//! scraper that does not read cannot make the daemon build answers for it.
+//! Metrics connections are control connections (`Handler::is_control`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -289,7 +292,7 @@ pub fn response(
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Routes one request.
-fn answer(request: &Request, cx: &Context) -> Vec<u8> {
+fn answer(request: &Request, cx: &mut Context) -> Vec<u8> {
     let head_only = request.method == "HEAD";
     let keep = request.keep_alive;
     let text = "text/plain; charset=utf-8";
@@ -306,18 +309,23 @@ fn answer(request: &Request, cx: &Context) -> Vec<u8> {
                 "Allow: GET, HEAD\r\n",
             );
         }
-        "/metrics" => (200, PROMETHEUS_TEXT, exposition(cx)),
-        "/healthz" if cx.is_shutting_down() => (503, text, "stopping\n".to_string()),
-        "/healthz" => (200, text, "ok".to_string()),
+        // Built once per turn of the loop, however many requests ask.
+        "/metrics" => (
+            200,
+            PROMETHEUS_TEXT,
+            cx.once_per_turn("metrics", exposition),
+        ),
+        "/healthz" if cx.is_shutting_down() => (503, text, "stopping\n".into()),
+        "/healthz" => (200, text, "ok".into()),
         "/status" => (
             200,
             "application/json",
-            format!("{}\n", super::admin::status_json(cx)),
+            cx.once_per_turn("status json", super::admin::status_json_text),
         ),
         _ => (
             404,
             text,
-            "not found: try /metrics, /healthz or /status\n".to_string(),
+            "not found: try /metrics, /healthz or /status\n".into(),
         ),
     };
     response(status, content_type, &body, keep, head_only, "")
@@ -358,6 +366,7 @@ fn family_of(stat: &Stat) -> (String, Option<&'static str>) {
         "dropped_datagrams" => (DROPPED.into(), Some("queue_full")),
         "filtered_datagrams" => (DROPPED.into(), Some("looping_port")),
         "rate_limited" => (DROPPED.into(), Some("rate_limited")),
+        "rejected_control" => (DROPPED.into(), Some("control_reserve")),
         name => match stat.kind {
             StatKind::Counter => (format!("echoplex_{name}_total"), None),
             StatKind::Gauge => (format!("echoplex_{name}"), None),
@@ -478,10 +487,14 @@ fn escape_help(text: &str) -> String {
 // ---------------------------------------------------------------------------
 // The protocol on a connection
 
-/// HTTP on one connection: the bytes of a request not yet complete.
+/// HTTP on one connection: the requests received and not yet answered
+/// (`buf[start..]`), answered in order while the answers owed stay under
+/// `--max-buffer` (`Sender::backlogged`).
 #[derive(Debug, Default)]
 pub struct Http {
     buf: Vec<u8>,
+    /// Where the first request not yet answered begins in `buf`.
+    start: usize,
     close: bool,
 }
 
@@ -496,48 +509,68 @@ impl Protocol for Http {
             return Ok(()); // answered with a close: the rest is ignored
         }
         self.buf.extend_from_slice(data);
-        loop {
-            match parse(&self.buf) {
-                Ok(Some(request)) => {
-                    let reply = answer(&request, cx);
-                    out.send(&reply, cx)?;
-                    self.buf.drain(..request.length);
-                    if !request.keep_alive {
-                        self.close = true;
-                        break;
-                    }
-                }
-                // Held input counts against --max-buffer (a connection stops
-                // reading at that much): a request that cannot fit is refused.
-                Ok(None) if self.buf.len() >= cx.limits.max_buffer => {
-                    self.refuse(&malformed(431, "request larger than --max-buffer"), out, cx)?;
-                    break;
-                }
-                Ok(None) => break,
-                Err(bad) => {
-                    self.refuse(&bad, out, cx)?;
-                    break;
-                }
-            }
-        }
-        if self.close {
-            self.buf = Vec::new();
-        }
-        Ok(())
+        self.answer_held(out, cx)
+    }
+
+    fn resume<S: Write>(&mut self, out: &mut Sender<'_, S>, cx: &mut Context) -> io::Result<()> {
+        self.answer_held(out, cx)
     }
 
     fn done(&self) -> bool {
         self.close
     }
 
-    /// A request in part: the connection is not quiet (a shutdown serves
-    /// it to its answer, `503` from `/healthz`).
+    /// Requests not yet answered: the connection is not quiet (a shutdown
+    /// serves it to its answer, `503` from `/healthz`), and they count
+    /// against `--max-buffer`, so reading stops while they wait.
     fn held(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
+    }
+
+    fn is_control(&self) -> bool {
+        true
     }
 }
 
 impl Http {
+    /// Answers the complete requests held, in order, until the answers
+    /// owed reach `--max-buffer`; the rest waits for `resume`.
+    fn answer_held<S: Write>(
+        &mut self,
+        out: &mut Sender<'_, S>,
+        cx: &mut Context,
+    ) -> io::Result<()> {
+        while !self.close && !out.backlogged() {
+            match parse(&self.buf[self.start..]) {
+                Ok(Some(request)) => {
+                    let reply = answer(&request, cx);
+                    self.start += request.length;
+                    if !request.keep_alive {
+                        self.close = true;
+                    }
+                    out.send(&reply, cx)?;
+                }
+                // Held input counts against --max-buffer (a connection stops
+                // reading at that much): a request that cannot fit is refused.
+                Ok(None) if self.held() >= cx.limits.max_buffer => {
+                    self.refuse(&malformed(431, "request larger than --max-buffer"), out, cx)?;
+                }
+                Ok(None) => break,
+                Err(bad) => self.refuse(&bad, out, cx)?,
+            }
+        }
+        if self.close {
+            self.buf = Vec::new();
+            self.start = 0;
+        } else if self.start > 0 {
+            // Once per call, not once per request: a burst of pipelined
+            // requests is not moved down the buffer again for each answer.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(())
+    }
+
     /// Answers a malformed request with its status and closes.
     fn refuse<S: Write>(
         &mut self,

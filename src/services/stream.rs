@@ -26,11 +26,12 @@ use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
 
-/// At shutdown, how long a peer that was still sending must stay quiet
-/// after our FIN before we close (see `StreamConn::linger`).
-const LINGER_QUIET: Duration = Duration::from_millis(200);
+/// At shutdown, how long a quiet connection waits for its peer's EOF after
+/// our FIN (see `StreamConn::start_linger`); the grace period may end it
+/// sooner.
+const LINGER_MAX: Duration = Duration::from_secs(2);
 
-/// Timer reasons: the idle limit, the quiet time of a lingering close, the
+/// Timer reasons: the idle limit, the end of a lingering close, the
 /// deadline of a PROXY header.
 const IDLE: Reason = Reason(0);
 const LINGER: Reason = Reason(1);
@@ -238,9 +239,9 @@ pub struct ConnState {
     /// a hang-up, or TCP urgent data (a read stops short at the urgent
     /// mark with more data queued behind it, and no new edge will come).
     pub must_drain: bool,
-    /// Shutdown: our FIN is sent; read and discard until the peer's EOF or
-    /// until it has been quiet for `LINGER_QUIET` (timed by the idle clock),
-    /// so closing does not reset the connection under data still in flight.
+    /// Shutdown: our FIN is sent; read and discard until the peer's EOF,
+    /// for at most `LINGER_MAX` (and never past the grace period), so
+    /// closing does not reset the connection under data still in flight.
     pub lingering: bool,
     /// The peer shut down its sending side; close once all is echoed.
     pub peer_done: bool,
@@ -277,7 +278,7 @@ impl ConnState {
     /// Counts bytes read and records activity.
     pub fn received(&mut self, n: usize, cx: &mut Context) {
         self.bytes_in += n as u64;
-        cx.stats.bytes_in += n as u64;
+        cx.count_received(n);
         if let Some(idle) = &mut self.idle {
             idle.touch(cx.now);
         }
@@ -287,7 +288,7 @@ impl ConnState {
     pub fn sent(&mut self, n: usize, cx: &mut Context) {
         if n > 0 {
             self.bytes_out += n as u64;
-            cx.stats.bytes_out += n as u64;
+            cx.count_sent(n);
             if let Some(idle) = &mut self.idle {
                 idle.touch(cx.now);
             }
@@ -391,6 +392,12 @@ pub fn log_close(kind: &str, peer: &dyn fmt::Display, err: &io::Error) {
 /// (`Echo`), frame them into records (`binary`), or answer commands
 /// (`admin`). The connection around it owns the socket, the buffers, the
 /// idle timer and the edge-triggered bookkeeping, once for all of them.
+///
+/// A request/response protocol (admin lines, metrics' HTTP) answers only
+/// while `Sender::backlogged` is false, holds the requests it has not
+/// answered (`held`), and goes on in `resume` once the answers drain: so
+/// the answers owed to a client that does not read stay near
+/// `--max-buffer`, however many requests one read brought.
 pub trait Protocol {
     /// Handles bytes just read; answers go out through `out`.
     fn received<S: Write>(
@@ -415,9 +422,17 @@ pub trait Protocol {
         0
     }
 
-    /// True if the connection counts against `--max-connections`.
-    fn is_connection(&self) -> bool {
-        true
+    /// Takes up held input again once the answers owed have drained below
+    /// `--max-buffer` (see `Sender::backlogged`): a request/response
+    /// protocol that stopped parsing goes on from where it stopped.
+    fn resume<S: Write>(&mut self, _out: &mut Sender<'_, S>, _cx: &mut Context) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// True for the daemon's control plane (admin, metrics): a reserve of
+    /// connections of its own, its bytes apart from the echo totals.
+    fn is_control(&self) -> bool {
+        false
     }
 }
 
@@ -431,6 +446,16 @@ impl<S: Write> Sender<'_, S> {
     /// Bytes still owed to the peer.
     pub fn pending(&self) -> usize {
         self.conn.outbox.len()
+    }
+
+    /// True while the answers owed reach `--max-buffer`. A request/response
+    /// protocol answers no further request until they drain, keeping the
+    /// rest of its input held (which stops reading: held input counts
+    /// against the same limit) and going on in `Protocol::resume`: a client
+    /// that sends requests without reading the answers costs at most one
+    /// answer beyond `--max-buffer`, however cheap its requests are.
+    pub fn backlogged(&self) -> bool {
+        self.conn.outbox.len() >= self.conn.max_buffer
     }
 
     /// Sends `bytes` behind whatever is still owed.
@@ -634,13 +659,29 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
         Ok(())
     }
 
+    /// Held input the protocol stopped at (its answers were backlogged):
+    /// taken up again once the flush made room.
+    fn resume(&mut self, cx: &mut Context) -> io::Result<()> {
+        let StreamConn {
+            stream,
+            conn,
+            protocol,
+            ..
+        } = self;
+        let mut out = Sender { stream, conn };
+        if protocol.held() > 0 && !out.backlogged() && !protocol.done() {
+            protocol.resume(&mut out, cx)?;
+        }
+        Ok(())
+    }
+
     fn release(&mut self, cx: &mut Context) -> Flow {
         self.conn.outbox.release(cx);
         Flow::Close
     }
 
     /// Nothing unread, nothing owed, nothing held: at shutdown such a
-    /// connection is closed at once (with the lingering close).
+    /// connection gets the lingering close.
     fn is_quiet(&self) -> bool {
         self.conn.outbox.is_empty()
             && self.protocol.held() == 0
@@ -648,47 +689,56 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             && unread_bytes(&self.stream) == 0
     }
 
-    /// Shutdown, once nothing is owed. A peer that is quiet is closed at
-    /// once: its input queue is empty, so the close is a clean FIN and the
-    /// kernel still delivers what we wrote. A peer still sending would get
-    /// RST when its next bytes hit the closed socket, and RST makes its
-    /// kernel discard echoes it has not read yet. So, as web servers do
-    /// ("lingering close"), we send our FIN, read and discard until its EOF
-    /// or until it has been quiet for `LINGER_QUIET`, and only then close.
-    fn linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
+    /// Shutdown of a quiet connection: the lingering close, as web servers
+    /// do it. Closing at once would answer the peer's next bytes (sent
+    /// before it saw our FIN) with RST, and RST makes its kernel discard
+    /// echoes it has not read yet. So we send our FIN, read and discard
+    /// until its EOF, and close only then, or after `LINGER_MAX`, or when
+    /// the grace period ends (the loop closes what is left).
+    fn start_linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
         if self.conn.peer_done {
             return Ok(Flow::Close);
         }
+        self.conn.lingering = true;
+        self.stream.shutdown_write()?;
+        cx.set_timer(cx.now + LINGER_MAX, LINGER);
+        self.linger(cx)
+    }
+
+    /// Reads and discards what the peer sends after our FIN; `Close` at its EOF.
+    fn linger(&mut self, cx: &mut Context) -> io::Result<Flow> {
         let stream = &mut self.stream;
         let mut discarded = 0;
         let mut drained = false;
+        let mut result = Ok(Flow::Continue);
         for _ in 0..READS_PER_EVENT {
             match cx.with_scratch(|scratch, _| stream.read(scratch)) {
-                Ok(0) => return Ok(Flow::Close),
+                Ok(0) => {
+                    self.conn.peer_done = true;
+                    result = Ok(Flow::Close);
+                    drained = true;
+                    break;
+                }
                 Ok(n) => discarded += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
+                Err(err) => {
+                    result = Err(err);
+                    drained = true;
+                    break;
+                }
             }
         }
-        if discarded == 0 && !self.conn.lingering {
-            return Ok(Flow::Close); // a quiet peer: nothing to protect
-        }
-        if !self.conn.lingering {
-            self.conn.lingering = true;
-            self.stream.shutdown_write()?;
-        }
         if discarded > 0 {
-            self.conn.received(discarded, cx); // restarts the quiet time
-            cx.set_timer(cx.now + LINGER_QUIET, LINGER);
+            self.conn.received(discarded, cx);
         }
         if !drained {
             cx.run_again();
         }
-        Ok(Flow::Continue)
+        result
     }
 }
 
@@ -722,6 +772,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         let result = self
             .conn
             .flush(&mut self.stream, cx)
+            .and_then(|()| self.resume(cx))
             .and_then(|()| self.pump(cx));
         if let Err(err) = result {
             log_close(self.kind, &self.shown(), &err);
@@ -757,10 +808,12 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 return self.release(cx);
             }
         } else if reason == LINGER {
-            // Every discarded read re-arms it: the last one set decides.
-            let quiet = self.conn.idle.as_ref().map(|idle| idle.idle(cx.now));
-            if self.conn.lingering && quiet.is_none_or(|quiet| quiet >= LINGER_QUIET) {
-                debug!("{} {} closed: quiet after our FIN", self.kind, self.shown());
+            if self.conn.lingering {
+                debug!(
+                    "{} {} closed: no EOF within {LINGER_MAX:?} of our FIN",
+                    self.kind,
+                    self.shown()
+                );
                 return Flow::Close;
             }
         } else if self.conn.idle_expired(cx) {
@@ -779,19 +832,23 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
-        // A quiet connection closes now (lingering, so bytes still in
-        // flight do not turn our close into a reset). A busy one is served
-        // from `ready` until its peer's EOF; if the grace period ends
-        // first, dropping it resets it (see `Drop`).
+        // A quiet connection gets our FIN and lingers to its peer's EOF
+        // (`start_linger`). A busy one is served from `ready` until its
+        // peer's EOF; if the grace period ends first, dropping it resets
+        // it (see `Drop`).
         if self.is_quiet() {
-            self.linger(cx).unwrap_or_else(|_| self.release(cx))
+            self.start_linger(cx).unwrap_or_else(|_| self.release(cx))
         } else {
             Flow::Continue
         }
     }
 
     fn is_connection(&self) -> bool {
-        self.protocol.is_connection()
+        true
+    }
+
+    fn is_control(&self) -> bool {
+        self.protocol.is_control()
     }
 
     fn describe(&self, now: Instant) -> HandlerInfo {

@@ -283,7 +283,7 @@ fn render_per_reactor(
 
 /// Identifies a handler across answers (a token is reused after a close).
 fn handler_key(handler: &Map<String, Value>) -> String {
-    ["token", "kind", "local", "peer"]
+    ["reactor", "token", "kind", "local", "peer"]
         .iter()
         .map(|k| handler.get(*k).map_or(String::new(), Value::to_string))
         .collect::<Vec<_>>()

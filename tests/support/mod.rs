@@ -247,6 +247,22 @@ impl Daemon {
         }
     }
 
+    /// The endpoints of the next `listening`... `ready` block (an
+    /// upgrade's successor's), without keeping them; fails the test if none
+    /// comes within STARTUP.
+    pub fn next_ready(&self) -> Vec<String> {
+        next_ready_block(&self.lines).unwrap_or_else(|why| panic!("echoplex serve: {why}"))
+    }
+
+    /// The text of the first endpoint with this scheme.
+    pub fn endpoint_text(&self, scheme: &str) -> String {
+        self.endpoints
+            .iter()
+            .find(|e| e.split_once(':').is_some_and(|(s, _)| s == scheme))
+            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
+            .clone()
+    }
+
     /// Everything the daemon (and any successor) wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr
@@ -1003,6 +1019,12 @@ impl Watched {
         Watched(Daemon::start_env(args, env))
     }
 
+    /// The `listening` endpoints up to the next `ready` line (bounded):
+    /// those of an upgrade's successor, which shares our stdout.
+    pub fn next_ready(&self) -> Vec<String> {
+        self.0.next_ready()
+    }
+
     /// Sends `signal`, which must reach the daemon.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.
@@ -1048,7 +1070,12 @@ pub struct TcpQueues {
     pub unacked: u64,
     /// Received and not yet read by the owner.
     pub unread: u64,
+    /// The TCP state (`TCP_CLOSE_WAIT`: the peer's FIN has come).
+    pub state: u8,
 }
+
+/// /proc/net/tcp's state of a socket whose peer has sent its FIN.
+pub const TCP_CLOSE_WAIT: u8 = 0x08;
 
 /// The queues of the IPv4 TCP socket at `local` connected to `peer`.
 pub fn tcp_queues(local: SocketAddr, peer: SocketAddr) -> Option<TcpQueues> {
@@ -1062,6 +1089,7 @@ pub fn tcp_queues(local: SocketAddr, peer: SocketAddr) -> Option<TcpQueues> {
         Some(TcpQueues {
             unacked: u64::from_str_radix(tx, 16).ok()?,
             unread: u64::from_str_radix(rx, 16).ok()?,
+            state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
         })
     })
 }
