@@ -1,7 +1,7 @@
 //! `echoplex serve`: bind every endpoint, print the contract's lines, run
 //! the reactor until SIGINT or SIGTERM.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
@@ -434,23 +434,6 @@ impl SignalPipe {
     }
 }
 
-/// Empties a signal-hook pipe (edge-triggered: read to the end); true when
-/// at least one signal byte was in it. The pipe carries no data but the
-/// fact, so every byte read is the same news.
-pub(crate) fn drain_signal_pipe(reader: &mut impl Read) -> bool {
-    let mut drained = [0u8; 64];
-    let mut got_signal = false;
-    loop {
-        match reader.read(&mut drained) {
-            Ok(0) => break,
-            Ok(_) => got_signal = true,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    got_signal
-}
-
 impl Handler for SignalPipe {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.reader, token, Interest::READABLE)
@@ -468,7 +451,7 @@ impl Handler for SignalPipe {
             }
             return Flow::Continue;
         }
-        let got_signal = drain_signal_pipe(&mut self.reader);
+        let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
         if got_signal {
             reactors::forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {

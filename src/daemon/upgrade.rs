@@ -767,7 +767,7 @@ impl Handler for Upgrader {
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
-        if crate::serve::drain_signal_pipe(&mut self.signal) {
+        if crate::sys::signal::drain_pipe(&mut self.signal) {
             match &self.state {
                 _ if cx.is_shutting_down() => warn!("SIGUSR2 ignored: shutting down"),
                 State::Waiting { child, .. } => {

@@ -3,3 +3,4 @@
 //! crate calls those.
 
 pub mod resolver;
+pub mod signal;
