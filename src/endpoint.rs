@@ -5,8 +5,10 @@
 //! `binary://HOST:PORT`, `unix:PATH`, `unix-dgram:PATH` (`@name` = abstract),
 //! each optionally followed by `?option&key=value` (see [`Options`]).
 //!
-//! Adding a kind: one file in `services/` with a `bind` function, and one
-//! entry in the `kinds!` table below (ARCHITECTURE.md, "Adding a kind").
+//! Adding a kind: one entry in the `kinds!` table below, and one file in
+//! `services/` whose `bind` `services::bind` calls for it (ARCHITECTURE.md,
+//! "Adding a kind"). This file names no service, so the tools that only
+//! speak to endpoints (client, ping, bench) build without the daemon.
 //! Adding an option: one line in the `options!` table below.
 
 use std::fmt;
@@ -14,8 +16,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
-
-use crate::services::{self, Bound, ServeConfig};
 
 /// A tool of this binary that takes endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,13 +91,7 @@ pub struct KindInfo {
     /// (SO_REUSEPORT; the kernel spreads the load); otherwise reactor 0
     /// alone serves it (a socket file, a group membership, admin-like).
     pub spread: bool,
-    /// Binds it: the service module's `bind`.
-    pub bind: BindFn,
 }
-
-/// A service module's `bind`: the handler for the reactor, and the endpoint
-/// as really bound.
-pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
 
 /// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
 /// one list, so nothing can be left out of either.
@@ -142,25 +136,25 @@ use Transport::{Datagram, Stream};
 kinds! {
     /// `tcp://`: TCP echo.
     Tcp => KindInfo { scheme: "tcp", address: Inet, transport: Stream, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tcp::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `udp://`: UDP echo.
     Udp => KindInfo { scheme: "udp", address: Inet, transport: Datagram, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::udp::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `unix:`: Unix-domain stream echo.
     Unix => KindInfo { scheme: "unix", address: Path, transport: Stream, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: false, bind: services::unix::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: false };
     /// `unix-dgram:`: Unix-domain datagram echo.
     UnixDgram => KindInfo { scheme: "unix-dgram", address: Path, transport: Datagram, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: false, bind: services::unix_dgram::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: false };
     /// `multicast://`: join a group, answer `ack`.
     Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, reply: Ack,
-        tools: &[Serve, Client, Bench], spread: false, bind: services::multicast::bind };
+        tools: &[Serve, Client, Bench], spread: false };
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
-        tools: &[Serve, Client], spread: true, bind: services::binary::bind };
+        tools: &[Serve, Client], spread: true };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve], spread: false, bind: services::metrics::bind };
+        tools: &[Serve], spread: false };
 }
 
 impl Kind {
