@@ -14,6 +14,7 @@ pub mod stream;
 pub mod binary;
 pub mod metrics;
 pub mod multicast;
+pub mod source_guard;
 pub mod tcp;
 pub mod udp;
 pub mod unix;
