@@ -26,7 +26,6 @@ pub mod codec;
 pub mod daemon;
 pub mod endpoint;
 pub mod error;
-pub mod mmsg;
 pub mod net;
 pub mod ping;
 pub mod probe;
@@ -40,3 +39,7 @@ pub mod sock;
 pub mod status;
 pub mod sys;
 pub mod wire;
+
+/// recvmmsg/sendmmsg batches: moved under `sys` (all FFI); the old path
+/// stays for code that names `crate::mmsg`.
+pub use sys::mmsg;

@@ -710,7 +710,6 @@ const KNOWN_UNSAFE: &[&str] = &[
     "daemon/upgrade.rs",
     "safe_file.rs",
     "error.rs",
-    "mmsg.rs",
     "probe/socket.rs",
     "serve.rs",
     "services/stream.rs",

@@ -2,5 +2,6 @@
 //! what the libc crate or std lack in safe functions, and the rest of the
 //! crate calls those.
 
+pub mod mmsg;
 pub mod resolver;
 pub mod signal;
