@@ -709,7 +709,6 @@ const KNOWN_UNSAFE: &[&str] = &[
     "daemon/reactors.rs",
     "daemon/upgrade.rs",
     "safe_file.rs",
-    "error.rs",
     "probe/socket.rs",
     "serve.rs",
     "services/stream.rs",
