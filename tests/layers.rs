@@ -706,7 +706,6 @@ const KNOWN_UNSAFE: &[&str] = &[
     "bench/judge.rs",
     "bench/worker.rs",
     "daemon/activation.rs",
-    "daemon/reactors.rs",
     "daemon/upgrade.rs",
     "safe_file.rs",
     "probe/socket.rs",

@@ -2,6 +2,7 @@
 //! what the libc crate or std lack in safe functions, and the rest of the
 //! crate calls those.
 
+pub mod cpu;
 pub mod mmsg;
 pub mod resolver;
 pub mod signal;
