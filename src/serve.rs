@@ -360,37 +360,26 @@ fn limits(args: &Args) -> Limits {
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as servers do; returns
 /// the soft limit in force.
 fn raise_nofile_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        warn!("getrlimit(RLIMIT_NOFILE): {}", io::Error::last_os_error());
-        return 1024;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            info!(
-                "raised RLIMIT_NOFILE from {} to {}",
-                limit.rlim_cur, limit.rlim_max
-            );
-            limit.rlim_cur = limit.rlim_max;
-        } else {
-            warn!(
-                "could not raise RLIMIT_NOFILE: {}",
-                io::Error::last_os_error()
-            );
+    match crate::sys::rlimit::nofile() {
+        Err(err) => {
+            warn!("getrlimit(RLIMIT_NOFILE): {}", describe(&err));
+            1024
         }
-    } else {
-        info!("RLIMIT_NOFILE is {}", limit.rlim_cur);
+        Ok((soft, hard)) if soft >= hard => {
+            info!("RLIMIT_NOFILE is {soft}");
+            soft
+        }
+        Ok((soft, hard)) => match crate::sys::rlimit::raise_nofile() {
+            Ok(_) => {
+                info!("raised RLIMIT_NOFILE from {soft} to {hard}");
+                hard
+            }
+            Err(err) => {
+                warn!("could not raise RLIMIT_NOFILE: {}", describe(&err));
+                soft
+            }
+        },
     }
-    limit.rlim_cur
 }
 
 /// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes

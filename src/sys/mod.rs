@@ -5,4 +5,5 @@
 pub mod cpu;
 pub mod mmsg;
 pub mod resolver;
+pub mod rlimit;
 pub mod signal;
