@@ -710,7 +710,6 @@ const KNOWN_UNSAFE: &[&str] = &[
     "probe/socket.rs",
     "services/stream.rs",
     "services/unix_dgram.rs",
-    "sock.rs",
     "status/watch.rs",
 ];
 

@@ -7,3 +7,4 @@ pub mod mmsg;
 pub mod resolver;
 pub mod rlimit;
 pub mod signal;
+pub mod socket;
