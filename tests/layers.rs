@@ -707,10 +707,7 @@ const KNOWN_UNSAFE: &[&str] = &[
     "daemon/activation.rs",
     "daemon/upgrade.rs",
     "safe_file.rs",
-    "probe/socket.rs",
     "services/stream.rs",
-    "services/unix_dgram.rs",
-    "status/watch.rs",
 ];
 
 /// `unsafe` lives under `src/sys/` only (the one home of libc calls).

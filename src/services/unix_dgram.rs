@@ -75,21 +75,9 @@ impl DatagramSocket for UnixDgram {
         // Unix datagrams can exceed the 64 KiB buffer, and recv_from would
         // silently truncate them: peek at the real size first (one more
         // syscall, on this socket kind only) so a big one is dropped whole.
-        // SAFETY: a zero-length peek writes nothing; MSG_TRUNC makes it
-        // return the size of the next datagram.
-        let size = unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                std::ptr::null_mut(),
-                0,
-                libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-            )
-        };
-        if size < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let size = crate::sys::socket::next_datagram_size(self.0.as_raw_fd())?;
         let (n, from) = self.0.recv_from(buf)?;
-        if size as usize > buf.len() {
+        if size > buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(

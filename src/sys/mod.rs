@@ -8,3 +8,4 @@ pub mod resolver;
 pub mod rlimit;
 pub mod signal;
 pub mod socket;
+pub mod term;

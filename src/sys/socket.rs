@@ -2,6 +2,7 @@
 //! and a Unix peer's credentials.
 
 use std::io;
+use std::os::fd::RawFd;
 
 /// Runs `f` with the process umask set to `mask`, then restores it: a
 /// Unix socket file gets its mode from the umask at `bind`, from its first
@@ -39,4 +40,37 @@ pub fn peer_uid(socket: &impl std::os::fd::AsFd) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(cred.uid)
+}
+
+/// Waits up to `ms` milliseconds for `events` on `fd` (poll(2) on one
+/// descriptor); the events that came (0: none in time).
+pub fn poll_one(fd: RawFd, events: libc::c_short, ms: libc::c_int) -> io::Result<libc::c_short> {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
+    match ready {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(0),
+        _ => Ok(pollfd.revents),
+    }
+}
+
+/// The size of the next datagram waiting on `fd`, without taking it (a
+/// Unix datagram may exceed any buffer, and recv_from would truncate it).
+pub fn next_datagram_size(fd: RawFd) -> io::Result<usize> {
+    // SAFETY: a zero-length peek writes nothing; MSG_TRUNC makes it
+    // return the size of the next datagram.
+    let size = unsafe {
+        libc::recv(
+            fd,
+            std::ptr::null_mut(),
+            0,
+            libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(size).map_err(|_| io::Error::last_os_error())
 }
