@@ -3,6 +3,7 @@
 
 use std::io;
 use std::thread;
+use std::time::Duration;
 
 /// The CPUs this process may run on, in order.
 pub fn allowed_cpus() -> Vec<usize> {
@@ -30,4 +31,23 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// CPU time used so far: by the calling thread, or the whole process.
+pub fn cpu_time(thread_only: bool) -> Duration {
+    let who = if thread_only {
+        libc::RUSAGE_THREAD
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: getrusage writes into the zeroed struct we pass and reads
+    // nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }

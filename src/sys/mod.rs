@@ -9,3 +9,4 @@ pub mod rlimit;
 pub mod signal;
 pub mod socket;
 pub mod term;
+pub mod timerfd;

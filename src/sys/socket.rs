@@ -74,3 +74,15 @@ pub fn next_datagram_size(fd: RawFd) -> io::Result<usize> {
     };
     usize::try_from(size).map_err(|_| io::Error::last_os_error())
 }
+
+/// Bytes waiting to be read on `fd` (FIONREAD); 0 if it cannot say.
+pub fn unread_bytes(fd: RawFd) -> usize {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the variable we own.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) };
+    if rc == 0 {
+        usize::try_from(count).unwrap_or(0)
+    } else {
+        0
+    }
+}
