@@ -2,7 +2,7 @@
 //! and a Unix peer's credentials.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, RawFd};
 
 /// Runs `f` with the process umask set to `mask`, then restores it: a
 /// Unix socket file gets its mode from the umask at `bind`, from its first
@@ -85,4 +85,43 @@ pub fn unread_bytes(fd: RawFd) -> usize {
     } else {
         0
     }
+}
+
+/// What [`inspect_fd`] finds at a descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct FdInfo {
+    /// It is a socket.
+    pub is_socket: bool,
+    /// Its close-on-exec flag is set.
+    pub cloexec: bool,
+}
+
+/// Looks at descriptor `fd` without taking it: an error if it is not open.
+pub fn inspect_fd(fd: RawFd) -> io::Result<FdInfo> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes into the buffer we own; a bad fd gives EBADF.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so the buffer is initialised.
+    let mode = unsafe { stat.assume_init() }.st_mode;
+    // SAFETY: F_GETFD reads the flags of a descriptor fstat found open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(FdInfo {
+        is_socket: mode & libc::S_IFMT == libc::S_IFSOCK,
+        cloexec: flags & libc::FD_CLOEXEC != 0,
+    })
+}
+
+/// Takes ownership of descriptor `fd`, passed to this process by socket
+/// activation (LISTEN_FDS: descriptors 3.. are ours): the caller has
+/// looked at it ([`inspect_fd`]: an open socket, not one of ours) and
+/// takes each exactly once.
+pub fn take_passed_socket(fd: RawFd) -> socket2::Socket {
+    // SAFETY: by the caller's checks, `fd` is an open socket passed to
+    // this process and owned by nobody else.
+    unsafe { socket2::Socket::from_raw_fd(fd) }
 }
