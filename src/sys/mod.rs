@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod mmsg;
+pub mod process;
 pub mod resolver;
 pub mod rlimit;
 pub mod signal;

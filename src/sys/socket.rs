@@ -2,7 +2,8 @@
 //! and a Unix peer's credentials.
 
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 
 /// Runs `f` with the process umask set to `mask`, then restores it: a
 /// Unix socket file gets its mode from the umask at `bind`, from its first
@@ -124,4 +125,44 @@ pub fn take_passed_socket(fd: RawFd) -> socket2::Socket {
     // SAFETY: by the caller's checks, `fd` is an open socket passed to
     // this process and owned by nobody else.
     unsafe { socket2::Socket::from_raw_fd(fd) }
+}
+
+/// One datagram and the pid of the process that sent it (SCM_CREDENTIALS,
+/// which the kernel fills in since SO_PASSCRED is on).
+pub fn recv_with_sender(
+    socket: &UnixDatagram,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<libc::pid_t>)> {
+    // Room for one ucred control message, aligned as cmsg wants.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; we point it at buffers we own.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg writes at most the lengths given into our buffers.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut sender = None;
+    // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled,
+    // within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
+            {
+                let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                sender = Some(cred.pid);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, sender))
 }
