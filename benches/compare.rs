@@ -1,9 +1,13 @@
 //! Side by side, in one run: echoplex's reactor (the real `echoplex serve`)
-//! against three reference servers written here (tokio current_thread,
-//! blocking thread-per-connection, raw epoll on libc), each a child process
-//! pinned to core 0 while the load (echoplex's own closed-loop generator,
-//! one thread) runs pinned to core 1. Servers alternate within each round;
-//! each figure is the median of the rounds.
+//! against reference servers written here, each a child process pinned to
+//! core 0 while the load (echoplex's own closed-loop generator, one thread)
+//! runs pinned to core 1. Stream scenarios: tokio current_thread, blocking
+//! thread-per-connection, raw epoll on libc. UDP scenarios (issue 26):
+//! tokio, a plain blocking `recvfrom`/`sendto` loop and a blocking
+//! `recvmmsg(MSG_WAITFORONE)`/`sendmmsg` loop, unsaturated (depth 1) and
+//! saturated (depth 32), with msgs/s and p50 beside CPU per datagram.
+//! Servers alternate within each round; each figure is the median of the
+//! rounds.
 //!
 //! The figure that judges a server on a 2-core box is its CPU time per
 //! echoed message (from /proc/PID/task/*/schedstat, nanoseconds, read
@@ -12,7 +16,10 @@
 //!
 //! `cargo bench --bench compare` (about 5 minutes; 7 with a baseline), `-- --quick` or
 //! `ECHOPLEX_COMPARE_QUICK=1` (under a minute). `-- --only A,B` runs the
-//! scenarios whose name contains A or B.
+//! scenarios whose name contains A or B. `-- --fifo` runs the servers and
+//! the load at SCHED_FIFO priority 1 (root), so that a machine shared with
+//! builds does not preempt them: the wall-clock figures then measure the
+//! servers, not the neighbours.
 
 #[path = "compare/ready.rs"]
 mod ready;
@@ -34,15 +41,33 @@ use ready::{endpoint_of, wait_ready};
 const SERVER_CORE: usize = 0;
 const LOAD_CORE: usize = 1;
 
-/// The servers, in the order of the table's columns. With
-/// `ECHOPLEX_BASELINE=/path/to/echoplex` a fifth column, `baseline`, runs
-/// another build of echoplex: the A/B test for a reactor change.
-const SERVERS: [&str; 4] = ["echoplex", "tokio", "threads", "epoll"];
+/// The servers of the stream scenarios, in the order of the table's
+/// columns. With `ECHOPLEX_BASELINE=/path/to/echoplex` another column,
+/// `baseline`, runs another build of echoplex in every scenario: the A/B
+/// test for a reactor change.
+const STREAM_SERVERS: [&str; 4] = ["echoplex", "tokio", "threads", "epoll"];
 
-fn servers() -> Vec<&'static str> {
-    let mut names = SERVERS.to_vec();
+/// The servers of the UDP scenarios (issue 26): plain and mmsg serve UDP only.
+const UDP_SERVERS: [&str; 4] = ["echoplex", "tokio", "plain", "mmsg"];
+
+/// The server all the UDP rows are compared with: the batched C-style loop.
+const UDP_REFERENCE: &str = "mmsg";
+
+fn with_baseline(set: &[&'static str]) -> Vec<&'static str> {
+    let mut names = set.to_vec();
     if std::env::var_os("ECHOPLEX_BASELINE").is_some() {
         names.push("baseline");
+    }
+    names
+}
+
+/// Every server any scenario runs, each once.
+fn all_servers() -> Vec<&'static str> {
+    let mut names = with_baseline(&STREAM_SERVERS);
+    for name in UDP_SERVERS {
+        if !names.contains(&name) {
+            names.push(name);
+        }
     }
     names
 }
@@ -52,44 +77,68 @@ struct Scenario {
     scheme: &'static str,
     connections: usize,
     size: usize,
+    depth: usize,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+impl Scenario {
+    fn servers(&self) -> Vec<&'static str> {
+        if self.scheme == "udp" {
+            with_baseline(&UDP_SERVERS)
+        } else {
+            with_baseline(&STREAM_SERVERS)
+        }
+    }
+}
+
+const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "TCP 1 conn × 64 B",
         scheme: "tcp",
         connections: 1,
         size: 64,
+        depth: 1,
     },
     Scenario {
         name: "TCP 100 conns × 64 B",
         scheme: "tcp",
         connections: 100,
         size: 64,
+        depth: 1,
     },
     Scenario {
         name: "TCP 1,000 conns × 64 B",
         scheme: "tcp",
         connections: 1000,
         size: 64,
+        depth: 1,
     },
     Scenario {
         name: "TCP 10 conns × 16 KiB",
         scheme: "tcp",
         connections: 10,
         size: 16384,
+        depth: 1,
     },
     Scenario {
-        name: "UDP 8 sockets × 64 B",
+        name: "UDP 8 sockets × 64 B, depth 1",
         scheme: "udp",
         connections: 8,
         size: 64,
+        depth: 1,
+    },
+    Scenario {
+        name: "UDP 8 sockets × 64 B, depth 32",
+        scheme: "udp",
+        connections: 8,
+        size: 64,
+        depth: 32,
     },
     Scenario {
         name: "Unix 100 conns × 64 B",
         scheme: "unix",
         connections: 100,
         size: 64,
+        depth: 1,
     },
 ];
 
@@ -99,6 +148,7 @@ struct Plan {
     duration: Duration,
     idle_connections: usize,
     only: Option<String>,
+    fifo: bool,
 }
 
 fn main() {
@@ -121,6 +171,7 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
+    let fifo_too = args.iter().any(|a| a == "--fifo");
     let plan = if quick {
         Plan {
             rounds: 1,
@@ -128,6 +179,7 @@ fn main() {
             duration: Duration::from_millis(400),
             idle_connections: 2_000,
             only,
+            fifo: fifo_too,
         }
     } else {
         Plan {
@@ -136,6 +188,7 @@ fn main() {
             duration: Duration::from_secs(2),
             idle_connections: 10_000,
             only,
+            fifo: fifo_too,
         }
     };
     raise_nofile();
@@ -146,45 +199,65 @@ fn main() {
         (0, 0)
     };
     pin_self(load_core);
+    if plan.fifo {
+        if let Err(err) = fifo(0) {
+            eprintln!("--fifo: {err} (needs root)");
+            std::process::exit(2);
+        }
+    }
     println!(
-        "# echoplex compare: {} round(s) of {:.1} s (+{:.1} s warm-up) per server and scenario; server on core {server_core}, load on core {load_core}\n",
+        "# echoplex compare: {} round(s) of {:.1} s (+{:.1} s warm-up) per server and scenario; server on core {server_core}, load on core {load_core}{}\n",
         plan.rounds,
         plan.duration.as_secs_f64(),
-        plan.warmup.as_secs_f64()
+        plan.warmup.as_secs_f64(),
+        if plan.fifo { "; both SCHED_FIFO 1" } else { "" }
     );
     let started = Instant::now();
     let dir = std::env::temp_dir().join(format!("echoplex-compare-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
 
-    let names = servers();
+    let selected: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|scenario| {
+            plan.only
+                .as_ref()
+                .is_none_or(|o| o.split(',').any(|part| scenario.name.contains(part)))
+        })
+        .collect();
+    let names: Vec<&'static str> = all_servers()
+        .into_iter()
+        .filter(|name| selected.iter().any(|s| s.servers().contains(name)))
+        .collect();
     let mut running: Vec<Server> = names
         .iter()
-        .map(|name| Server::start(name, &dir, server_core))
+        .map(|name| Server::start(name, &dir, server_core, plan.fifo))
         .collect();
 
     // results[scenario][server] = runs
     let mut results: Vec<BTreeMap<&str, Vec<Run>>> = Vec::new();
     for scenario in &SCENARIOS {
         let mut by_server: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
-        if plan
-            .only
-            .as_ref()
-            .is_some_and(|o| !o.split(',').any(|part| scenario.name.contains(part)))
-        {
+        if !selected.iter().any(|s| std::ptr::eq(*s, scenario)) {
             results.push(by_server);
             continue;
         }
+        let takes_part = scenario.servers();
+        let servers: Vec<&Server> = running
+            .iter()
+            .filter(|server| takes_part.contains(&server.name))
+            .collect();
         for round in 0..plan.rounds {
             // Alternate: each round starts with the next server.
-            for k in 0..running.len() {
-                let server = &running[(round + k) % running.len()];
+            for k in 0..servers.len() {
+                let server = servers[(round + k) % servers.len()];
                 let run = server.drive(scenario, &plan);
                 eprintln!(
-                    "  {:<24} {:<9} {:>9.0} msgs/s {:>8.1} MB/s {:>6.2} µs/msg{}",
+                    "  {:<30} {:<9} {:>9.0} msgs/s {:>8.1} MB/s p50 {:>6} µs {:>6.2} µs/msg{}",
                     scenario.name,
                     server.name,
                     run.msgs_per_sec,
                     run.mb_per_sec,
+                    run.p50_us,
                     run.cpu_us_per_msg,
                     if run.errors > 0 {
                         format!("  ({} errors)", run.errors)
@@ -201,9 +274,11 @@ fn main() {
         server.stop();
     }
 
-    print_tables(&names, &results);
+    print_tables(&with_baseline(&STREAM_SERVERS), &results);
+    print_udp_table(&results);
 
     if plan.only.is_none() {
+        let names = with_baseline(&STREAM_SERVERS);
         println!(
             "\n## Resident memory of {} idle TCP connections\n",
             plan.idle_connections
@@ -211,7 +286,7 @@ fn main() {
         println!("| server | RSS before | RSS with connections | per connection |");
         println!("|---|---:|---:|---:|");
         for &name in &names {
-            let mut server = Server::start(name, &dir, server_core);
+            let mut server = Server::start(name, &dir, server_core, plan.fifo);
             match server.idle_memory(plan.idle_connections) {
                 Ok((before, after)) => println!(
                     "| {name} | {} KiB | {} KiB | {:.0} B |",
@@ -230,7 +305,7 @@ fn main() {
         for &name in &names {
             let mut times: Vec<f64> = (0..5)
                 .map(|_| {
-                    let mut server = Server::start(name, &dir, server_core);
+                    let mut server = Server::start(name, &dir, server_core, plan.fifo);
                     server.stop();
                     server.startup.as_secs_f64() * 1e3
                 })
@@ -247,6 +322,11 @@ struct Run {
     msgs_per_sec: f64,
     mb_per_sec: f64,
     cpu_us_per_msg: f64,
+    /// Median and 99th percentile round trip, microseconds.
+    p50_us: u64,
+    p99_us: u64,
+    /// Share of a core the server used over the window.
+    server_cpu: f64,
     errors: u64,
 }
 
@@ -269,6 +349,9 @@ fn medians(runs: &[Run]) -> Run {
         msgs_per_sec: pick(|r| r.msgs_per_sec),
         mb_per_sec: pick(|r| r.mb_per_sec),
         cpu_us_per_msg: pick(|r| r.cpu_us_per_msg),
+        p50_us: pick(|r| r.p50_us as f64) as u64,
+        p99_us: pick(|r| r.p99_us as f64) as u64,
+        server_cpu: pick(|r| r.server_cpu),
         errors: runs.iter().map(|r| r.errors).sum(),
     }
 }
@@ -277,7 +360,7 @@ fn print_tables(names: &[&str], results: &[BTreeMap<&str, Vec<Run>>]) {
     let rows: Vec<(&Scenario, BTreeMap<&str, Run>)> = SCENARIOS
         .iter()
         .zip(results)
-        .filter(|(_, by)| !by.is_empty())
+        .filter(|(s, by)| !by.is_empty() && s.scheme != "udp")
         .map(|(s, by)| (s, by.iter().map(|(k, v)| (*k, medians(v))).collect()))
         .collect();
     let ratio = |a: f64, b: f64| {
@@ -300,6 +383,9 @@ fn print_tables(names: &[&str], results: &[BTreeMap<&str, Vec<Run>>]) {
         println!("|---|{}", "---:|".repeat(names.len() + others.len()));
     };
 
+    if rows.is_empty() {
+        return;
+    }
     println!("## Server CPU per echoed message (µs, lower is better)\n");
     header("scenario");
     for (scenario, by) in &rows {
@@ -339,6 +425,46 @@ fn print_tables(names: &[&str], results: &[BTreeMap<&str, Vec<Run>>]) {
     }
 }
 
+/// The UDP scenarios, one row per server: msgs/s and p50 beside CPU per
+/// datagram, and each figure's ratio to the mmsg loop's.
+fn print_udp_table(results: &[BTreeMap<&str, Vec<Run>>]) {
+    let rows: Vec<(&Scenario, BTreeMap<&str, Run>)> = SCENARIOS
+        .iter()
+        .zip(results)
+        .filter(|(s, by)| !by.is_empty() && s.scheme == "udp")
+        .map(|(s, by)| (s, by.iter().map(|(k, v)| (*k, medians(v))).collect()))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!("\n## UDP (issue 26): rate and round trip beside server CPU per datagram\n");
+    println!(
+        "| scenario | server | msgs/s | p50 µs | p99 µs | server CPU | CPU µs / datagram | CPU / {UDP_REFERENCE}'s |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for (scenario, by) in &rows {
+        let reference = by.get(UDP_REFERENCE).map_or(f64::NAN, |r| r.cpu_us_per_msg);
+        for name in scenario.servers() {
+            let Some(run) = by.get(name) else { continue };
+            let errors = if run.errors > 0 {
+                format!(" ({} errors)", run.errors)
+            } else {
+                String::new()
+            };
+            println!(
+                "| {} | {name} | {:.0}{errors} | {} | {} | {:.0} % | {:.2} | {:.2}× |",
+                scenario.name,
+                run.msgs_per_sec,
+                run.p50_us,
+                run.p99_us,
+                run.server_cpu * 100.0,
+                run.cpu_us_per_msg,
+                run.cpu_us_per_msg / reference
+            );
+        }
+    }
+}
+
 /// A server under test: a child process announcing its endpoints.
 struct Server {
     name: &'static str,
@@ -348,7 +474,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(name: &'static str, dir: &Path, core: usize) -> Server {
+    fn start(name: &'static str, dir: &Path, core: usize, fifo_too: bool) -> Server {
         let unix_path: PathBuf = dir.join(format!("{name}.sock"));
         let mut command = if name == "echoplex" || name == "baseline" {
             let bin = match std::env::var_os("ECHOPLEX_BASELINE") {
@@ -378,6 +504,9 @@ impl Server {
         unsafe {
             command.pre_exec(move || {
                 pin(0, core);
+                if fifo_too {
+                    fifo(0)?;
+                }
                 Ok(())
             });
         }
@@ -408,7 +537,7 @@ impl Server {
             endpoint: self.endpoint(scenario.scheme),
             connections: scenario.connections,
             size: scenario.size,
-            depth: 1,
+            depth: scenario.depth,
             threads: 1,
             stop: Stop::Duration(plan.duration),
             warmup: plan.warmup,
@@ -420,13 +549,22 @@ impl Server {
             pid: self.pid(),
             start: 0,
             end: 0,
+            fifo: plan.fifo,
         };
         let report = run_load(&config, &mut cpu).expect("load run");
+        if plan.fifo {
+            // Back among its next workers' equals before it spawns them.
+            let _ = fifo_at(0, 1);
+        }
         let messages = report.counters.messages.max(1) as f64;
+        let busy_ns = cpu.end.saturating_sub(cpu.start) as f64;
         Run {
             msgs_per_sec: report.msgs_per_sec(),
             mb_per_sec: report.bytes_per_sec() / 1e6,
-            cpu_us_per_msg: cpu.end.saturating_sub(cpu.start) as f64 / 1e3 / messages,
+            cpu_us_per_msg: busy_ns / 1e3 / messages,
+            p50_us: report.latency.value_at_quantile(0.5),
+            p99_us: report.latency.value_at_quantile(0.99),
+            server_cpu: busy_ns / 1e9 / report.duration.as_secs_f64().max(1e-9),
             errors: report.counters.errors + report.counters.connect_failures,
         }
     }
@@ -485,9 +623,16 @@ struct CpuWindow {
     pid: i32,
     start: u64,
     end: u64,
+    /// `--fifo`: the coordinator goes above its workers (see `fifo`).
+    fifo: bool,
 }
 
 impl Observer for CpuWindow {
+    fn connected(&mut self, _connected: u64) {
+        if self.fifo {
+            let _ = fifo_at(0, 2);
+        }
+    }
     fn measuring(&mut self) {
         self.start = cpu_ns(self.pid);
     }
@@ -551,6 +696,29 @@ fn pin(tid: libc::pid_t, core: usize) {
         libc::CPU_SET(core, &mut set);
         libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
+}
+
+/// Puts thread `tid` (0 = the caller) in SCHED_FIFO at priority 1, above
+/// every ordinary task (the neighbours' builds); threads it spawns later
+/// inherit it. The kernel's RT throttling still leaves 5 % to the rest.
+/// FIFO has no time slices among equals: the load's coordinator, which
+/// reads the server's CPU time as the window opens and closes, goes one
+/// level up once its workers run (`CpuWindow::connected`), or a worker
+/// that never blocks (a saturated server) would hold it off to the end.
+fn fifo(tid: libc::pid_t) -> std::io::Result<()> {
+    fifo_at(tid, 1)
+}
+
+/// SCHED_FIFO at `priority`.
+fn fifo_at(tid: libc::pid_t, priority: i32) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: sched_setscheduler reads the param we own.
+    if unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Pins the calling thread; threads it spawns later inherit the mask.

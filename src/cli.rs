@@ -10,7 +10,7 @@ use crate::error::Exit;
 #[derive(Parser, Debug)]
 #[command(
     name = "echoplex",
-    version,
+    version = env!("ECHOPLEX_VERSION"),
     about,
     propagate_version = true,
     after_help = crate::error::EXIT_TABLE

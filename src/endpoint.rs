@@ -71,6 +71,9 @@ pub enum Reply {
     Records,
     /// HTTP answers (`metrics://`): served, never echoed.
     Http,
+    /// HTTP requests described in JSON (or their body echoed with
+    /// `echo_body=raw`), WebSocket messages echoed (`http://`).
+    HttpEcho,
 }
 
 /// Everything the rest of the program may ask about a kind.
@@ -129,7 +132,7 @@ macro_rules! kinds {
 
 // The table's own shorthand; nothing outside it uses these names bare.
 use Address::{Inet, Path};
-use Reply::{Ack, Echo, Http, Records};
+use Reply::{Ack, Echo, Http, HttpEcho, Records};
 use Tool::{Bench, Client, Ping, Serve};
 use Transport::{Datagram, Stream};
 
@@ -152,9 +155,12 @@ kinds! {
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
         tools: &[Serve, Client], spread: true };
+    /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
+    Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
+        tools: &[Serve], spread: true };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve], spread: false };
+        tools: &[Serve, Client], spread: false };
 }
 
 impl Kind {
@@ -242,6 +248,16 @@ impl Kind {
             ));
         }
         out
+    }
+
+    /// Schemes that name another kind: `ws://` is served as `http://`
+    /// (WebSocket upgrades on any path), and printed as `http://`.
+    fn alias(scheme: &str) -> Option<Kind> {
+        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http)];
+        ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == scheme)
+            .map(|&(_, kind)| kind)
     }
 
     fn all_schemes() -> String {
@@ -342,7 +358,7 @@ macro_rules! options {
 
 options! {
     /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
-    proxy: bool = "proxy" for [Tcp, Binary, Unix];
+    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http];
     /// `?uid=N`: accept only connections from user N (`SO_PEERCRED`); the
     /// check an abstract `unix:@name`, which has no file mode, needs.
     uid: Option<u32> = "uid" for [Unix];
@@ -406,6 +422,7 @@ impl FromStr for Endpoint {
             .iter()
             .copied()
             .find(|k| k.scheme().eq_ignore_ascii_case(scheme))
+            .or_else(|| Kind::alias(&scheme.to_ascii_lowercase()))
             .ok_or_else(|| {
                 fail(&format!(
                     "unknown scheme '{scheme}' (known: {})",
@@ -622,10 +639,16 @@ mod tests {
             "unix:@abstract",
             "multicast://224.10.10.10:10000",
             "binary://localhost:10001",
+            "http://127.0.0.1:8080?proxy",
         ] {
             let endpoint = parse(text).expect(text);
             assert_eq!(endpoint.to_string(), text);
         }
+        // ws:// is served as http:// and printed so.
+        assert_eq!(
+            parse("ws://127.0.0.1:1").unwrap().to_string(),
+            "http://127.0.0.1:1"
+        );
     }
 
     #[test]
@@ -648,7 +671,7 @@ mod tests {
     fn rejects_bad_input_with_a_reason() {
         for (text, why) in [
             ("tcp:127.0.0.1:1", "expected tcp://HOST:PORT"),
-            ("http://a:1", "unknown scheme 'http'"),
+            ("gopher://a:1", "unknown scheme 'gopher'"),
             ("tcp://a:99999", "not a number"),
             ("tcp://::1:80", "bracketed"),
             ("tcp://:80", "empty host"),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::bench::hdrlog::{self, HdrLog, SERVICE_TAG};
+use crate::bench::hdrlog::{self, HdrLog, Interval, SERVICE_TAG};
 use crate::bench::report::{bytes, group, percentile_line, quantiles};
 use crate::error::{describe, Exit, Failure, Outcome};
 
@@ -41,13 +41,15 @@ pub struct Args {
 }
 
 /// Counters summed from the generators' summaries.
-const SUMMED: [&str; 6] = [
+const SUMMED: [&str; 8] = [
     "errors",
     "connect_failures",
     "lost",
     "late",
     "connects",
     "connected",
+    "owed_at_end",
+    "never_answered",
 ];
 
 /// One log's share of the merged report.
@@ -63,6 +65,9 @@ pub struct Part {
     pub p99: u64,
     /// Its summary, when echoplex wrote it.
     pub summary: Option<Value>,
+    /// Its first interval's start and last interval's end, seconds since
+    /// the epoch.
+    pub span: (f64, f64),
 }
 
 impl Part {
@@ -98,34 +103,103 @@ fn empty() -> Histogram<u64> {
     h
 }
 
-/// Merges parsed logs; `names` label them.
-pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
+/// The most values a file's histograms may add up to: far beyond any
+/// real run, and short of where a counter could overflow.
+const MAX_TOTAL: u64 = 1 << 60;
+
+/// One log folded as it is read: one histogram per series, never one per
+/// interval, so a log of any length takes the same memory.
+#[derive(Debug)]
+pub struct Folded {
+    latency: Histogram<u64>,
+    service: Option<Histogram<u64>>,
+    first: f64,
+    last: f64,
+    /// The echoplex summary comment, when the log has one.
+    pub summary: Option<Value>,
+}
+
+impl Default for Folded {
+    fn default() -> Self {
+        Folded {
+            latency: empty(),
+            service: None,
+            first: f64::INFINITY,
+            last: f64::NEG_INFINITY,
+            summary: None,
+        }
+    }
+}
+
+impl Folded {
+    /// Adds one interval.
+    pub fn add(&mut self, interval: &Interval) -> Result<(), String> {
+        let into = match interval.tag.as_deref() {
+            None => &mut self.latency,
+            Some(SERVICE_TAG) => self.service.get_or_insert_with(empty),
+            // Another tool's tagged series: not ours to add.
+            Some(_) => return Ok(()),
+        };
+        if into.len().saturating_add(interval.histogram.len()) > MAX_TOTAL {
+            return Err("the histograms add up to more than 2^60 values".into());
+        }
+        into.add(&interval.histogram)
+            .map_err(|err| format!("cannot merge an interval: {err}"))?;
+        if interval.tag.is_none() && interval.start.is_finite() && interval.length.is_finite() {
+            self.first = self.first.min(interval.start);
+            self.last = self.last.max(interval.start + interval.length);
+        }
+        Ok(())
+    }
+
+    /// Reads a whole log, interval by interval.
+    pub fn read(input: impl std::io::BufRead) -> Result<Folded, String> {
+        let mut reader = hdrlog::Reader::new(input);
+        let mut folded = Folded::default();
+        while let Some(interval) = reader.next_interval()? {
+            folded.add(&interval)?;
+        }
+        folded.summary = reader.summary.take();
+        Ok(folded)
+    }
+
+    /// A log already parsed.
+    pub fn of(log: &HdrLog) -> Result<Folded, String> {
+        let mut folded = Folded::default();
+        for interval in &log.intervals {
+            folded.add(interval)?;
+        }
+        folded.summary = log.summary.clone();
+        Ok(folded)
+    }
+}
+
+/// Merges folded logs; `names` label them.
+pub fn merge(logs: &[(String, Folded)]) -> Result<Merged, String> {
     let mut latency = empty();
     let mut service: Option<Histogram<u64>> = None;
     let mut parts = Vec::with_capacity(logs.len());
     let mut window = (f64::INFINITY, f64::NEG_INFINITY);
     for (name, log) in logs {
-        let mut own = empty();
-        let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
-        for interval in &log.intervals {
-            let into = match interval.tag.as_deref() {
-                None => &mut own,
-                Some(SERVICE_TAG) => service.get_or_insert_with(empty),
-                // Another tool's tagged series: not ours to add.
-                Some(_) => continue,
-            };
-            into.add(&interval.histogram)
-                .map_err(|err| format!("{name}: cannot merge an interval: {err}"))?;
-            first = first.min(interval.start);
-            last = last.max(interval.start + interval.length);
-        }
+        let (first, last) = (log.first, log.last);
         if first > last {
             return Err(format!("{name}: the log holds no latency interval"));
         }
         window = (window.0.min(first), window.1.max(last));
+        if latency.len().saturating_add(log.latency.len()) > MAX_TOTAL {
+            return Err(format!("{name}: the logs add up to more than 2^60 values"));
+        }
         latency
-            .add(&own)
+            .add(&log.latency)
             .map_err(|err| format!("{name}: cannot merge: {err}"))?;
+        if let Some(own) = &log.service {
+            let into = service.get_or_insert_with(empty);
+            if into.len().saturating_add(own.len()) > MAX_TOTAL {
+                return Err(format!("{name}: the logs add up to more than 2^60 values"));
+            }
+            into.add(own)
+                .map_err(|err| format!("{name}: cannot merge: {err}"))?;
+        }
         let duration = log
             .summary
             .as_ref()
@@ -133,10 +207,11 @@ pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
             .unwrap_or(last - first);
         parts.push(Part {
             path: name.clone(),
-            messages: own.len(),
+            messages: log.latency.len(),
             duration,
-            p99: own.value_at_quantile(0.99),
+            p99: log.latency.value_at_quantile(0.99),
             summary: log.summary.clone(),
+            span: (first, last),
         });
     }
     Ok(Merged {
@@ -148,6 +223,40 @@ pub fn merge(logs: &[(String, HdrLog)]) -> Result<Merged, String> {
 }
 
 impl Merged {
+    /// Pairs of logs whose time ranges do not overlap: generators that did
+    /// not run at the same time, whose rates should not be added.
+    pub fn apart(&self) -> Vec<(&Part, &Part)> {
+        let mut out = Vec::new();
+        for (i, a) in self.parts.iter().enumerate() {
+            for b in &self.parts[i + 1..] {
+                if a.span.1 <= b.span.0 || b.span.1 <= a.span.0 {
+                    out.push((a, b));
+                }
+            }
+        }
+        out
+    }
+
+    /// The warnings for people (and `warnings` in JSON).
+    pub fn warnings(&self) -> Vec<String> {
+        self.apart()
+            .into_iter()
+            .map(|(a, b)| {
+                let gap = (b.span.0 - a.span.1).max(a.span.0 - b.span.1);
+                format!(
+                    "{} and {} did not run at the same time ({:.1} s apart): their rates \
+                     were added as if they had",
+                    a.path, b.path, gap
+                )
+            })
+            .collect()
+    }
+
+    /// Every log was written by echoplex bench (whose echoes are verified).
+    fn all_echoplex(&self) -> bool {
+        self.parts.iter().all(|p| p.summary.is_some())
+    }
+
     /// Echoes of all generators.
     pub fn messages(&self) -> u64 {
         self.latency.len()
@@ -252,6 +361,10 @@ impl Merged {
         if let Some(generator) = self.generator() {
             out.insert("generator".into(), generator);
         }
+        let warnings = self.warnings();
+        if !warnings.is_empty() {
+            out.insert("warnings".into(), json!(warnings));
+        }
         out.insert(
             "files".into(),
             Value::Array(
@@ -305,8 +418,14 @@ impl Merged {
             ));
         }
         text.push_str(&format!(
-            "  messages  {} echoed and verified: {} msgs/s, {}/s\n",
+            "  messages  {} {}: {} msgs/s, {}/s\n",
             group(self.messages()),
+            // Another tool's log says nothing of verification.
+            if self.all_echoplex() {
+                "echoed and verified"
+            } else {
+                "recorded"
+            },
             group(self.msgs_per_sec().round() as u64),
             bytes(self.bytes_per_sec()),
         ));
@@ -330,11 +449,15 @@ impl Merged {
             ));
         }
         text.push_str(&format!(
-            "  errors    {} (connect failures {}, lost {})\n",
+            "  errors    {} (connect failures {}, lost {}, owed at the end {})\n",
             self.sum("errors"),
             self.sum("connect_failures"),
             self.sum("lost"),
+            self.sum("owed_at_end"),
         ));
+        for warning in self.warnings() {
+            text.push_str(&format!("  warning   {warning}\n"));
+        }
         text
     }
 }
@@ -348,10 +471,13 @@ pub fn run(args: Args) -> Outcome {
     let mut logs = Vec::with_capacity(args.files.len());
     for path in &args.files {
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|err| {
+        let file = std::fs::File::open(path).map_err(|err| {
             Failure::new(Exit::Io, format!("cannot read {name}: {}", describe(&err)))
         })?;
-        let log = hdrlog::parse(&text).map_err(|why| Failure::usage(format!("{name}: {why}")))?;
+        // Read as it comes, folded interval by interval: memory stays
+        // bounded whatever the file's length or claims.
+        let log = Folded::read(std::io::BufReader::new(file))
+            .map_err(|why| Failure::usage(format!("{name}: {why}")))?;
         logs.push((name, log));
     }
     let merged = merge(&logs).map_err(|why| Failure::usage(why.to_string()))?;
@@ -360,11 +486,17 @@ pub fn run(args: Args) -> Outcome {
     } else {
         merged.human()
     };
+    for warning in merged.warnings() {
+        eprintln!("echoplex report: warning: {warning}");
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
-    if merged.sum("errors") > 0 || merged.sum("connect_failures") > 0 {
+    if merged.sum("errors") > 0
+        || merged.sum("connect_failures") > 0
+        || merged.sum("owed_at_end") > 0
+    {
         return Ok(Exit::Failed);
     }
     Ok(Exit::Ok)
@@ -373,7 +505,6 @@ pub fn run(args: Args) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::hdrlog::Interval;
 
     fn interval(start: f64, tag: Option<&str>, values: &[u64]) -> Interval {
         let mut histogram = Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds");
@@ -419,7 +550,8 @@ mod tests {
             &[&[50_000]],
             Some(json!({"duration_s": 1.0, "errors": 2, "size": 64, "mode": "open", "rate": 1.0})),
         );
-        let merged = merge(&[("a".into(), a), ("b".into(), b)]).expect("merges");
+        let folded = |log: &HdrLog| Folded::of(log).expect("folds");
+        let merged = merge(&[("a".into(), folded(&a)), ("b".into(), folded(&b))]).expect("merges");
         assert_eq!(merged.messages(), 100);
         assert_eq!(merged.parts[0].messages + merged.parts[1].messages, 100);
         assert_eq!(merged.sum("errors"), 3);
@@ -434,12 +566,28 @@ mod tests {
         assert_eq!(j["rate"], 51.0);
         assert_eq!(j["duration_s"], 2.0);
         assert!(merged.human().contains("100 echoed and verified"));
+        assert!(merged.warnings().is_empty(), "b ran inside a's window");
+    }
+
+    #[test]
+    fn logs_that_did_not_run_together_are_warned_about() {
+        let a = log(1000.0, &[&[100], &[100]], Some(json!({"duration_s": 2.0})));
+        let b = log(1016.0, &[&[100]], None);
+        let folded = |log: &HdrLog| Folded::of(log).expect("folds");
+        let merged = merge(&[("a".into(), folded(&a)), ("b".into(), folded(&b))]).expect("merges");
+        let warnings = merged.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("14.0 s apart"), "{warnings:?}");
+        assert_eq!(merged.json()["warnings"][0], json!(warnings[0]));
+        // b is no echoplex log: nothing says its echoes were verified.
+        assert!(merged.human().contains("3 recorded"), "{}", merged.human());
     }
 
     #[test]
     fn a_log_without_latency_is_refused() {
         let empty = HdrLog::default();
-        let err = merge(&[("e".into(), empty)]).expect_err("nothing to merge");
+        let folded = Folded::of(&empty).expect("folds");
+        let err = merge(&[("e".into(), folded)]).expect_err("nothing to merge");
         assert!(err.contains("no latency interval"), "{err}");
     }
 }

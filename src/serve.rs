@@ -98,12 +98,14 @@ pub struct Args {
     /// process rewrites it; removed on exit while it is still ours).
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
-    /// Log every turn of the loop and every event (same as RUST_LOG=echoplex::reactor=trace).
+    /// Log every turn of the loop and every event, each HTTP request and WebSocket message
+    /// (same as RUST_LOG=echoplex::reactor=trace,echoplex::services::http=trace).
     #[arg(long)]
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process
-    /// may use). TCP, UDP and binary:// get one SO_REUSEPORT socket per
-    /// loop; Unix, multicast, metrics and the admin socket are served by loop 0.
+    /// may use, fewer under a cgroup CPU quota such as a container's). TCP,
+    /// UDP, binary:// and http:// get one SO_REUSEPORT socket per loop;
+    /// Unix, multicast, metrics and the admin socket are served by loop 0.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
     pub reactors: reactors::Count,
     /// Pin each event loop to its own CPU (of those this process may use).
@@ -147,6 +149,7 @@ fn serve(args: Args) -> Result<(), String> {
         sock::share_ports(true);
         reactors::init(count);
     }
+    reactors::schedule(count, from_upgrade);
     let cpus = args.pin.then(reactors::allowed_cpus);
     let cpu_of = |index: usize| cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
     if let Some(cpu) = cpu_of(0) {

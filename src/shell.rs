@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 
+use crate::endpoint::{Kind, Options, Tool};
 use crate::error::{Exit, Failure, Outcome};
 
 /// Shells `completions` writes a script for.
@@ -34,27 +35,172 @@ pub struct CompletionsArgs {
 )]
 pub struct ManpageArgs {}
 
-/// Prints the completion script for `args.shell` of `cmd`, the whole
-/// command line (passed in by `cli`, which sits above this file).
-pub fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> Outcome {
-    let mut out = Vec::new();
-    match args.shell {
-        Shell::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "echoplex", &mut out)
-        }
-        Shell::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "echoplex", &mut out)
-        }
-        Shell::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "echoplex", &mut out)
-        }
-    }
-    emit(&out)
+/// The subcommands that take endpoints, with the tool each is.
+const ENDPOINT_TOOLS: &[(&str, Tool)] = &[
+    ("serve", Tool::Serve),
+    ("client", Tool::Client),
+    ("ping", Tool::Ping),
+    ("bench", Tool::Bench),
+];
+
+/// The schemes `tool` takes, as they begin an endpoint: `tcp://`, `unix:`.
+fn scheme_prefixes(tool: Tool) -> Vec<String> {
+    Kind::ALL
+        .iter()
+        .filter(|kind| kind.accepts(tool))
+        .map(|kind| {
+            let sep = if kind.is_path() { ":" } else { "://" };
+            format!("{}{sep}", kind.scheme())
+        })
+        .collect()
 }
 
-/// Prints the man page (section 1, roff) of `cmd`: clap_mangen's page of
-/// the whole command, then one section per subcommand with its own options, so one
-/// `man -l` shows everything `help SUBCOMMAND` would.
+/// Prints the completion script for `args.shell`: clap's script, plus the
+/// endpoint schemes each tool takes, read from the kinds table (clap knows
+/// an endpoint only as a string).
+/// `cmd` is the whole command line (passed in by `cli`, which sits above
+/// this file).
+pub fn completions(args: CompletionsArgs, cmd: clap::Command) -> Outcome {
+    emit(completion_script(args.shell, cmd).as_bytes())
+}
+
+fn completion_script(shell: Shell, mut cmd: clap::Command) -> String {
+    let mut out = Vec::new();
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(generator, &mut cmd, "echoplex", &mut out);
+    let script = String::from_utf8_lossy(&out).into_owned();
+    match shell {
+        Shell::Bash => bash_schemes(&script),
+        Shell::Zsh => zsh_schemes(&script),
+        Shell::Fish => fish_schemes(script),
+    }
+}
+
+/// Bash: a wrapper around clap's function that adds the schemes where an
+/// endpoint may go (not after an option, which may want a value).
+fn bash_schemes(script: &str) -> String {
+    let mut cases = String::new();
+    for (sub, tool) in ENDPOINT_TOOLS {
+        cases.push_str(&format!(
+            "        {sub}) schemes=\"{}\" ;;\n",
+            scheme_prefixes(*tool).join(" ")
+        ));
+    }
+    let script = script
+        .replace(
+            "complete -F _echoplex -o nosort -o bashdefault -o default echoplex",
+            "complete -F _echoplex_endpoints -o nosort -o bashdefault -o default echoplex",
+        )
+        .replace(
+            "complete -F _echoplex -o bashdefault -o default echoplex",
+            "complete -F _echoplex_endpoints -o bashdefault -o default echoplex",
+        );
+    let wrapper = format!(
+        r#"
+# Endpoint schemes, from echoplex's kinds table: where an endpoint may go
+# (not after an option, which may want a value; for the one-endpoint
+# tools, not once an endpoint was given), the schemes replace clap's list,
+# with no space after them. Options show once a word begins with '-'.
+_echoplex_endpoints() {{
+    _echoplex "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}" schemes=""
+    case "${{COMP_WORDS[1]}}" in
+{cases}        *) return 0 ;;
+    esac
+    [[ "$cur" == -* || "$prev" == -* || "$cur" == *:* ]] && return 0
+    if [[ "${{COMP_WORDS[1]}}" != serve ]]; then
+        local word
+        for word in "${{COMP_WORDS[@]:2:COMP_CWORD-2}}"; do
+            [[ "$word" == *:* && "$word" != -* ]] && return 0
+        done
+    fi
+    local scheme matches=()
+    for scheme in $schemes; do
+        [[ "$scheme" == "$cur"* ]] && matches+=("$scheme")
+    done
+    if ((${{#matches[@]}})); then
+        COMPREPLY=("${{matches[@]}}")
+        compopt -o nospace 2>/dev/null
+    fi
+    return 0
+}}
+"#
+    );
+    // The wrapper must exist before `complete` names it.
+    match script.find("if [[ \"${BASH_VERSINFO[0]}\" -eq 4") {
+        Some(at) => format!("{}{wrapper}\n{}", &script[..at], &script[at..]),
+        None => format!("{script}{wrapper}"),
+    }
+}
+
+/// Zsh: each endpoint argument completes its tool's schemes instead of
+/// anything (`_default`).
+fn zsh_schemes(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + 1024);
+    let mut current = "";
+    for line in script.lines() {
+        if let Some(sub) = line.strip_prefix('(').and_then(|l| l.strip_suffix(')')) {
+            current = ENDPOINT_TOOLS
+                .iter()
+                .find(|(name, _)| *name == sub)
+                .map_or("", |(name, _)| name);
+        }
+        let is_endpoint =
+            line.starts_with("'*::endpoints -- ") || line.starts_with("':endpoint -- ");
+        match line.strip_suffix(":_default' \\") {
+            Some(spec) if is_endpoint && !current.is_empty() => {
+                out.push_str(&format!("{spec}:_echoplex_endpoint_{current}' \\\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (sub, tool) in ENDPOINT_TOOLS {
+        let quoted: Vec<String> = scheme_prefixes(*tool)
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect();
+        out.push_str(&format!(
+            "\n(( $+functions[_echoplex_endpoint_{sub}] )) ||\n_echoplex_endpoint_{sub}() {{\n    compadd -S '' -- {}\n}}\n",
+            quoted.join(" ")
+        ));
+    }
+    // clap's script ends by calling or registering `_echoplex`; the
+    // functions above must be defined first, so move that call last.
+    for tail in ["\nif [ \"$funcstack[1]\" = \"_echoplex\" ]; then\n    _echoplex \"$@\"\nelse\n    compdef _echoplex echoplex\nfi\n"] {
+        if let Some(at) = out.find(tail) {
+            let mut moved = out.clone();
+            moved.replace_range(at..at + tail.len(), "\n");
+            moved.push_str(tail);
+            return moved;
+        }
+    }
+    out
+}
+
+/// Fish: the schemes as candidates of each tool (fish adds no space after
+/// a word that ends in `:` or `/`).
+fn fish_schemes(mut script: String) -> String {
+    script.push_str("# Endpoint schemes, from echoplex's kinds table.\n");
+    for (sub, tool) in ENDPOINT_TOOLS {
+        script.push_str(&format!(
+            "complete -c echoplex -n \"__fish_echoplex_using_subcommand {sub}\" -f -a \"{}\" -d 'endpoint'\n",
+            scheme_prefixes(*tool).join(" ")
+        ));
+    }
+    script
+}
+
+/// Prints the man page (section 1, roff): NAME, SYNOPSIS and DESCRIPTION
+/// from clap; ENDPOINTS from the kinds and options tables; SUBCOMMANDS with
+/// each one's synopsis, options and exit codes as `help SUBCOMMAND` shows
+/// them; then SIGNALS, ENVIRONMENT, FILES, EXIT STATUS, EXAMPLES, SEE ALSO.
 pub fn manpage(_args: ManpageArgs, cmd: clap::Command) -> Outcome {
     match render_manpage(cmd) {
         Ok(page) => emit(&page),
@@ -62,35 +208,255 @@ pub fn manpage(_args: ManpageArgs, cmd: clap::Command) -> Outcome {
     }
 }
 
+/// Text for roff: backslashes and a leading dot or quote made harmless.
+fn roff_text(text: &str) -> String {
+    let text = text.replace('\\', "\\e").replace('-', "\\-");
+    match text.chars().next() {
+        Some('.') | Some('\'') => format!("\\&{text}"),
+        _ => text,
+    }
+}
+
+/// A table's doc text, as one line: the `///` lines joined, Markdown
+/// backticks dropped.
+fn doc_line(doc: &str) -> String {
+    let joined: Vec<&str> = doc
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    joined.join(" ").replace('`', "")
+}
+
 fn render_manpage(cmd: clap::Command) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    writeln!(
+        out,
+        ".PP\nA daemon (\\fBserve\\fR) and its tools in one binary: every socket is a \
+         non\\-blocking handler of one hand\\-written event loop per thread. \
+         \\fBclient\\fR, \\fBping\\fR and \\fBbench\\fR talk to any echo server, \
+         not only echoplex; \\fBstatus\\fR watches a running daemon."
+    )?;
+    render_endpoints(&mut out)?;
+    writeln!(out, ".SH SUBCOMMANDS")?;
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let sub = sub
-            .clone()
-            .display_name(format!("echoplex-{}", sub.get_name()))
-            .bin_name(format!("echoplex {}", sub.get_name()));
-        let mut page = Vec::new();
-        clap_mangen::Man::new(sub.clone()).render(&mut page)?;
-        // The subcommand's page as a section of this one: its own title
-        // line dropped, its sections turned into subsections.
-        writeln!(
-            out,
-            ".SH \"{}\"",
-            format!("echoplex {}", sub.get_name()).to_uppercase()
-        )?;
-        for line in String::from_utf8_lossy(&page).lines() {
-            if line.starts_with(".TH ") {
-                continue;
-            }
-            match line.strip_prefix(".SH ") {
-                Some(heading) => writeln!(out, ".SS {heading}")?,
-                None => writeln!(out, "{line}")?,
-            }
+        render_subcommand(&mut out, sub)?;
+    }
+    render_signals(&mut out, &cmd)?;
+    out.extend_from_slice(FIXED_SECTIONS.as_bytes());
+    writeln!(out, ".SH \"EXIT STATUS\"")?;
+    let table = crate::error::EXIT_TABLE;
+    for line in table.lines().skip(1) {
+        let line = line.trim();
+        if let Some((code, meaning)) = line.split_once(char::is_whitespace) {
+            writeln!(out, ".TP\n.B {code}\n{}", roff_text(meaning.trim()))?;
         }
     }
+    writeln!(
+        out,
+        ".PP\nEach subcommand's section above says what the codes mean for it."
+    )?;
+    out.extend_from_slice(EXAMPLES_AND_SEE_ALSO.as_bytes());
     Ok(out)
 }
+
+/// ENDPOINTS: every kind of the table (its syntax, what it carries, the
+/// tools that take it) and every option.
+fn render_endpoints(out: &mut Vec<u8>) -> io::Result<()> {
+    writeln!(
+        out,
+        ".SH ENDPOINTS\nAn endpoint is \\fISCHEME\\fB://\\fIHOST\\fB:\\fIPORT\\fR for network \
+         kinds or \\fISCHEME\\fB:\\fIPATH\\fR for Unix\\-domain kinds (\\fIPATH\\fR \
+         \\fB@\\fIname\\fR is a Linux abstract socket), optionally followed by \
+         \\fB?\\fIoption\\fR[\\fB&\\fIkey\\fB=\\fIvalue\\fR]. Schemes are matched without \
+         regard to case. \\fIHOST\\fR is an address or a name (IPv6 in brackets); port 0 \
+         lets the kernel choose, and \\fBserve\\fR prints what it bound."
+    )?;
+    for kind in Kind::ALL {
+        let info = kind.info();
+        let syntax = if kind.is_path() {
+            format!("{}:PATH", kind.scheme())
+        } else {
+            format!("{}://HOST:PORT", kind.scheme())
+        };
+        let tools: Vec<&str> = info.tools.iter().map(|tool| tool.name()).collect();
+        let carries = if kind.is_stream() {
+            "stream"
+        } else {
+            "datagrams"
+        };
+        let doc = doc_line(kind.doc());
+        let doc = capitalize(doc.split_once(": ").map_or(doc.as_str(), |(_, rest)| rest));
+        writeln!(
+            out,
+            ".TP\n.B {}\n{} ({carries}; taken by {}).",
+            roff_text(&syntax),
+            roff_text(doc.trim_end_matches('.')),
+            tools.join(", ")
+        )?;
+    }
+    writeln!(out, ".PP\nOptions, after \\fB?\\fR, joined by \\fB&\\fR:")?;
+    for (name, doc, kinds) in Options::TABLE {
+        let schemes: Vec<&str> = kinds.iter().map(|kind| kind.scheme()).collect();
+        let doc = doc_line(doc);
+        let doc = capitalize(doc.split_once(": ").map_or(doc.as_str(), |(_, rest)| rest));
+        writeln!(
+            out,
+            ".TP\n.B ?{}\n{} (on {}).",
+            roff_text(name),
+            roff_text(doc.trim_end_matches('.')),
+            schemes.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// One subcommand as a subsection: its synopsis, what it does, its
+/// options, and its own exit codes (clap's "EXTRA" made a paragraph).
+fn render_subcommand(out: &mut Vec<u8>, sub: &clap::Command) -> io::Result<()> {
+    let name = sub.get_name();
+    let sub = sub
+        .clone()
+        .display_name(format!("echoplex-{name}"))
+        .bin_name(format!("echoplex {name}"));
+    let man = clap_mangen::Man::new(sub.clone());
+    let mut page = Vec::new();
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    if sub.get_after_help().is_some() {
+        man.render_extra_section(&mut page)?;
+    }
+    writeln!(out, ".SS \"echoplex {name}\"")?;
+    for line in String::from_utf8_lossy(&page).lines() {
+        match line.strip_prefix(".SH ") {
+            Some("SYNOPSIS") | Some("DESCRIPTION") => writeln!(out, ".PP")?,
+            Some("EXTRA") => writeln!(out, ".PP")?,
+            Some(heading) => writeln!(
+                out,
+                ".PP\n\\fB{}:\\fR",
+                roff_text(&capitalize(&heading.to_lowercase()))
+            )?,
+            None => writeln!(out, "{line}")?,
+        }
+    }
+    Ok(())
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// SIGNALS: what `serve` does with each; HUP as this build handles it.
+fn render_signals(out: &mut Vec<u8>, cmd: &clap::Command) -> io::Result<()> {
+    let reloads = cmd.find_subcommand("serve").is_some_and(|serve| {
+        serve
+            .get_arguments()
+            .any(|a| a.get_long() == Some("tls-cert"))
+    });
+    let hup = if reloads {
+        "Reloads the TLS certificate and key from their files: new handshakes present \
+         the new certificate, established connections go on; a reload that fails keeps \
+         the old one and logs why."
+    } else {
+        "Not caught: its default action ends the daemon at once, without the grace \
+         period. Send TERM to stop, USR2 to upgrade."
+    };
+    let drains = cmd
+        .find_subcommand("serve")
+        .is_some_and(|serve| serve.get_arguments().any(|a| a.get_long() == Some("drain")));
+    let old_process = if drains {
+        "keeps every established connection until its peer closes it or \\fB\\-\\-drain\\fR passes, logging how many remain"
+    } else {
+        "finishes its own connections as on TERM"
+    };
+    writeln!(
+        out,
+        r#".SH SIGNALS
+What \fBserve\fR does on each:
+.TP
+.B TERM, INT
+Graceful shutdown: listeners close, busy connections are served until their peer's EOF or until \fB\-\-grace\fR passes, quiet ones are ended with a FIN and read until their EOF (at most 2 s, within the grace), so no peer gets a reset for bytes it sent; the last log line gives the final counters. A second TERM or INT ends at once. The tools (\fBclient\fR, \fBping\fR, \fBbench\fR) end their run on INT and print what they have (exit 130).
+.TP
+.B USR2
+Hitless upgrade: starts the executable now on disk, hands it every listening socket, and, once it says it is ready, stops accepting and {old_process}; the new process announces itself to systemd (\fBMAINPID=\fR). \fBsystemctl reload echoplex\fR sends it.
+.TP
+.B HUP
+{hup}"#
+    )
+}
+
+/// ENVIRONMENT and FILES: fixed text.
+const FIXED_SECTIONS: &str = r#".SH ENVIRONMENT
+.TP
+.B RUST_LOG
+Log filter (default \fBinfo\fR): \fBwarn\fR, \fBdebug\fR, \fBechoplex::reactor=trace\fR (same as \fBserve \-\-trace\fR).
+.TP
+.B LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+Socket activation (systemd.socket(5)): \fBserve\fR adopts the passed sockets and serves them by their kind (a stream inet socket is tcp://, a datagram one udp://, a Unix stream one unix:); a name \fBbinary\fR or \fBmetrics\fR picks those kinds.
+.TP
+.B NOTIFY_SOCKET
+Readiness and status for systemd (\fBType=notify\fR): \fBREADY=1\fR once every endpoint is bound, \fBSTOPPING=1\fR, \fBSTATUS=\fR, and the successor's \fBMAINPID=\fR after an upgrade.
+.TP
+.B TMPDIR
+Where a \fBunix\-dgram:\fR client binds its own socket file (removed on exit).
+.SH FILES
+.TP
+.B ./echoplex.sock
+The default \fBunix:\fR endpoint of \fBserve\fR (relative to its working directory).
+.TP
+.B ./echoplex-admin.sock
+Where \fBstatus\fR looks for a daemon's \fB\-\-admin\fR socket unless told otherwise.
+.TP
+.B /lib/systemd/system/echoplex.service, echoplex.socket
+The units of the Debian package: socket activation, readiness by sd_notify, \fBsystemctl reload\fR as the hitless upgrade; the admin socket is \fB/run/echoplex/admin.sock\fR.
+"#;
+
+const EXAMPLES_AND_SEE_ALSO: &str = r#".SH EXAMPLES
+.TP
+Serve the defaults (TCP and UDP on 10000, ./echoplex.sock, multicast, binary:// on 10001):
+.B echoplex serve
+.TP
+Serve for a container or a host, with metrics and health on 9100:
+.B echoplex serve tcp://0.0.0.0:7000 udp://0.0.0.0:7000 metrics://0.0.0.0:9100
+.TP
+Check an echo byte for byte, and a file through it:
+.B echoplex client tcp://127.0.0.1:10000 hello world
+.br
+.B echoplex client \-q \-f in.bin tcp://127.0.0.1:10000 > out.bin
+.TP
+Ask a daemon's health, as the container image does:
+.B echoplex client metrics://127.0.0.1:9100 /healthz
+.TP
+Ten probes, then a summary:
+.B echoplex ping \-c 10 udp://127.0.0.1:10000
+.TP
+Open\-loop load at 20,000 messages a second for 10 seconds, and merge the logs of several generators:
+.B echoplex bench \-c 10 \-\-rate 20000 \-d 10 \-\-hdr\-log run1.hlog tcp://127.0.0.1:10000
+.br
+.B echoplex report run1.hlog run2.hlog
+.TP
+Watch a daemon's handlers:
+.B echoplex serve \-\-admin ./admin.sock &
+.br
+.B echoplex status \-\-admin ./admin.sock \-\-watch
+.TP
+Install completions for bash:
+.B echoplex completions bash > ~/.local/share/bash\-completion/completions/echoplex
+.SH "SEE ALSO"
+systemd.socket(5), systemd.service(5), tcp(7), udp(7), unix(7)
+.PP
+The project's README.md, docs/GUIDE.md, docs/DEPLOY.md and docs/PERFORMANCE.md (installed under /usr/share/doc/echoplex by the Debian package).
+"#;
 
 fn emit(bytes: &[u8]) -> Outcome {
     let mut stdout = io::stdout().lock();

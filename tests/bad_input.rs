@@ -118,7 +118,7 @@ fn every_bad_input_is_one_line_and_exit_2() {
         // the tools
         (&["client"], "ENDPOINT"),
         (&["client", &closed], "MESSAGE"),
-        (&["client", "metrics://127.0.0.1:1", "x"], "use curl"),
+        (&["client", "metrics://127.0.0.1:1", "x"], "the path to GET"),
         (
             &["client", "--ttl", "300", "multicast://224.10.10.11:1", "x"],
             "from 0 to 255",

@@ -538,3 +538,48 @@ fn ctrl_c_while_connecting_ends_the_run_at_once() {
     assert!(value["connect_failures"].as_u64().unwrap() > 0, "{value}");
     drop(listener);
 }
+
+/// On a terminal, the progress line is padded a few columns short of the
+/// width: the terminal's echo of Ctrl-C (`^C`) then fits on its row, and
+/// clearing the row at the end removes the spinner (at full width the
+/// echo wrapped to a new row, and the spinner's stayed on screen). Run
+/// under `script` (a pseudo-terminal 80 columns wide), Ctrl-C typed.
+#[test]
+#[ignore = "needs script (bsdutils): scripts/test-all"]
+fn the_progress_line_leaves_room_for_the_ctrl_c_echo() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let dir = support::temp_dir("bench-tty");
+    let log = dir.join("tty.txt");
+    let command = format!(
+        "stty cols 80; {} bench {} -d 10 --timeout 30",
+        support::bin(),
+        daemon.endpoint("tcp://")
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qfc", &command, log.to_str().expect("utf-8")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("script not runnable ({err}): run scripts/test-all"));
+    let mut stdin = script.stdin.take().expect("stdin");
+    support::wait_until("a progress line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("echoes"))
+    });
+    stdin.write_all(b"\x03").expect("type Ctrl-C");
+    let status = script.wait().expect("script");
+    drop(stdin);
+    let text = std::fs::read_to_string(&log).expect("transcript");
+    assert!(status.success() || text.contains("interrupted"), "{text}");
+    // Every drawn row, ANSI codes stripped, with the echo it may carry.
+    for row in text.split("\r\x1b[2K").filter(|r| r.contains("echoes")) {
+        let row = row.split('\r').next().unwrap_or_default();
+        let width = row.chars().count();
+        assert!(
+            width <= 78,
+            "a {width}-column progress row leaves no room for ^C: {row:?}"
+        );
+    }
+}

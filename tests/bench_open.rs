@@ -376,3 +376,181 @@ fn datagrams_to_a_silent_server_are_bounded_and_counted_as_held_back() {
     assert!(g["unsent"].as_u64().unwrap() > 0, "{v}");
     drop(silent);
 }
+
+/// A server that reads everything and never answers: in open loop the
+/// generator must not remember every message it sent (a4b59e2 grew by
+/// tens of MB a second); what a connection may have outstanding is
+/// bounded, and the due messages past the bound are counted as held back
+/// by the server, never silently dropped.
+#[test]
+fn a_server_that_reads_but_never_answers_keeps_the_generator_bounded() {
+    use std::io::Read as _;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                // Read and drop until the generator closes.
+                let mut sink = vec![0u8; 256 * 1024];
+                while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let ep = format!("tcp://{addr}");
+    let m = support::run_measured(
+        &[
+            "bench",
+            &ep,
+            "--rate",
+            "1000000",
+            "-d",
+            "3",
+            "-c",
+            "2",
+            // Beyond the window (no stall counted in it), and the wait
+            // for owed messages after it stays short.
+            "--timeout",
+            "5",
+            "--json",
+        ],
+        4 << 30,
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(
+        m.status.code(),
+        Some(3),
+        "no echo ever: {}\n{}",
+        m.stdout,
+        m.stderr
+    );
+    let v = json_of(&m.stdout);
+    assert_eq!(v["messages"], 0, "{v}");
+    let g = &v["generator"];
+    assert!(
+        g["held_sends"].as_u64().unwrap_or(0) > 0,
+        "held back, counted: {v}"
+    );
+    eprintln!(
+        "never-answering server, --rate 1000000 -d 3: peak RSS {} KiB, held {}, unsent {}",
+        m.max_rss_kib, g["held_sends"], g["unsent"]
+    );
+    assert!(m.max_rss_kib < 64 * 1024, "peak RSS {} KiB", m.max_rss_kib);
+}
+
+/// A server that closes every connection after ten echoes (as an
+/// upgrade's drain or a balancer's failover would): with --reconnect the
+/// run goes on, each close counted, exit 0; without it, a closed
+/// connection is an error (exit 1).
+#[test]
+fn reconnect_rides_through_connections_the_server_closes() {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 640];
+                let mut done = 0;
+                while done < buf.len() {
+                    match conn.read(&mut buf[done..]) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[done..done + n]).is_err() {
+                                return;
+                            }
+                            done += n;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let ep = format!("tcp://{addr}");
+    let (status, out, err) = bench(&[&ep, "-c", "2", "-d", "1", "--reconnect", "--json"]);
+    assert!(status.success(), "{out}\n{err}");
+    let v = json_of(&out);
+    assert!(v["reconnects"].as_u64().unwrap_or(0) >= 2, "{v}");
+    assert!(v["messages"].as_u64().unwrap_or(0) >= 20, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    let (status, out, _) = bench(&[&ep, "-c", "2", "-d", "1", "--json"]);
+    assert_eq!(status.code(), Some(1), "{out}");
+}
+
+/// An output path that cannot be written is refused before the run (not
+/// after 20 s of it, then exit 0); --interval with --json is a usage error
+/// that points to --json-stream.
+#[test]
+fn output_paths_and_option_clashes_are_refused_before_the_run() {
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let ep = daemon.endpoint("tcp://");
+    let started = std::time::Instant::now();
+    let (status, _, err) = bench(&[ep, "-d", "20", "--plot", "/nonexistent/dir/x.svg"]);
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "ran first"
+    );
+    assert!(err.contains("/nonexistent/dir/x.svg"), "{err}");
+    let (status, _, err) = bench(&[ep, "-d", "1", "--interval", "1", "--json"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("--json-stream"), "{err}");
+}
+
+/// --sweep: one run per rate, a JSON array with the knee marked (with a
+/// 1 s SLO every rate is within it, so the knee is the highest rate), the
+/// table's last line names it, and the plot draws latency against load.
+#[test]
+fn a_sweep_finds_the_knee_and_says_where_it_is() {
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let ep = daemon.endpoint("tcp://");
+    let (status, out, err) = bench(&[
+        ep,
+        "--sweep",
+        "200:600:200",
+        "-d",
+        "0.5",
+        "--slo",
+        "1s",
+        "--json",
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    let v = json_of(&out);
+    let steps = v.as_array().expect("array");
+    let rates: Vec<f64> = steps.iter().map(|s| s["rate"].as_f64().unwrap()).collect();
+    assert_eq!(rates, [200.0, 400.0, 600.0], "{v}");
+    for s in steps {
+        for key in ["p50", "p99", "p999"] {
+            assert!(s["latency_us"][key].as_u64().is_some(), "{key}: {s}");
+        }
+        assert!(
+            s["achieved"].as_f64().is_some() && s["verdict"].is_string(),
+            "{s}"
+        );
+    }
+    assert_eq!(steps[2]["knee"], true, "{v}");
+    assert!(steps[..2].iter().all(|s| s["knee"].is_null()), "{v}");
+
+    let dir = temp_dir("sweep-plot");
+    let plot = dir.join("sweep.svg");
+    let (status, out, err) = bench(&[
+        ep,
+        "--sweep",
+        "200:400:200",
+        "-d",
+        "0.3",
+        "--slo",
+        "1s",
+        "--plot",
+        plot.to_str().expect("utf-8"),
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.starts_with("knee: 400 msgs/s"), "{out}");
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(
+        svg.contains("offered load") && svg.contains("class=\"knee\""),
+        "{svg}"
+    );
+}

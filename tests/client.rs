@@ -676,3 +676,261 @@ fn a_datagram_too_long_is_a_usage_error_on_udp_and_multicast_alike() {
         assert!(line.contains("Message too long"), "{line}");
     }
 }
+
+/// The peak resident memory of a running process, in KiB, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM")
+}
+
+/// Kills a child we spawned (by its pid, through the handle) and reaps it.
+fn end(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn an_endless_file_streams_to_a_stream_kind_in_bounded_memory() {
+    use std::io::Read;
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let endpoint = daemon.endpoint("tcp://").to_string();
+    let mut child = Command::new(support::bin())
+        .args(["client", "-q", "-f", "/dev/zero", &endpoint])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Bounded in bytes and time: the echo must start flowing (a client
+    // that reads everything first never sends), and memory must stay low.
+    const ENOUGH: u64 = 16 << 20;
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        while total < ENOUGH {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    assert!(buf[..n].iter().all(|&b| b == 0), "an echo byte not zero");
+                    total += n as u64;
+                }
+            }
+        }
+        total
+    });
+    let deadline = Instant::now() + WAIT;
+    while !reader.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let peak = peak_rss_kib(child.id());
+    end(child);
+    let echoed = reader.join().expect("reader");
+    assert!(
+        echoed >= ENOUGH,
+        "only {echoed} bytes echoed in {WAIT:?}: the file was not streamed"
+    );
+    assert!(peak < 64 * 1024, "client peak RSS {peak} KiB");
+    daemon.stop();
+}
+
+#[test]
+fn a_big_file_without_quiet_prints_a_short_report() {
+    let dir = temp_dir("client-big-report");
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let endpoint = daemon.endpoint("tcp://").to_string();
+    let file = dir.join("big.bin");
+    let message: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &message).expect("write");
+    let (status, stdout, stderr) = run(&["client", "-f", file.to_str().expect("utf-8"), &endpoint]);
+    assert_eq!(code(status), 0, "{stderr}");
+    assert!(stdout.len() < 8192, "{} bytes of report", stdout.len());
+    assert!(stdout.ends_with("closing socket\n"), "{stdout}");
+    // One escape style: no Rust `\u{..}` or `\0` beside `\xNN`.
+    assert!(
+        !stdout.contains("\\u{") && !stdout.contains("\\0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\\x00\\x01\\x02"), "{stdout}");
+    daemon.stop();
+}
+
+#[test]
+fn a_datagram_input_is_refused_after_one_datagram_and_a_byte() {
+    use std::io::Write;
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let udp = format!("udp://{}", silent.local_addr().expect("addr"));
+    silent.set_nonblocking(true).expect("nonblocking");
+    // An endless file, and a pipe that never ends: both are refused
+    // without waiting for an end.
+    let started = Instant::now();
+    let (status, _, stderr) = run(&["client", "-f", "/dev/zero", &udp]);
+    assert_eq!(code(status), 2, "{stderr}");
+    assert!(
+        one_error_line(&stderr).contains("Message too long"),
+        "{stderr}"
+    );
+    let mut child = Command::new(support::bin())
+        .args(["client", "-f", "-", &udp])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // One byte more than a UDP datagram carries; the pipe stays open.
+    let _ = stdin.write_all(&[b'x'; 65_508]);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    drop(stdin);
+    let Some(status) = status else {
+        end(child);
+        panic!("the client waited for the end of its input");
+    };
+    assert_eq!(code(status), 2);
+    assert!(started.elapsed() < 2 * WAIT);
+    let mut buf = [0u8; 16];
+    assert!(silent.recv(&mut buf).is_err(), "a datagram was sent");
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_standard_input_ends_the_client_at_once() {
+    let mut child = Command::new(support::bin())
+        .args(["client", "-f", "-", "tcp://127.0.0.1:9"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Its stdin stays open and empty, as a terminal nobody types at.
+    let stdin = child.stdin.take().expect("stdin");
+    thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    drop(stdin);
+    let Some(status) = status else {
+        end(child);
+        panic!("the first Ctrl-C did not end the client");
+    };
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code(status), 130, "{stderr}");
+    // It never tried to connect, so it does not say it could not.
+    assert!(!stderr.contains("connect"), "{stderr}");
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+}
+
+#[test]
+fn binary_says_when_the_format_changes_a_value() {
+    let (tcp, server) = tcp_server(12, |got| got);
+    let endpoint = tcp.replace("tcp://", "binary://");
+    let (status, stdout, stderr) = run(&["client", &endpoint, "1", "abc", "2.7"]);
+    server.join().expect("server");
+    assert_eq!(code(status), 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("note: value 2 is b'abc', which 'I 2s f' packs as b'ab'\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn metrics_healthz_is_a_client_request_for_health_checks() {
+    let daemon = Daemon::start(&["metrics://127.0.0.1:0"]);
+    let endpoint = daemon.endpoint("metrics://").to_string();
+    let (status, stdout, stderr) = run(&["client", &endpoint, "/healthz"]);
+    assert_eq!(code(status), 0, "{stdout}{stderr}");
+    assert!(stdout.contains("received HTTP/1.1 200 OK"), "{stdout}");
+    let (status, stdout, stderr) = run(&["client", &endpoint, "/no-such-page"]);
+    assert_eq!(code(status), 1, "{stdout}{stderr}");
+    assert!(one_error_line(&stderr).contains("404"), "{stderr}");
+    let (status, _, stderr) = run(&["client", &endpoint, "healthz"]);
+    assert_eq!(code(status), 2, "{stderr}");
+    daemon.stop();
+}
+
+#[test]
+fn a_server_that_hangs_up_while_input_is_awaited_ends_the_client() {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("tcp://{}", listener.local_addr().expect("addr"));
+    // Bounded even against a client that never connects (one that reads
+    // all its input first).
+    listener.set_nonblocking(true).expect("nonblocking");
+    let server = thread::spawn(move || {
+        let deadline = Instant::now() + WAIT;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Err(_) => return false,
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking");
+        conn.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).expect("message");
+        conn.write_all(&buf).expect("echo");
+        // Then it ends the connection while the client's input is open.
+        true
+    });
+    let mut child = Command::new(support::bin())
+        .args(["client", "-f", "-", &endpoint])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"hello").expect("input");
+    if !server.join().expect("server") {
+        end(child);
+        panic!("the client never connected");
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    drop(stdin);
+    let Some(status) = status else {
+        end(child);
+        panic!("the client went on waiting for input after the server hung up");
+    };
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code(status), 5, "{stderr}");
+    assert!(
+        one_error_line(&stderr).contains("closed by peer"),
+        "{stderr}"
+    );
+}

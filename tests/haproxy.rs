@@ -510,3 +510,191 @@ fn haproxy_balances_two_proxied_backends_and_drains_one() {
     );
     drop(haproxy);
 }
+
+// ---------------------------------------------------------------------------
+// mode http: two `http://…?proxy` daemons, checks on their metrics:// ports
+
+/// DEPLOY.md's `mode http` configuration, with this test's ports.
+fn haproxy_http_config(
+    dir: &Path,
+    frontend: SocketAddr,
+    backends: &[(SocketAddr, SocketAddr)],
+) -> String {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/DEPLOY.md"))
+        .expect("docs/DEPLOY.md");
+    let block = page
+        .split("```haproxy\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("mode http"))
+        .expect("a mode http ```haproxy block in docs/DEPLOY.md");
+    let printed = [
+        (
+            "/tmp/haproxy-http.sock",
+            dir.join("haproxy.sock").display().to_string(),
+        ),
+        ("127.0.0.1:8000", frontend.to_string()),
+        ("127.0.0.1:8001", backends[0].0.to_string()),
+        ("127.0.0.1:8002", backends[1].0.to_string()),
+        ("port 9101", format!("port {}", backends[0].1.port())),
+        ("port 9102", format!("port {}", backends[1].1.port())),
+    ];
+    let mut config = block.replacen("global\n", "global\n    noreuseport\n", 1);
+    for (doc, here) in printed {
+        assert!(config.contains(doc), "DEPLOY.md's configuration lost {doc}");
+        config = config.replace(doc, &here);
+    }
+    for setting in [
+        "option httpchk GET /healthz",
+        "send-proxy-v2",
+        "retry-on",
+        "option redispatch",
+    ] {
+        assert!(
+            config.contains(setting),
+            "DEPLOY.md's configuration lacks {setting}"
+        );
+    }
+    config
+}
+
+fn http_backend() -> (Daemon, SocketAddr, SocketAddr) {
+    let daemon = Daemon::start(&[
+        "http://127.0.0.1:0?proxy",
+        "metrics://127.0.0.1:0",
+        "--grace",
+        "10",
+    ]);
+    let http = daemon.endpoint("http://")["http://".len()..]
+        .trim_end_matches("?proxy")
+        .parse()
+        .expect("HOST:PORT");
+    let metrics = daemon.addr("metrics://");
+    (daemon, http, metrics)
+}
+
+/// One answer off a keep-alive connection: status and body (by length).
+fn http_answer(conn: &mut TcpStream) -> io::Result<(u16, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let length = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body)?;
+    Ok((status, body))
+}
+
+#[derive(Default, Debug)]
+struct HttpTally {
+    ok: u64,
+    not_2xx: Vec<u16>,
+    errors: Vec<String>,
+    wrong_client: Vec<String>,
+}
+
+#[test]
+#[ignore = "needs haproxy: scripts/test-all"]
+fn haproxy_mode_http_loses_no_request_when_a_backend_stops() {
+    let dir = support::temp_dir("haproxy-http");
+    let (mut daemon_a, http_a, metrics_a) = http_backend();
+    let (daemon_b, http_b, metrics_b) = http_backend();
+    let frontend = free_port();
+    let haproxy = Haproxy::start(
+        &dir,
+        &haproxy_http_config(&dir, frontend, &[(http_a, metrics_a), (http_b, metrics_b)]),
+    );
+    haproxy.wait_status("echo1", "UP");
+    haproxy.wait_status("echo2", "UP");
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Mutex::new(HttpTally::default()));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, tally) = (stop.clone(), tally.clone());
+            thread::spawn(move || {
+                let mut conn: Option<TcpStream> = None;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                    n += 1;
+                    let c = match conn.take() {
+                        Some(c) => c,
+                        None => match TcpStream::connect(frontend) {
+                            Ok(c) => {
+                                c.set_read_timeout(Some(WAIT)).expect("timeout");
+                                c
+                            }
+                            Err(err) => {
+                                tally.lock().unwrap().errors.push(format!("connect: {err}"));
+                                continue;
+                            }
+                        },
+                    };
+                    let mut c = c;
+                    let me = c.local_addr().expect("local").to_string();
+                    let sent =
+                        c.write_all(format!("GET /{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+                    let answer = sent.and_then(|()| http_answer(&mut c));
+                    let mut t = tally.lock().unwrap();
+                    match answer {
+                        Ok((status, body)) if (200..300).contains(&status) => {
+                            t.ok += 1;
+                            let json: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            if json["client"] != me.as_str() {
+                                t.wrong_client.push(format!("{} != {me}", json["client"]));
+                            }
+                            conn = Some(c);
+                        }
+                        Ok((status, _)) => t.not_2xx.push(status),
+                        Err(err) => t.errors.push(format!("request {n}: {err}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    support::wait_until("requests flowing", || tally.lock().unwrap().ok > 200);
+    let before = tally.lock().unwrap().ok;
+    daemon_a.signal(libc::SIGTERM);
+    let down = haproxy.wait_status("echo1", "DOWN");
+    support::wait_until("more requests after the stop", || {
+        tally.lock().unwrap().ok > before + 500
+    });
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let (status, stderr) = daemon_a.wait_exit();
+    assert!(status.success(), "backend a: {status}\n{stderr}");
+    let t = tally.lock().unwrap();
+    eprintln!(
+        "mode http: {} answers, echo1 DOWN {down:?} after SIGTERM; {:?}",
+        t.ok,
+        haproxy.servers()
+    );
+    assert!(t.errors.is_empty(), "errors at the client: {:?}", t.errors);
+    assert!(
+        t.not_2xx.is_empty(),
+        "non-2xx at the client: {:?}",
+        t.not_2xx
+    );
+    assert!(
+        t.wrong_client.is_empty(),
+        "JSON client: {:?}",
+        &t.wrong_client[..t.wrong_client.len().min(5)]
+    );
+    drop(daemon_b);
+}

@@ -263,3 +263,131 @@ fn an_address_another_process_shares_is_in_use_with_several_reactors() {
         assert!(err.contains("in use"), "{endpoint}: {err}");
     }
 }
+
+/// The scheduling policy of every thread of `pid` named `reactor-*` (and
+/// of the main thread, reactor 0): field 41 of /proc/PID/task/TID/stat.
+fn reactor_policies(pid: i32) -> Vec<(String, i64)> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let path = task.expect("task").path();
+        let comm = std::fs::read_to_string(path.join("comm")).expect("comm");
+        let comm = comm.trim().to_string();
+        let tid: i32 = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("tid");
+        if tid != pid && !comm.starts_with("reactor-") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).expect("stat");
+        // Fields after the parenthesised name start at field 3.
+        let after = &stat[stat.rfind(')').expect("comm end") + 2..];
+        let policy = after
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|f| f.parse().ok())
+            .expect("policy");
+        policies.push((comm, policy));
+    }
+    policies
+}
+
+/// Issue 26: two reactors confined to one CPU woke and preempted each
+/// other (1.13–1.5× one reactor's CPU per message at the same load); when
+/// the loops outnumber the CPUs they run SCHED_BATCH, so a woken loop
+/// waits for its sibling's turn instead. With a CPU each, nothing changes.
+#[test]
+fn reactors_that_outnumber_their_cpus_wait_for_each_other() {
+    const SCHED_OTHER: i64 = 0;
+    const SCHED_BATCH: i64 = 3;
+    let on_cpus = |cpus: &'static [usize]| {
+        move |command: &mut std::process::Command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: sched_setaffinity in the child between fork and exec,
+            // on a set we own.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for &cpu in cpus {
+                        libc::CPU_SET(cpu, &mut set);
+                    }
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                    Ok(())
+                });
+            }
+        }
+    };
+    let crowded = Daemon::start_with(&["--reactors", "2", "tcp://127.0.0.1:0"], on_cpus(&[0]));
+    let policies = reactor_policies(crowded.pid());
+    assert_eq!(policies.len(), 2, "two reactor threads: {policies:?}");
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_BATCH),
+        "two reactors on one CPU: {policies:?}"
+    );
+    let mut stream = TcpStream::connect(crowded.addr("tcp")).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    echo(&mut stream, b"still served");
+    let (status, _) = crowded.stop();
+    assert!(status.success());
+
+    let one = Daemon::start_with(&["--reactors", "1", "tcp://127.0.0.1:0"], on_cpus(&[0]));
+    assert!(
+        reactor_policies(one.pid())
+            .iter()
+            .all(|(_, policy)| *policy == SCHED_OTHER),
+        "one reactor keeps the default policy"
+    );
+    let _ = one.stop();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        let spread =
+            Daemon::start_with(&["--reactors", "2", "tcp://127.0.0.1:0"], on_cpus(&[0, 1]));
+        let policies = reactor_policies(spread.pid());
+        assert!(
+            policies.iter().all(|(_, policy)| *policy == SCHED_OTHER),
+            "two reactors on two CPUs: {policies:?}"
+        );
+        let _ = spread.stop();
+    }
+}
+
+/// A policy someone chose is kept; one inherited through an upgrade (the
+/// old process's, perhaps our own SCHED_BATCH for loops that no longer
+/// outnumber their CPUs) is not: the new process decides by its own count.
+#[test]
+fn a_chosen_policy_is_kept_and_an_upgrade_does_not_inherit_batch() {
+    const SCHED_OTHER: i64 = 0;
+    const SCHED_BATCH: i64 = 3;
+    let batch = |upgrade: bool| {
+        move |command: &mut std::process::Command| {
+            use std::os::unix::process::CommandExt;
+            if upgrade {
+                // As the upgrade starts its successor; nobody listens there,
+                // so the new process only warns when it is ready.
+                command.env("ECHOPLEX_UPGRADE_NOTIFY", "/nonexistent/echoplex-notify");
+            }
+            // SAFETY: sched_setscheduler in the child between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+                    Ok(())
+                });
+            }
+        }
+    };
+    let chosen = Daemon::start_with(&["--reactors", "1", "tcp://127.0.0.1:0"], batch(false));
+    let policies = reactor_policies(chosen.pid());
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_BATCH),
+        "chrt -b is the user's choice: {policies:?}"
+    );
+    let _ = chosen.stop();
+    let upgraded = Daemon::start_with(&["--reactors", "1", "tcp://127.0.0.1:0"], batch(true));
+    let policies = reactor_policies(upgraded.pid());
+    assert!(
+        policies.iter().all(|(_, policy)| *policy == SCHED_OTHER),
+        "an upgraded process with one reactor: {policies:?}"
+    );
+    let _ = upgraded.stop();
+}

@@ -95,6 +95,105 @@ fn udp_burst_sent_before_reading_is_echoed_in_full_and_in_order() {
     stop_clean(daemon);
 }
 
+/// Issue 26: the UDP path adapts to the load. A lone datagram is read by
+/// `recvfrom` and answered by `sendto`, as a plain loop does (the batch
+/// path answered it with `recvmmsg` + `sendmmsg`, and its reply waited
+/// for the batch); a queue deeper than a batch is still read 32 at a time
+/// by `recvmmsg` and answered by `sendmmsg`. strace, attached to the
+/// daemon, is the witness.
+#[test]
+#[ignore = "needs strace: scripts/test-all"]
+fn udp_answers_a_lone_datagram_with_sendto_and_a_deep_queue_in_batches() {
+    if !support::have_tool("strace") {
+        return;
+    }
+    let dir = support::temp_dir("udp-strace");
+    let trace = dir.join("trace");
+    let daemon =
+        support::Daemon::start(&["udp://127.0.0.1:0", "--udp-rate", "0", "--reactors", "1"]);
+    let server = daemon.addr("udp");
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-e", "trace=recvfrom,sendto,recvmmsg,sendmmsg", "-o"])
+        .arg(&trace)
+        .args(["-p", &daemon.pid().to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn strace");
+    // strace says "Process N attached" once per thread; the first is enough
+    // to know the tracing has begun (the loop's thread is the main one).
+    let mut attached = String::new();
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().expect("stderr"));
+    std::io::BufRead::read_line(&mut stderr, &mut attached).expect("strace attached");
+    assert!(attached.contains("attached"), "strace: {attached}");
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+
+    let client = udp_client(server);
+    let mut buf = [0u8; 256];
+    const LONE: usize = 20;
+    for i in 0..LONE {
+        let datagram = format!("lone {i}");
+        client.send_to(datagram.as_bytes(), server).expect("send");
+        let (n, _) = client.recv_from(&mut buf).expect("echo of a lone datagram");
+        assert_eq!(&buf[..n], datagram.as_bytes());
+    }
+    // A queue deeper than a batch: sent while the daemon is stopped.
+    const DEEP: usize = 200;
+    daemon.signal(libc::SIGSTOP);
+    for i in 0..DEEP {
+        client
+            .send_to(format!("deep {i}").as_bytes(), server)
+            .expect("send");
+    }
+    daemon.signal(libc::SIGCONT);
+    for i in 0..DEEP {
+        let (n, _) = client.recv_from(&mut buf).expect("echo of the deep queue");
+        assert_eq!(&buf[..n], format!("deep {i}").as_bytes());
+    }
+    // A last exchange as a fence: strace may not print the call that
+    // answered it before it is stopped, but it has printed the ones before.
+    client.send_to(b"fence", server).expect("send");
+    let (n, _) = client.recv_from(&mut buf).expect("echo of the fence");
+    assert_eq!(&buf[..n], b"fence");
+    // SAFETY: kill(2) on the pid of a child we own.
+    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    let _ = strace.wait();
+    let _ = drain.join();
+    let text = std::fs::read_to_string(&trace).expect("strace output");
+    let calls = |name: &str| -> Vec<i64> {
+        // A call another thread interrupted is split in two lines: the
+        // result is on its "<... NAME resumed>" line.
+        let (call, resumed) = (format!("{name}("), format!("<... {name} resumed>"));
+        text.lines()
+            .filter(|line| line.contains(&call) || line.contains(&resumed))
+            .filter_map(|line| line.rsplit_once(" = ")?.1.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    let sendto = calls("sendto");
+    let (sendmmsg, recvmmsg) = (calls("sendmmsg"), calls("recvmmsg"));
+    let batched: i64 = sendmmsg.iter().filter(|&&n| n > 0).sum();
+    assert!(
+        sendto.iter().filter(|&&n| n > 0).count() >= LONE,
+        "lone datagrams answered by {} sendto calls (and {} sendmmsg); trace:\n{text}",
+        sendto.len(),
+        sendmmsg.len()
+    );
+    assert!(
+        recvmmsg.contains(&32) && sendmmsg.contains(&32),
+        "the deep queue was not read in full batches: recvmmsg {recvmmsg:?}, sendmmsg {sendmmsg:?}"
+    );
+    // sendto returns bytes, sendmmsg datagrams.
+    let answered = sendto.iter().filter(|&&n| n > 0).count() as i64 + batched;
+    assert!(
+        answered == (LONE + DEEP) as i64 || answered == (LONE + DEEP + 1) as i64,
+        "{answered} replies to {} datagrams (and a fence): sendto {sendto:?}, sendmmsg {sendmmsg:?}, recvmmsg {recvmmsg:?}",
+        LONE + DEEP
+    );
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "daemon exit {status}: {stderr}");
+}
+
 // ---------------------------------------------------------------------------
 // Unix datagrams
 

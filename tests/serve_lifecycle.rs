@@ -220,7 +220,7 @@ fn unix_path_in_a_missing_directory_is_one_clear_error() {
 fn bad_endpoint_syntax_is_one_clear_error() {
     for (endpoint, causes) in [
         ("tcp:/x", &["expected", "bad endpoint"][..]),
-        ("http://127.0.0.1:8080", &["unknown scheme"][..]),
+        ("gopher://127.0.0.1:8080", &["unknown scheme"][..]),
         ("tcp://127.0.0.1:99999", &["port"][..]),
         ("udp://::1:7", &["bracket"][..]),
         ("unix:", &["empty"][..]),

@@ -1,7 +1,10 @@
-//! The reference servers of the side-by-side run. Each serves TCP, UDP and
-//! a Unix stream socket at once and announces itself the way `echoplex
-//! serve` does (`listening ...` lines, then `ready`), so the harness starts
-//! every server the same way: as a child process, pinned to its core.
+//! The reference servers of the side-by-side run. tokio, threads and epoll
+//! each serve TCP, UDP and a Unix stream socket at once; plain and mmsg
+//! are the two UDP-only loops of issue 26 (blocking `recvfrom`/`sendto`,
+//! blocking `recvmmsg`/`sendmmsg`). Each announces itself the way
+//! `echoplex serve` does (`listening ...` lines, then `ready`), so the
+//! harness starts every server the same way: as a child process, pinned
+//! to its core.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, UdpSocket};
@@ -27,6 +30,11 @@ fn bind(unix_path: &Path) -> io::Result<(TcpListener, UdpSocket, UnixListener)> 
 
 /// Serves with the reference named `kind` until killed.
 pub fn serve(kind: &str, unix_path: &Path) -> io::Result<()> {
+    match kind {
+        "plain" => return plain_udp(bind_udp()?),
+        "mmsg" => return mmsg_udp(bind_udp()?),
+        _ => {}
+    }
     let (tcp, udp, unix) = bind(unix_path)?;
     match kind {
         "tokio" => tokio_server(tcp, udp, unix),
@@ -35,6 +43,96 @@ pub fn serve(kind: &str, unix_path: &Path) -> io::Result<()> {
         other => Err(io::Error::other(format!(
             "unknown reference server {other}"
         ))),
+    }
+}
+
+/// Binds the UDP socket of a UDP-only reference and announces it.
+fn bind_udp() -> io::Result<UdpSocket> {
+    let udp = UdpSocket::bind("127.0.0.1:0")?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening udp://{}", udp.local_addr()?)?;
+    writeln!(out, "ready")?;
+    out.flush()?;
+    Ok(udp)
+}
+
+// ------------------------------------------------------- UDP-only loops
+
+/// The plainest UDP echo: blocking `recvfrom`, then `sendto`, one
+/// datagram per syscall, no poller (the C loop of issue 26).
+fn plain_udp(udp: UdpSocket) -> io::Result<()> {
+    let mut buf = vec![0u8; DGRAM_ROOM];
+    loop {
+        match udp.recv_from(&mut buf) {
+            // A datagram that cannot be sent back is lost, as UDP allows.
+            Ok((n, from)) => {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // A queued ICMP error (a client gone): keep serving.
+            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Datagrams per call of the blocking mmsg loop (as the C loop of issue 26).
+const MMSG_BATCH: usize = 64;
+
+/// The batched UDP echo: a blocking `recvmmsg(MSG_WAITFORONE)` (sleep for
+/// the first datagram, then take what else is queued), then `sendmmsg`
+/// of them all, no poller (the C `-m` loop of issue 26).
+fn mmsg_udp(udp: UdpSocket) -> io::Result<()> {
+    let fd = udp.as_raw_fd();
+    let mut bufs = vec![0u8; MMSG_BATCH * DGRAM_ROOM];
+    // SAFETY: all-zero is a valid sockaddr_storage, iovec and mmsghdr.
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; MMSG_BATCH];
+    let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; MMSG_BATCH];
+    let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; MMSG_BATCH];
+    loop {
+        for i in 0..MMSG_BATCH {
+            iovs[i] = libc::iovec {
+                iov_base: bufs[i * DGRAM_ROOM..].as_mut_ptr().cast(),
+                iov_len: DGRAM_ROOM,
+            };
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        }
+        // SAFETY: every header points into buffers that outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                MMSG_BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => continue,
+                _ => return Err(err),
+            }
+        }
+        let n = n as usize;
+        for i in 0..n {
+            iovs[i].iov_len = msgs[i].msg_len as usize; // echo exactly what came
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: as above; the names are the senders just filled in.
+            let k = unsafe { libc::sendmmsg(fd, msgs[sent..].as_mut_ptr(), (n - sent) as u32, 0) };
+            if k < 0 {
+                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    sent += 1; // skip the datagram that failed; it is lost
+                }
+                continue;
+            }
+            sent += k as usize;
+        }
     }
 }
 

@@ -75,6 +75,15 @@ struct Conn {
     dead: bool,
     replied: bool,
     write_interest: bool,
+    /// The highest sequence number echoed so far: an echo below it came
+    /// back after a later message's (reordered).
+    highest: Option<u64>,
+    /// The previous echo's round trip, µs, and RFC 3550's running
+    /// interarrival jitter over the round trips (J += (|D| - J) / 16).
+    last_rtt: Option<f64>,
+    jitter: f64,
+    /// Round trips the jitter has seen beyond the first.
+    jitter_samples: u64,
 }
 
 /// A worker's datagram sockets.
@@ -123,6 +132,10 @@ impl Flow for Datagrams {
                     dead: false,
                     replied: false,
                     write_interest: false,
+                    highest: None,
+                    last_rtt: None,
+                    jitter: 0.0,
+                    jitter_samples: 0,
                 }),
                 Err(err) => result.connect_failed(|| format!("socket {id}: {}", describe(&err))),
             }
@@ -241,7 +254,65 @@ impl Flow for Datagrams {
     /// datagrams (a lossy server can drop one socket's every time); if no
     /// socket heard anything, the report's `connected` is 0 and the run
     /// says nothing could be reached.
+    /// Waits for the window's datagrams still in flight, each until its
+    /// own timeout (then lost) or the wait's end.
+    fn drain(&mut self, ctx: &mut Ctx, poll: &mut Poll, events: &mut Events) {
+        let deadline = ctx.wait_deadline(Instant::now());
+        let timeout = ctx.job.config.timeout;
+        loop {
+            let now = Instant::now();
+            let mut pending = false;
+            for conn in self.conns.iter_mut().filter(|c| !c.dead) {
+                for slot in conn.slots.iter_mut() {
+                    if slot.state != SlotState::InFlight {
+                        continue;
+                    }
+                    if now.saturating_duration_since(slot.sent) >= timeout {
+                        if slot.measured {
+                            ctx.result.counters.lost += 1;
+                        }
+                        slot.state = SlotState::Idle;
+                    } else if slot.measured {
+                        pending = true;
+                    }
+                }
+            }
+            if !pending || now >= deadline || ctx.interrupted() {
+                return;
+            }
+            let wait = (deadline - now).min(Self::HOUSEKEEPING);
+            if super::worker::poll_once(poll, events, Some(wait)).is_err() {
+                return;
+            }
+            for event in events.iter() {
+                let i = event.token().0;
+                if i < self.conns.len() && !self.conns[i].dead && event.is_readable() {
+                    self.receive(ctx, i);
+                }
+            }
+        }
+    }
+
+    /// What is still unanswered (or never left the socket) is lost.
+    fn settle(&mut self, ctx: &mut Ctx, now: Instant) {
+        for conn in &mut self.conns {
+            for slot in conn.slots.iter_mut() {
+                if slot.measured && slot.state != SlotState::Idle {
+                    ctx.owed(slot.due, now, slot.state == SlotState::InFlight);
+                }
+                slot.state = SlotState::Idle;
+            }
+        }
+    }
+
     fn close(self, ctx: &mut Ctx) {
+        for conn in &self.conns {
+            // Jitter needs two round trips: a socket with fewer says nothing.
+            if conn.jitter_samples > 0 {
+                ctx.result.jitter.0 += conn.jitter;
+                ctx.result.jitter.1 += 1;
+            }
+        }
         let result = &mut ctx.result;
         result.counters.connected = self.conns.iter().filter(|c| c.replied).count() as u64;
         result.counters.answered = result.counters.connected;
@@ -408,6 +479,21 @@ impl Datagrams {
         match slot {
             Some(s) if n == size && pattern.check(conn.slots[s].seq, 0, data) => {
                 let slot = conn.slots[s];
+                let conn = &mut self.conns[i];
+                match conn.highest {
+                    Some(highest) if slot.seq < highest => {
+                        if slot.measured {
+                            ctx.result.counters.reordered += 1;
+                        }
+                    }
+                    _ => conn.highest = Some(slot.seq),
+                }
+                let rtt = now.saturating_duration_since(slot.sent).as_nanos() as f64 / 1e3;
+                if let Some(last) = conn.last_rtt {
+                    conn.jitter += ((rtt - last).abs() - conn.jitter) / 16.0;
+                    conn.jitter_samples += 1;
+                }
+                conn.last_rtt = Some(rtt);
                 ctx.echoed(slot.due, slot.sent, slot.measured, now);
                 self.launch(ctx, i, s, now);
             }

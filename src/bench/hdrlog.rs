@@ -21,7 +21,7 @@
 //! histogram cannot (errors, lost, the measured window) for `report`.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -110,7 +110,8 @@ pub struct Interval {
     pub histogram: Histogram<u64>,
 }
 
-/// An interval log read back.
+/// An interval log read back whole (small logs and tests; `report` reads
+/// with [`Reader`], one interval at a time).
 #[derive(Clone, Debug, Default)]
 pub struct HdrLog {
     /// The intervals, in file order.
@@ -119,75 +120,292 @@ pub struct HdrLog {
     pub summary: Option<serde_json::Value>,
 }
 
-/// Parses an interval log (echoplex's or any HdrHistogram tool's).
-pub fn parse(text: &[u8]) -> Result<HdrLog, String> {
-    let mut log = HdrLog::default();
-    let mut start_time: Option<f64> = None;
-    let mut base_time: Option<f64> = None;
-    let mut deserializer = Deserializer::new();
-    let mut raw = Vec::new();
-    for entry in IntervalLogIterator::new(text) {
-        let entry = entry.map_err(|err| match err {
-            hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
-                format!(
-                    "not an HdrHistogram interval log (line {})",
-                    line_of(text, offset)
-                )
-            }
-        })?;
-        match entry {
-            LogEntry::StartTime(t) => start_time = Some(t.as_secs_f64()),
-            LogEntry::BaseTime(t) => base_time = Some(t.as_secs_f64()),
-            LogEntry::Interval(h) => {
-                raw.clear();
-                base64::engine::general_purpose::STANDARD
-                    .decode_vec(h.encoded_histogram(), &mut raw)
-                    .map_err(|err| format!("an interval's histogram is not base64: {err}"))?;
-                let histogram: Histogram<u64> = deserializer
-                    .deserialize(&mut raw.as_slice())
-                    .map_err(|err| {
-                        let why = match err {
-                            hdrhistogram::serialization::DeserializeError::IoError(err) => {
-                                err.to_string()
-                            }
-                            other => other.to_string(),
-                        };
-                        format!("an interval's histogram does not decode: {why}")
-                    })?;
-                let stamp = h.start_timestamp().as_secs_f64();
-                // The Java reader's rule: without BaseTime, a timestamp more
-                // than a year before StartTime is relative to StartTime.
-                let base = match (base_time, start_time) {
-                    (Some(base), _) => base,
-                    (None, Some(start)) if stamp < start - 365.0 * 86_400.0 => start,
-                    _ => 0.0,
-                };
-                log.intervals.push(Interval {
-                    start: base + stamp,
-                    length: h.duration().as_secs_f64(),
-                    tag: h.tag().map(|t| t.as_str().to_string()),
-                    histogram,
-                });
-            }
-        }
-    }
-    // The iterator skips comments: find the summary by hand.
-    for line in text.split(|&b| b == b'\n') {
-        if let Some(rest) = line.strip_prefix(SUMMARY.as_bytes()) {
-            let json = rest.strip_suffix(b"]").unwrap_or(rest);
-            let value = serde_json::from_slice(json)
-                .map_err(|err| format!("the echoplex summary line does not parse: {err}"))?;
-            log.summary = Some(value);
-        }
-    }
-    Ok(log)
+/// The longest line read: a histogram of [`MAX_COUNTS`] counters
+/// compresses to far less; a longer line is a damaged or crafted file.
+pub const MAX_LINE: usize = 8 << 20;
+
+/// The most counters one interval's histogram may claim (8 MiB of them):
+/// 3 significant digits over any range need 54 Ki, 4 digits 800 Ki; a
+/// header claiming more would make the reader allocate what it claims.
+pub const MAX_COUNTS: u64 = 1 << 20;
+
+/// The longest encoded payload of counts one histogram may claim.
+pub const MAX_PAYLOAD: usize = 4 << 20;
+
+/// The most values one interval may hold (2^53): beyond, counts added up
+/// over a long log could overflow.
+pub const MAX_VALUES: u64 = 1 << 53;
+
+/// V2 histogram cookies, plain and zlib-compressed (base | 0x10, as
+/// hdrhistogram and the Java implementation write them).
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+
+/// The V2 header: cookie, payload length, normalizing offset, digits,
+/// lowest, highest, integer-to-double ratio.
+const V2_HEADER: usize = 40;
+
+/// Reads an interval log (echoplex's or any HdrHistogram tool's) one
+/// interval at a time, in bounded memory whatever the file says: each line,
+/// header and histogram is checked against the limits above before
+/// anything is allocated for it.
+pub struct Reader<R> {
+    input: R,
+    line: Vec<u8>,
+    lineno: usize,
+    start_time: Option<f64>,
+    base_time: Option<f64>,
+    deserializer: Deserializer,
+    raw: Vec<u8>,
+    inflated: Vec<u8>,
+    /// The echoplex summary comment, once read.
+    pub summary: Option<serde_json::Value>,
 }
 
-fn line_of(text: &[u8], offset: usize) -> usize {
-    1 + text[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+impl<R: BufRead> Reader<R> {
+    /// A reader of `input`.
+    pub fn new(input: R) -> Reader<R> {
+        Reader {
+            input,
+            line: Vec::new(),
+            lineno: 0,
+            start_time: None,
+            base_time: None,
+            deserializer: Deserializer::new(),
+            raw: Vec::new(),
+            inflated: Vec::new(),
+            summary: None,
+        }
+    }
+
+    /// The next interval, or `None` at the end of the log.
+    pub fn next_interval(&mut self) -> Result<Option<Interval>, String> {
+        loop {
+            self.line.clear();
+            let limit = MAX_LINE as u64 + 1;
+            let n = (&mut self.input)
+                .take(limit)
+                .read_until(b'\n', &mut self.line)
+                .map_err(|err| format!("cannot read: {}", crate::error::describe(&err)))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.lineno += 1;
+            if self.line.len() > MAX_LINE {
+                return Err(format!(
+                    "line {} is longer than {} MiB: not an interval log",
+                    self.lineno,
+                    MAX_LINE >> 20
+                ));
+            }
+            if self.line.last() != Some(&b'\n') {
+                self.line.push(b'\n');
+            }
+            if self.line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Some(rest) = self.line.strip_prefix(SUMMARY.as_bytes()) {
+                let rest = rest.trim_ascii_end();
+                let json = rest.strip_suffix(b"]").unwrap_or(rest);
+                let value = serde_json::from_slice(json)
+                    .map_err(|err| format!("the echoplex summary line does not parse: {err}"))?;
+                self.summary = Some(value);
+                continue;
+            }
+            if let Some(interval) = self.entry()? {
+                return Ok(Some(interval));
+            }
+        }
+    }
+
+    /// The current line: a header, a comment, or an interval.
+    fn entry(&mut self) -> Result<Option<Interval>, String> {
+        let lineno = self.lineno;
+        let mut entries = IntervalLogIterator::new(&self.line);
+        let entry = match entries.next() {
+            None => return Ok(None),
+            Some(Ok(entry)) => entry,
+            Some(Err(_)) => {
+                return Err(format!("not an HdrHistogram interval log (line {lineno})"))
+            }
+        };
+        let h = match entry {
+            LogEntry::StartTime(t) => {
+                self.start_time = Some(t.as_secs_f64());
+                return Ok(None);
+            }
+            LogEntry::BaseTime(t) => {
+                self.base_time = Some(t.as_secs_f64());
+                return Ok(None);
+            }
+            LogEntry::Interval(h) => h,
+        };
+        self.raw.clear();
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(h.encoded_histogram(), &mut self.raw)
+            .map_err(|err| format!("line {lineno}: the histogram is not base64: {err}"))?;
+        inflate(&self.raw, &mut self.inflated).map_err(|why| format!("line {lineno}: {why}"))?;
+        let histogram: Histogram<u64> = self
+            .deserializer
+            .deserialize(&mut self.inflated.as_slice())
+            .map_err(|err| {
+                let why = match err {
+                    hdrhistogram::serialization::DeserializeError::IoError(err) => err.to_string(),
+                    other => other.to_string(),
+                };
+                format!("line {lineno}: the histogram does not decode: {why}")
+            })?;
+        if histogram.len() > MAX_VALUES {
+            return Err(format!(
+                "line {lineno}: the histogram claims {} values, more than 2^53",
+                histogram.len()
+            ));
+        }
+        let stamp = h.start_timestamp().as_secs_f64();
+        // The Java reader's rule: without BaseTime, a timestamp more
+        // than a year before StartTime is relative to StartTime.
+        let base = match (self.base_time, self.start_time) {
+            (Some(base), _) => base,
+            (None, Some(start)) if stamp < start - 365.0 * 86_400.0 => start,
+            _ => 0.0,
+        };
+        Ok(Some(Interval {
+            start: base + stamp,
+            length: h.duration().as_secs_f64(),
+            tag: h.tag().map(|t| t.as_str().to_string()),
+            histogram,
+        }))
+    }
+}
+
+/// Inflates a V2 histogram into `out` as a plain V2 one, checking its
+/// header (counters, payload) before anything it claims is allocated, and
+/// its counts for the one value the decoder cannot take.
+fn inflate(raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let not = |why: &str| format!("the histogram does not decode: {why}");
+    let cookie = raw
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| not("too short"))?;
+    out.clear();
+    let mut header = [0u8; V2_HEADER];
+    let mut body: Box<dyn Read + '_> = match cookie {
+        V2_COMPRESSED_COOKIE => Box::new(flate2::read::ZlibDecoder::new(
+            raw.get(8..).ok_or_else(|| not("too short"))?,
+        )),
+        V2_COOKIE => Box::new(raw),
+        _ => return Err(not("not a V2 histogram")),
+    };
+    body.read_exact(&mut header)
+        .map_err(|err| not(&format!("its header: {err}")))?;
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let be64 = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&header[at..at + 8]);
+        u64::from_be_bytes(b)
+    };
+    if be32(0) != V2_COOKIE {
+        return Err(not("not a V2 histogram"));
+    }
+    let payload = be32(4) as usize;
+    let (digits, low, high) = (be32(12), be64(16), be64(24));
+    let counts = counts_len(low, high, digits).ok_or_else(|| {
+        format!("the histogram's header is not valid: values {low}..{high}, {digits} significant digits")
+    })?;
+    if counts > MAX_COUNTS {
+        return Err(format!(
+            "the histogram claims {counts} counters (values {low}..{high}, {digits} significant \
+             digits); report reads at most {MAX_COUNTS}"
+        ));
+    }
+    if payload > MAX_PAYLOAD {
+        return Err(format!(
+            "the histogram claims a payload of {payload} bytes; report reads at most {MAX_PAYLOAD}"
+        ));
+    }
+    out.extend_from_slice(&header);
+    let read = body
+        .take(payload as u64)
+        .read_to_end(out)
+        .map_err(|err| not(&err.to_string()))?;
+    if read < payload {
+        return Err(not("its payload is cut short"));
+    }
+    if !varints_decodable(&out[V2_HEADER..]) {
+        return Err(not("a count is out of range"));
+    }
+    Ok(())
+}
+
+/// The counters a histogram of these bounds allocates, as hdrhistogram
+/// sizes it; `None` when it would refuse them anyway.
+pub fn counts_len(low: u64, high: u64, digits: u32) -> Option<u64> {
+    if digits > 5 || low < 1 || high < low.checked_mul(2)? {
+        return None;
+    }
+    let largest_single_unit = 2 * 10u64.pow(digits);
+    let magnitude = 64 - (largest_single_unit - 1).leading_zeros();
+    let unit_magnitude = 63 - low.leading_zeros();
+    if unit_magnitude + magnitude > 62 {
+        return None;
+    }
+    let sub_buckets = 1u64 << magnitude;
+    let mut untrackable = sub_buckets << unit_magnitude;
+    let mut buckets = 1u64;
+    while untrackable <= high {
+        if untrackable > u64::MAX / 2 {
+            buckets += 1;
+            break;
+        }
+        untrackable <<= 1;
+        buckets += 1;
+    }
+    Some((buckets + 1) * (sub_buckets / 2))
+}
+
+/// Whether every LEB128 count in `payload` decodes to what hdrhistogram's
+/// decoder takes: a zig-zag value of `u64::MAX` (a run of 2^63 zeros)
+/// overflows its negation.
+fn varints_decodable(payload: &[u8]) -> bool {
+    let mut at = 0;
+    while at < payload.len() {
+        let mut value = 0u64;
+        let mut i = 0;
+        loop {
+            let Some(&b) = payload.get(at + i) else {
+                // Cut short: the decoder says so itself.
+                return true;
+            };
+            if i == 8 {
+                value |= u64::from(b) << 56;
+                i += 1;
+                break;
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        if value == u64::MAX {
+            return false;
+        }
+        at += i;
+    }
+    true
+}
+
+/// Parses a whole interval log held in memory.
+pub fn parse(text: &[u8]) -> Result<HdrLog, String> {
+    let mut reader = Reader::new(text);
+    let mut log = HdrLog::default();
+    while let Some(interval) = reader.next_interval()? {
+        log.intervals.push(interval);
+    }
+    log.summary = reader.summary.take();
+    Ok(log)
 }
 
 #[cfg(test)]
@@ -249,6 +467,28 @@ mod tests {
             parse(b"0.000,1.000,1.000,HISTFAAAAAh4nP///////w==\n").expect_err("corrupt histogram");
         assert!(err.contains("does not decode"), "{err}");
         assert!(!err.contains("IoError") && !err.contains('{'), "{err}");
+    }
+
+    #[test]
+    fn counts_len_is_what_hdrhistogram_allocates() {
+        for (low, high, digits) in [
+            (1, 60_000_000, 3),
+            (1, 2, 0),
+            (1, u64::MAX, 3),
+            (1000, 1 << 40, 4),
+            (1, 1 << 62, 5),
+            (7, 3_600_000_000, 2),
+        ] {
+            let h = Histogram::<u64>::new_with_bounds(low, high, digits as u8).expect("bounds");
+            assert_eq!(
+                counts_len(low, high, digits),
+                Some(h.distinct_values() as u64),
+                "{low}..{high}, {digits}"
+            );
+        }
+        assert_eq!(counts_len(0, 100, 3), None);
+        assert_eq!(counts_len(1, 100, 6), None);
+        assert_eq!(counts_len(100, 150, 3), None);
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl Collector {
     /// Waits (up to `wait`) for the workers' last pieces; returns every
     /// interval that is complete by then, in order, and the incomplete
     /// ones too (a worker that died hands in nothing more).
-    pub fn finish(&mut self, wait: Duration) -> Vec<Interval> {
+    pub fn finish(&mut self, wait: Duration, window: Duration) -> Vec<Interval> {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
         loop {
@@ -275,6 +275,15 @@ impl Collector {
                 .into_values()
                 .map(|(_, i)| i),
         );
+        // The window as it really lasted (Ctrl-C cuts it): the last
+        // interval's rate is over the time it covered, not its nominal
+        // length.
+        for interval in &mut out {
+            let end = interval.offset + interval.length;
+            if end > window && window > interval.offset {
+                interval.length = window - interval.offset;
+            }
+        }
         out
     }
 
@@ -353,7 +362,7 @@ mod tests {
         a.record(start + Duration::from_secs(7), 40, Some(5));
         a.finish(start + Duration::from_secs(9));
         b.finish(start + Duration::from_secs(9));
-        let rest = collector.finish(Duration::from_millis(100));
+        let rest = collector.finish(Duration::from_millis(100), Duration::from_millis(2500));
         assert_eq!(rest.iter().map(|i| i.index).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(rest[0].latency.len(), 1);
         assert_eq!(
@@ -367,5 +376,23 @@ mod tests {
         assert_eq!(total, 4);
         assert_eq!(rest[0].json()["type"], "interval");
         assert!(done[0].line(false).contains("errors 1"));
+    }
+
+    #[test]
+    fn an_interval_cut_short_is_as_long_as_it_lasted() {
+        let (tx, rx) = mpsc::channel();
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut a = Recorder::new(start, second, 5, false, tx);
+        let mut collector = Collector::new(1, second, Some(Duration::from_secs(5)), rx);
+        for ms in [100, 1_010, 1_020] {
+            a.record(start + Duration::from_millis(ms), 10, None);
+        }
+        // Ctrl-C 1.04 s in: the second interval lasted 40 ms, not 1 s.
+        a.finish(start + Duration::from_millis(1_040));
+        let all = collector.finish(Duration::from_millis(100), Duration::from_millis(1_040));
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].length, Duration::from_millis(40));
+        assert_eq!(all[1].msgs_per_sec(), 50.0);
     }
 }

@@ -197,6 +197,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
     let mut connect_causes = std::collections::BTreeMap::new();
     let mut lag = Lag::default();
     let mut busiest: f64 = 0.0;
+    let mut jitter = (0.0, 0);
     for handle in handles {
         let result = handle
             .join()
@@ -216,11 +217,22 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         }
         lag.add(&result.lag);
         busiest = busiest.max(result.cpu_share);
+        jitter.0 += result.jitter.0;
+        jitter.1 += result.jitter.1;
     }
     let (cpu_used, cpu_wall) = cpu.read();
+    // The window as it really was: a run whose every worker ended early (a
+    // closed port, a dead server) or that was interrupted is shorter than
+    // asked; `-n` lasts until its last echo.
+    let end = match (config.stop, interrupted) {
+        (Stop::Messages(_), false) => last_completion.unwrap_or(measure_start),
+        _ => ended,
+    };
+    let duration = end.saturating_duration_since(measure_start);
     if let Some(collector) = &mut collector {
         // The workers are joined: their last pieces are in the channel.
-        for interval in collector.finish(Duration::from_millis(100)) {
+        // An interval cut short (Ctrl-C) is as long as it really was.
+        for interval in collector.finish(Duration::from_millis(100), duration) {
             observer.interval(&interval);
             intervals.push(interval);
         }
@@ -232,18 +244,21 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         busiest_thread: busiest,
         cpu_ns_per_msg: cpu_used.as_nanos() as f64 / counters.messages.max(1) as f64,
     };
-    // The window as it really was: a run whose every worker ended early (a
-    // closed port, a dead server) or that was interrupted is shorter than
-    // asked; `-n` lasts until its last echo.
-    let end = match (config.stop, interrupted) {
-        (Stop::Messages(_), false) => last_completion.unwrap_or(measure_start),
-        _ => ended,
-    };
+    // Closed loop: each connection's next message waited for the last
+    // echo, so a stall delayed sends instead of showing in latency. wrk's
+    // correction: for every value above the expected interval between one
+    // connection's messages (window × in-flight slots / messages), add
+    // the values the messages that would have been sent meanwhile saw.
+    let corrected = (!open && counters.messages > 0).then(|| {
+        let slots = (config.connections * config.depth) as f64;
+        let expected_us = (duration.as_micros() as f64 * slots / counters.messages as f64) as u64;
+        latency.clone_correct(expected_us.max(1))
+    });
     Ok(Report {
         config: config.clone(),
         counters,
         latency,
-        duration: end.saturating_duration_since(measure_start),
+        duration,
         first_error,
         interrupted,
         service: open.then_some(service),
@@ -251,5 +266,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         intervals,
         connect_time,
         connect_causes,
+        corrected,
+        jitter_us: (jitter.1 > 0).then(|| jitter.0 / jitter.1 as f64),
     })
 }

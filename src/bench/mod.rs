@@ -22,6 +22,7 @@ pub mod plot;
 pub mod report;
 pub mod schedule;
 pub mod stream;
+pub mod sweep;
 pub mod types;
 pub mod units;
 pub mod worker;
@@ -150,9 +151,51 @@ pub struct Args {
     /// interval-log format; merge several with `echoplex report`).
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
+    /// Stream kinds: when the server closes a connection (an upgrade's
+    /// drain, a balancer's failover), open another and go on; reconnects
+    /// are counted.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// What "on time" means: `achieved` counts the messages answered
+    /// within it of their due time; `--sweep`'s knee is the highest rate
+    /// whose p99 stays under it [default: 1ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_slo)]
+    pub slo: Option<Duration>,
+    /// Print the full percentile spectrum (p50 ... p99.9999, max), with
+    /// how many messages were slower than each.
+    #[arg(long)]
+    pub percentiles: bool,
+    /// Open loop at each rate FROM, FROM+STEP, ... TO (messages per
+    /// second), -d each: a table, the knee (the highest rate whose p99
+    /// stays under --slo with 99 % answered on time), and with --plot
+    /// latency against offered load.
+    #[arg(long, value_name = "FROM:TO:STEP", conflicts_with_all = ["rate", "messages", "json_stream", "interval", "hdr_log", "churn"])]
+    pub sweep: Option<String>,
     /// multicast://: the interface the rounds go out on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub iface: std::net::Ipv4Addr,
+}
+
+/// A duration with a unit (`500us`, `1ms`, `0.2s`), or seconds.
+fn parse_slo(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("us").or_else(|| t.strip_suffix("µs")) {
+        (n, 1e-6)
+    } else if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (t, 1.0)
+    };
+    match number.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x * scale <= 3600.0 => {
+            Ok(Duration::from_secs_f64(x * scale))
+        }
+        _ => Err(format!(
+            "'{text}' is not a duration (such as 500us, 1ms or 0.2s; more than 0)"
+        )),
+    }
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -172,6 +215,20 @@ impl Args {
         if self.churn.is_some() && !self.endpoint.kind.is_stream() {
             return Err(format!(
                 "--churn closes and reopens stream connections; {} has none",
+                self.endpoint.kind.scheme()
+            ));
+        }
+        if self.interval.is_some() && self.json {
+            return Err(
+                "--interval prints a line per interval while the run goes, which \
+                        --json (one object at the end) cannot; use --json-stream for JSON \
+                        Lines: an object per interval, then the summary"
+                    .into(),
+            );
+        }
+        if self.reconnect && !self.endpoint.kind.is_stream() {
+            return Err(format!(
+                "--reconnect opens stream connections again; {} has none",
                 self.endpoint.kind.scheme()
             ));
         }
@@ -202,6 +259,10 @@ impl Args {
                         .then_some(Duration::from_secs(1))
                 }),
                 churn: self.churn,
+                end_wait: None,
+                reconnect: self.reconnect,
+                slo: self.slo,
+                spectrum: self.percentiles,
             },
         })
     }
@@ -225,12 +286,16 @@ pub fn run(args: Args) -> Outcome {
     if let Some(m) = config.modes.churn {
         churn_preflight(&config, m).map_err(|why| Failure::usage(format!("refused: {why}")))?;
     }
-    if let Some(path) = &args.hdr_log {
-        // Fail before the run, not after it.
-        if let Err(err) = std::fs::File::create(path) {
+    // Every output path is checked before the run, not after it.
+    for path in [&args.hdr_log, &args.plot].into_iter().flatten() {
+        writable(path).map_err(|err| {
             let why = format!("cannot write {}: {}", path.display(), describe(&err));
-            return Err(Failure::new(Exit::Io, why));
-        }
+            Failure::new(Exit::Io, why)
+        })?;
+    }
+    if let Some(sweep) = &args.sweep {
+        let rates = sweep::parse(sweep).map_err(Failure::usage)?;
+        return run_sweep(&args, &config, &rates);
     }
     let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
     progress.lines = args.interval.is_some() && !args.json && !args.json_stream;
@@ -254,6 +319,7 @@ pub fn run(args: Args) -> Outcome {
     };
     progress.clear();
 
+    let mut plot_failed = false;
     if let Some(path) = &args.plot {
         if let Err(err) = std::fs::write(path, plot::svg(&report)) {
             eprintln!(
@@ -261,6 +327,7 @@ pub fn run(args: Args) -> Outcome {
                 path.display(),
                 crate::error::describe(&err)
             );
+            plot_failed = true;
         }
     }
     let summary = report::json(&report);
@@ -290,6 +357,11 @@ pub fn run(args: Args) -> Outcome {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
 
+    // The paths were checked before the run; a write that still failed
+    // (a full disk) is the run's failure, not a footnote.
+    if plot_failed || progress.hdr_error.is_some() {
+        return Ok(Exit::Io);
+    }
     let c = &report.counters;
     if c.lost > 0 && config.endpoint.kind == Kind::Udp {
         // Whatever the server: a reply rate limit (such as echoplex's own
@@ -327,8 +399,20 @@ pub fn run(args: Args) -> Outcome {
         );
         return Ok(Exit::Unreachable);
     }
-    if c.errors > 0 || c.connect_failures > 0 {
-        if let Some(why) = &report.first_error {
+    if c.owed_at_end > 0 {
+        eprintln!(
+            "echoplex bench: {} messages due in the window were still unanswered {} after it \
+             (owed at the end)",
+            c.owed_at_end,
+            units::duration(config.timeout)
+        );
+    }
+    if c.errors > 0 || c.connect_failures > 0 || c.owed_at_end > 0 {
+        if let Some(why) = report
+            .first_error
+            .as_ref()
+            .filter(|_| c.errors + c.connect_failures > 0)
+        {
             eprintln!(
                 "echoplex bench: {} errors, {} connect failures; first: {why}",
                 c.errors, c.connect_failures
@@ -336,6 +420,65 @@ pub fn run(args: Args) -> Outcome {
         }
         return Ok(Exit::Failed);
     }
+    Ok(Exit::Ok)
+}
+
+/// Whether `path` can be written, without leaving a file behind that was
+/// not there (nor truncating one that was).
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// `--sweep`: the runs, the table (or JSON array), the plot.
+fn run_sweep(args: &Args, config: &LoadConfig, rates: &[f64]) -> Outcome {
+    let mut progress = ProgressLine::new(std::io::stderr().is_terminal());
+    let steps = sweep::run(config, rates, &mut progress);
+    progress.clear();
+    let steps = match steps {
+        Ok(steps) => steps,
+        Err(err) => {
+            let why = format!("cannot reach {}: {}", config.endpoint, describe(&err));
+            let exit = if failure::stopped() {
+                Exit::Interrupted
+            } else {
+                Exit::Unreachable
+            };
+            return Err(Failure::new(exit, why));
+        }
+    };
+    if let Some(path) = &args.plot {
+        if let Err(err) = std::fs::write(path, sweep::svg(config, &steps)) {
+            let why = format!("cannot write {}: {}", path.display(), describe(&err));
+            return Err(Failure::new(Exit::Io, why));
+        }
+    }
+    let out = if args.json {
+        format!("{}\n", sweep::json(&steps))
+    } else {
+        sweep::human(config, &steps)
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    if steps.iter().any(|s| s.report.interrupted) {
+        eprintln!("echoplex bench: interrupted; the table covers the rates measured");
+        return Ok(Exit::Interrupted);
+    }
+    if steps.iter().all(|s| s.report.counters.answered == 0) {
+        eprintln!("echoplex bench: nothing echoed from {}", config.endpoint);
+        return Ok(Exit::Unreachable);
+    }
+    // Passing the knee is what a sweep looks for: exit 0.
     Ok(Exit::Ok)
 }
 
@@ -364,6 +507,79 @@ fn churn_preflight(config: &LoadConfig, m: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// stderr as the progress line's terminal, a few columns narrower than
+/// it is: indicatif pads its line to the width, and the terminal's echo of
+/// Ctrl-C (`^C`) would then wrap to a new row, so clearing the line at the
+/// end cleared that row and left the spinner's on screen.
+#[derive(Debug)]
+struct Narrow;
+
+impl Narrow {
+    fn out(&self, text: &str) -> std::io::Result<()> {
+        let mut err = std::io::stderr().lock();
+        err.write_all(text.as_bytes())
+    }
+}
+
+impl indicatif::TermLike for Narrow {
+    fn width(&self) -> u16 {
+        // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: stderr is a valid descriptor; `size` is a valid winsize.
+        let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+        let cols = if rc == 0 && size.ws_col > 0 {
+            size.ws_col
+        } else {
+            80
+        };
+        cols.saturating_sub(4).max(20)
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}A"))
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}B"))
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}C"))
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.out(&format!("\x1b[{n}D"))
+    }
+
+    fn write_line(&self, text: &str) -> std::io::Result<()> {
+        self.out(&format!("{text}\n"))
+    }
+
+    fn write_str(&self, text: &str) -> std::io::Result<()> {
+        self.out(text)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.out("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The once-a-second progress line on stderr, only on a terminal; the
 /// interval lines, JSON Lines and histogram log as intervals complete.
 struct ProgressLine {
@@ -384,7 +600,10 @@ struct ProgressLine {
 impl ProgressLine {
     fn new(enabled: bool) -> Self {
         let bar = enabled.then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(
+                None,
+                ProgressDrawTarget::term_like_with_hz(Box::new(Narrow), 20),
+            );
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),

@@ -84,6 +84,13 @@ fn bench(args: &Args) -> io::Result<Exit> {
     let mut responders: BTreeMap<SocketAddr, Responder> = BTreeMap::new();
     let mut rounds = 0u64;
     let mut buf = [0u8; 64];
+    // Said before the wait, not after: a first round that seems to hang
+    // for the whole timeout is discovery, not a stall.
+    eprintln!(
+        "echoplex bench: round 1 listens the whole --timeout ({}) to discover responders; \
+         later rounds end as soon as every responder has answered",
+        super::units::duration(timeout)
+    );
     let interrupted = loop {
         let round_start = Instant::now();
         let done = match args.messages {

@@ -22,6 +22,16 @@ pub enum Arrivals {
     Poisson,
 }
 
+impl Arrivals {
+    /// The name `--arrivals` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrivals::Uniform => "uniform",
+            Arrivals::Poisson => "poisson",
+        }
+    }
+}
+
 /// A send that leaves later than this after its due time counts as late:
 /// the poller sleeps in whole milliseconds, so sends within one of their
 /// due time are on schedule.

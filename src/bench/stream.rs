@@ -27,8 +27,19 @@ const READ_BUFFER: usize = 256 * 1024;
 /// bounded at rates the server cannot sustain.
 const MAX_UNSENT: usize = 256 * 1024;
 
-/// Longest wait for the echoes still owed when a timed run ends.
-const DRAIN: Duration = Duration::from_millis(250);
+/// Open loop: the most bytes of messages one connection may have sent and
+/// not yet had echoed. A server that reads but never answers would
+/// otherwise have the generator remember every message it sent (tens of
+/// MB a second); past this the due messages wait, counted as held back.
+const MAX_OUTSTANDING_BYTES: usize = 4 << 20;
+
+/// The bounds of that cap in messages, whatever the message size: at
+/// least a few in flight, and at most this many remembered per connection.
+const OUTSTANDING_MESSAGES: (usize, usize) = (16, 16 * 1024);
+
+/// Open loop: the most messages a worker remembers in flight over all its
+/// connections (about 10 MB), however many connections it has.
+const MAX_OUTSTANDING_WORKER: usize = 256 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -93,6 +104,10 @@ pub struct Streams {
     touched: Vec<usize>,
     /// The read buffer, shared by all connections.
     scratch: Vec<u8>,
+    /// Open loop: messages in flight over all connections.
+    outstanding: usize,
+    /// Open loop: the most messages one connection may have in flight.
+    max_outstanding: usize,
 }
 
 fn register(
@@ -246,6 +261,9 @@ impl Flow for Streams {
             last_open: Instant::now(),
             touched: Vec::new(),
             scratch: vec![0; READ_BUFFER],
+            outstanding: 0,
+            max_outstanding: (MAX_OUTSTANDING_BYTES / job.config.size.max(1))
+                .clamp(OUTSTANDING_MESSAGES.0, OUTSTANDING_MESSAGES.1),
         }
     }
 
@@ -348,14 +366,19 @@ impl Flow for Streams {
     }
 
     fn drain(&mut self, ctx: &mut Ctx, poll: &mut Poll, events: &mut Events) {
-        let deadline = Instant::now() + DRAIN.min(ctx.job.config.timeout);
+        let deadline = ctx.wait_deadline(Instant::now());
         while self
             .conns
             .iter()
-            .any(|c| c.state == State::Open && !c.in_flight.is_empty())
+            .any(|c| c.state == State::Open && c.in_flight.iter().any(|m| m.2))
         {
             let now = Instant::now();
-            if now >= deadline || poll_once(poll, events, Some(deadline - now)).is_err() {
+            if now >= deadline || ctx.interrupted() {
+                break;
+            }
+            // Ctrl-C lands on the coordinator's thread: look every 100 ms.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            if poll_once(poll, events, Some(wait)).is_err() {
                 break;
             }
             for event in events.iter() {
@@ -370,12 +393,62 @@ impl Flow for Streams {
         }
     }
 
+    fn settle(&mut self, ctx: &mut Ctx, now: Instant) {
+        for conn in &mut self.conns {
+            for (due, _, measured) in conn.in_flight.drain(..) {
+                if measured {
+                    ctx.owed(due, now, true);
+                }
+            }
+        }
+        self.outstanding = 0;
+    }
+
     fn close(self, ctx: &mut Ctx) {
         ctx.result.counters.answered = self.conns.iter().filter(|c| c.answered).count() as u64;
     }
 }
 
+/// A read or write error that means the server closed the connection.
+fn closed(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 impl Streams {
+    /// The server closed connection `i`. With `--reconnect` (and the window
+    /// still open) another takes its place, counted, and the messages owed
+    /// on the old one are counted never answered (the verdict names the
+    /// server); without it the connection is dead, an error.
+    fn closed_by_server(
+        &mut self,
+        ctx: &mut Ctx,
+        i: usize,
+        now: Instant,
+        why: impl FnOnce() -> String,
+    ) {
+        if !ctx.job.config.modes.reconnect || ctx.draining() {
+            return self.kill(ctx, i, why);
+        }
+        let conn = &mut self.conns[i];
+        if conn.state == State::Dead {
+            return;
+        }
+        let owed = conn.in_flight.len();
+        let lost = conn.in_flight.iter().filter(|m| m.2).count() as u64;
+        conn.in_flight.clear();
+        conn.recv_off = 0;
+        self.outstanding = self.outstanding.saturating_sub(owed);
+        ctx.result.counters.never_answered += lost;
+        ctx.result.counters.reconnects += 1;
+        drop(why);
+        self.reconnect(ctx, i, now);
+    }
+
     fn kill(&mut self, ctx: &mut Ctx, i: usize, why: impl FnOnce() -> String) {
         let conn = &mut self.conns[i];
         if conn.state == State::Dead {
@@ -383,6 +456,12 @@ impl Streams {
         }
         conn.state = State::Dead;
         self.live -= 1;
+        self.outstanding = self.outstanding.saturating_sub(conn.in_flight.len());
+        if self.live == 0 {
+            // The server took every connection down: what falls due from
+            // now on is held back by it, not late by the generator.
+            ctx.set_held(true);
+        }
         ctx.result.error(why);
     }
 
@@ -396,7 +475,7 @@ impl Streams {
                 Ok(0) => {
                     let id = conn.id;
                     let owed = conn.in_flight.len();
-                    self.kill(ctx, i, || {
+                    self.closed_by_server(ctx, i, now, || {
                         format!("connection {id}: closed by the server with {owed} echoes owed")
                     });
                     break;
@@ -404,7 +483,8 @@ impl Streams {
                 Ok(n) => {
                     conn.last_progress = now;
                     conn.answered = true;
-                    if let Err(why) = consume(ctx, conn, &scratch[..n], now) {
+                    if let Err(why) = consume(ctx, conn, &scratch[..n], now, &mut self.outstanding)
+                    {
                         self.kill(ctx, i, || why);
                         break;
                     }
@@ -424,9 +504,12 @@ impl Streams {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     let id = conn.id;
-                    self.kill(ctx, i, || {
-                        format!("connection {id}: read failed: {}", describe(&err))
-                    });
+                    let why = || format!("connection {id}: read failed: {}", describe(&err));
+                    if closed(&err) {
+                        self.closed_by_server(ctx, i, now, why);
+                    } else {
+                        self.kill(ctx, i, why);
+                    }
                     break;
                 }
             }
@@ -508,7 +591,10 @@ impl Streams {
                 let i = (self.next_conn + k) % n;
                 let conn = &self.conns[i];
                 if conn.state == State::Open && !self.retiring(ctx, i) {
-                    if conn.out.len() - conn.out_pos >= MAX_UNSENT {
+                    if conn.out.len() - conn.out_pos >= MAX_UNSENT
+                        || conn.in_flight.len() >= self.max_outstanding
+                        || self.outstanding >= MAX_OUTSTANDING_WORKER
+                    {
                         full = true;
                         continue;
                     }
@@ -542,6 +628,7 @@ impl Streams {
             conn.next_send += 1;
             conn.sent += 1;
             conn.in_flight.push_back((due, now, measured));
+            self.outstanding += 1;
             if !self.touched.contains(&i) {
                 self.touched.push(i);
             }
@@ -576,6 +663,7 @@ impl Streams {
             conn.next_send += 1;
             conn.sent += 1;
             conn.in_flight.push_back((now, now, measured));
+            self.outstanding += 1;
         }
         while conn.out_pos < conn.out.len() {
             match conn.sock.send(&conn.out[conn.out_pos..]) {
@@ -585,9 +673,12 @@ impl Streams {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     let id = conn.id;
-                    self.kill(ctx, i, || {
-                        format!("connection {id}: write failed: {}", describe(&err))
-                    });
+                    let why = || format!("connection {id}: write failed: {}", describe(&err));
+                    if closed(&err) {
+                        self.closed_by_server(ctx, i, now, why);
+                    } else {
+                        self.kill(ctx, i, why);
+                    }
                     return;
                 }
             }
@@ -613,7 +704,14 @@ impl Streams {
 }
 
 /// Checks received bytes against the messages in flight, in order.
-fn consume(ctx: &mut Ctx, conn: &mut Conn, mut data: &[u8], now: Instant) -> Result<(), String> {
+/// Each echo completed is one fewer of the worker's `outstanding`.
+fn consume(
+    ctx: &mut Ctx,
+    conn: &mut Conn,
+    mut data: &[u8],
+    now: Instant,
+    outstanding: &mut usize,
+) -> Result<(), String> {
     let size = ctx.pattern.size();
     while !data.is_empty() {
         if conn.in_flight.is_empty() {
@@ -641,6 +739,7 @@ fn consume(ctx: &mut Ctx, conn: &mut Conn, mut data: &[u8], now: Instant) -> Res
             conn.recv_off = 0;
             conn.next_recv += 1;
             if let Some((due, sent, measured)) = conn.in_flight.pop_front() {
+                *outstanding = outstanding.saturating_sub(1);
                 ctx.echoed(due, sent, measured, now);
             }
         }

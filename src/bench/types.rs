@@ -71,6 +71,27 @@ pub struct Modes {
     /// Close a stream connection after this many echoes and open a new one
     /// (`--churn`).
     pub churn: Option<u64>,
+    /// The longest wait, after the window, for messages still owed (beyond
+    /// it they are owed at the end); `None` waits `timeout` (`--sweep`
+    /// waits at most a second per step).
+    pub end_wait: Option<Duration>,
+    /// A stream connection the server closed is replaced, and the run goes
+    /// on (`--reconnect`).
+    pub reconnect: bool,
+    /// What "on time" means for `achieved` and the knee (`--slo`).
+    pub slo: Option<Duration>,
+    /// The report shows the whole percentile spectrum (`--percentiles`).
+    pub spectrum: bool,
+}
+
+/// The default of `--slo`.
+pub const DEFAULT_SLO: Duration = Duration::from_millis(1);
+
+impl Modes {
+    /// `--slo`, or its default.
+    pub fn slo(&self) -> Duration {
+        self.slo.unwrap_or(DEFAULT_SLO)
+    }
 }
 
 /// What the caller hears while a run goes on. Called from the thread that
@@ -132,6 +153,21 @@ pub struct Counters {
     pub late: u64,
     /// Connections opened in the measured window (`--churn`).
     pub connects: u64,
+    /// Stream kinds: messages due in the window still unanswered when the
+    /// wait after it ended (datagram kinds count them `lost`).
+    pub owed_at_end: u64,
+    /// Messages sent in the window that no echo ever answered (owed at
+    /// the end, lost, or on a connection the server closed).
+    pub never_answered: u64,
+    /// Echoes of the window's messages that came back after it closed, in
+    /// the wait for what was owed.
+    pub after_end: u64,
+    /// Connections the server closed that were opened again
+    /// (`--reconnect`).
+    pub reconnects: u64,
+    /// Datagram kinds: echoes that came back after the echo of a later
+    /// message on the same socket.
+    pub reordered: u64,
 }
 
 impl Counters {
@@ -145,6 +181,11 @@ impl Counters {
         self.lost += other.lost;
         self.late += other.late;
         self.connects += other.connects;
+        self.owed_at_end += other.owed_at_end;
+        self.never_answered += other.never_answered;
+        self.after_end += other.after_end;
+        self.reconnects += other.reconnects;
+        self.reordered += other.reordered;
     }
 }
 
@@ -174,9 +215,33 @@ pub struct Report {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// Closed loop: the latency corrected for coordinated omission (the
+    /// expected-interval correction `wrk` applies), beside the raw one.
+    pub corrected: Option<Histogram<u64>>,
+    /// Datagram kinds: RFC 3550 interarrival jitter of the round-trip
+    /// times, averaged over the sockets, microseconds.
+    pub jitter_us: Option<f64>,
 }
 
 impl Report {
+    /// Messages due in the window: echoed (also in the wait after it),
+    /// owed at the end, or lost.
+    pub fn due(&self) -> u64 {
+        self.latency.len() + self.counters.lost
+    }
+
+    /// The share of the window's messages answered within `--slo` of their
+    /// due time (their send time, in closed loop): whether the schedule
+    /// was kept.
+    pub fn achieved(&self) -> f64 {
+        let due = self.due();
+        if due == 0 {
+            return 0.0;
+        }
+        let slo = u64::try_from(self.config.modes.slo().as_micros()).unwrap_or(u64::MAX);
+        self.latency.count_between(0, slo) as f64 / due as f64
+    }
+
     /// Echoes per second in the measured window.
     pub fn msgs_per_sec(&self) -> f64 {
         let secs = self.duration.as_secs_f64();
@@ -352,6 +417,9 @@ pub struct WorkerResult {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// Datagram kinds: the sum of the sockets' RFC 3550 jitter, µs, and
+    /// how many sockets it sums.
+    pub jitter: (f64, u64),
 }
 
 impl WorkerResult {
@@ -367,6 +435,7 @@ impl WorkerResult {
             cpu_share: 0.0,
             connect_time: new_histogram(),
             connect_causes: BTreeMap::new(),
+            jitter: (0.0, 0),
         }
     }
 
@@ -414,6 +483,18 @@ impl WorkerResult {
         self.counters.messages += 1;
         self.last_completion = Some(now);
         (latency, service)
+    }
+
+    /// A message due at `due` in the window had no echo when the wait
+    /// after it ended at `now`: recorded as the wait it had (a lower
+    /// bound), so a server that stopped answering shows in the
+    /// percentiles.
+    pub fn record_owed(&mut self, due: Instant, now: Instant) {
+        let us = u64::try_from(now.saturating_duration_since(due).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency.saturating_record(us);
+        self.counters.owed_at_end += 1;
     }
 
     /// Counts a connect that failed mid-run (churn), by cause.

@@ -27,3 +27,19 @@ pub fn bytes(n: f64) -> String {
         format!("{n:.0} B")
     }
 }
+
+/// A duration as people write it: `250 µs`, `1 ms`, `1.5 s`.
+pub fn duration(d: std::time::Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    let trim = |x: f64| {
+        let text = format!("{x:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if us < 1000.0 {
+        format!("{} µs", trim(us))
+    } else if us < 1e6 {
+        format!("{} ms", trim(us / 1e3))
+    } else {
+        format!("{} s", trim(us / 1e6))
+    }
+}

@@ -68,10 +68,14 @@ pub trait Flow: Sized {
     /// and every message settled.
     fn done(&self, ctx: &Ctx) -> bool;
 
-    /// After the window closed and the coordinator was told: take in what
-    /// is still owed, uncounted, so closing resets nothing under a server
-    /// that is still writing.
+    /// The window closed: wait (until [`Ctx::wait_deadline`]) for the
+    /// echoes of messages due in it, each recorded by its due time
+    /// through [`Ctx::echoed`]; no new message is sent.
     fn drain(&mut self, _ctx: &mut Ctx, _poll: &mut Poll, _events: &mut Events) {}
+
+    /// The wait is over: every message due in the window and still
+    /// unanswered goes to [`Ctx::owed`] (sent or not).
+    fn settle(&mut self, _ctx: &mut Ctx, _now: Instant) {}
 
     /// The last word on the counters (connected, answered).
     fn close(self, ctx: &mut Ctx);
@@ -176,7 +180,12 @@ impl Ctx<'_> {
     #[inline]
     pub fn echoed(&mut self, due: Instant, sent: Instant, measured: bool, now: Instant) {
         self.completed += 1;
-        if measured && self.timeline.measure_end.is_none_or(|end| now < end) {
+        // A message due in the window counts however late its echo: the
+        // wait after the window exists for it.
+        if measured {
+            if self.draining {
+                self.result.counters.after_end += 1;
+            }
             let open = self.schedule.is_some();
             let (latency, service) = self.result.record(due, sent, now, open);
             if let Some(recorder) = &mut self.recorder {
@@ -214,34 +223,79 @@ impl Ctx<'_> {
     /// When the loop must wake next regardless of events, beyond the
     /// housekeeping tick: an open loop's next due send.
     pub fn next_wake(&self) -> Option<Instant> {
-        if self.schedule_over || self.draining {
+        // Held back, the loop waits for the server (an event, or the
+        // housekeeping tick) instead of spinning on a send it cannot make.
+        if self.schedule_over || self.draining || self.held {
             return None;
         }
         self.schedule.as_ref().map(Schedule::due)
     }
 
+    /// When the wait after the window for owed messages ends, counted
+    /// from `now`: `--timeout`, or less (`--sweep`); none after Ctrl-C.
+    pub fn wait_deadline(&self, now: Instant) -> Instant {
+        if self.interrupted() {
+            return now;
+        }
+        let timeout = self.job.config.timeout;
+        now + self
+            .job
+            .config
+            .modes
+            .end_wait
+            .map_or(timeout, |w| w.min(timeout))
+    }
+
+    /// True when Ctrl-C ended the run.
+    pub fn interrupted(&self) -> bool {
+        self.job.shared.stopping() || crate::probe::failure::stopped()
+    }
+
+    /// A message due at `due` in the window had no echo when the wait
+    /// ended at `now` (`sent`: it left; else the schedule never got it
+    /// out). Stream kinds: owed at the end, recorded as the wait it had;
+    /// datagram kinds: lost.
+    pub fn owed(&mut self, due: Instant, now: Instant, sent: bool) {
+        if sent {
+            self.result.counters.never_answered += 1;
+        }
+        // Ctrl-C cut the wait short: what it did not wait for is not owed
+        // (and its wait of nothing would only pull the percentiles down).
+        if self.interrupted() {
+            return;
+        }
+        if self.job.dest.kind.is_stream() {
+            self.result.record_owed(due, now);
+        } else {
+            self.result.counters.lost += 1;
+        }
+    }
+
     /// Open loop, at the end: messages that fell due in the window but
-    /// never left count as sent at the end, late (or held back by the
-    /// server), so a generator or server that fell behind cannot hide it.
+    /// never left count as sent at the window's end, late (or held back by
+    /// the server), so a generator or server that fell behind cannot hide
+    /// it; and as owed at `now`, when the wait for echoes ended.
     fn count_unsent(&mut self, now: Instant) {
-        let Some(schedule) = self.schedule.as_mut() else {
+        // Taken out, so each due message can be counted through `owed`.
+        let Some(mut schedule) = self.schedule.take() else {
             return;
         };
         let end = self.timeline.measure_end.map_or(now, |end| end.min(now));
         let start = self.timeline.measure_start;
-        let mut quota = self.quota;
-        while schedule.due() < end && quota != Some(0) {
+        while schedule.due() < end && self.quota != Some(0) {
             let due = schedule.due();
             schedule.advance();
             if due < start {
                 continue;
             }
-            if let Some(left) = quota.as_mut() {
+            if let Some(left) = self.quota.as_mut() {
                 *left -= 1;
             }
             self.result.lag.sent(due, end, self.held);
             self.result.lag.unsent += 1;
+            self.owed(due, now, false);
         }
+        self.schedule = Some(schedule);
     }
 
     fn tick_intervals(&mut self, now: Instant) {
@@ -347,16 +401,21 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
         recorder,
     };
     turn_until_done(&mut flow, &mut ctx, &mut poll, &mut events);
-    ctx.count_unsent(Instant::now());
+    // Nothing owed is dropped: the echoes of the window's messages are
+    // waited for (and recorded by their due time), then what is still
+    // unanswered is counted, before the coordinator hears the load is over.
+    ctx.draining = true;
+    flow.drain(&mut ctx, &mut poll, &mut events);
+    let now = Instant::now();
+    ctx.count_unsent(now);
+    flow.settle(&mut ctx, now);
     ctx.result.cpu_share = cpu.share();
-    ctx.tick_intervals(Instant::now());
+    ctx.tick_intervals(now);
     if let Some(recorder) = ctx.recorder.take() {
-        recorder.finish(Instant::now());
+        recorder.finish(now);
     }
     ctx.publish();
     job.shared.finish();
-    ctx.draining = true;
-    flow.drain(&mut ctx, &mut poll, &mut events);
     flow.close(&mut ctx);
     ctx.result
 }
@@ -463,11 +522,14 @@ fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events
             flow.event(ctx, event);
         }
         let now = Instant::now();
-        if ctx.next_wake().is_some_and(|due| now >= due) {
+        if ctx.held || ctx.next_wake().is_some_and(|due| now >= due) {
             flow.resume(ctx, now);
         }
         if now >= next_housekeeping {
             next_housekeeping = now + F::HOUSEKEEPING;
+            if ctx.held {
+                flow.resume(ctx, now);
+            }
             flow.housekeeping(ctx, now);
             ctx.tick_intervals(now);
             ctx.publish();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{compare, Args, Out};
-use crate::codec::structfmt::{repr, to_hex, Format};
+use crate::codec::structfmt::{repr, to_hex, Format, Value};
 use crate::probe::socket::Conn;
 use crate::probe::{Exit, Failure};
 
@@ -19,6 +19,21 @@ pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failu
     out.say(format_args!("connecting to {}", args.endpoint));
     let conn = Conn::connect(&args.endpoint, timeout)?;
     out.say(format_args!("values = {}", repr(&values)));
+    // Python's struct cuts or pads bytes and squeezes ints into bools
+    // silently; say so, since the echo then differs from what was typed.
+    // (A float rounded to f's 32 bits shows in the unpacked line.)
+    if let Ok(packed_values) = format.decode(&packed) {
+        for (i, (given, sent)) in values.iter().zip(&packed_values).enumerate() {
+            let float = matches!(given, Value::Float(_));
+            if !float && given.to_string() != sent.to_string() {
+                out.say(format_args!(
+                    "note: value {} is {given}, which '{}' packs as {sent}",
+                    i + 1,
+                    args.format
+                ));
+            }
+        }
+    }
     out.say(format_args!("sending {}", to_hex(&packed)));
     let echo = conn
         .exchange(&packed, packed.len(), args.chunk as usize, |piece| {

@@ -8,19 +8,21 @@
 
 mod binary;
 mod echo;
+mod health;
+mod input;
 mod multicast;
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::endpoint::{Endpoint, Reply};
-use crate::error::{describe, Exit, Outcome};
+use crate::error::{Exit, Outcome};
 use crate::probe::duration::positive_secs;
 use crate::probe::payload::Mismatch;
-use crate::probe::{failure, Failure};
+use crate::probe::{failure, Failure, MAX_DATAGRAM};
 
 /// Default `--timeout` for every kind but multicast.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,8 +36,11 @@ const DEFAULT_MULTICAST_TIMEOUT: Duration = Duration::from_millis(200);
 The message comes from the words after ENDPOINT, or from -f FILE (- for \
 stdin, any bytes, any size); --hex reads either as hexadecimal digits \
 (spaces allowed), for bytes a command line cannot carry. A stream's message \
-is sent while its echo is read, so a message larger than the server's \
-buffers goes through.
+is read and sent as its echo comes back and is checked, so a file of any \
+size (even endless input) goes through in bounded memory; without -q only \
+the first 256 bytes of echo are shown. A datagram kind's message is one \
+datagram: a longer input is refused before anything is sent. \
+metrics://HOST:PORT takes a path to GET (/healthz) and succeeds on a 2xx.
 
 Exit status:
   0    the echo matched byte for byte (multicast: at least one ack came)
@@ -48,7 +53,8 @@ FILE; bad --hex; a datagram too large for the kind)
   130  interrupted (Ctrl-C)")]
 pub struct Args {
     /// Where to send: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
-    /// multicast://GROUP:PORT or binary://HOST:PORT (unix PATH @name = abstract).
+    /// multicast://GROUP:PORT, binary://HOST:PORT (unix PATH @name = abstract),
+    /// or metrics://HOST:PORT with a path to GET as the message (`/healthz`).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// The message, words joined by one space (binary://: the values to pack).
@@ -59,7 +65,7 @@ pub struct Args {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The message (words or FILE) is hexadecimal digits, spaces allowed:
-    /// `--hex '00 ff 0d 0a'`.
+    /// `client --hex tcp://127.0.0.1:7 '00 ff 0d 0a'`.
     #[arg(long)]
     pub hex: bool,
     /// Read a stream's echo in pieces of at most this many bytes.
@@ -106,7 +112,8 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
     match args.endpoint.kind.info().reply {
         Reply::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
-            multicast::run(args, &message(args)?, timeout, out)
+            let message = input(args)?.read_datagram(MAX_DATAGRAM, "multicast")?;
+            multicast::run(args, &message, timeout, out)
         }
         Reply::Records => {
             if args.file.is_some() || args.hex {
@@ -119,73 +126,30 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
         }
         Reply::Echo => {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            echo::run(args, &message(args)?, timeout, out)
+            echo::run(args, input(args)?, timeout, out)
         }
-        // The kind table keeps metrics:// from the client; say so if it changes.
-        Reply::Http => Err(Failure::usage(format!(
-            "{}: an HTTP endpoint; use curl",
+        Reply::Http => {
+            if args.file.is_some() || args.hex {
+                return Err(Failure::usage(format!(
+                    "{}: the message is the path to GET; -f and --hex send raw bytes",
+                    args.endpoint
+                )));
+            }
+            health::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out)
+        }
+        // The kind table keeps http:// from the client until the tools speak it.
+        Reply::HttpEcho => Err(Failure::usage(format!(
+            "{}: an HTTP echo endpoint; use curl",
             args.endpoint
         ))),
     }
 }
 
-/// The bytes to send: the words, or FILE (`-`: stdin), decoded from hex
-/// with `--hex`.
-fn message(args: &Args) -> Result<Vec<u8>, Failure> {
-    let raw = match &args.file {
-        None => args.message.join(" ").into_bytes(),
-        Some(path) if path.as_os_str() == "-" => {
-            let mut bytes = Vec::new();
-            io::stdin().lock().read_to_end(&mut bytes).map_err(|err| {
-                Failure::new(
-                    Exit::Io,
-                    format!("reading standard input: {}", describe(&err)),
-                )
-            })?;
-            bytes
-        }
-        Some(path) => std::fs::read(path).map_err(|err| {
-            Failure::usage(format!(
-                "cannot read {}: {}",
-                path.display(),
-                describe(&err)
-            ))
-        })?,
-    };
-    if args.hex {
-        return from_hex(&raw).map_err(Failure::usage);
-    }
-    Ok(raw)
-}
-
-/// Hexadecimal digits to bytes; ASCII whitespace between them is ignored.
-fn from_hex(text: &[u8]) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    if !digits.len().is_multiple_of(2) {
-        return Err(format!(
-            "--hex: {} digits is an odd count; every byte takes two",
-            digits.len()
-        ));
-    }
-    digits
-        .chunks(2)
-        .enumerate()
-        .map(|(i, pair)| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "--hex: {} at byte {i} is not two hexadecimal digits",
-                        quote(pair)
-                    )
-                })
-        })
-        .collect()
+/// The message: the words, or FILE (`-`: stdin), hex-decoded with
+/// `--hex`. Words given with `--hex` are decoded here, so bad digits are a
+/// usage error before anything is connected.
+fn input(args: &Args) -> Result<input::Input, Failure> {
+    input::Input::open(&args.message, args.file.as_deref(), args.hex)
 }
 
 /// Where output goes: the article's lines for people, or with `--quiet`
@@ -215,10 +179,21 @@ impl Out {
     /// The payload, raw, then a newline if it was words; only with
     /// `--quiet`.
     fn payload(&self, bytes: &[u8]) {
+        self.payload_part(bytes);
+        self.payload_end();
+    }
+
+    /// A piece of the payload, raw, as it arrives; only with `--quiet`.
+    fn payload_part(&self, bytes: &[u8]) {
         if self.quiet {
-            let mut stdout = io::stdout().lock();
-            let end: &[u8] = if self.newline { b"\n" } else { b"" };
-            let _ = stdout.write_all(bytes).and_then(|()| stdout.write_all(end));
+            let _ = io::stdout().lock().write_all(bytes);
+        }
+    }
+
+    /// Ends the payload: a newline if it was words; only with `--quiet`.
+    fn payload_end(&self) {
+        if self.quiet && self.newline {
+            let _ = io::stdout().lock().write_all(b"\n");
         }
     }
 }
@@ -228,16 +203,30 @@ pub(crate) fn say(line: fmt::Arguments) {
     let _ = writeln!(io::stdout().lock(), "{line}");
 }
 
-/// Bytes for people: double-quoted, escaped as Rust escapes a string, with
-/// bytes that are not UTF-8 shown as `\xNN`.
+/// Bytes for people: double-quoted, in one escape style (C's, as Python
+/// prints bytes): `\\`, `\"`, `\t`, `\n`, `\r`, and `\xNN` for every
+/// other control byte and every byte that is not UTF-8; printable UTF-8 as
+/// it is.
 pub fn quote(bytes: &[u8]) -> String {
     let mut text = String::from("\"");
-    for chunk in bytes.utf8_chunks() {
-        let valid = format!("{:?}", chunk.valid());
-        text.push_str(&valid[1..valid.len() - 1]);
-        for byte in chunk.invalid() {
+    let hex = |text: &mut String, bytes: &[u8]| {
+        for byte in bytes {
             text.push_str(&format!("\\x{byte:02x}"));
         }
+    };
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => text.push_str("\\\\"),
+                '"' => text.push_str("\\\""),
+                '\t' => text.push_str("\\t"),
+                '\n' => text.push_str("\\n"),
+                '\r' => text.push_str("\\r"),
+                c if c.is_control() => hex(&mut text, c.encode_utf8(&mut [0; 4]).as_bytes()),
+                c => text.push(c),
+            }
+        }
+        hex(&mut text, chunk.invalid());
     }
     text.push('"');
     text
@@ -245,7 +234,7 @@ pub fn quote(bytes: &[u8]) -> String {
 
 /// A message longer than this is shown by its start and its length: a
 /// `-f` file of a megabyte must not become a megabyte-long line.
-const SHOWN: usize = 256;
+pub(crate) const SHOWN: usize = 256;
 
 /// [`quote`] for a whole message: long ones cut to their first [`SHOWN`]
 /// bytes, then `... (N bytes)`.
@@ -272,8 +261,8 @@ mod tests {
     #[test]
     fn quote_escapes_what_a_terminal_would_mangle() {
         assert_eq!(quote(b"It's \"x\""), r#""It's \"x\"""#);
-        assert_eq!(quote(b"a\nb\x00"), r#""a\nb\0""#);
-        assert_eq!(quote(b"caf\xc3\xa9 \xff"), r#""café \xff""#);
+        assert_eq!(quote(b"a\nb\x00\x1b\\"), r#""a\nb\x00\x1b\\""#);
+        assert_eq!(quote(b"caf\xc3\xa9 \xff\xc2\x85"), r#""café \xff\xc2\x85""#);
     }
 
     #[test]
@@ -283,14 +272,6 @@ mod tests {
         let shown = preview(&long);
         assert!(shown.ends_with("... (70000 bytes)"), "{shown}");
         assert!(shown.len() < SHOWN + 40, "{shown}");
-    }
-
-    #[test]
-    fn hex_takes_pairs_of_digits_and_ignores_spaces() {
-        assert_eq!(from_hex(b"00 ff\n0D0a"), Ok(vec![0, 0xff, 0x0d, 0x0a]));
-        assert_eq!(from_hex(b""), Ok(vec![]));
-        assert!(from_hex(b"abc").unwrap_err().contains("odd"));
-        assert!(from_hex(b"zz").unwrap_err().contains("not two hexadecimal"));
     }
 
     #[test]

@@ -174,7 +174,7 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// Sets up `env_logger` (`RUST_LOG`, default `info`) on stderr. With
 /// `queued` (the daemon), records go through the non-blocking [`Sink`];
 /// the other subcommands write to stderr directly. `trace` turns on the
-/// reactor's trace log.
+/// reactor's trace log and the HTTP echo's (a line per request, message).
 pub fn init(queued: bool, trace: bool) {
     let colour = if io::stderr().is_terminal() {
         "always"
@@ -187,6 +187,8 @@ pub fn init(queued: bool, trace: bool) {
     let mut logger = env_logger::Builder::from_env(env);
     if trace {
         logger.filter_module("echoplex::reactor", log::LevelFilter::Trace);
+        // One line per HTTP request and WebSocket message.
+        logger.filter_module("echoplex::services::http", log::LevelFilter::Trace);
     }
     if super::reactors::names_in_logs() {
         // `serve --reactors N`: each line names its reactor (trace lines too).

@@ -43,7 +43,8 @@ pub const MAX_REACTORS: usize = 1024;
 pub enum Count {
     /// Exactly this many.
     Exactly(usize),
-    /// One per CPU this process may run on.
+    /// One per CPU this process may run on, or fewer under a cgroup CPU
+    /// quota (a container's `--cpus`, a pod's CPU limit).
     Auto,
 }
 
@@ -52,9 +53,84 @@ impl Count {
     pub fn resolve(self) -> usize {
         match self {
             Count::Exactly(n) => n,
-            Count::Auto => allowed_cpus().len().clamp(1, MAX_REACTORS),
+            Count::Auto => {
+                let cpus = allowed_cpus().len();
+                let quota = cgroup_cpu_quota().unwrap_or(usize::MAX);
+                cpus.min(quota).clamp(1, MAX_REACTORS)
+            }
         }
     }
+}
+
+/// The CPUs a cgroup CPU quota grants this process, rounded up: the
+/// smallest quota on the path from its cgroup to the root (a limit may sit
+/// on any ancestor), cgroup v2 (`cpu.max`) or v1 (`cpu.cfs_quota_us` over
+/// `cpu.cfs_period_us`). `None` without a quota. A loop per CPU of the node
+/// in a container limited to two would only contend for those two.
+fn cgroup_cpu_quota() -> Option<usize> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mut smallest: Option<usize> = None;
+    let mut take = |cpus: Option<usize>| {
+        if let Some(cpus) = cpus {
+            smallest = Some(smallest.map_or(cpus, |s: usize| s.min(cpus)));
+        }
+    };
+    for line in membership.lines() {
+        // "ID:CONTROLLERS:PATH"; v2 is the line with no controllers.
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.is_empty() {
+            take(walk_up("/sys/fs/cgroup", path, |dir| {
+                quota_cpus(&std::fs::read_to_string(dir.join("cpu.max")).ok()?)
+            }));
+        } else if controllers.split(',').any(|c| c == "cpu") {
+            take(walk_up("/sys/fs/cgroup/cpu", path, |dir| {
+                let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok()?;
+                let period = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).ok()?;
+                quota_cpus(&format!("{} {}", quota.trim(), period.trim()))
+            }));
+        }
+    }
+    smallest
+}
+
+/// The smallest `quota(dir)` from `mount/path` up to `mount`. Inside a
+/// container the mount's root is often the container's own cgroup, so the
+/// full path does not exist there and the walk ends at the mount.
+fn walk_up(
+    mount: &str,
+    path: &str,
+    quota: impl Fn(&std::path::Path) -> Option<usize>,
+) -> Option<usize> {
+    let root = std::path::Path::new(mount);
+    let mut dir = root.join(path.trim().trim_start_matches('/'));
+    let mut smallest: Option<usize> = None;
+    loop {
+        if let Some(cpus) = quota(&dir) {
+            smallest = Some(smallest.map_or(cpus, |s| s.min(cpus)));
+        }
+        if dir == root || !dir.pop() {
+            return smallest;
+        }
+    }
+}
+
+/// `cpu.max` ("QUOTA PERIOD", or "max PERIOD" for none; v1's quota of -1
+/// is none too) as whole CPUs, rounded up: 150000 over 100000 is 2.
+fn quota_cpus(cpu_max: &str) -> Option<usize> {
+    let mut words = cpu_max.split_whitespace();
+    let quota: u64 = words.next()?.parse().ok()?;
+    let period: u64 = words.next()?.parse().ok()?;
+    if period == 0 {
+        return None;
+    }
+    usize::try_from(quota.div_ceil(period))
+        .ok()
+        .map(|n| n.max(1))
 }
 
 /// Parses `--reactors`: a number from 1 to [`MAX_REACTORS`], or `auto`.
@@ -145,6 +221,58 @@ pub fn init(count: usize) {
     }
     if let Ok(mut rows) = SHARED.rows.lock() {
         rows.resize(count, Vec::new());
+    }
+}
+
+/// Sets the scheduling policy of the calling thread, reactor 0's, before
+/// it spawns the other reactors (they inherit it): SCHED_BATCH when the
+/// `count` reactors outnumber the CPUs the process may use (see
+/// [`batch_when_crowded`]). A process started by an upgrade inherited the
+/// old process's policy, ours or not: a SCHED_BATCH it finds is undone
+/// first, so that only this process's own count decides. Otherwise a
+/// policy someone chose (chrt, systemd's CPUSchedulingPolicy) is kept.
+pub fn schedule(count: usize, from_upgrade: bool) {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if from_upgrade && policy == libc::SCHED_BATCH {
+        set_policy(libc::SCHED_OTHER);
+    }
+    batch_when_crowded(count, allowed_cpus().len());
+}
+
+/// Sets the calling thread's policy (a non-real-time one, priority 0).
+fn set_policy(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread, reading a param we own.
+    let done = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
+    if !done {
+        log::debug!("scheduling policy {policy}: {}", io::Error::last_os_error());
+    }
+    done
+}
+
+/// Loops that must share a CPU wait for each other instead of preempting
+/// each other (issue 26).
+///
+/// Two reactors on one CPU paid 1.13–1.5× one reactor's CPU per message
+/// at the same offered load: not in user space (callgrind: +2 % of
+/// instructions), but in sleeps. A loop woken while its sibling runs
+/// preempted it, handled the one or two events that woke it and slept
+/// again, so each loop slept and woke for a share of the load (perf: 2–3×
+/// the `epoll_wait`s and context switches per message of one loop). A
+/// SCHED_BATCH thread does not preempt on wake-up: it runs when the
+/// sibling's turn ends, with the events that came meanwhile, and the two
+/// loops cost what one does. The price, only when the loops outnumber
+/// the CPUs: a woken loop also waits for a busy neighbour's time slice
+/// (a few ms at most) instead of preempting it.
+fn batch_when_crowded(count: usize, cpus: usize) {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    // A policy someone chose (chrt: FIFO, RR, IDLE) is kept.
+    if count <= cpus.max(1) || unsafe { libc::sched_getscheduler(0) } != libc::SCHED_OTHER {
+        return;
+    }
+    if set_policy(libc::SCHED_BATCH) {
+        log::debug!("{count} reactors on {cpus} CPUs: SCHED_BATCH (they wait for each other)");
     }
 }
 
@@ -530,4 +658,20 @@ fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), Str
         .add(signals)
         .map_err(|err| format!("signals: {}", describe(&err)))?;
     Ok((reactor, listening))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_quota_counts_whole_cpus_rounded_up() {
+        assert_eq!(quota_cpus("200000 100000\n"), Some(2));
+        assert_eq!(quota_cpus("150000 100000"), Some(2));
+        assert_eq!(quota_cpus("50000 100000"), Some(1));
+        assert_eq!(quota_cpus("max 100000\n"), None);
+        assert_eq!(quota_cpus("-1 100000"), None);
+        assert_eq!(quota_cpus("100000 0"), None);
+        assert_eq!(quota_cpus(""), None);
+    }
 }

@@ -492,15 +492,19 @@ impl Core {
         let token = make_token(entry.key(), self.generation);
         handler.register(&self.shared.registry, token)?;
         let control = handler.is_control();
+        if control || handler.is_connection() {
+            // Every connection shows on its endpoint's row; a control one
+            // (admin, metrics) stays out of the echo totals.
+            if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
+                endpoint.connections += 1;
+            }
+        }
         if control {
             self.stats.control_connections += 1;
         } else if handler.is_connection() {
             self.stats.connections += 1;
             if let Some(all) = &self.shared.all_connections {
                 all.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
-                endpoint.connections += 1;
             }
         }
         entry.insert(Slot {
@@ -658,12 +662,12 @@ impl Core {
     /// A connection closed: a control one on its own figure, any other
     /// on the daemon's and its endpoint's.
     fn count_closed(&mut self, origin: usize, control: bool) {
+        if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
+            endpoint.connections = endpoint.connections.saturating_sub(1);
+        }
         if control {
             self.stats.control_connections -= 1;
             return;
-        }
-        if let Some(endpoint) = self.stats.endpoints.get_mut(origin) {
-            endpoint.connections = endpoint.connections.saturating_sub(1);
         }
         self.stats.connections -= 1;
         if let Some(all) = &self.shared.all_connections {

@@ -148,6 +148,22 @@ stats! {
     control_bytes_in: u64, Counter, 4, "  bytes in {}";
     /// Bytes sent by control connections (not in `bytes_out`).
     control_bytes_out: u64, Counter, 4, " out {}";
+    /// HTTP answers with a 1xx status (100 Continue, 101 Switching Protocols).
+    http_1xx: u64, Counter, 5, "http answers 1xx {}";
+    /// HTTP answers with a 2xx status.
+    http_2xx: u64, Counter, 5, " 2xx {}";
+    /// HTTP answers with a 3xx status.
+    http_3xx: u64, Counter, 5, " 3xx {}";
+    /// HTTP answers with a 4xx status (malformed requests among them).
+    http_4xx: u64, Counter, 5, " 4xx {}";
+    /// HTTP answers with a 5xx status.
+    http_5xx: u64, Counter, 5, " 5xx {}";
+    /// Connections upgraded to WebSocket.
+    ws_upgrades: u64, Counter, 5, "  websocket upgrades {}";
+    /// WebSocket messages received whole (and echoed).
+    ws_messages: u64, Counter, 5, " messages {}";
+    /// WebSocket connections closed for a protocol violation (1002, 1007, 1009).
+    ws_errors: u64, Counter, 5, " errors {}";
 }
 
 /// One endpoint's share of the figures that belong to one endpoint: the
@@ -224,16 +240,19 @@ impl Stats {
         }
     }
 
-    /// The four summary lines of `echoplex status`, without a final newline.
+    /// The five summary lines of `echoplex status` (connections, datagrams
+    /// and bytes, the loop, the control plane, HTTP and WebSocket), without
+    /// a final newline.
     pub fn text(&self, now: Instant) -> String {
         let mut lines = [
             format!("uptime {:.1}s", self.uptime_s(now)),
             String::new(),
             String::new(),
             String::new(),
+            String::new(),
         ];
         for (stat, value) in self.values() {
-            let line = &mut lines[usize::from(stat.line.clamp(1, 4)) - 1];
+            let line = &mut lines[usize::from(stat.line.clamp(1, 5)) - 1];
             line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
         }
         lines[2].push_str(&format!(
@@ -288,7 +307,8 @@ mod tests {
             "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
              loop iterations 4  events 6  events/iteration 1.50\n\
-             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0"
+             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0\n\
+             http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
         );
     }
 

@@ -10,18 +10,15 @@
 //! | other paths     | `404`; another method on a known path: `405`             |
 //! | malformed       | `400` and close                                          |
 //!
-//! The parser is our own, strict and bounded (why not `httparse`: the
-//! whole grammar needed is a request line and `name: value` headers; the
-//! limits, the body rule and keep-alive are ours to decide either way, and
-//! a dependency would save about sixty lines). Heads are at most
-//! [`MAX_HEAD`] bytes and [`MAX_HEADERS`] lines; a request may carry a
-//! `Content-Length` body up to [`MAX_BODY`] bytes (read and ignored), and
-//! `Transfer-Encoding` is refused. Keep-alive follows HTTP/1.1 (on unless
-//! `Connection: close`) and HTTP/1.0 (off unless `keep-alive`); pipelined
-//! requests are answered in order, and only while the answers owed stay
-//! under `--max-buffer` (the rule of `stream::Sender::backlogged`): a
-//! scraper that does not read cannot make the daemon build answers for it.
-//! Metrics connections are control connections (`Handler::is_control`).
+//! Requests are parsed by `wire::http`, the one HTTP parser of the daemon
+//! (shared with `http://`), with its bounds and its smuggling checks.
+//! Here a request may carry a `Content-Length` body up to [`MAX_BODY`]
+//! bytes (read and ignored); a chunked body is refused (501). Keep-alive
+//! follows HTTP/1.1 and HTTP/1.0; pipelined requests are answered in order,
+//! and only while the answers owed stay under `--max-buffer` (the rule of
+//! `stream::Sender::backlogged`): a scraper that does not read cannot make
+//! the daemon build answers for it. Metrics connections are control
+//! connections (`Handler::is_control`).
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -34,11 +31,8 @@ use crate::endpoint::Endpoint;
 use crate::reactor::stats::{Stat, StatKind};
 use crate::reactor::{Context, Stats};
 use crate::sock;
+use crate::wire::http::{self, Framing, HeadScan, Refusal};
 
-/// Longest request head (request line and headers).
-pub const MAX_HEAD: usize = 8 * 1024;
-/// Most header lines in one request.
-pub const MAX_HEADERS: usize = 64;
 /// Longest request body accepted (and discarded).
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -85,9 +79,9 @@ fn endpoints() -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
-// The parser
+// Requests
 
-/// A parsed request head.
+/// A request, as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// `GET`, `HEAD`, ...
@@ -100,171 +94,43 @@ pub struct Request {
     pub length: usize,
 }
 
-/// Why a request is refused; each becomes a status code and a close.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed {
-    /// 400, 413, 431, 501, 505.
-    pub status: u16,
-    /// For the body and the debug log.
-    pub why: String,
-}
-
-fn malformed(status: u16, why: impl Into<String>) -> Malformed {
-    Malformed {
-        status,
-        why: why.into(),
-    }
-}
-
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
-
-/// Parses one request from the front of `buf`: `Ok(None)` while it is
-/// incomplete, else the request and how many bytes it used.
-pub fn parse(buf: &[u8]) -> Result<Option<Request>, Malformed> {
-    // The head ends at the first empty line (CRLF, or a bare LF as many
-    // servers accept).
-    let window = &buf[..buf.len().min(MAX_HEAD + 4)];
-    let Some((head_end, body_start)) = find_head_end(window) else {
-        if buf.len() > MAX_HEAD {
-            return Err(malformed(431, "request head too large"));
-        }
+/// Parses one request from the front of `buf` with the daemon's HTTP
+/// parser: `Ok(None)` while it is incomplete, else the request and how
+/// many bytes it used (its body is skipped).
+pub fn parse(buf: &[u8], scan: &mut HeadScan) -> Result<Option<Request>, Refusal> {
+    let Some(head) = http::parse_request(buf, scan)? else {
         return Ok(None);
     };
-    if head_end > MAX_HEAD {
-        return Err(malformed(431, "request head too large"));
-    }
-    let head = std::str::from_utf8(&buf[..head_end])
-        .map_err(|_| malformed(400, "request head is not UTF-8"))?;
-    let mut lines = head
-        .split('\n')
-        .map(|line| line.strip_suffix('\r').unwrap_or(line));
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed(400, "request line is not METHOD TARGET VERSION"));
+    let body = match head.framing {
+        Framing::Empty | Framing::UntilClose => 0,
+        Framing::Length(n) if n > MAX_BODY as u64 => {
+            return Err(Refusal {
+                status: 413,
+                why: "request body too large",
+            })
+        }
+        Framing::Length(n) => n as usize,
+        Framing::Chunked => {
+            return Err(Refusal {
+                status: 501,
+                why: "chunked bodies are not taken here",
+            })
+        }
     };
-    if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(malformed(400, "bad method"));
-    }
-    if !target.starts_with('/') || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(malformed(400, "target must be a path (origin form)"));
-    }
-    let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        v if v.starts_with("HTTP/") => return Err(malformed(505, "only HTTP/1.0 and 1.1")),
-        _ => return Err(malformed(400, "bad HTTP version")),
-    };
-    let mut keep_alive = http11;
-    let mut host = false;
-    let mut content_length: Option<usize> = None;
-    for (count, line) in lines.enumerate() {
-        if count >= MAX_HEADERS {
-            return Err(malformed(431, "too many header lines"));
-        }
-        if line.starts_with([' ', '\t']) {
-            return Err(malformed(400, "obsolete header line folding"));
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| malformed(400, "header line without ':'"))?;
-        if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err(malformed(400, "bad header name"));
-        }
-        let value = value.trim_matches([' ', '\t']);
-        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return Err(malformed(400, "control character in a header value"));
-        }
-        match name.to_ascii_lowercase().as_str() {
-            "host" => {
-                if host {
-                    return Err(malformed(400, "more than one Host header"));
-                }
-                host = true;
-            }
-            "content-length" => {
-                let length: usize = value
-                    .parse()
-                    .ok()
-                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| malformed(400, "bad Content-Length"))?;
-                if content_length.is_some_and(|other| other != length) {
-                    return Err(malformed(400, "conflicting Content-Length headers"));
-                }
-                if length > MAX_BODY {
-                    return Err(malformed(413, "request body too large"));
-                }
-                content_length = Some(length);
-            }
-            "transfer-encoding" => {
-                return Err(malformed(501, "Transfer-Encoding is not supported"))
-            }
-            "connection" => {
-                for token in value.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        keep_alive = false;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
-                        keep_alive = true;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if http11 && !host {
-        return Err(malformed(400, "HTTP/1.1 request without Host"));
-    }
-    let length = body_start + content_length.unwrap_or(0);
+    let length = head.len + body;
     if buf.len() < length {
         return Ok(None); // the body is still coming
     }
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
     Ok(Some(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        keep_alive,
+        method: head.method().to_string(),
+        path: head.path().to_string(),
+        keep_alive: head.keep_alive,
         length,
     }))
 }
 
-/// Where the head ends (before the empty line) and the body begins.
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut at = 0;
-    while let Some(offset) = buf[at..].iter().position(|&b| b == b'\n') {
-        let newline = at + offset;
-        let rest = &buf[newline + 1..];
-        if rest.starts_with(b"\r\n") {
-            return Some((newline, newline + 3));
-        }
-        if rest.starts_with(b"\n") {
-            return Some((newline, newline + 2));
-        }
-        at = newline + 1;
-    }
-    None
-}
-
 // ---------------------------------------------------------------------------
 // Answers
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
 
 /// A whole response: status line, headers, and the body unless `head_only`.
 pub fn response(
@@ -277,7 +143,7 @@ pub fn response(
 ) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{extra}{}\r\n",
-        reason(status),
+        http::reason(status),
         body.len(),
         if keep_alive { "" } else { "Connection: close\r\n" }
     )
@@ -346,12 +212,15 @@ pub fn exposition(cx: &Context) -> String {
 }
 
 /// The family a figure of the declared list (`Stats::LIST`) belongs to,
-/// and its `reason` label when several figures share one family. Figures
-/// not named here get `echoplex_NAME` (`_total` for counters), so a
-/// counter added to the list shows up with no edit here.
-fn family_of(stat: &Stat) -> (String, Option<&'static str>) {
+/// and its label (name, value) when several figures share one family.
+/// Figures not named here get `echoplex_NAME` (`_total` for counters), so
+/// a counter added to the list shows up with no edit here.
+fn family_of(stat: &Stat) -> (String, Option<(&'static str, &'static str)>) {
     const DROPPED: &str = "echoplex_dropped_total";
+    const HTTP: &str = "echoplex_http_requests_total";
     let named = |name: &str| (name.to_string(), None);
+    let dropped = |reason| (DROPPED.to_string(), Some(("reason", reason)));
+    let http = |class| (HTTP.to_string(), Some(("class", class)));
     match stat.name {
         "connections" => named("echoplex_connections_open"),
         "accepted" => named("echoplex_connections_accepted_total"),
@@ -361,12 +230,20 @@ fn family_of(stat: &Stat) -> (String, Option<&'static str>) {
         "bytes_out" => named("echoplex_bytes_sent_total"),
         "datagrams_in" => named("echoplex_datagrams_received_total"),
         "datagrams_out" => named("echoplex_datagrams_sent_total"),
-        "rejected_max_connections" => (DROPPED.into(), Some("max_connections")),
-        "rejected_no_fds" => (DROPPED.into(), Some("no_fds")),
-        "dropped_datagrams" => (DROPPED.into(), Some("queue_full")),
-        "filtered_datagrams" => (DROPPED.into(), Some("looping_port")),
-        "rate_limited" => (DROPPED.into(), Some("rate_limited")),
-        "rejected_control" => (DROPPED.into(), Some("control_reserve")),
+        "rejected_max_connections" => dropped("max_connections"),
+        "rejected_no_fds" => dropped("no_fds"),
+        "dropped_datagrams" => dropped("queue_full"),
+        "filtered_datagrams" => dropped("looping_port"),
+        "rate_limited" => dropped("rate_limited"),
+        "http_1xx" => http("1xx"),
+        "http_2xx" => http("2xx"),
+        "http_3xx" => http("3xx"),
+        "http_4xx" => http("4xx"),
+        "http_5xx" => http("5xx"),
+        "ws_upgrades" => named("echoplex_websocket_upgrades_total"),
+        "ws_messages" => named("echoplex_websocket_messages_total"),
+        "ws_errors" => named("echoplex_websocket_errors_total"),
+        "rejected_control" => dropped("control_reserve"),
         name => match stat.kind {
             StatKind::Counter => (format!("echoplex_{name}_total"), None),
             StatKind::Gauge => (format!("echoplex_{name}"), None),
@@ -388,15 +265,19 @@ struct Family {
 pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
     let mut families: Vec<Family> = Vec::new();
     for stat in Stats::LIST {
-        let (name, reason) = family_of(stat);
+        let (name, label) = family_of(stat);
         let index = match families.iter().position(|f| f.name == name) {
             Some(index) => index,
             None => {
                 families.push(Family {
-                    help: if reason.is_some() {
-                        "Connections and datagrams dropped, by reason.".to_string()
-                    } else {
-                        stat.help().replace('\n', " ")
+                    help: match label {
+                        Some(("reason", _)) => {
+                            "Connections and datagrams dropped, by reason.".to_string()
+                        }
+                        Some(("class", _)) => {
+                            "HTTP answers (http:// and metrics://), by status class.".to_string()
+                        }
+                        _ => stat.help().replace('\n', " "),
                     },
                     kind: match stat.kind {
                         StatKind::Counter => "counter",
@@ -410,8 +291,8 @@ pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
         };
         for (number, stats) in reactors.iter().enumerate() {
             let mut labels = Vec::new();
-            if let Some(reason) = reason {
-                labels.push(format!("reason=\"{reason}\""));
+            if let Some((label, value)) = label {
+                labels.push(format!("{label}=\"{value}\""));
             }
             if reactors.len() > 1 {
                 labels.push(format!("reactor=\"{number}\""));
@@ -495,6 +376,8 @@ pub struct Http {
     buf: Vec<u8>,
     /// Where the first request not yet answered begins in `buf`.
     start: usize,
+    /// How far the head at `start` has been scanned.
+    scan: HeadScan,
     close: bool,
 }
 
@@ -541,10 +424,11 @@ impl Http {
         cx: &mut Context,
     ) -> io::Result<()> {
         while !self.close && !out.backlogged() {
-            match parse(&self.buf[self.start..]) {
+            match parse(&self.buf[self.start..], &mut self.scan) {
                 Ok(Some(request)) => {
                     let reply = answer(&request, cx);
                     self.start += request.length;
+                    self.scan.reset();
                     if !request.keep_alive {
                         self.close = true;
                     }
@@ -553,7 +437,11 @@ impl Http {
                 // Held input counts against --max-buffer (a connection stops
                 // reading at that much): a request that cannot fit is refused.
                 Ok(None) if self.held() >= cx.limits.max_buffer => {
-                    self.refuse(&malformed(431, "request larger than --max-buffer"), out, cx)?;
+                    let bad = Refusal {
+                        status: 431,
+                        why: "request larger than --max-buffer",
+                    };
+                    self.refuse(&bad, out, cx)?;
                 }
                 Ok(None) => break,
                 Err(bad) => self.refuse(&bad, out, cx)?,
@@ -574,7 +462,7 @@ impl Http {
     /// Answers a malformed request with its status and closes.
     fn refuse<S: Write>(
         &mut self,
-        bad: &Malformed,
+        bad: &Refusal,
         out: &mut Sender<'_, S>,
         cx: &mut Context,
     ) -> io::Result<()> {
@@ -599,13 +487,13 @@ mod tests {
     use std::time::Instant;
 
     fn ok(text: &str) -> Request {
-        parse(text.as_bytes())
+        parse(text.as_bytes(), &mut HeadScan::default())
             .unwrap_or_else(|bad| panic!("{text:?}: {bad:?}"))
             .unwrap_or_else(|| panic!("{text:?}: incomplete"))
     }
 
     fn bad(text: &str) -> u16 {
-        parse(text.as_bytes())
+        parse(text.as_bytes(), &mut HeadScan::default())
             .err()
             .unwrap_or_else(|| panic!("{text:?} was accepted"))
             .status
@@ -622,8 +510,6 @@ mod tests {
         assert_eq!(ok("GET /healthz?x=1 HTTP/1.0\r\n\r\n").path, "/healthz");
         assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
-        // Bare LF line ends, as `printf | nc` users send them.
-        assert_eq!(ok("GET /status HTTP/1.1\nHost: x\n\n").path, "/status");
         // A body is read past, not taken for the next request.
         let post = ok("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET");
         assert_eq!(post.length, 51);
@@ -637,25 +523,24 @@ mod tests {
             "GET /metrics HTTP/1.1\r\nHost: x\r\n",
             "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
         ] {
-            assert_eq!(parse(text.as_bytes()), Ok(None), "{text:?}");
+            assert_eq!(
+                parse(text.as_bytes(), &mut HeadScan::default()),
+                Ok(None),
+                "{text:?}"
+            );
         }
     }
 
+    /// The parser is wire::http's (its own tests cover the grammar); here,
+    /// what metrics:// adds: bounded bodies, no chunked, and the shared
+    /// strictness (bare LF is refused now, as on http://).
     #[test]
     fn malformed_requests_are_refused() {
         assert_eq!(bad("GET /metrics\r\n\r\n"), 400);
-        assert_eq!(bad("GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
-        assert_eq!(bad("get /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(bad("GET /status HTTP/1.1\nHost: x\n\n"), 400);
         assert_eq!(bad("GET metrics HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(bad("GET /metrics HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(bad("GET /metrics HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(bad("GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n"), 400);
-        assert_eq!(bad("GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"), 400);
-        assert_eq!(bad("GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n"), 400);
-        assert_eq!(
-            bad("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
-            400
-        );
         assert_eq!(
             bad("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             400
@@ -670,17 +555,9 @@ mod tests {
         );
         let huge = format!(
             "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
-            "a".repeat(MAX_HEAD)
+            "a".repeat(http::MAX_HEAD)
         );
         assert_eq!(bad(&huge), 431);
-        let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD + 10));
-        assert_eq!(bad(&endless), 431);
-        let many: String = (0..=MAX_HEADERS).map(|i| format!("X{i}: 1\r\n")).collect();
-        assert_eq!(
-            bad(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
-            431
-        );
-        assert_eq!(bad("GET / HTTP/1.1\r\nHost: \u{1}\r\n\r\n"), 400);
     }
 
     #[test]

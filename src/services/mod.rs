@@ -12,6 +12,7 @@ pub mod listener;
 pub mod stream;
 
 pub mod binary;
+pub mod http;
 pub mod metrics;
 pub mod multicast;
 pub mod source_guard;
@@ -79,6 +80,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         Kind::UnixDgram => unix_dgram::bind,
         Kind::Multicast => multicast::bind,
         Kind::Binary => binary::bind,
+        Kind::Http => http::bind,
         Kind::Metrics => metrics::bind,
     };
     bind(endpoint, config)

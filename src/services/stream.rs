@@ -427,7 +427,40 @@ pub trait Protocol {
     fn is_control(&self) -> bool {
         false
     }
+
+    /// A timer the protocol set (`Reason(PROTOCOL_TIMERS + n)`) is due.
+    fn timer<S: Write>(
+        &mut self,
+        _reason: Reason,
+        _out: &mut Sender<'_, S>,
+        _cx: &mut Context,
+    ) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// True while the protocol will still answer by itself (an answer
+    /// held for a timer): a peer's EOF does not end the connection then.
+    fn answer_due(&self) -> bool {
+        false
+    }
+
+    /// The connection's PROXY header is complete (`None`: LOCAL/UNKNOWN,
+    /// served as a direct connection).
+    fn proxied(&mut self, _header: Option<&proxy::Header>) {}
+
+    /// A shutdown began: a protocol with a goodbye of its own (WebSocket's
+    /// close 1001) sends it now; the connection is then served until done.
+    fn shutdown<S: Write>(
+        &mut self,
+        _out: &mut Sender<'_, S>,
+        _cx: &mut Context,
+    ) -> io::Result<()> {
+        Ok(())
+    }
 }
+
+/// Timer reasons from here up belong to the connection's `Protocol`.
+pub const PROTOCOL_TIMERS: u32 = 16;
 
 /// Lends a protocol the way back to its peer.
 pub struct Sender<'a, S> {
@@ -629,6 +662,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                     }
                     if !preamble.pending() {
                         proxy_accepted(kind, peer, preamble);
+                        protocol.proxied(preamble.header());
                     }
                 }
                 if !data.is_empty() {
@@ -666,6 +700,32 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             protocol.resume(&mut out, cx)?;
         }
         Ok(())
+    }
+
+    /// After the work of a call: close when done and flushed, else keep
+    /// writable interest in step with what is owed.
+    fn settle(&mut self, cx: &mut Context) -> Flow {
+        let finished = self.conn.finished() && !self.protocol.answer_due();
+        if self.conn.outbox.is_empty() && (finished || self.protocol.done()) {
+            debug!("{} {} closed: all sent", self.kind, self.shown());
+            return Flow::Close;
+        }
+        // Writable interest follows the outbox: a standing one would wake
+        // the loop each time the peer frees send-buffer space (on Unix
+        // sockets, every echo it reads), for nothing. One epoll_ctl per
+        // blocked/unblocked transition, never one per message.
+        let owed = !self.conn.outbox.is_empty();
+        if owed != self.write_interest {
+            if let Err(err) = cx
+                .registry()
+                .reregister(&mut self.stream, cx.token, interest(owed))
+            {
+                log_close(self.kind, &self.shown(), &err);
+                return self.release(cx);
+            }
+            self.write_interest = owed;
+        }
+        Flow::Continue
     }
 
     fn release(&mut self, cx: &mut Context) -> Flow {
@@ -771,29 +831,26 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             log_close(self.kind, &self.shown(), &err);
             return self.release(cx);
         }
-        if self.conn.outbox.is_empty() && (self.conn.finished() || self.protocol.done()) {
-            debug!("{} {} closed: all sent", self.kind, self.shown());
-            return Flow::Close;
-        }
-        // Writable interest follows the outbox: a standing one would wake
-        // the loop each time the peer frees send-buffer space (on Unix
-        // sockets, every echo it reads), for nothing. One epoll_ctl per
-        // blocked/unblocked transition, never one per message.
-        let owed = !self.conn.outbox.is_empty();
-        if owed != self.write_interest {
-            if let Err(err) = cx
-                .registry()
-                .reregister(&mut self.stream, cx.token, interest(owed))
-            {
-                log_close(self.kind, &self.shown(), &err);
-                return self.release(cx);
-            }
-            self.write_interest = owed;
-        }
-        Flow::Continue
+        self.settle(cx)
     }
 
     fn timeout(&mut self, reason: Reason, cx: &mut Context) -> Flow {
+        if reason.0 >= PROTOCOL_TIMERS {
+            let StreamConn {
+                stream,
+                conn,
+                protocol,
+                ..
+            } = self;
+            let result = protocol
+                .timer(reason, &mut Sender { stream, conn }, cx)
+                .and_then(|()| self.pump(cx));
+            if let Err(err) = result {
+                log_close(self.kind, &self.shown(), &err);
+                return self.release(cx);
+            }
+            return self.settle(cx);
+        }
         if reason == PROXY_DEADLINE {
             if self.proxy.as_ref().is_some_and(|p| p.expired(cx.now)) && !cx.is_shutting_down() {
                 let err = proxy_error(proxy::Error::Timeout, cx);
@@ -825,6 +882,16 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
+        let StreamConn {
+            stream,
+            conn,
+            protocol,
+            ..
+        } = self;
+        if let Err(err) = protocol.shutdown(&mut Sender { stream, conn }, cx) {
+            log_close(self.kind, &self.shown(), &err);
+            return self.release(cx);
+        }
         // A quiet connection gets our FIN and lingers to its peer's EOF
         // (`start_linger`). A busy one is served from `ready` until its
         // peer's EOF; if the grace period ends first, dropping it resets
@@ -832,7 +899,7 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         if self.is_quiet() {
             self.start_linger(cx).unwrap_or_else(|_| self.release(cx))
         } else {
-            Flow::Continue
+            self.settle(cx)
         }
     }
 

@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{self, UnixDatagram};
 
 use mio::unix::SourceFd;
@@ -19,7 +20,40 @@ use crate::endpoint::{Endpoint, Target};
 use crate::sock;
 
 /// A non-blocking std `UnixDatagram` that mio can poll.
-pub struct UnixDgram(UnixDatagram);
+pub struct UnixDgram {
+    socket: UnixDatagram,
+    /// An unnamed address, for senders that did not bind (std cannot make
+    /// one from nothing): the local address of an unbound socket.
+    unnamed: net::SocketAddr,
+}
+
+impl UnixDgram {
+    fn new(socket: UnixDatagram) -> io::Result<UnixDgram> {
+        let unnamed = UnixDatagram::unbound()?.local_addr()?;
+        Ok(UnixDgram { socket, unnamed })
+    }
+
+    /// The sender a `recvfrom` wrote in `addr` (`len` bytes of it).
+    fn sender(&self, addr: &libc::sockaddr_un, len: libc::socklen_t) -> io::Result<UnixSender> {
+        let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        let path_len = (len as usize)
+            .saturating_sub(offset)
+            .min(addr.sun_path.len());
+        // c_char is i8 on x86_64: the bytes as the kernel wrote them.
+        let path: Vec<u8> = addr.sun_path[..path_len].iter().map(|&c| c as u8).collect();
+        let address = match path.split_first() {
+            None => self.unnamed.clone(),
+            Some((0, name)) => net::SocketAddr::from_abstract_name(name)?,
+            Some(_) => {
+                // A path ends at its NUL, if the length counted one.
+                let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+                let path = std::ffi::OsStr::from_bytes(&path[..end]);
+                net::SocketAddr::from_pathname(path)?
+            }
+        };
+        Ok(UnixSender(address))
+    }
+}
 
 impl mio::event::Source for UnixDgram {
     fn register(
@@ -28,7 +62,7 @@ impl mio::event::Source for UnixDgram {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        SourceFd(&self.0.as_raw_fd()).register(registry, token, interests)
+        SourceFd(&self.socket.as_raw_fd()).register(registry, token, interests)
     }
     fn reregister(
         &mut self,
@@ -36,10 +70,10 @@ impl mio::event::Source for UnixDgram {
         token: Token,
         interests: Interest,
     ) -> io::Result<()> {
-        SourceFd(&self.0.as_raw_fd()).reregister(registry, token, interests)
+        SourceFd(&self.socket.as_raw_fd()).reregister(registry, token, interests)
     }
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.0.as_raw_fd()).deregister(registry)
+        SourceFd(&self.socket.as_raw_fd()).deregister(registry)
     }
 }
 
@@ -72,22 +106,43 @@ impl PartialEq for UnixSender {
 impl DatagramSocket for UnixDgram {
     type Addr = UnixSender;
     fn recv_one(&self, buf: &mut [u8]) -> io::Result<(usize, UnixSender)> {
-        // Unix datagrams can exceed the 64 KiB buffer, and recv_from would
-        // silently truncate them: peek at the real size first (one more
-        // syscall, on this socket kind only) so a big one is dropped whole.
-        let size = crate::sys::socket::next_datagram_size(self.0.as_raw_fd())?;
-        let (n, from) = self.0.recv_from(buf)?;
-        if size > buf.len() {
+        // Unix datagrams can exceed the 64 KiB buffer, and a plain
+        // recvfrom would silently truncate them: with MSG_TRUNC it returns
+        // the datagram's real size (Linux 3.4+), so a big one is dropped
+        // whole, in the same syscall (it used to take a peek first).
+        // SAFETY: all-zero is a valid sockaddr_un.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        // SAFETY: buf and addr are live buffers of the sizes passed; the
+        // kernel writes at most that much into each.
+        let size = unsafe {
+            libc::recvfrom(
+                self.socket.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+                std::ptr::addr_of_mut!(addr).cast(),
+                &mut len,
+            )
+        };
+        if size < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A name std refuses cannot come from the kernel; if one did, drop
+        // that datagram (InvalidData), not the socket.
+        let from = self
+            .sender(&addr, len)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+        if size as usize > buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "dropped a {size}-byte datagram from {}: larger than {} bytes",
-                    UnixSender(from),
+                    "dropped a {size}-byte datagram from {from}: larger than {} bytes",
                     buf.len()
                 ),
             ));
         }
-        Ok((n, UnixSender(from)))
+        Ok((size as usize, from))
     }
     fn send_one(&self, buf: &[u8], to: &UnixSender) -> io::Result<bool> {
         if to.0.is_unnamed() {
@@ -101,7 +156,7 @@ impl DatagramSocket for UnixDgram {
             );
             return Ok(false);
         }
-        self.0.send_to_addr(buf, &to.0).map(|_| true)
+        self.socket.send_to_addr(buf, &to.0).map(|_| true)
     }
     fn inet(_addr: &UnixSender) -> Option<SocketAddr> {
         None
@@ -128,7 +183,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     }
     let (socket, socket_file) = sock::unix_datagram(&endpoint.target, config.unix_mode)?;
     let handler = DatagramService::new(
-        UnixDgram(socket),
+        UnixDgram::new(socket)?,
         "unix-dgram",
         endpoint.to_string(),
         Reply::Echo,

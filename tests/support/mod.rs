@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod offline;
+pub mod refserver;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -32,6 +33,25 @@ pub fn bin() -> &'static str {
         Ok(path) if !path.is_empty() => path,
         _ => env!("CARGO_BIN_EXE_echoplex").to_string(),
     })
+}
+
+/// Whether `tool` is on PATH; a missing tool fails under `scripts/test-all`
+/// (ECHOPLEX_REQUIRE_TOOLS) and is a visible skip otherwise.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        assert!(
+            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
+            "{tool} is missing (scripts/test-all installs it)"
+        );
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
 }
 
 /// How long any single wait in a test may take before it fails.
@@ -444,6 +464,89 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
         out.join().unwrap_or_default(),
         err.join().unwrap_or_default(),
     )
+}
+
+/// What a bounded run measured of itself.
+pub struct Measured {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+    /// Its peak resident set (the kernel's `ru_maxrss`), KiB.
+    pub max_rss_kib: u64,
+    /// From spawn to exit.
+    pub elapsed: Duration,
+}
+
+/// Runs `echoplex ARGS...` to completion within `limit` (killed after),
+/// its address space capped at `address_space` bytes (so a build that
+/// would take gigabytes fails fast instead of taking the machine), and
+/// reports its own peak RSS from `wait4`, not a sample.
+pub fn run_measured(args: &[&str], address_space: u64, limit: Duration) -> Measured {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut command = Command::new(bin());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let cap = libc::rlimit {
+        rlim_cur: address_space as libc::rlim_t,
+        rlim_max: address_space as libc::rlim_t,
+    };
+    // SAFETY: between fork and exec only setrlimit, which is
+    // async-signal-safe, runs; it touches no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_AS, &cap) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn echoplex");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut raw = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 on our own child, with pointers to our locals.
+        let got = unsafe { libc::wait4(pid, &mut raw, libc::WNOHANG, &mut usage) };
+        if got == pid {
+            break;
+        }
+        assert!(got == 0, "wait4: {}", io::Error::last_os_error());
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("echoplex {args:?} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    // Reaped by wait4: the Child must not wait again.
+    std::mem::forget(child);
+    Measured {
+        status: ExitStatus::from_raw(raw),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        max_rss_kib: usage.ru_maxrss as u64,
+        elapsed,
+    }
 }
 
 /// Every single read, write or wait in these tests gives up after this.
