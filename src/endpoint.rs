@@ -157,7 +157,7 @@ kinds! {
         tools: &[Serve, Client], spread: true };
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
     Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
-        tools: &[Serve], spread: true };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
         tools: &[Serve, Client], spread: false };
@@ -251,13 +251,28 @@ impl Kind {
     }
 
     /// Schemes that name another kind: `ws://` is served as `http://`
-    /// (WebSocket upgrades on any path), and printed as `http://`.
-    fn alias(scheme: &str) -> Option<Kind> {
-        const ALIASES: &[(&str, Kind)] = &[("ws", Kind::Http)];
+    /// (WebSocket upgrades on any path), and printed as `http://`; to the
+    /// tools it means WebSocket messages (the `bool`).
+    fn alias(scheme: &str) -> Option<(Kind, bool)> {
+        const ALIASES: &[(&str, Kind, bool)] = &[("ws", Kind::Http, true)];
         ALIASES
             .iter()
-            .find(|(alias, _)| *alias == scheme)
-            .map(|&(_, kind)| kind)
+            .find(|(alias, ..)| *alias == scheme)
+            .map(|&(_, kind, websocket)| (kind, websocket))
+    }
+
+    /// Kinds whose endpoints may name a path (`http://H:P/PATH`): the
+    /// resource the tools ask for.
+    pub fn takes_path(self) -> bool {
+        matches!(self, Kind::Http)
+    }
+
+    /// The scheme a tool's endpoint is written with: `ws` for WebSocket.
+    fn tool_scheme(self, websocket: bool) -> &'static str {
+        match (self, websocket) {
+            (Kind::Http, true) => "ws",
+            _ => self.scheme(),
+        }
     }
 
     fn all_schemes() -> String {
@@ -393,6 +408,38 @@ pub struct Endpoint {
     pub target: Target,
     /// What followed `?`.
     pub options: Options,
+    /// http:// and ws://: what the tools ask for (path, query, WebSocket).
+    pub resource: Resource,
+}
+
+/// What the tools ask an HTTP endpoint for: `http://H:P/PATH?QUERY` (the
+/// query's items that are not endpoint options) and whether the scheme
+/// was `ws://`. Serving ignores it (`with_addr` drops it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Resource {
+    /// The path as written, from its `/` (none: `/`).
+    pub path: Option<String>,
+    /// Query items that are no endpoint option, in order (`echo_code=404`).
+    pub query: Vec<String>,
+    /// `ws://`: WebSocket messages rather than HTTP requests.
+    pub websocket: bool,
+}
+
+impl Resource {
+    /// The request target: the path (`/` when none) and the query.
+    pub fn target(&self) -> String {
+        let mut target = self.path.clone().unwrap_or_else(|| "/".to_string());
+        for (at, item) in self.query.iter().enumerate() {
+            target.push(if at == 0 { '?' } else { '&' });
+            target.push_str(item);
+        }
+        target
+    }
+
+    /// True when nothing beyond scheme and address was written.
+    pub fn is_empty(&self) -> bool {
+        self.path.is_none() && self.query.is_empty()
+    }
 }
 
 /// Why an endpoint string could not be parsed.
@@ -418,11 +465,13 @@ impl FromStr for Endpoint {
                 Kind::all_schemes()
             ))
         })?;
-        let kind = Kind::ALL
+        let lower = scheme.to_ascii_lowercase();
+        let (kind, websocket) = Kind::ALL
             .iter()
             .copied()
-            .find(|k| k.scheme().eq_ignore_ascii_case(scheme))
-            .or_else(|| Kind::alias(&scheme.to_ascii_lowercase()))
+            .find(|k| k.scheme() == lower)
+            .map(|kind| (kind, false))
+            .or_else(|| Kind::alias(&lower))
             .ok_or_else(|| {
                 fail(&format!(
                     "unknown scheme '{scheme}' (known: {})",
@@ -434,6 +483,10 @@ impl FromStr for Endpoint {
         let (rest, query) = match rest.split_once('?') {
             Some((rest, query)) => (rest, Some(query)),
             None => (rest, None),
+        };
+        let mut resource = Resource {
+            websocket,
+            ..Resource::default()
         };
         let target = match kind.info().address {
             Address::Path => {
@@ -457,9 +510,17 @@ impl FromStr for Endpoint {
                 }
             }
             Address::Inet => {
-                let hostport = rest
+                let mut hostport = rest
                     .strip_prefix("//")
                     .ok_or_else(|| fail(&format!("expected {scheme}://HOST:PORT")))?;
+                if let Some(at) = hostport.find('/').filter(|_| kind.takes_path()) {
+                    let path = &hostport[at..];
+                    if path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+                        return Err(fail("a path may not hold spaces, control bytes or '#'"));
+                    }
+                    resource.path = Some(path.to_string());
+                    hostport = &hostport[..at];
+                }
                 let (host, port) = split_host_port(hostport).map_err(|why| fail(&why))?;
                 // A literal that is no group is a typo, refused like one
                 // (exit 2) rather than found when serve binds (exit 1).
@@ -485,12 +546,21 @@ impl FromStr for Endpoint {
                 Some((key, value)) => (key, Some(value)),
                 None => (item, None),
             };
+            // On a kind with a path, what is no option is the request's.
+            if kind.takes_path() && !Options::NAMES.contains(&key) {
+                if item.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+                    return Err(fail("a query may not hold spaces, control bytes or '#'"));
+                }
+                resource.query.push(item.to_string());
+                continue;
+            }
             options.set(kind, key, value).map_err(|why| fail(&why))?;
         }
         Ok(Endpoint {
             kind,
             target,
             options,
+            resource,
         })
     }
 }
@@ -570,10 +640,12 @@ impl Endpoint {
             kind,
             target,
             options: Options::default(),
+            resource: Resource::default(),
         }
     }
 
-    /// The same endpoint (kind, options) at a concrete address (to print real ports).
+    /// The same endpoint (kind, options) at a concrete address (to print
+    /// real ports); what a tool would ask for (path, `ws://`) is dropped.
     pub fn with_addr(&self, addr: SocketAddr) -> Endpoint {
         Endpoint {
             kind: self.kind,
@@ -582,6 +654,7 @@ impl Endpoint {
                 port: addr.port(),
             },
             options: self.options.clone(),
+            resource: Resource::default(),
         }
     }
 
@@ -601,7 +674,7 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = self.kind.scheme();
+        let scheme = self.kind.tool_scheme(self.resource.websocket);
         match &self.target {
             Target::Inet { host, port } if host.contains(':') => {
                 write!(f, "{scheme}://[{host}]:{port}")
@@ -610,12 +683,22 @@ impl fmt::Display for Endpoint {
             Target::Path(path) => write!(f, "{scheme}:{}", path.display()),
             Target::Abstract(name) => write!(f, "{scheme}:@{name}"),
         }?;
-        for (at, (name, value)) in self.options.set_ones().into_iter().enumerate() {
-            f.write_str(if at == 0 { "?" } else { "&" })?;
-            f.write_str(name)?;
-            if !value.is_empty() {
-                write!(f, "={value}")?;
+        if let Some(path) = &self.resource.path {
+            f.write_str(path)?;
+        }
+        let options = self.options.set_ones().into_iter().map(|(name, value)| {
+            if value.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name}={value}")
             }
+        });
+        for (at, item) in options
+            .chain(self.resource.query.iter().cloned())
+            .enumerate()
+        {
+            f.write_str(if at == 0 { "?" } else { "&" })?;
+            f.write_str(&item)?;
         }
         Ok(())
     }
@@ -640,15 +723,24 @@ mod tests {
             "multicast://224.10.10.10:10000",
             "binary://localhost:10001",
             "http://127.0.0.1:8080?proxy",
+            "http://127.0.0.1:8080/a/b?proxy&echo_code=404&x",
+            "ws://[::1]:8080/chat",
         ] {
             let endpoint = parse(text).expect(text);
             assert_eq!(endpoint.to_string(), text);
         }
-        // ws:// is served as http:// and printed so.
-        assert_eq!(
-            parse("ws://127.0.0.1:1").unwrap().to_string(),
-            "http://127.0.0.1:1"
-        );
+        // ws:// is served as http:// and printed so (serving prints the
+        // bound address); a tool keeps the scheme, the path and the query.
+        let ws = parse("WS://127.0.0.1:1/p?q=1").unwrap();
+        assert_eq!(ws.kind, Kind::Http);
+        assert!(ws.resource.websocket);
+        assert_eq!(ws.resource.target(), "/p?q=1");
+        let bound = ws.with_addr("127.0.0.1:1".parse().unwrap());
+        assert_eq!(bound.to_string(), "http://127.0.0.1:1");
+        assert_eq!(parse("http://h:1").unwrap().resource.target(), "/");
+        // A path only where a kind takes one; never spaces or fragments.
+        assert!(parse("tcp://h:1/x").is_err());
+        assert!(parse("http://h:1/a#b").is_err());
     }
 
     #[test]
@@ -717,7 +809,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix and unix-dgram"
+            "tcp, udp, unix, unix-dgram and http"
         );
     }
 
@@ -752,7 +844,7 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix and unix-dgram"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram and http"
         );
         assert!(parse("binary://h:1")
             .unwrap()

@@ -9,6 +9,8 @@
 //! stream, probes are cut back out of the byte stream by length, and bytes
 //! that are not a probe of ours are skipped up to the next probe start.
 
+mod http;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -39,7 +41,8 @@ Exit status:
   2  usage error
   3  could not connect (stream kinds: refused, no such socket, no route, timed out)")]
 pub struct Args {
-    /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH.
+    /// Endpoint to ping: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
+    /// http://HOST:PORT[/PATH] (a GET per probe) or ws://HOST:PORT[/PATH] (ping frames).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// Stop after sending this many probes (default: until Ctrl-C).
@@ -72,6 +75,9 @@ pub fn run(args: Args) -> Outcome {
         .map_err(error::Failure::usage)?;
     if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
         return Err(error::Failure::usage(failure.message));
+    }
+    if endpoint.kind.info().reply == crate::endpoint::Reply::HttpEcho {
+        return http::run(&args);
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
     let started = Instant::now();

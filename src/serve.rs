@@ -104,8 +104,8 @@ pub struct Args {
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process
     /// may use, fewer under a cgroup CPU quota such as a container's). TCP,
-    /// UDP, binary:// and http:// get one SO_REUSEPORT socket per loop;
-    /// Unix, multicast, metrics and the admin socket are served by loop 0.
+    /// UDP, binary:// and http:// get one SO_REUSEPORT socket per loop; Unix,
+    /// multicast, metrics and the admin socket are served by loop 0.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
     pub reactors: reactors::Count,
     /// Pin each event loop to its own CPU (of those this process may use).
@@ -184,6 +184,12 @@ fn serve(args: Args) -> Result<(), String> {
     // and the error is the only line on stderr.
     let mut bound: Vec<Bound> = Vec::with_capacity(endpoints.len());
     for endpoint in &endpoints {
+        // A path is what a tool asks for; a server answers every path.
+        if !endpoint.resource.is_empty() {
+            return Err(format!(
+                "cannot serve {endpoint}: serve answers every path; name none"
+            ));
+        }
         let one = services::bind(endpoint, &config)
             .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
         bound.push(one);

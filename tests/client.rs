@@ -141,7 +141,7 @@ fn udp_with_nobody_answering_times_out_with_exit_4() {
 
 #[test]
 fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
-    let (status, _, _) = run(&["client", "http://x:1", "hi"]);
+    let (status, _, _) = run(&["client", "metrics://127.0.0.1:1", "hi"]);
     assert_eq!(code(status), 2);
     let (status, _, _) = run(&["client", "tcp://127.0.0.1:1"]);
     assert_eq!(code(status), 2, "a message is required");

@@ -21,7 +21,7 @@ use super::types::{
     WorkerJob,
 };
 use super::worker;
-use crate::endpoint::{Endpoint, Tool};
+use crate::endpoint::{Endpoint, Reply, Tool};
 use crate::probe::payload::{nonce, Pattern};
 use crate::probe::socket::{self, Local};
 use crate::probe::Failure;
@@ -29,7 +29,7 @@ use crate::probe::Failure;
 /// Resolves the endpoint. A name with several addresses (`localhost` is
 /// often `::1` and `127.0.0.1`) is probed in order, IPv4 first, and the
 /// first that accepts a connection is used, as `curl` does.
-pub fn resolve(endpoint: &Endpoint, connect_timeout: Duration) -> io::Result<Dest> {
+pub fn resolve(endpoint: &Endpoint, size: usize, connect_timeout: Duration) -> io::Result<Dest> {
     let failed = |failure: Failure| io::Error::other(failure.to_string());
     endpoint
         .check_tool(Tool::Bench)
@@ -45,10 +45,19 @@ pub fn resolve(endpoint: &Endpoint, connect_timeout: Duration) -> io::Result<Des
             .next()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
     };
+    let web = match endpoint.kind.info().reply {
+        Reply::HttpEcho => Some(Arc::new(super::http::learn(
+            endpoint,
+            size,
+            connect_timeout,
+        )?)),
+        _ => None,
+    };
     Ok(Dest {
         kind: endpoint.kind,
         addr,
         proxy: endpoint.options.proxy,
+        web,
     })
 }
 
@@ -56,7 +65,7 @@ pub fn resolve(endpoint: &Endpoint, connect_timeout: Duration) -> io::Result<Des
 /// cannot be resolved or a worker cannot start; connection failures and
 /// bad echoes are counted in the report.
 pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<Report> {
-    let dest = resolve(&config.endpoint, config.connect_timeout)?;
+    let dest = resolve(&config.endpoint, config.size, config.connect_timeout)?;
     let threads = config.threads.clamp(1, config.connections.max(1));
     let pattern = Arc::new(Pattern::new(config.size, nonce()));
     let shared = Shared::new(threads);
@@ -95,7 +104,9 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
             intervals: tx.clone(),
         };
         first_conn += conns;
-        let run = if dest.kind.is_stream() {
+        let run = if dest.web.is_some() {
+            worker::run::<super::http::Requests>
+        } else if dest.kind.is_stream() {
             worker::run::<Streams>
         } else {
             worker::run::<Datagrams>
@@ -268,5 +279,6 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         connect_causes,
         corrected,
         jitter_us: (jitter.1 > 0).then(|| jitter.0 / jitter.1 as f64),
+        speech: dest.web.as_ref().map(|web| web.speech),
     })
 }

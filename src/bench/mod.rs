@@ -14,6 +14,7 @@
 pub mod churn;
 pub mod dgram;
 pub mod hdrlog;
+pub mod http;
 pub mod intervals;
 pub mod judge;
 pub mod load;
@@ -86,7 +87,9 @@ Examples:
   echoplex bench unix:./echoplex.sock -s 16384 -c 10 --plot latency.svg")]
 pub struct Args {
     /// The echo server: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH or unix-dgram:PATH;
-    /// or multicast://GROUP:PORT (rounds to the group, a row per responder).
+    /// or multicast://GROUP:PORT (rounds to the group, a row per responder);
+    /// http://HOST:PORT[/PATH] (echoplex: POSTs, every echo verified; any other
+    /// server: GETs counted by status class) or ws://HOST:PORT[/PATH].
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
     /// Connections (sockets, for udp and unix-dgram).

@@ -77,6 +77,15 @@ pub fn json(report: &Report) -> serde_json::Value {
     if config.modes.reconnect {
         out["reconnects"] = json!(c.reconnects);
     }
+    if let Some(speech) = report.speech {
+        let [s2, s3, s4, s5] = c.http_status;
+        out["http"] = json!({
+            "speech": speech.name(),
+            "verified": speech.verifies(),
+            "status": {"2xx": s2, "3xx": s3, "4xx": s4, "5xx": s5},
+            "reconnects": c.reconnects,
+        });
+    }
     if let Some(rate) = config.modes.rate {
         out["rate"] = json!(rate);
         out["arrivals"] = json!(config.modes.arrivals.name());
@@ -201,7 +210,7 @@ pub fn human(report: &Report) -> String {
     let config = &report.config;
     let c = &report.counters;
     let mut text = format!(
-        "{}: {} {}{} × {} B, {}, {} thread{}; measured {:.2} s{}{}\n",
+        "{}: {} {}{} × {}, {}, {} thread{}; measured {:.2} s{}{}\n",
         config.endpoint,
         config.connections,
         if config.endpoint.kind.is_stream() {
@@ -210,7 +219,11 @@ pub fn human(report: &Report) -> String {
             "socket"
         },
         if config.connections == 1 { "" } else { "s" },
-        config.size,
+        // Any other HTTP server gets GETs: no payload of -s bytes.
+        match report.speech {
+            Some(speech) if !speech.verifies() => "GET".to_string(),
+            _ => format!("{} B", config.size),
+        },
         match config.modes.rate {
             Some(_) => "open loop".to_string(),
             None => format!("depth {}", config.depth),
@@ -229,12 +242,28 @@ pub fn human(report: &Report) -> String {
             ""
         },
     );
-    text.push_str(&format!(
-        "  messages  {} echoed and verified: {} msgs/s, {}/s\n",
-        group(c.messages),
-        group(report.msgs_per_sec().round() as u64),
-        bytes(report.bytes_per_sec()),
-    ));
+    match report.speech {
+        Some(speech) if !speech.verifies() => {
+            let [s2, s3, s4, s5] = c.http_status;
+            text.push_str(&format!(
+                "  requests  {} answered: {} requests/s (GET; not echoplex, so nothing to verify)\n  \
+                 status    2xx {}, 3xx {}, 4xx {}, 5xx {}; reconnects {}\n",
+                group(c.messages),
+                group(report.msgs_per_sec().round() as u64),
+                group(s2),
+                group(s3),
+                group(s4),
+                group(s5),
+                group(c.reconnects),
+            ));
+        }
+        _ => text.push_str(&format!(
+            "  messages  {} echoed and verified: {} msgs/s, {}/s\n",
+            group(c.messages),
+            group(report.msgs_per_sec().round() as u64),
+            bytes(report.bytes_per_sec()),
+        )),
+    }
     let slo = super::units::duration(config.modes.slo());
     if let Some(rate) = config.modes.rate {
         text.push_str(&format!(

@@ -168,6 +168,8 @@ pub struct Counters {
     /// Datagram kinds: echoes that came back after the echo of a later
     /// message on the same socket.
     pub reordered: u64,
+    /// http://: answers by status class, 2xx, 3xx, 4xx, 5xx.
+    pub http_status: [u64; 4],
 }
 
 impl Counters {
@@ -186,6 +188,9 @@ impl Counters {
         self.after_end += other.after_end;
         self.reconnects += other.reconnects;
         self.reordered += other.reordered;
+        for (sum, add) in self.http_status.iter_mut().zip(other.http_status) {
+            *sum += add;
+        }
     }
 }
 
@@ -221,6 +226,9 @@ pub struct Report {
     /// Datagram kinds: RFC 3550 interarrival jitter of the round-trip
     /// times, averaged over the sockets, microseconds.
     pub jitter_us: Option<f64>,
+    /// http:// and ws://: how the run spoke (verified echoes, or GETs
+    /// counted by status class).
+    pub speech: Option<Speech>,
 }
 
 impl Report {
@@ -282,6 +290,8 @@ pub struct Dest {
     pub addr: SockAddr,
     /// `?proxy`: each connection begins with a PROXY v2 header.
     pub proxy: bool,
+    /// http:// and ws://: what every request or frame carries.
+    pub web: Option<std::sync::Arc<Web>>,
 }
 
 /// When the measured window opens and (for `-d`) closes: set once every
@@ -514,4 +524,43 @@ impl Default for WorkerResult {
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant figures: 0.1 % resolution, the usual HdrHistogram setting.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// How the run speaks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speech {
+    /// echoplex: `POST` with `echo_body=raw`, bodies verified.
+    Echo,
+    /// Any other HTTP server: `GET`, answers counted by status class.
+    Get,
+    /// WebSocket binary messages, verified.
+    WebSocket,
+}
+
+impl Speech {
+    /// Its name in JSON: `echo`, `get`, `websocket`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Speech::Echo => "echo",
+            Speech::Get => "get",
+            Speech::WebSocket => "websocket",
+        }
+    }
+
+    /// True when every answer is checked byte for byte.
+    pub fn verifies(self) -> bool {
+        self != Speech::Get
+    }
+}
+
+/// What every connection of a run sends, made once.
+#[derive(Debug)]
+pub struct Web {
+    /// How the run speaks.
+    pub speech: Speech,
+    /// HTTP: the head in front of every request (with its
+    /// `Content-Length`, the payload follows); WebSocket: the upgrade.
+    pub head: Vec<u8>,
+    /// WebSocket: the `Sec-WebSocket-Accept` the upgrade must carry.
+    pub accept: String,
 }

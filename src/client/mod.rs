@@ -9,6 +9,7 @@
 mod binary;
 mod echo;
 mod health;
+mod http;
 mod input;
 mod multicast;
 
@@ -43,8 +44,9 @@ datagram: a longer input is refused before anything is sent. \
 metrics://HOST:PORT takes a path to GET (/healthz) and succeeds on a 2xx.
 
 Exit status:
-  0    the echo matched byte for byte (multicast: at least one ack came)
-  1    the echo differed from what was sent
+  0    the echo matched byte for byte (multicast: at least one ack came; \
+http://: a 2xx, and against echoplex the echo matched)
+  1    the echo differed from what was sent (http://: not a 2xx)
   2    usage error (bad option, endpoint, value or format; unreadable -f \
 FILE; bad --hex; a datagram too large for the kind)
   3    could not reach the endpoint (refused, no such socket, unreachable, unknown host)
@@ -54,11 +56,15 @@ FILE; bad --hex; a datagram too large for the kind)
 pub struct Args {
     /// Where to send: tcp://HOST:PORT, udp://HOST:PORT, unix:PATH, unix-dgram:PATH,
     /// multicast://GROUP:PORT, binary://HOST:PORT (unix PATH @name = abstract),
-    /// or metrics://HOST:PORT with a path to GET as the message (`/healthz`).
+    /// metrics://HOST:PORT with a path to GET as the message (`/healthz`),
+    /// http://HOST:PORT[/PATH] (POST the message, GET without one) or
+    /// ws://HOST:PORT[/PATH] (each word a text message).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: Endpoint,
-    /// The message, words joined by one space (binary://: the values to pack).
-    #[arg(value_name = "MESSAGE", required_unless_present = "file", num_args = 1..,
+    /// The message, words joined by one space (binary://: the values to
+    /// pack; http://: the body of a POST, none for a GET; ws://: each word
+    /// a text message).
+    #[arg(value_name = "MESSAGE", num_args = 1..,
           allow_negative_numbers = true, conflicts_with = "file")]
     pub message: Vec<String>,
     /// Send the bytes of FILE instead (- reads standard input).
@@ -109,7 +115,14 @@ pub fn run(args: Args) -> Outcome {
 }
 
 fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
-    match args.endpoint.kind.info().reply {
+    let reply = args.endpoint.kind.info().reply;
+    if reply != Reply::HttpEcho && args.message.is_empty() && args.file.is_none() {
+        return Err(Failure::usage(format!(
+            "{}: a message is required (words, or -f FILE)",
+            args.endpoint
+        )));
+    }
+    match reply {
         Reply::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
             let message = input(args)?.read_datagram(MAX_DATAGRAM, "multicast")?;
@@ -137,12 +150,47 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             }
             health::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out)
         }
-        // The kind table keeps http:// from the client until the tools speak it.
-        Reply::HttpEcho => Err(Failure::usage(format!(
-            "{}: an HTTP echo endpoint; use curl",
-            args.endpoint
-        ))),
+        Reply::HttpEcho if args.endpoint.resource.websocket => {
+            let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let messages: Vec<(u8, Vec<u8>)> = if args.file.is_some() || args.hex {
+                vec![(crate::wire::websocket::opcode::BINARY, whole(args)?)]
+            } else {
+                let text = crate::wire::websocket::opcode::TEXT;
+                args.message
+                    .iter()
+                    .map(|word| (text, word.clone().into_bytes()))
+                    .collect()
+            };
+            http::run_ws(args, &messages, timeout, out)
+        }
+        Reply::HttpEcho => {
+            let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            let body = if args.message.is_empty() && args.file.is_none() {
+                None
+            } else {
+                Some(whole(args)?)
+            };
+            http::run_http(args, body.as_deref(), timeout, out)
+        }
     }
+}
+
+/// The whole message, for a request body or one WebSocket message: held
+/// in memory, so bounded (a stream kind's message is streamed instead).
+fn whole(args: &Args) -> Result<Vec<u8>, Failure> {
+    const MAX_WHOLE: usize = 16 << 20;
+    let mut input = input(args)?;
+    let mut message = Vec::new();
+    while !input.at_end() {
+        input.read_into(&mut message)?;
+        if message.len() > MAX_WHOLE {
+            return Err(Failure::usage(format!(
+                "{}: a message over {MAX_WHOLE} bytes (an HTTP body or a WebSocket message is held whole)",
+                args.endpoint
+            )));
+        }
+    }
+    Ok(message)
 }
 
 /// The message: the words, or FILE (`-`: stdin), hex-decoded with

@@ -299,6 +299,7 @@ impl Passed {
             kind,
             target,
             options: Default::default(),
+            resource: Default::default(),
         })
     }
 

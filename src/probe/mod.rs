@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod failure;
+pub mod http;
 pub mod payload;
 pub mod socket;
 

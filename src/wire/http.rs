@@ -735,11 +735,30 @@ impl ResponseHead {
     }
 }
 
+/// What a client needs of a response head to read on: no header kept, no
+/// allocation (a load generator reads one per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseSummary {
+    /// The status code.
+    pub status: u16,
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// The server keeps the connection open after this answer.
+    pub keep_alive: bool,
+}
+
 /// Parses the response head at the front of `buf` (`Ok(None)` while
-/// incomplete). `head_request`: the request was `HEAD`, so no body follows
-/// whatever the headers say. Bare LF is accepted here (servers we only
-/// read from may send it); conflicting lengths are not.
-pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Refusal> {
+/// incomplete), handing each header to `each`. `head_request`: the
+/// request was `HEAD`, so no body follows whatever the headers say. Bare
+/// LF is accepted here (servers we only read from may send it);
+/// conflicting lengths are not.
+pub fn parse_response_with(
+    buf: &[u8],
+    head_request: bool,
+    mut each: impl FnMut(&str, &[u8]),
+) -> Result<Option<(ResponseSummary, u8, &str)>, Refusal> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     let window = &buf[..buf.len().min(MAX_HEAD)];
@@ -756,10 +775,9 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
         return Err(refuse(400, "malformed status line"));
     };
     let mut semantics = Semantics::default();
-    let mut headers = Vec::with_capacity(response.headers.len());
     for field in response.headers.iter() {
         semantics.header(field.name, field.value)?;
-        headers.push((field.name.to_string(), field.value.to_vec()));
+        each(field.name, field.value);
     }
     let framing = if head_request || bodiless(status) {
         Framing::Empty
@@ -778,14 +796,38 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseH
         } else {
             semantics.keep_alive && !semantics.close
         };
-    Ok(Some(ResponseHead {
+    let summary = ResponseSummary {
         status,
-        reason: response.reason.unwrap_or_default().to_string(),
-        minor,
-        headers,
         len,
         framing,
         keep_alive,
+    };
+    Ok(Some((summary, minor, response.reason.unwrap_or_default())))
+}
+
+/// [`parse_response_with`], the summary alone.
+pub fn parse_response_summary(
+    buf: &[u8],
+    head_request: bool,
+) -> Result<Option<ResponseSummary>, Refusal> {
+    Ok(parse_response_with(buf, head_request, |_, _| {})?.map(|(summary, ..)| summary))
+}
+
+/// Parses the response head at the front of `buf` (`Ok(None)` while
+/// incomplete), headers kept: see [`parse_response_with`].
+pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Refusal> {
+    let mut headers = Vec::new();
+    let parsed = parse_response_with(buf, head_request, |name, value| {
+        headers.push((name.to_string(), value.to_vec()));
+    })?;
+    Ok(parsed.map(|(summary, minor, reason)| ResponseHead {
+        status: summary.status,
+        reason: reason.to_string(),
+        minor,
+        headers,
+        len: summary.len,
+        framing: summary.framing,
+        keep_alive: summary.keep_alive,
     }))
 }
 

@@ -1,0 +1,1188 @@
+//! The HTTP and WebSocket flow (`bench http://`, `bench ws://`): the
+//! stream flow's loop (depth in flight, open loop, churn, reconnect), with
+//! messages framed as requests or frames and answers read by `wire`'s
+//! parsers. Three ways to speak, chosen once before the run ([`learn`]):
+//! - echoplex (`Server: echoplex`): `POST` the payload with
+//!   `echo_body=raw`; every body is checked byte for byte;
+//! - any other server: `GET` the path; answers are counted by status class
+//!   as wrk counts them, bodies read past (`Content-Length`, chunked, or
+//!   until the server closes) and not checked;
+//! - WebSocket: after the upgrade, binary messages (masked), echoes
+//!   checked byte for byte.
+//!
+//! A server that answers with `Connection: close` (or a body that ends
+//! with the connection) gets a new connection, counted as a reconnect, and
+//! the requests still owed on the old one are sent again on it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use super::types::{Dest, Speech, Web, WorkerJob, WorkerResult};
+use super::worker::{poll_once, Ctx, Flow};
+use crate::endpoint::Endpoint;
+use crate::error::describe;
+use crate::probe::failure::stopped;
+use crate::probe::http::{host_header, is_echoplex, HttpConn};
+use crate::probe::socket::{Local, Sock};
+use crate::wire::http::{self as wire, ChunkedDecoder, Framing};
+use crate::wire::websocket::{self as ws, opcode, Role};
+
+/// Bytes read per `read` call, shared by a worker's connections.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Open loop: a connection holding this many unsent bytes takes no new
+/// message until it has written some (the server is not reading).
+const MAX_UNSENT: usize = 256 * 1024;
+
+/// Open loop: the most messages one connection may have in flight.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Any other server: the longest body read past (chunked or until close).
+const MAX_FOREIGN_BODY: usize = 64 << 20;
+
+/// Asks the server once, before the run, what it is: a `GET` of the path;
+/// `Server: echoplex` means echoes can be verified. WebSocket needs no
+/// question: the upgrade of every connection tells.
+pub fn learn(endpoint: &Endpoint, size: usize, timeout: Duration) -> io::Result<Web> {
+    let host = host_header(endpoint);
+    let target = endpoint.resource.target();
+    let mut head = Vec::with_capacity(256);
+    if endpoint.resource.websocket {
+        let key = {
+            use base64::Engine as _;
+            let bytes = crate::probe::payload::nonce().to_le_bytes();
+            let mut sixteen = [0u8; 16];
+            sixteen[..8].copy_from_slice(&bytes);
+            sixteen[8..].copy_from_slice(&bytes.map(|b| b.rotate_left(3)));
+            base64::engine::general_purpose::STANDARD.encode(sixteen)
+        };
+        wire::write_request_head(
+            &mut head,
+            "GET",
+            &target,
+            &host,
+            &[
+                ("Upgrade", b"websocket"),
+                ("Connection", b"Upgrade"),
+                ("Sec-WebSocket-Key", key.as_bytes()),
+                ("Sec-WebSocket-Version", b"13"),
+            ],
+            None,
+        );
+        return Ok(Web {
+            speech: Speech::WebSocket,
+            head,
+            accept: ws::accept_key(key.as_bytes()),
+        });
+    }
+    let fail = |failure: crate::probe::Failure| io::Error::other(failure.to_string());
+    let mut conn = HttpConn::connect(endpoint, timeout).map_err(fail)?;
+    let answer = conn.request("GET", &target, &[], None).map_err(fail)?;
+    let speech = if is_echoplex(&answer.head) {
+        Speech::Echo
+    } else {
+        Speech::Get
+    };
+    match speech {
+        Speech::Echo => {
+            let sep = if target.contains('?') { '&' } else { '?' };
+            wire::write_request_head(
+                &mut head,
+                "POST",
+                &format!("{target}{sep}echo_body=raw"),
+                &host,
+                &[("Content-Type", b"application/octet-stream")],
+                Some(size),
+            );
+        }
+        _ => wire::write_request_head(&mut head, "GET", &target, &host, &[], None),
+    }
+    Ok(Web {
+        speech,
+        head,
+        accept: String::new(),
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Connecting,
+    /// WebSocket: the upgrade is sent, its answer awaited.
+    Upgrading,
+    Open,
+    /// A reconnect failed; try again at the next housekeeping.
+    Retry,
+    Dead,
+}
+
+/// Where the reader is in the current answer.
+#[derive(Debug)]
+enum Reading {
+    /// Waiting for a response head (or, WebSocket, a frame).
+    Head,
+    /// `left` body bytes to come.
+    Body { left: u64 },
+    /// A chunked body.
+    Chunked(ChunkedDecoder),
+    /// A body that ends with the connection.
+    UntilClose,
+}
+
+/// What the reader hands back to the flow.
+enum Step {
+    /// Consumed bytes; more are needed.
+    More,
+    /// The server will close after the answer just read: reconnect.
+    Closing,
+    /// WebSocket: the server sent a close (a drain, a shutdown): as a
+    /// connection the server ended (`--reconnect` opens another).
+    Gone(String),
+}
+
+/// The part of a connection the reader works on (apart from its buffer,
+/// so the bytes can come from the shared read buffer or its own).
+struct Reader {
+    id: usize,
+    reading: Reading,
+    /// Sequence number of the message the next answer belongs to.
+    next_recv: u64,
+    /// Bytes of its echo already checked.
+    body_off: usize,
+    /// Chunked echoes are collected before they are checked.
+    body: Vec<u8>,
+    /// Every message in flight, oldest first: due, sent, measured.
+    in_flight: VecDeque<(Instant, Instant, bool)>,
+    /// The current answer is the last of this connection.
+    closing: bool,
+    /// WebSocket: the server's close frame came (why, for the error).
+    gone: Option<String>,
+}
+
+struct Conn {
+    sock: Sock,
+    state: State,
+    reader: Reader,
+    /// Bytes of an answer not yet whole.
+    inbuf: Vec<u8>,
+    next_send: u64,
+    /// Messages sent on this connection (churn closes it after M).
+    sent: u64,
+    connect_started: Instant,
+    out: Vec<u8>,
+    out_pos: usize,
+    last_progress: Instant,
+    answered: bool,
+    write_interest: bool,
+    /// WebSocket masking keys.
+    mask_state: u64,
+}
+
+fn register(
+    registry: &Registry,
+    sock: &Sock,
+    token: Token,
+    interest: Interest,
+    again: bool,
+) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    if again {
+        registry.reregister(&mut SourceFd(&fd), token, interest)
+    } else {
+        registry.register(&mut SourceFd(&fd), token, interest)
+    }
+}
+
+fn connect_one(
+    dest: &Dest,
+    registry: &Registry,
+    id: usize,
+    token: Token,
+    now: Instant,
+) -> io::Result<Conn> {
+    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?.with_proxy_header(dest.proxy);
+    register(
+        registry,
+        &sock,
+        token,
+        Interest::READABLE | Interest::WRITABLE,
+        false,
+    )?;
+    Ok(Conn {
+        sock,
+        state: State::Connecting,
+        reader: Reader {
+            id,
+            reading: Reading::Head,
+            next_recv: 0,
+            body_off: 0,
+            body: Vec::new(),
+            in_flight: VecDeque::new(),
+            closing: false,
+            gone: None,
+        },
+        inbuf: Vec::new(),
+        next_send: 0,
+        sent: 0,
+        connect_started: now,
+        out: Vec::new(),
+        out_pos: 0,
+        last_progress: now,
+        answered: false,
+        write_interest: true,
+        mask_state: (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+    })
+}
+
+/// Appends message `seq` as a request or a masked frame.
+fn encode(web: &Web, ctx: &Ctx, seq: u64, mask_state: &mut u64, out: &mut Vec<u8>) {
+    match web.speech {
+        Speech::Echo => {
+            out.extend_from_slice(&web.head);
+            ctx.pattern.write(seq, out);
+        }
+        Speech::Get => out.extend_from_slice(&web.head),
+        Speech::WebSocket => {
+            let key = (xorshift(mask_state) as u32).to_ne_bytes();
+            let (head, used) = ws::encode_head(true, opcode::BINARY, ctx.pattern.size(), Some(key));
+            out.extend_from_slice(&head[..used]);
+            let start = out.len();
+            ctx.pattern.write(seq, out);
+            ws::unmask(&mut out[start..], key, 0);
+        }
+    }
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A worker's HTTP or WebSocket connections.
+pub struct Requests {
+    web: Arc<Web>,
+    conns: Vec<Conn>,
+    live: usize,
+    next_conn: usize,
+    last_open: Instant,
+    touched: Vec<usize>,
+    scratch: Vec<u8>,
+}
+
+impl Flow for Requests {
+    const HOUSEKEEPING: Duration = Duration::from_millis(20);
+
+    fn open(
+        job: &WorkerJob,
+        poll: &mut Poll,
+        events: &mut Events,
+        result: &mut WorkerResult,
+    ) -> Requests {
+        let web = job.dest.web.clone().unwrap_or_else(|| {
+            Arc::new(Web {
+                speech: Speech::Get,
+                head: b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+                accept: String::new(),
+            })
+        });
+        let start = Instant::now();
+        let deadline = start + job.config.connect_timeout;
+        let mut conns: Vec<Conn> = Vec::with_capacity(job.conns);
+        let mut pending = 0;
+        for k in 0..job.conns {
+            let id = job.first_conn + k;
+            let token = Token(conns.len());
+            match connect_one(&job.dest, poll.registry(), id, token, start) {
+                Ok(conn) => {
+                    conns.push(conn);
+                    pending += 1;
+                }
+                Err(err) => result.connect_failed(|| {
+                    format!("connection {id}: connect failed: {}", describe(&err))
+                }),
+            }
+        }
+        let mut scratch = vec![0u8; READ_BUFFER];
+        while pending > 0 {
+            let now = Instant::now();
+            if now >= deadline || stopped() {
+                break;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            if let Err(err) = poll_once(poll, events, Some(wait)) {
+                result.connect_failed(|| format!("poll failed: {}", describe(&err)));
+                break;
+            }
+            for event in events.iter() {
+                let i = event.token().0;
+                let Some(conn) = conns.get_mut(i) else {
+                    continue;
+                };
+                let outcome = match conn.state {
+                    State::Connecting => conn.finish_connect(&web, poll.registry(), Token(i)),
+                    State::Upgrading => conn.upgrade_step(&web, &mut scratch),
+                    _ => continue,
+                };
+                match outcome {
+                    Ok(()) if conn.state == State::Open => pending -= 1,
+                    Ok(()) => {}
+                    Err(why) => {
+                        let id = conn.reader.id;
+                        result.connect_failed(|| format!("connection {id}: {why}"));
+                        conn.state = State::Dead;
+                        pending -= 1;
+                    }
+                }
+            }
+        }
+        let timeout = job.config.connect_timeout;
+        for conn in &mut conns {
+            if matches!(conn.state, State::Connecting | State::Upgrading) {
+                let id = conn.reader.id;
+                result.connect_failed(|| {
+                    format!("connection {id}: connect timed out after {timeout:?}")
+                });
+                conn.state = State::Dead;
+            }
+        }
+        let live = conns.iter().filter(|c| c.state == State::Open).count();
+        Requests {
+            web,
+            conns,
+            live,
+            next_conn: 0,
+            last_open: Instant::now(),
+            touched: Vec::new(),
+            scratch,
+        }
+    }
+
+    fn connected(&self) -> u64 {
+        self.live as u64
+    }
+
+    fn start(&mut self, ctx: &mut Ctx, now: Instant) {
+        ctx.result.counters.connected = self.live as u64;
+        self.resume(ctx, now);
+    }
+
+    fn event(&mut self, ctx: &mut Ctx, event: &Event) {
+        let i = event.token().0;
+        if i >= self.conns.len() {
+            return;
+        }
+        let now = Instant::now();
+        if matches!(self.conns[i].state, State::Connecting | State::Upgrading) {
+            self.reconnecting(ctx, i, now);
+        }
+        if self.conns[i].state != State::Open {
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.receive(ctx, i, now, event.is_read_closed());
+        }
+        if self.conns[i].state == State::Open {
+            self.send_more(ctx, i, now);
+        }
+    }
+
+    fn resume(&mut self, ctx: &mut Ctx, now: Instant) {
+        if ctx.open_loop() {
+            return self.send_due(ctx, now);
+        }
+        for i in 0..self.conns.len() {
+            if self.conns[i].state == State::Open {
+                self.send_more(ctx, i, now);
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, ctx: &mut Ctx, now: Instant) {
+        let timeout = ctx.job.config.timeout;
+        let connect_timeout = ctx.job.config.connect_timeout;
+        if self.conns.iter().any(|c| c.state == State::Open) {
+            self.last_open = now;
+        } else if self.live > 0 && now.saturating_duration_since(self.last_open) > connect_timeout {
+            ctx.result.error(|| {
+                format!("no connection could be opened again for {connect_timeout:?}: the server seems gone")
+            });
+            ctx.give_up();
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let conn = &self.conns[i];
+            match conn.state {
+                State::Retry => self.reconnect(ctx, i, now),
+                State::Connecting | State::Upgrading
+                    if now.saturating_duration_since(conn.connect_started) >= connect_timeout =>
+                {
+                    let id = conn.reader.id;
+                    ctx.result
+                        .connect_cause(&io::Error::from(io::ErrorKind::TimedOut));
+                    ctx.result.connect_failed(|| {
+                        format!("connection {id}: reconnect timed out after {connect_timeout:?}")
+                    });
+                    self.conns[i].state = State::Retry;
+                }
+                State::Open
+                    if !conn.reader.in_flight.is_empty()
+                        && now.saturating_duration_since(conn.last_progress) >= timeout =>
+                {
+                    let (id, owed) = (conn.reader.id, conn.reader.in_flight.len());
+                    self.kill(ctx, i, || {
+                        format!("connection {id}: no answer for {timeout:?} with {owed} owed")
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn done(&self, ctx: &Ctx) -> bool {
+        if self.live == 0 {
+            return true;
+        }
+        ctx.quota_used()
+            && self
+                .conns
+                .iter()
+                .all(|c| c.state != State::Open || c.reader.in_flight.is_empty())
+    }
+
+    fn drain(&mut self, ctx: &mut Ctx, poll: &mut Poll, events: &mut Events) {
+        let deadline = ctx.wait_deadline(Instant::now());
+        while self.conns.iter().any(|c| {
+            matches!(c.state, State::Open | State::Connecting | State::Upgrading)
+                && c.reader.in_flight.iter().any(|m| m.2)
+        }) {
+            let now = Instant::now();
+            if now >= deadline || ctx.interrupted() {
+                break;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            if poll_once(poll, events, Some(wait)).is_err() {
+                break;
+            }
+            for event in events.iter() {
+                self.event(ctx, event);
+            }
+        }
+    }
+
+    fn settle(&mut self, ctx: &mut Ctx, now: Instant) {
+        for conn in &mut self.conns {
+            for (due, _, measured) in conn.reader.in_flight.drain(..) {
+                if measured {
+                    ctx.owed(due, now, true);
+                }
+            }
+        }
+    }
+
+    fn close(self, ctx: &mut Ctx) {
+        ctx.result.counters.answered = self.conns.iter().filter(|c| c.answered).count() as u64;
+    }
+}
+
+impl Conn {
+    /// The TCP connect finished (or failed): WebSocket sends its upgrade,
+    /// HTTP is open.
+    fn finish_connect(
+        &mut self,
+        web: &Web,
+        registry: &Registry,
+        token: Token,
+    ) -> Result<(), String> {
+        match self.sock.connecting_done() {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(err) => return Err(format!("connect failed: {}", describe(&err))),
+        }
+        register(registry, &self.sock, token, Interest::READABLE, true)
+            .map_err(|err| format!("reregister: {}", describe(&err)))?;
+        self.write_interest = false;
+        if web.speech != Speech::WebSocket {
+            self.state = State::Open;
+            return Ok(());
+        }
+        self.state = State::Upgrading;
+        // The upgrade is a few hundred bytes on a fresh socket: one write.
+        match self.sock.send(&web.head) {
+            Ok(n) if n == web.head.len() => Ok(()),
+            Ok(_) => Err("the upgrade request did not go out whole".into()),
+            Err(err) => Err(format!("write failed: {}", describe(&err))),
+        }
+    }
+
+    /// WebSocket: reads the upgrade's answer; open once it is a good 101.
+    fn upgrade_step(&mut self, web: &Web, scratch: &mut [u8]) -> Result<(), String> {
+        loop {
+            match self.sock.recv(scratch) {
+                Ok(0) => return Err("closed by the server during the upgrade".into()),
+                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(format!("read failed: {}", describe(&err))),
+            }
+        }
+        let mut accept_ok = false;
+        let parsed = wire::parse_response_with(&self.inbuf, false, |name, value| {
+            if name.eq_ignore_ascii_case("sec-websocket-accept") {
+                accept_ok = value.trim_ascii() == web.accept.as_bytes();
+            }
+        })
+        .map_err(|refusal| format!("not an HTTP answer to the upgrade: {}", refusal.why))?;
+        let Some((summary, ..)) = parsed else {
+            return Ok(());
+        };
+        if summary.status != 101 {
+            return Err(format!("no WebSocket upgrade: status {}", summary.status));
+        }
+        if !accept_ok {
+            return Err("the upgrade's Sec-WebSocket-Accept is wrong".into());
+        }
+        self.inbuf.drain(..summary.len);
+        self.state = State::Open;
+        Ok(())
+    }
+}
+
+impl Requests {
+    fn kill(&mut self, ctx: &mut Ctx, i: usize, why: impl FnOnce() -> String) {
+        let conn = &mut self.conns[i];
+        if conn.state == State::Dead {
+            return;
+        }
+        conn.state = State::Dead;
+        self.live -= 1;
+        if self.live == 0 {
+            // The server took every connection down: what falls due from
+            // now on is held back by it, not late by the generator.
+            ctx.set_held(true);
+        }
+        ctx.result.error(why);
+    }
+
+    /// The server ended connection `i` without saying so first. With
+    /// `--reconnect` another takes its place and what was owed counts
+    /// never answered; without, it is an error.
+    fn closed_by_server(
+        &mut self,
+        ctx: &mut Ctx,
+        i: usize,
+        now: Instant,
+        why: impl FnOnce() -> String,
+    ) {
+        let idle = self.conns[i].reader.in_flight.is_empty();
+        // An idle keep-alive connection closed (a server's idle timeout):
+        // open another, as a browser would.
+        if idle && !ctx.draining() {
+            ctx.result.counters.reconnects += 1;
+            return self.reconnect(ctx, i, now);
+        }
+        if !ctx.job.config.modes.reconnect || ctx.draining() {
+            return self.kill(ctx, i, why);
+        }
+        let conn = &mut self.conns[i];
+        let lost = conn.reader.in_flight.iter().filter(|m| m.2).count() as u64;
+        conn.reader.in_flight.clear();
+        conn.reader.next_recv = conn.next_send;
+        ctx.result.counters.never_answered += lost;
+        ctx.result.counters.reconnects += 1;
+        self.reconnect(ctx, i, now);
+    }
+
+    /// Reads until the socket is drained. `to_end`: the peer's FIN came
+    /// with this edge, so a short read does not mean no more is coming
+    /// (the EOF that ends a body read until close).
+    fn receive(&mut self, ctx: &mut Ctx, i: usize, now: Instant, to_end: bool) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let web = Arc::clone(&self.web);
+        loop {
+            let conn = &mut self.conns[i];
+            match conn.sock.recv(&mut scratch) {
+                Ok(0) => {
+                    // A body delimited by the close is complete now.
+                    if matches!(conn.reader.reading, Reading::UntilClose) {
+                        conn.reader.complete(ctx, now);
+                        ctx.result.counters.reconnects += 1;
+                        self.reconnect(ctx, i, now);
+                        break;
+                    }
+                    let (id, owed) = (conn.reader.id, conn.reader.in_flight.len());
+                    self.closed_by_server(ctx, i, now, || {
+                        format!("connection {id}: closed by the server with {owed} answers owed")
+                    });
+                    break;
+                }
+                Ok(n) => {
+                    conn.last_progress = now;
+                    conn.answered = true;
+                    let step = if conn.inbuf.is_empty() {
+                        let step = conn.reader.feed(
+                            ctx,
+                            &web,
+                            &scratch[..n],
+                            now,
+                            &mut conn.out,
+                            &mut conn.mask_state,
+                        );
+                        step.map(|(used, step)| {
+                            conn.inbuf.extend_from_slice(&scratch[used..n]);
+                            step
+                        })
+                    } else {
+                        conn.inbuf.extend_from_slice(&scratch[..n]);
+                        let step = conn.reader.feed(
+                            ctx,
+                            &web,
+                            &conn.inbuf,
+                            now,
+                            &mut conn.out,
+                            &mut conn.mask_state,
+                        );
+                        step.map(|(used, step)| {
+                            conn.inbuf.drain(..used);
+                            step
+                        })
+                    };
+                    match step {
+                        Err(why) => {
+                            self.kill(ctx, i, || why);
+                            break;
+                        }
+                        Ok(Step::Closing) => {
+                            // The server closes after this answer: what
+                            // is still owed goes out again on a new one.
+                            ctx.result.counters.reconnects += 1;
+                            self.reconnect(ctx, i, now);
+                            break;
+                        }
+                        Ok(Step::Gone(why)) => {
+                            self.closed_by_server(ctx, i, now, || why);
+                            break;
+                        }
+                        Ok(Step::More) => {}
+                    }
+                    if self.retiring(ctx, i) && self.conns[i].reader.in_flight.is_empty() {
+                        self.reconnect(ctx, i, now);
+                        break;
+                    }
+                    if n < scratch.len() && !to_end {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    let id = conn.reader.id;
+                    let why = || format!("connection {id}: read failed: {}", describe(&err));
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) {
+                        self.closed_by_server(ctx, i, now, why);
+                    } else {
+                        self.kill(ctx, i, why);
+                    }
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    fn retiring(&self, ctx: &Ctx, i: usize) -> bool {
+        ctx.job
+            .config
+            .modes
+            .churn
+            .is_some_and(|m| self.conns[i].sent >= m)
+    }
+
+    /// Closes connection `i` and starts a new one under the same token;
+    /// the messages still in flight are sent again once it is open.
+    fn reconnect(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+        let id = self.conns[i].reader.id;
+        if ctx.draining() && self.conns[i].reader.in_flight.is_empty() {
+            let conn = &mut self.conns[i];
+            if conn.state != State::Dead {
+                conn.state = State::Dead;
+                self.live -= 1;
+            }
+            return;
+        }
+        match connect_one(&ctx.job.dest, &ctx.registry, id, Token(i), now) {
+            Ok(mut conn) => {
+                let old = &mut self.conns[i];
+                conn.answered = old.answered;
+                // Owed messages keep their numbers and times.
+                conn.reader.in_flight = std::mem::take(&mut old.reader.in_flight);
+                conn.reader.next_recv = old.reader.next_recv;
+                conn.next_send = old.next_send;
+                if ctx.job.config.modes.churn.is_none() {
+                    conn.sent = old.sent;
+                }
+                self.conns[i] = conn;
+            }
+            Err(err) => {
+                ctx.result.connect_cause(&err);
+                ctx.result.connect_failed(|| {
+                    format!("connection {id}: reconnect failed: {}", describe(&err))
+                });
+                self.conns[i].state = State::Retry;
+                self.conns[i].connect_started = now;
+            }
+        }
+    }
+
+    /// Connection `i` is connecting or upgrading (after a reconnect).
+    fn reconnecting(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+        let web = Arc::clone(&self.web);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let conn = &mut self.conns[i];
+        let outcome = match conn.state {
+            State::Connecting => conn.finish_connect(&web, &ctx.registry, Token(i)),
+            _ => conn.upgrade_step(&web, &mut scratch),
+        };
+        self.scratch = scratch;
+        match outcome {
+            Ok(()) if conn.state == State::Open => {
+                conn.last_progress = now;
+                let took = now.saturating_duration_since(conn.connect_started);
+                ctx.reconnected(took, now);
+                // Owed messages go out again, in order.
+                conn.out.clear();
+                conn.out_pos = 0;
+                for seq in conn.reader.next_recv..conn.next_send {
+                    encode(&web, ctx, seq, &mut conn.mask_state, &mut conn.out);
+                }
+                if !conn.inbuf.is_empty() {
+                    // Frames that came with the 101.
+                    self.receive_buffered(ctx, i, now);
+                }
+            }
+            Ok(()) => {}
+            Err(why) => {
+                let id = conn.reader.id;
+                ctx.result
+                    .connect_failed(|| format!("connection {id}: {why}"));
+                conn.state = State::Retry;
+            }
+        }
+    }
+
+    fn receive_buffered(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+        let web = Arc::clone(&self.web);
+        let conn = &mut self.conns[i];
+        match conn.reader.feed(
+            ctx,
+            &web,
+            &conn.inbuf,
+            now,
+            &mut conn.out,
+            &mut conn.mask_state,
+        ) {
+            Ok((used, _)) => {
+                conn.inbuf.drain(..used);
+            }
+            Err(why) => self.kill(ctx, i, || why),
+        }
+    }
+
+    /// Open loop: every message due by now goes out, each on the next
+    /// connection that is open and has room.
+    fn send_due(&mut self, ctx: &mut Ctx, now: Instant) {
+        let n = self.conns.len();
+        let web = Arc::clone(&self.web);
+        loop {
+            let mut pick = None;
+            let mut full = false;
+            for k in 0..n {
+                let i = (self.next_conn + k) % n;
+                let conn = &self.conns[i];
+                if conn.state == State::Open && !self.retiring(ctx, i) {
+                    if conn.out.len() - conn.out_pos >= MAX_UNSENT
+                        || conn.reader.in_flight.len() >= MAX_IN_FLIGHT
+                    {
+                        full = true;
+                        continue;
+                    }
+                    pick = Some(i);
+                    break;
+                }
+            }
+            let Some(i) = pick else {
+                if full && ctx.next_wake().is_some_and(|due| due <= now) {
+                    ctx.set_held(true);
+                }
+                break;
+            };
+            let Some((due, measured)) = ctx.due(now) else {
+                ctx.set_held(false);
+                break;
+            };
+            self.next_conn = (i + 1) % n;
+            let conn = &mut self.conns[i];
+            if conn.out_pos == conn.out.len() {
+                conn.out.clear();
+                conn.out_pos = 0;
+            }
+            if conn.reader.in_flight.is_empty() {
+                conn.last_progress = now;
+            }
+            encode(
+                &web,
+                ctx,
+                conn.next_send,
+                &mut conn.mask_state,
+                &mut conn.out,
+            );
+            conn.next_send += 1;
+            conn.sent += 1;
+            conn.reader.in_flight.push_back((due, now, measured));
+            if !self.touched.contains(&i) {
+                self.touched.push(i);
+            }
+        }
+        for k in 0..self.touched.len() {
+            let i = self.touched[k];
+            if self.conns[i].state == State::Open {
+                self.send_more(ctx, i, now);
+            }
+        }
+        self.touched.clear();
+    }
+
+    /// Closed loop: tops the connection up to `depth` in flight; both
+    /// loops: writes what the socket takes.
+    fn send_more(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
+        let depth = ctx.job.config.depth;
+        let churn = ctx.job.config.modes.churn;
+        let web = Arc::clone(&self.web);
+        let conn = &mut self.conns[i];
+        if conn.out_pos == conn.out.len() {
+            conn.out.clear();
+            conn.out_pos = 0;
+        }
+        while !ctx.open_loop()
+            && conn.reader.in_flight.len() < depth
+            && churn.is_none_or(|m| conn.sent < m)
+        {
+            let Some(measured) = ctx.admit(now) else {
+                break;
+            };
+            if conn.reader.in_flight.is_empty() {
+                conn.last_progress = now;
+            }
+            encode(
+                &web,
+                ctx,
+                conn.next_send,
+                &mut conn.mask_state,
+                &mut conn.out,
+            );
+            conn.next_send += 1;
+            conn.sent += 1;
+            conn.reader.in_flight.push_back((now, now, measured));
+        }
+        while conn.out_pos < conn.out.len() {
+            match conn.sock.send(&conn.out[conn.out_pos..]) {
+                Ok(0) => break,
+                Ok(n) => conn.out_pos += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    let id = conn.reader.id;
+                    let why = || format!("connection {id}: write failed: {}", describe(&err));
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                    ) {
+                        self.closed_by_server(ctx, i, now, why);
+                    } else {
+                        self.kill(ctx, i, why);
+                    }
+                    return;
+                }
+            }
+        }
+        let blocked = conn.out_pos < conn.out.len();
+        if blocked != conn.write_interest {
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match register(&ctx.registry, &conn.sock, Token(i), interest, true) {
+                Ok(()) => conn.write_interest = blocked,
+                Err(err) => {
+                    let id = conn.reader.id;
+                    self.kill(ctx, i, || {
+                        format!("connection {id}: reregister: {}", describe(&err))
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// The answer to the oldest message in flight is whole.
+    fn complete(&mut self, ctx: &mut Ctx, now: Instant) {
+        self.reading = Reading::Head;
+        self.body_off = 0;
+        self.body.clear();
+        self.next_recv += 1;
+        if let Some((due, sent, measured)) = self.in_flight.pop_front() {
+            ctx.echoed(due, sent, measured, now);
+        }
+    }
+
+    /// Takes received bytes: how many were used (the rest is an answer
+    /// not yet whole), and whether the server closes now. `out` takes a
+    /// pong owed to a server's ping.
+    fn feed(
+        &mut self,
+        ctx: &mut Ctx,
+        web: &Web,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+        mask_state: &mut u64,
+    ) -> Result<(usize, Step), String> {
+        let mut at = 0;
+        while at < data.len() {
+            if web.speech == Speech::WebSocket {
+                match self.frame(ctx, &data[at..], now, out, mask_state)? {
+                    Some(used) => at += used,
+                    None => break,
+                }
+                if let Some(why) = self.gone.take() {
+                    return Ok((at, Step::Gone(why)));
+                }
+                continue;
+            }
+            let rest = &data[at..];
+            match &mut self.reading {
+                Reading::Head => {
+                    if self.in_flight.is_empty() {
+                        return Err(format!(
+                            "connection {}: {} bytes came that answer nothing sent",
+                            self.id,
+                            rest.len()
+                        ));
+                    }
+                    let summary = match wire::parse_response_summary(rest, false) {
+                        Ok(Some(summary)) => summary,
+                        Ok(None) => break,
+                        Err(refusal) => {
+                            return Err(format!(
+                                "connection {}: not an HTTP answer: {}",
+                                self.id, refusal.why
+                            ))
+                        }
+                    };
+                    at += summary.len;
+                    if (100..200).contains(&summary.status) {
+                        continue; // 100 Continue: the real answer follows
+                    }
+                    self.count_status(ctx, summary.status);
+                    if web.speech == Speech::Echo && summary.status / 100 != 2 {
+                        return Err(format!(
+                            "connection {}: echoplex answered {} to message {}",
+                            self.id, summary.status, self.next_recv
+                        ));
+                    }
+                    self.closing = !summary.keep_alive;
+                    self.reading = match summary.framing {
+                        Framing::Empty => Reading::Body { left: 0 },
+                        Framing::Length(n) => Reading::Body { left: n },
+                        Framing::Chunked => Reading::Chunked(ChunkedDecoder::default()),
+                        Framing::UntilClose => Reading::UntilClose,
+                    };
+                    if web.speech == Speech::Echo {
+                        let size = ctx.pattern.size() as u64;
+                        if let Reading::Body { left } = self.reading {
+                            if left != size {
+                                return Err(format!(
+                                    "connection {}: echo of message {}: {left} bytes, sent {size}",
+                                    self.id, self.next_recv
+                                ));
+                            }
+                        }
+                    }
+                    if matches!(self.reading, Reading::Body { left: 0 }) {
+                        self.complete(ctx, now);
+                        if self.closing {
+                            return Ok((at, Step::Closing));
+                        }
+                    }
+                }
+                Reading::Body { left } => {
+                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
+                    *left -= take as u64;
+                    let done = *left == 0;
+                    if web.speech == Speech::Echo {
+                        let piece = &rest[..take];
+                        if !ctx.pattern.check(self.next_recv, self.body_off, piece) {
+                            return Err(ctx.pattern.mismatch(
+                                self.next_recv,
+                                self.body_off,
+                                piece,
+                                &format!(
+                                    "connection {}: echo of message {}",
+                                    self.id, self.next_recv
+                                ),
+                            ));
+                        }
+                        self.body_off += take;
+                    }
+                    at += take;
+                    if done {
+                        self.complete(ctx, now);
+                        if self.closing {
+                            return Ok((at, Step::Closing));
+                        }
+                    }
+                }
+                Reading::Chunked(decoder) => {
+                    let max = match web.speech {
+                        Speech::Echo => ctx.pattern.size(),
+                        _ => MAX_FOREIGN_BODY,
+                    };
+                    let used = decoder
+                        .decode(rest, &mut self.body, max)
+                        .map_err(|refusal| {
+                            format!("connection {}: bad chunked body: {}", self.id, refusal.why)
+                        })?;
+                    at += used;
+                    let done = decoder.is_done();
+                    if web.speech == Speech::Get {
+                        self.body.clear(); // read past, never kept
+                    }
+                    if done {
+                        if web.speech == Speech::Echo
+                            && (self.body.len() != ctx.pattern.size()
+                                || !ctx.pattern.check(self.next_recv, 0, &self.body))
+                        {
+                            return Err(ctx.pattern.mismatch(
+                                self.next_recv,
+                                0,
+                                &self.body,
+                                &format!(
+                                    "connection {}: echo of message {}",
+                                    self.id, self.next_recv
+                                ),
+                            ));
+                        }
+                        self.complete(ctx, now);
+                        if self.closing {
+                            return Ok((at, Step::Closing));
+                        }
+                    }
+                }
+                Reading::UntilClose => {
+                    if web.speech == Speech::Echo {
+                        return Err(format!(
+                            "connection {}: echoplex sent a body without a length",
+                            self.id
+                        ));
+                    }
+                    // Read past; the answer ends with the connection.
+                    at = data.len();
+                }
+            }
+        }
+        Ok((at, Step::More))
+    }
+
+    fn count_status(&mut self, ctx: &mut Ctx, status: u16) {
+        // As `messages`: the measured window's answers only.
+        if !self.in_flight.front().is_some_and(|m| m.2) {
+            return;
+        }
+        if let Some(slot) = (status / 100)
+            .checked_sub(2)
+            .and_then(|k| ctx.result.counters.http_status.get_mut(usize::from(k)))
+        {
+            *slot += 1;
+        }
+    }
+
+    /// WebSocket: one whole frame at the front of `data`, or `None`.
+    fn frame(
+        &mut self,
+        ctx: &mut Ctx,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+        mask_state: &mut u64,
+    ) -> Result<Option<usize>, String> {
+        let size = ctx.pattern.size();
+        let max = size.max(ws::MAX_CONTROL) as u64;
+        let parsed = ws::parse_frame(data, Role::Client, max)
+            .map_err(|v| format!("connection {}: bad frame: {}", self.id, v.why))?;
+        let Some((head, payload)) = parsed else {
+            return Ok(None);
+        };
+        let used = head.header_len + payload.len();
+        match head.opcode {
+            opcode::BINARY | opcode::CONTINUATION => {
+                if self.in_flight.is_empty() {
+                    return Err(format!(
+                        "connection {}: a message came that echoes nothing sent",
+                        self.id
+                    ));
+                }
+                if !ctx.pattern.check(self.next_recv, self.body_off, payload) {
+                    return Err(ctx.pattern.mismatch(
+                        self.next_recv,
+                        self.body_off,
+                        payload,
+                        &format!("connection {}: echo of message {}", self.id, self.next_recv),
+                    ));
+                }
+                self.body_off += payload.len();
+                if head.fin {
+                    if self.body_off != size {
+                        return Err(format!(
+                            "connection {}: echo of message {}: {} bytes, sent {size}",
+                            self.id, self.next_recv, self.body_off
+                        ));
+                    }
+                    self.complete(ctx, now);
+                }
+            }
+            opcode::PING => {
+                let key = (xorshift(mask_state) as u32).to_ne_bytes();
+                ws::encode_frame(out, true, opcode::PONG, payload, Some(key));
+            }
+            opcode::PONG => {}
+            opcode::CLOSE => {
+                let code = ws::parse_close(payload).ok().and_then(|(code, _)| code);
+                self.gone = Some(format!(
+                    "connection {}: closed by the server (code {}) with {} echoes owed",
+                    self.id,
+                    code.map_or("none".to_string(), |c| c.to_string()),
+                    self.in_flight.len()
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "connection {}: a frame of opcode {other} where a binary echo was due",
+                    self.id
+                ))
+            }
+        }
+        Ok(Some(used))
+    }
+}
