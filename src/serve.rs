@@ -35,8 +35,9 @@ pub const DEFAULT_ENDPOINTS: [&str; 5] = [
 
 /// Descriptors kept back from `--max-connections`' default for listeners,
 /// the poller, logs, the EMFILE reserve and the control connections'
-/// reserve (`reactor::CONTROL_RESERVE`).
-const FD_HEADROOM: u64 = 64 + CONTROL_RESERVE as u64;
+/// reserves (`reactor::CONTROL_RESERVE` for each control endpoint: the
+/// admin socket and, usually, one `metrics://`).
+const FD_HEADROOM: u64 = 64 + 2 * CONTROL_RESERVE as u64;
 
 /// Options of `echoplex serve`.
 #[derive(clap::Args, Debug, Clone)]
@@ -61,7 +62,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = secs)]
     pub idle_timeout: Duration,
     /// Most connections open at once (default: the descriptor limit less
-    /// headroom); the admin socket and metrics:// have 16 more of their own.
+    /// headroom); the admin socket and each metrics:// have 16 more of their own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
     /// Bytes a connection may owe its peer before the server stops reading

@@ -554,3 +554,41 @@ fn a_sweep_finds_the_knee_and_says_where_it_is() {
         "{svg}"
     );
 }
+
+#[test]
+fn ctrl_c_ends_a_run_whose_rate_the_generator_could_not_send() {
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let ep = format!("tcp://{}", daemon.addr("tcp://"));
+    // Far past what one thread sends: hundreds of millions of messages
+    // fall due and never leave, each to be counted after the window.
+    let mut child = Command::new(bin())
+        .args(["bench", &ep, "--rate", "100000000", "-d", "3", "-c", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    thread::sleep(std::time::Duration::from_millis(3500));
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let interrupted = std::time::Instant::now();
+    let deadline = interrupted + std::time::Duration::from_secs(8);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("bench was still counting unsent messages 8 s after Ctrl-C");
+    };
+    // Owed at the end (1) or cut short (130): a report, not a kill.
+    assert!(matches!(status.code(), Some(1 | 130)), "{status:?}");
+    drop(daemon);
+}

@@ -934,3 +934,72 @@ fn a_server_that_hangs_up_while_input_is_awaited_ends_the_client() {
         "{stderr}"
     );
 }
+
+/// A FIFO at `path` (nobody has it open yet).
+fn make_fifo(path: &Path) {
+    let name = std::ffi::CString::new(path.to_str().expect("utf-8 path")).expect("no NUL");
+    // SAFETY: a valid C string for the duration of the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn sigterm_ends_a_client_waiting_on_a_fifo_nobody_writes_to() {
+    let dir = temp_dir("client-fifo-term");
+    let fifo = dir.join("in.fifo");
+    make_fifo(&fifo);
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let endpoint = format!("tcp://{}", daemon.addr("tcp://"));
+    let mut child = Command::new(support::bin())
+        .args(["client", "-f", fifo.to_str().expect("utf-8"), &endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let Some(status) = status else {
+        end(child);
+        panic!("SIGTERM did not end a client waiting for a FIFO's writer");
+    };
+    assert!(!status.success(), "{status:?}");
+    drop(daemon);
+}
+
+#[test]
+fn a_fifo_whose_writer_comes_later_is_read_and_echoed() {
+    let dir = temp_dir("client-fifo-late");
+    let fifo = dir.join("in.fifo");
+    make_fifo(&fifo);
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0"]);
+    let endpoint = format!("tcp://{}", daemon.addr("tcp://"));
+    let child = Command::new(support::bin())
+        .args(["client", "-f", fifo.to_str().expect("utf-8"), &endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    thread::sleep(Duration::from_millis(300));
+    std::fs::write(&fifo, MESSAGE).expect("write the FIFO");
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(MESSAGE), "{stdout}");
+    drop(daemon);
+}

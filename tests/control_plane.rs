@@ -334,3 +334,26 @@ fn status_traffic_is_counted_on_the_admin_line_not_in_the_echo_totals() {
     let (status, err) = daemon.stop();
     assert!(status.success(), "{err}");
 }
+
+#[test]
+fn idle_scrapers_that_fill_the_metrics_reserve_do_not_lock_out_the_admin_socket() {
+    let dir = support::temp_dir("control-reserve-apart");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&["metrics://127.0.0.1:0", "--admin", admin_arg(&admin)]);
+    let metrics = daemon.addr("metrics://");
+    // Anyone who reaches metrics:// (a network peer) fills its reserve
+    // with connections that never send a byte...
+    let held: Vec<TcpStream> = (0..40).map(|_| connect(metrics)).collect();
+    let mut over = connect(metrics);
+    let _ = write!(over, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        closed_by_server(&mut over),
+        "metrics:// served past its reserve"
+    );
+    // ...and the owner's `status` on the admin socket is answered all the same.
+    let status = status_json(&admin);
+    assert!(status["rejected_control"].as_u64() >= Some(1), "{status}");
+    drop(held);
+    let (status, err) = daemon.stop();
+    assert!(status.success(), "{err}");
+}

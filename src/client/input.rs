@@ -4,9 +4,10 @@
 //! memory. Waiting for input notices Ctrl-C: a terminal's `-f -` ends at
 //! the first one, before anything was sent.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -49,13 +50,21 @@ impl Input {
                 (Source::Stdin(io::stdin()), "standard input".to_string())
             }
             Some(path) => {
-                let file = File::open(path).map_err(|err| {
-                    Failure::usage(format!(
-                        "cannot read {}: {}",
-                        path.display(),
-                        describe(&err)
-                    ))
-                })?;
+                // Non-blocking: opening a FIFO with no writer yet would
+                // otherwise block in open(2), where Ctrl-C and SIGTERM
+                // (caught, to end a run cleanly) cannot reach it; the
+                // reads wait in poll, which notices them.
+                let file = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(path)
+                    .map_err(|err| {
+                        Failure::usage(format!(
+                            "cannot read {}: {}",
+                            path.display(),
+                            describe(&err)
+                        ))
+                    })?;
                 (Source::File(file), path.display().to_string())
             }
         };
@@ -94,17 +103,24 @@ impl Input {
         if self.eof {
             return Ok(());
         }
-        if let Some(fd) = self.fd() {
-            while wait(fd, libc::POLLIN, Instant::now() + Duration::from_secs(3600))? == 0 {}
-        }
         let mut block = vec![0u8; max.clamp(1, BLOCK)];
-        let n = match &mut self.source {
-            Source::Words(words) => {
-                block = words.take().unwrap_or_default();
-                Ok(block.len())
+        let n = loop {
+            if let Some(fd) = self.fd() {
+                while wait(fd, libc::POLLIN, Instant::now() + Duration::from_secs(3600))? == 0 {}
             }
-            Source::File(file) => retry(|| file.read(&mut block)),
-            Source::Stdin(stdin) => retry(|| stdin.lock().read(&mut block)),
+            let read = match &mut self.source {
+                Source::Words(words) => {
+                    block = words.take().unwrap_or_default();
+                    Ok(block.len())
+                }
+                Source::File(file) => retry(|| file.read(&mut block)),
+                Source::Stdin(stdin) => retry(|| stdin.lock().read(&mut block)),
+            };
+            // A FILE is opened non-blocking (see `open`): wait again.
+            match read {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                other => break other,
+            }
         }
         .map_err(|err| {
             Failure::new(

@@ -278,7 +278,18 @@ impl Context<'_> {
     /// is admitted under its own reserve instead.
     pub fn spawn(&mut self, handler: Box<dyn Handler>) -> Admission {
         if handler.is_control() {
-            let open = self.stats.control_connections + self.shared.spawned_control;
+            // Each control endpoint has a reserve of its own: idle clients of
+            // a network-facing `metrics://` must not lock the owner out of
+            // the admin socket. What is spawned and not yet inserted came
+            // from this call's endpoint (the queue is emptied after each).
+            let open = self
+                .stats
+                .endpoints
+                .get(self.shared.origin)
+                .map_or(self.stats.control_connections, |endpoint| {
+                    usize::try_from(endpoint.connections).unwrap_or(usize::MAX)
+                })
+                + self.shared.spawned_control;
             if open >= self.limits.control_reserve {
                 self.stats.rejected_control += 1;
                 return Admission::OverReserve;
