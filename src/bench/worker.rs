@@ -288,7 +288,7 @@ impl Ctx<'_> {
         let mut counted = 0u32;
         while schedule.due() < end && self.quota != Some(0) {
             counted = counted.wrapping_add(1);
-            if counted % 4096 == 0 && self.interrupted() {
+            if counted.is_multiple_of(4096) && self.interrupted() {
                 break;
             }
             let due = schedule.due();
