@@ -21,8 +21,8 @@ use log::debug;
 use mio::{Interest, Registry, Token};
 
 use super::proxy::{self, Preamble};
-use super::tls::Negotiated;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
+use crate::tls::Negotiated;
 
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
