@@ -1,7 +1,7 @@
 //! `echoplex serve`: bind every endpoint, print the contract's lines, run
 //! the reactor until SIGINT or SIGTERM.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
@@ -459,37 +459,26 @@ fn limits(args: &Args) -> Limits {
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as servers do; returns
 /// the soft limit in force.
 fn raise_nofile_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        warn!("getrlimit(RLIMIT_NOFILE): {}", io::Error::last_os_error());
-        return 1024;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            info!(
-                "raised RLIMIT_NOFILE from {} to {}",
-                limit.rlim_cur, limit.rlim_max
-            );
-            limit.rlim_cur = limit.rlim_max;
-        } else {
-            warn!(
-                "could not raise RLIMIT_NOFILE: {}",
-                io::Error::last_os_error()
-            );
+    match crate::sys::rlimit::nofile() {
+        Err(err) => {
+            warn!("getrlimit(RLIMIT_NOFILE): {}", describe(&err));
+            1024
         }
-    } else {
-        info!("RLIMIT_NOFILE is {}", limit.rlim_cur);
+        Ok((soft, hard)) if soft >= hard => {
+            info!("RLIMIT_NOFILE is {soft}");
+            soft
+        }
+        Ok((soft, hard)) => match crate::sys::rlimit::raise_nofile() {
+            Ok(_) => {
+                info!("raised RLIMIT_NOFILE from {soft} to {hard}");
+                hard
+            }
+            Err(err) => {
+                warn!("could not raise RLIMIT_NOFILE: {}", describe(&err));
+                soft
+            }
+        },
     }
-    limit.rlim_cur
 }
 
 /// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes
@@ -533,23 +522,6 @@ impl SignalPipe {
     }
 }
 
-/// Empties a signal-hook pipe (edge-triggered: read to the end); true when
-/// at least one signal byte was in it. The pipe carries no data but the
-/// fact, so every byte read is the same news.
-pub(crate) fn drain_signal_pipe(reader: &mut impl Read) -> bool {
-    let mut drained = [0u8; 64];
-    let mut got_signal = false;
-    loop {
-        match reader.read(&mut drained) {
-            Ok(0) => break,
-            Ok(_) => got_signal = true,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    got_signal
-}
-
 impl Handler for SignalPipe {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.reader, token, Interest::READABLE)
@@ -567,7 +539,7 @@ impl Handler for SignalPipe {
             }
             return Flow::Continue;
         }
-        let got_signal = drain_signal_pipe(&mut self.reader);
+        let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
         if got_signal {
             reactors::forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {

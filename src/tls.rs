@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -22,8 +23,46 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
+/// What a finished handshake negotiated, for logs, `status` and
+/// `https://`'s JSON `tls` object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Negotiated {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    /// The IANA name of the cipher suite.
+    pub cipher: String,
+    /// The key exchange group (`X25519`).
+    pub group: String,
+    /// The name the client asked for, if it sent one.
+    pub sni: Option<String>,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
+    /// From accept to the handshake's end.
+    pub handshake: Duration,
+}
+
+impl fmt::Display for Negotiated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} handshake {:.1}ms",
+            self.version,
+            self.cipher,
+            self.group,
+            self.handshake.as_secs_f64() * 1e3
+        )?;
+        if let Some(sni) = &self.sni {
+            write!(f, " sni {sni}")?;
+        }
+        if let Some(alpn) = &self.alpn {
+            write!(f, " alpn {alpn}")?;
+        }
+        Ok(())
+    }
+}
+
 /// How long a handshake may take before the connection is closed.
-pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The names the self-signed certificate is good for.
 pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -513,9 +552,12 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("temp dir");
         let fifo = dir.join("key.pem");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
-        // SAFETY: mkfifo reads the NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // mkfifo(1), not libc: unsafe lives under src/sys only.
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success(), "mkfifo failed");
         let err = read_pem(&fifo).expect_err("a FIFO is refused");
         assert!(err.contains("not a regular file"), "{err}");
         let _ = fs::remove_dir_all(&dir);

@@ -64,7 +64,7 @@ impl Handler for Reloader {
     }
 
     fn ready(&mut self, _readiness: Readiness, _cx: &mut Context) -> Flow {
-        if crate::serve::drain_signal_pipe(&mut self.signal) {
+        if crate::sys::signal::drain_pipe(&mut self.signal) {
             self.reload();
         }
         Flow::Continue

@@ -210,8 +210,8 @@ impl Sock {
             self.socket.peer_addr()?.as_socket(),
         );
         let header = match addrs {
-            (Some(local), Some(peer)) => crate::services::proxy::build::v2(local, peer, &[], false),
-            _ => crate::services::proxy::build::v2_local(),
+            (Some(local), Some(peer)) => crate::wire::proxy::build::v2(local, peer, &[], false),
+            _ => crate::wire::proxy::build::v2_local(),
         };
         if (&self.socket).write(&header)? != header.len() {
             return Err(io::Error::other("the PROXY header did not go out whole"));
@@ -290,21 +290,11 @@ pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc:
         }
         // Round up, so a sub-millisecond remainder does not spin.
         let ms = left.min(SLICE).as_micros().div_ceil(1000) as libc::c_int;
-        let mut pollfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
-        if ready > 0 {
-            return Ok(pollfd.revents);
-        }
-        if ready < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(Failure::new(Exit::Io, format!("poll: {}", describe(&err))));
-            }
+        match crate::sys::socket::poll_one(fd, events, ms) {
+            Ok(0) => {}
+            Ok(revents) => return Ok(revents),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Failure::new(Exit::Io, format!("poll: {}", describe(&err)))),
         }
     }
 }

@@ -816,7 +816,7 @@ fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Protocol for HttpEcho {
-    fn secured(&mut self, tls: &super::tls::Negotiated) {
+    fn secured(&mut self, tls: &crate::tls::Negotiated) {
         self.set_tls(TlsInfo {
             version: tls.version.to_string(),
             cipher: tls.cipher.clone(),

@@ -21,8 +21,8 @@ use log::debug;
 use mio::{Interest, Registry, Token};
 
 use super::proxy::{self, Preamble};
-use super::tls::Negotiated;
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
+use crate::tls::Negotiated;
 
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
@@ -144,14 +144,7 @@ impl Stream for mio::net::UnixStream {
 
 /// Bytes in the socket's receive queue that we have not read (FIONREAD).
 fn unread_bytes(fd: &impl AsRawFd) -> usize {
-    let mut count: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into the variable we own.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) };
-    if rc == 0 {
-        usize::try_from(count).unwrap_or(0)
-    } else {
-        0
-    }
+    crate::sys::socket::unread_bytes(fd.as_raw_fd())
 }
 
 /// Bytes owed to the peer, in a pooled buffer: `buf[sent..]` is unsent.

@@ -36,43 +36,7 @@ use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 use crate::sock;
 use crate::tls::{cipher_name, group_name, version_name, HANDSHAKE_TIMEOUT};
 
-/// What a finished handshake negotiated, for logs, `status` and
-/// `https://`'s JSON `tls` object.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Negotiated {
-    /// `TLSv1.3` or `TLSv1.2`.
-    pub version: &'static str,
-    /// The IANA name of the cipher suite.
-    pub cipher: String,
-    /// The key exchange group (`X25519`).
-    pub group: String,
-    /// The name the client asked for, if it sent one.
-    pub sni: Option<String>,
-    /// The ALPN protocol agreed, if any.
-    pub alpn: Option<String>,
-    /// From accept to the handshake's end.
-    pub handshake: Duration,
-}
-
-impl fmt::Display for Negotiated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} handshake {:.1}ms",
-            self.version,
-            self.cipher,
-            self.group,
-            self.handshake.as_secs_f64() * 1e3
-        )?;
-        if let Some(sni) = &self.sni {
-            write!(f, " sni {sni}")?;
-        }
-        if let Some(alpn) = &self.alpn {
-            write!(f, " alpn {alpn}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::tls::Negotiated;
 
 /// Where a connection's handshake is.
 #[derive(Debug)]
