@@ -918,6 +918,14 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         self.protocol.is_control()
     }
 
+    fn quiet_since(&self, now: Instant) -> Option<Instant> {
+        if !self.protocol.is_control() || self.conn.lingering || !self.is_quiet() {
+            return None;
+        }
+        // Not started: accepted in this turn.
+        Some(self.conn.idle.as_ref().map_or(now, |idle| idle.last_active))
+    }
+
     fn describe(&self, now: Instant) -> HandlerInfo {
         let mut info = self.conn.describe(self.kind, self.shown().to_string(), now);
         // Input held back (a partial record) is received and not yet sent
