@@ -5,8 +5,10 @@
 //! `binary://HOST:PORT`, `unix:PATH`, `unix-dgram:PATH` (`@name` = abstract),
 //! each optionally followed by `?option&key=value` (see [`Options`]).
 //!
-//! Adding a kind: one file in `services/` with a `bind` function, and one
-//! entry in the `kinds!` table below (ARCHITECTURE.md, "Adding a kind").
+//! Adding a kind: one entry in the `kinds!` table below, and one file in
+//! `services/` whose `bind` `services::bind` calls for it (ARCHITECTURE.md,
+//! "Adding a kind"). This file names no service, so the tools that only
+//! speak to endpoints (client, ping, bench) build without the daemon.
 //! Adding an option: one line in the `options!` table below.
 
 use std::fmt;
@@ -14,8 +16,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
-
-use crate::services::{self, Bound, ServeConfig};
 
 /// A tool of this binary that takes endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,13 +94,7 @@ pub struct KindInfo {
     /// (SO_REUSEPORT; the kernel spreads the load); otherwise reactor 0
     /// alone serves it (a socket file, a group membership, admin-like).
     pub spread: bool,
-    /// Binds it: the service module's `bind`.
-    pub bind: BindFn,
 }
-
-/// A service module's `bind`: the handler for the reactor, and the endpoint
-/// as really bound.
-pub type BindFn = fn(&Endpoint, &ServeConfig) -> io::Result<Bound>;
 
 /// Declares the kinds: the enum, `Kind::ALL` and `Kind::info` come from the
 /// one list, so nothing can be left out of either.
@@ -145,28 +139,34 @@ use Transport::{Datagram, Stream};
 kinds! {
     /// `tcp://`: TCP echo.
     Tcp => KindInfo { scheme: "tcp", address: Inet, transport: Stream, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::tcp::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `udp://`: UDP echo.
     Udp => KindInfo { scheme: "udp", address: Inet, transport: Datagram, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::udp::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `unix:`: Unix-domain stream echo.
     Unix => KindInfo { scheme: "unix", address: Path, transport: Stream, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: false, bind: services::unix::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: false };
     /// `unix-dgram:`: Unix-domain datagram echo.
     UnixDgram => KindInfo { scheme: "unix-dgram", address: Path, transport: Datagram, reply: Echo,
-        tools: &[Serve, Client, Ping, Bench], spread: false, bind: services::unix_dgram::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: false };
     /// `multicast://`: join a group, answer `ack`.
     Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, reply: Ack,
-        tools: &[Serve, Client, Bench], spread: false, bind: services::multicast::bind };
+        tools: &[Serve, Client, Bench], spread: false };
     /// `binary://`: struct records over TCP.
     Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
-        tools: &[Serve, Client], spread: true, bind: services::binary::bind };
+        tools: &[Serve, Client], spread: true };
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
     Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
-        tools: &[Serve, Client, Ping, Bench], spread: true, bind: services::http::bind };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
+    /// `https://`: the HTTP echo and WebSocket of `http://` over TLS (ALPN http/1.1).
+    Https => KindInfo { scheme: "https", address: Inet, transport: Stream, reply: HttpEcho,
+        tools: &[Serve], spread: true };
+    /// `tls://`: TCP echo inside TLS.
+    Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
     Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
-        tools: &[Serve, Client], spread: false, bind: services::metrics::bind };
+        tools: &[Serve, Client], spread: false };
 }
 
 impl Kind {
@@ -178,6 +178,11 @@ impl Kind {
     /// Path kinds are written `scheme:PATH`, network kinds `scheme://HOST:PORT`.
     pub fn is_path(self) -> bool {
         self.info().address == Address::Path
+    }
+
+    /// TLS kinds: the bytes go inside a TLS session.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::Https)
     }
 
     /// Stream kinds carry a byte stream; the others carry datagrams.
@@ -204,11 +209,64 @@ impl Kind {
         }
     }
 
+    /// How an endpoint of this kind is written: `tcp://HOST:PORT`,
+    /// `unix:PATH|@NAME`.
+    pub fn syntax(self) -> String {
+        match self.info().address {
+            Address::Inet => format!("{}://HOST:PORT", self.scheme()),
+            Address::Path => format!("{}:PATH|@NAME", self.scheme()),
+        }
+    }
+
+    /// The kinds and the endpoint options as a help section, from the two
+    /// tables, so a new kind or option is listed without another edit.
+    pub fn help_section(tool: Tool) -> String {
+        // "`?uid=N`: accept only ..." -> ("?uid=N", "accept only ...")
+        let split = |doc: &'static str| {
+            let text = doc.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            match text.split_once("`: ") {
+                Some((head, rest)) => (head.trim_start_matches('`').to_string(), rest.to_string()),
+                None => (String::new(), text),
+            }
+        };
+        let kinds: Vec<Kind> = Kind::ALL
+            .iter()
+            .copied()
+            .filter(|k| k.accepts(tool))
+            .collect();
+        let width = kinds.iter().map(|k| k.syntax().len()).max().unwrap_or(0);
+        let mut out = String::from("Endpoint kinds (schemes in any case):\n");
+        for kind in kinds {
+            out.push_str(&format!(
+                "  {:<width$}  {}\n",
+                kind.syntax(),
+                split(kind.doc()).1
+            ));
+        }
+        out.push_str("Endpoint options (ENDPOINT?NAME&NAME=VALUE):\n");
+        for (name, doc, applies) in Options::TABLE {
+            let on: Vec<&str> = applies.iter().map(|k| k.scheme()).collect();
+            let (head, what) = split(doc);
+            let head = if head.is_empty() {
+                format!("?{name}")
+            } else {
+                head
+            };
+            out.push_str(&format!(
+                "  {head}  {} (on {})\n",
+                what.trim_end_matches('.'),
+                on.join(", ")
+            ));
+        }
+        out
+    }
+
     /// Schemes that name another kind: `ws://` is served as `http://`
     /// (WebSocket upgrades on any path), and printed as `http://`; to the
     /// tools it means WebSocket messages (the `bool`).
     fn alias(scheme: &str) -> Option<(Kind, bool)> {
-        const ALIASES: &[(&str, Kind, bool)] = &[("ws", Kind::Http, true)];
+        const ALIASES: &[(&str, Kind, bool)] =
+            &[("ws", Kind::Http, true), ("wss", Kind::Https, true)];
         ALIASES
             .iter()
             .find(|(alias, ..)| *alias == scheme)
@@ -327,7 +385,7 @@ macro_rules! options {
 
 options! {
     /// `?proxy`: every connection begins with a PROXY protocol header (v1 or v2).
-    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http];
+    proxy: bool = "proxy" for [Tcp, Binary, Unix, Http, Https, Tls];
     /// `?uid=N`: accept only connections from user N (`SO_PEERCRED`); the
     /// check an abstract `unix:@name`, which has no file mode, needs.
     uid: Option<u32> = "uid" for [Unix];
@@ -543,12 +601,31 @@ fn split_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// A failed look-up in our words: std says "failed to lookup address
+/// information: " and then getaddrinfo's own text.
+fn unresolved(host: &str, err: &io::Error) -> io::Error {
+    let text = err.to_string();
+    let why = if err.raw_os_error().is_some() {
+        crate::error::describe(err)
+    } else if text.contains("Temporary failure") || text.contains("Try again") {
+        "the resolver did not answer (try again later)".to_string()
+    } else if text.contains("not known") || text.contains("No address associated") {
+        "no such host".to_string()
+    } else {
+        text.rsplit(": ").next().unwrap_or(&text).to_lowercase()
+    };
+    io::Error::new(err.kind(), format!("cannot resolve {host}: {why}"))
+}
+
 impl Endpoint {
     /// Resolves an `Inet` target to socket addresses, through the system resolver.
     pub fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         match &self.target {
             Target::Inet { host, port } => {
-                let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+                let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|err| unresolved(host, &err))?
+                    .collect();
                 if addrs.is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::NotFound,
@@ -594,7 +671,7 @@ impl Endpoint {
     }
 
     /// `Ok` if `tool` takes this kind, else the line to print (a usage error):
-    /// `cannot ping multicast://...: ping speaks tcp, udp, unix and unix-dgram`.
+    /// `cannot ping multicast://...: ping speaks tcp, udp, unix, unix-dgram and tls`.
     pub fn check_tool(&self, tool: Tool) -> Result<(), String> {
         if self.kind.accepts(tool) {
             return Ok(());
@@ -744,7 +821,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix, unix-dgram and http"
+            "tcp, udp, unix, unix-dgram, http and tls"
         );
     }
 
@@ -779,7 +856,7 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram and http"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram, http and tls"
         );
         assert!(parse("binary://h:1")
             .unwrap()

@@ -6,7 +6,6 @@
 //! code, ripgrep-style. [`EXIT_TABLE`] is what `echoplex --help` shows;
 //! each subcommand's `--help` says what the codes mean for it.
 
-use std::ffi::CStr;
 use std::fmt;
 use std::io;
 
@@ -167,20 +166,15 @@ pub fn describe(err: &io::Error) -> String {
     }
 }
 
-/// `strerror_r(code)`: "Address already in use".
+/// The system's text for `code`: "Address already in use". std's own
+/// message (it calls strerror_r) without its ` (os error N)` suffix, so
+/// this file needs no unsafe of its own.
 fn os_message(code: i32) -> String {
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: the XSI strerror_r (what the libc crate binds on Linux)
-    // writes a NUL-terminated message into `buf`, which we own, and never
-    // more than its length.
-    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return format!("error {code}");
+    let text = io::Error::from_raw_os_error(code).to_string();
+    match text.strip_suffix(&format!(" (os error {code})")) {
+        Some(words) => words.to_string(),
+        None => text,
     }
-    // SAFETY: on success the buffer holds a NUL-terminated string.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! echoplex: every echo protocol of the classic socket tutorial, served by one
-//! thread running one hand-rolled `mio::Poll` loop.
+//! echoplex: every echo protocol of the classic socket tutorial, served by a
+//! hand-rolled `mio::Poll` loop on one thread (`serve --reactors N`: N such
+//! loops, one thread each, sharing nothing).
 //!
 //! Start at [`serve`] for the daemon, [`reactor`] for the loop, and
 //! [`services`] for one file per endpoint kind. ARCHITECTURE.md maps the rest.
@@ -25,7 +26,6 @@ pub mod codec;
 pub mod daemon;
 pub mod endpoint;
 pub mod error;
-pub mod mmsg;
 pub mod net;
 pub mod ping;
 pub mod probe;
@@ -37,4 +37,10 @@ pub mod services;
 pub mod shell;
 pub mod sock;
 pub mod status;
+pub mod sys;
+pub mod tls;
 pub mod wire;
+
+/// recvmmsg/sendmmsg batches: moved under `sys` (all FFI); the old path
+/// stays for code that names `crate::mmsg`.
+pub use sys::mmsg;

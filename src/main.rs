@@ -1,8 +1,7 @@
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = echoplex::cli::Cli::parse();
+    let cli = echoplex::cli::Cli::parse_or_exit();
     // Logs go to stderr; stdout is reserved for the contract's lines. The
     // daemon's logs go through a queue that never blocks its loop.
     let daemon = matches!(cli.command, echoplex::cli::Command::Serve(_));

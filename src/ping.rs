@@ -65,6 +65,9 @@ pub struct Args {
     /// Print only the first line and the summary.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// tls://: how the server is verified.
+    #[command(flatten)]
+    pub tls: crate::probe::tls::TlsArgs,
 }
 
 /// Runs `echoplex ping`; returns the process exit code.
@@ -81,7 +84,11 @@ pub fn run(args: Args) -> Outcome {
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
     let started = Instant::now();
-    let conn = match Conn::connect(endpoint, args.timeout) {
+    let tls = args
+        .tls
+        .client(endpoint, false)
+        .map_err(|failure| error::Failure::usage(failure.message))?;
+    let conn = match Conn::connect(endpoint, args.timeout, tls.as_ref()) {
         Ok(conn) => conn,
         Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
         // The contract's table: a stream that cannot be connected is
@@ -94,7 +101,12 @@ pub fn run(args: Args) -> Outcome {
     };
     if conn.is_stream() && !args.quiet {
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        say(format_args!("connected to {endpoint}: time={ms:.3} ms"));
+        match conn.sock().negotiated() {
+            Some(tls) => say(format_args!(
+                "connected to {endpoint}: time={ms:.3} ms ({tls})"
+            )),
+            None => say(format_args!("connected to {endpoint}: time={ms:.3} ms")),
+        }
     }
     let mut pinger = Pinger::new(&args, conn);
     if let Err(failure) = pinger.run() {

@@ -1,7 +1,7 @@
 //! `echoplex serve`: bind every endpoint, print the contract's lines, run
 //! the reactor until SIGINT or SIGTERM.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 
 use crate::daemon::pidfile::PidFile;
-use crate::daemon::{activation, notify, reactors, upgrade};
+use crate::daemon::{activation, notify, reactors, reload, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
@@ -99,19 +99,34 @@ pub struct Args {
     /// process rewrites it; removed on exit while it is still ours).
     #[arg(long, value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
-    /// Log every turn of the loop and every event, each HTTP request and WebSocket message
-    /// (same as RUST_LOG=echoplex::reactor=trace,echoplex::services::http=trace).
+    /// Log every turn of the loop and every event, each HTTP request and
+    /// WebSocket message, and each TLS connection's reads, writes and
+    /// handshake (same as RUST_LOG=echoplex::reactor=trace,
+    /// echoplex::services::http=trace,echoplex::services::tls=trace).
     #[arg(long)]
     pub trace: bool,
     /// Event loops to run, one thread each (`auto`: one per CPU this process
     /// may use, fewer under a cgroup CPU quota such as a container's). TCP,
-    /// UDP, binary:// and http:// get one SO_REUSEPORT socket per loop; Unix,
-    /// multicast, metrics and the admin socket are served by loop 0.
+    /// UDP, binary://, http://, https:// and tls:// get one SO_REUSEPORT
+    /// socket per loop; Unix, multicast, metrics and the admin socket are
+    /// served by loop 0.
     #[arg(long, value_name = "N|auto", default_value = "1", value_parser = reactors::parse_count)]
     pub reactors: reactors::Count,
     /// Pin each event loop to its own CPU (of those this process may use).
     #[arg(long)]
     pub pin: bool,
+    /// Certificate chain (PEM, end entity first) for tls:// and https://;
+    /// without it a self-signed one for localhost, 127.0.0.1 and ::1 is made.
+    /// SIGHUP reads it and the key again.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert; should be readable by its owner only.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Write the certificate served (the self-signed one) to FILE for
+    /// clients to trust (--tls-ca), by the --pid-file rules.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_out: Option<PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -173,12 +188,15 @@ fn serve(args: Args) -> Result<(), String> {
     } else {
         args.endpoints.clone()
     };
+    let tls = tls_setup(&args, &endpoints)?;
     let config = ServeConfig {
         iface: args.iface,
         format: args.format.clone(),
         unix_mode: args.unix_mode,
         udp_rate: args.udp_rate,
         rate_limit_loopback: args.rate_limit_loopback,
+        tls: tls.clone(),
+        max_buffer: args.max_buffer as usize,
     };
     // Bind everything before serving anything: on a failure the handlers
     // bound so far are dropped, which removes the socket files they made,
@@ -306,6 +324,19 @@ fn serve(args: Args) -> Result<(), String> {
     reactor
         .add(Box::new(signals))
         .map_err(|err| format!("signals: {}", describe(&err)))?;
+    let mut upgrader = upgrader;
+    if let Some(tls) = &tls {
+        // The successor presents the same self-signed certificate, so the
+        // clients that trusted --tls-cert-out keep working.
+        if let Some(pair) = tls.certs.source().to_inherit() {
+            upgrader.pass_env(crate::tls::INHERITED_SELF_SIGNED, pair);
+        }
+        let reloader = reload::Reloader::new(tls.certs.clone())
+            .map_err(|err| format!("signals: {}", describe(&err)))?;
+        reactor
+            .add(Box::new(reloader))
+            .map_err(|err| format!("signals: {}", describe(&err)))?;
+    }
     reactor
         .add(Box::new(upgrader))
         .map_err(|err| format!("signals: {}", describe(&err)))?;
@@ -352,6 +383,63 @@ fn serve(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The certificate of the TLS endpoints, loaded (or made) once for every
+/// reactor; None when no endpoint speaks TLS and no certificate is named.
+fn tls_setup(
+    args: &Args,
+    endpoints: &[Endpoint],
+) -> Result<Option<Arc<crate::tls::ServerTls>>, String> {
+    use crate::tls::{Certs, ServerTls, Source, INHERITED_SELF_SIGNED};
+    let wanted = endpoints.iter().any(|e| e.kind.is_tls());
+    if !wanted && args.tls_cert.is_none() {
+        if args.tls_cert_out.is_some() {
+            warn!("--tls-cert-out: no tls:// or https:// endpoint is served; nothing written");
+        }
+        return Ok(None);
+    }
+    let inherited = std::env::var(INHERITED_SELF_SIGNED)
+        .ok()
+        .and_then(|pair| Source::inherited(&pair));
+    let source = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => match inherited {
+            Some(source) => {
+                info!("TLS: presenting the self-signed certificate of the process we replace");
+                source
+            }
+            None => Source::self_signed()?,
+        },
+    };
+    let (certs, loaded) = Certs::new(source).map_err(|err| format!("TLS certificate: {err}"))?;
+    for warning in &loaded.warnings {
+        warn!("{warning}");
+    }
+    info!(
+        "TLS certificate: {}: SHA-256 {}",
+        certs.source(),
+        loaded.fingerprint
+    );
+    if let Some(path) = &args.tls_cert_out {
+        let pem = match certs.source() {
+            Source::SelfSigned { cert_pem, .. } => cert_pem.clone().into_bytes(),
+            Source::Files { cert, .. } => crate::tls::read_pem(cert)?,
+        };
+        crate::safe_file::replace(path, &pem, 0o644).map_err(|err| {
+            format!(
+                "cannot write --tls-cert-out {}: {}",
+                path.display(),
+                describe(&err)
+            )
+        })?;
+        info!("TLS certificate written to {}", path.display());
+    }
+    let tls = ServerTls::new(Arc::new(certs))?;
+    Ok(Some(Arc::new(tls)))
+}
+
 /// The limits every reactor honours, from the options.
 fn limits(args: &Args) -> Limits {
     let nofile = raise_nofile_limit();
@@ -370,37 +458,26 @@ fn limits(args: &Args) -> Limits {
 /// Raises the soft RLIMIT_NOFILE to the hard limit, as servers do; returns
 /// the soft limit in force.
 fn raise_nofile_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        warn!("getrlimit(RLIMIT_NOFILE): {}", io::Error::last_os_error());
-        return 1024;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we own.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            info!(
-                "raised RLIMIT_NOFILE from {} to {}",
-                limit.rlim_cur, limit.rlim_max
-            );
-            limit.rlim_cur = limit.rlim_max;
-        } else {
-            warn!(
-                "could not raise RLIMIT_NOFILE: {}",
-                io::Error::last_os_error()
-            );
+    match crate::sys::rlimit::nofile() {
+        Err(err) => {
+            warn!("getrlimit(RLIMIT_NOFILE): {}", describe(&err));
+            1024
         }
-    } else {
-        info!("RLIMIT_NOFILE is {}", limit.rlim_cur);
+        Ok((soft, hard)) if soft >= hard => {
+            info!("RLIMIT_NOFILE is {soft}");
+            soft
+        }
+        Ok((soft, hard)) => match crate::sys::rlimit::raise_nofile() {
+            Ok(_) => {
+                info!("raised RLIMIT_NOFILE from {soft} to {hard}");
+                hard
+            }
+            Err(err) => {
+                warn!("could not raise RLIMIT_NOFILE: {}", describe(&err));
+                soft
+            }
+        },
     }
-    limit.rlim_cur
 }
 
 /// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes
@@ -444,23 +521,6 @@ impl SignalPipe {
     }
 }
 
-/// Empties a signal-hook pipe (edge-triggered: read to the end); true when
-/// at least one signal byte was in it. The pipe carries no data but the
-/// fact, so every byte read is the same news.
-pub(crate) fn drain_signal_pipe(reader: &mut impl Read) -> bool {
-    let mut drained = [0u8; 64];
-    let mut got_signal = false;
-    loop {
-        match reader.read(&mut drained) {
-            Ok(0) => break,
-            Ok(_) => got_signal = true,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    got_signal
-}
-
 impl Handler for SignalPipe {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.reader, token, Interest::READABLE)
@@ -478,7 +538,7 @@ impl Handler for SignalPipe {
             }
             return Flow::Continue;
         }
-        let got_signal = drain_signal_pipe(&mut self.reader);
+        let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
         if got_signal {
             reactors::forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {

@@ -197,7 +197,10 @@ pub fn multicast_socket(
         Err(err) => {
             return Err(io::Error::new(
                 err.kind(),
-                format!("cannot join {group} on interface {iface}: {err}"),
+                format!(
+                    "cannot join {group} on interface {iface}: {}",
+                    crate::error::describe(&err)
+                ),
             ))
         }
     }
@@ -337,13 +340,10 @@ fn bind_unix(target: &Target, ty: Type, mode: u32) -> io::Result<(Socket, Option
     // after bind: anyone who can write to the directory can rename a
     // symlink over the fresh socket, and a chmod by path would then follow
     // it and change the mode of any file the daemon can reach.
-    // SAFETY: umask only swaps the process mask. Sockets are bound before
-    // the loop starts; the only other thread then (the log writer) creates
-    // no files.
-    let old_mask = unsafe { libc::umask(!mode as libc::mode_t & 0o777) };
-    let bound = socket.bind(&SockAddr::unix(path)?);
-    // SAFETY: as above, restoring the previous mask.
-    unsafe { libc::umask(old_mask) };
+    // Sockets are bound before the loop starts; the only other thread then
+    // (the log writer) creates no files, so the process mask may change.
+    let address = SockAddr::unix(path)?;
+    let bound = crate::sys::socket::with_umask(!mode & 0o777, || socket.bind(&address));
     bound.map_err(|err| explain_bind_error(path, err))?;
     let guard = SocketFile::created(path)?;
     Ok((socket, Some(guard)))
@@ -370,30 +370,7 @@ fn explain_bind_error(path: &Path, err: io::Error) -> io::Error {
     )
 }
 
-/// The user id of the process at the other end of a Unix stream
-/// (`SO_PEERCRED`: the credentials it had when it connected).
-pub fn peer_uid(socket: &impl std::os::fd::AsFd) -> io::Result<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: SO_PEERCRED writes at most `len` bytes into the ucred we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket.as_fd()),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
-}
+pub use crate::sys::socket::peer_uid;
 
 /// A non-blocking Unix stream listener; see `bind_unix` for the file rules.
 /// A passed socket at `target` is adopted instead (and its file, which we

@@ -181,7 +181,7 @@ fn lossy_udp_server() -> String {
         let mut count = 0u64;
         while let Ok((n, from)) = socket.recv_from(&mut buf) {
             count += 1;
-            if count % 2 == 0 {
+            if count.is_multiple_of(2) {
                 let _ = socket.send_to(&buf[..n], from);
             }
         }

@@ -323,15 +323,9 @@ fn the_plot_shows_the_run_over_time_when_it_has_intervals() {
     assert_eq!(drawn.matches("</svg>").count(), 1);
 }
 
-/// A port no one uses right now (multicast daemons share a known one).
-fn free_udp_port() -> u16 {
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").port()
-}
-
 #[test]
 fn multicast_rounds_reach_two_daemons_sharing_a_group() {
-    let port = free_udp_port();
+    let port = support::free_udp_port();
     let ep = format!("multicast://224.10.10.12:{port}");
     let first = Daemon::start(&[&ep]);
     let second = Daemon::start(&[&ep]);

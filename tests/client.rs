@@ -282,17 +282,9 @@ impl Drop for Receiver {
     }
 }
 
-/// A high port that was free a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port()
-}
-
 #[test]
 fn multicast_collects_every_ack_until_quiet() {
-    let port = free_udp_port();
+    let port = support::free_udp_port();
     let endpoint = format!("multicast://{GROUP}:{port}");
     let first = Receiver::start(port);
     let second = Receiver::start(port);
@@ -326,7 +318,7 @@ fn multicast_collects_every_ack_until_quiet() {
 
 #[test]
 fn multicast_with_no_receiver_times_out() {
-    let endpoint = format!("multicast://{GROUP}:{}", free_udp_port());
+    let endpoint = format!("multicast://{GROUP}:{}", support::free_udp_port());
     let (status, stdout, stderr) = run(&["client", "--timeout", "0.1", &endpoint, "anyone?"]);
     assert_eq!(code(status), 4, "{stdout}{stderr}");
     assert!(stdout.contains("timed out, no more responses"), "{stdout}");
@@ -506,7 +498,7 @@ fn binary_against_the_daemon_and_its_failures() {
 
 #[test]
 fn multicast_hears_the_daemon_and_the_article_receiver_alike() {
-    let port = free_udp_port();
+    let port = support::free_udp_port();
     let endpoint = format!("multicast://{GROUP}:{port}");
     let daemon = Daemon::start(&[&endpoint]);
     let receiver = Receiver::start(port);
@@ -671,7 +663,7 @@ fn a_megabyte_to_unix_goes_through_a_daemon_that_caps_its_buffer() {
 fn a_datagram_too_long_is_a_usage_error_on_udp_and_multicast_alike() {
     let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let udp = format!("udp://{}", silent.local_addr().expect("addr"));
-    let port = free_udp_port();
+    let port = support::free_udp_port();
     let multicast = format!("multicast://224.10.10.10:{port}");
     let dir = temp_dir("client-too-long");
     let file = dir.join("huge.bin");

@@ -1,15 +1,19 @@
 //! docs/GUIDE.md works as printed: every `$ $E ...` command in its console
-//! blocks is run against a daemon started as the guide starts it (all
-//! defaults, so this file is the one test that uses the default ports), and
-//! the output printed under it must match (digits may differ; `...` skips).
+//! blocks is run against a daemon started as the guide starts it, and the
+//! output printed under it must match (digits may differ; `...` skips).
+//! The user may be running a daemon on the defaults right now (README's
+//! first command), so the guide never meets it: as root it runs as
+//! printed in a private network namespace (`root_*`), and everywhere on
+//! free ports written over 10000 and 10001; always in a private working
+//! directory (a namespace does not isolate `./echoplex.sock`).
 //! The `net` outputs and the `--trace` excerpt are compared whole instead:
 //! every line character for character, with `<placeholders>` only for what
 //! varies (host names, times, ports). The `net` steps ask the resolver, so
 //! they run in `root_guide_net_outputs_are_whole`, offline (see
 //! `support::offline`) with Debian's default /etc/hosts.
 //!
-//! This is also where `serve` with no argument is checked against the
-//! contract's default endpoints.
+//! The namespace run is also where `serve` with no argument is checked
+//! against the contract's default endpoints.
 
 mod support;
 
@@ -281,11 +285,58 @@ fn check_serve_step(dir: &Path, step: &Step, args: &[String]) {
     }
 }
 
-#[test]
-fn the_guide_works_as_printed() {
+/// The ports the guide's commands use: as printed (10000, 10001) inside a
+/// private network namespace, or free ones written over them.
+#[derive(Clone, Copy)]
+struct Ports {
+    main: u16,
+    binary: u16,
+}
+
+impl Ports {
+    const PRINTED: Ports = Ports {
+        main: 10000,
+        binary: 10001,
+    };
+
+    fn free() -> Ports {
+        Ports {
+            main: support::free_tcp_udp_port(),
+            binary: support::free_tcp_udp_port(),
+        }
+    }
+
+    fn rewrite(&self, text: &str) -> String {
+        text.replace(":10000", &format!(":{}", self.main))
+            .replace(":10001", &format!(":{}", self.binary))
+    }
+
+    fn step(&self, step: &Step) -> Step {
+        Step {
+            command: self.rewrite(&step.command),
+            expected: step.expected.iter().map(|l| self.rewrite(l)).collect(),
+            after: step.after.iter().map(|l| self.rewrite(l)).collect(),
+        }
+    }
+}
+
+/// The contract's default endpoints, then the admin socket.
+const DEFAULTS: [&str; 6] = [
+    "tcp://127.0.0.1:10000",
+    "udp://127.0.0.1:10000",
+    "unix:./echoplex.sock",
+    "multicast://224.10.10.10:10000",
+    "binary://127.0.0.1:10001",
+    "admin:./echoplex-admin.sock",
+];
+
+/// Runs every command of the guide on `ports`; with the printed ports the
+/// first daemon gets no endpoint (the defaults, as the guide starts it),
+/// else the defaults written out on the free ports.
+fn run_guide(ports: Ports) {
     let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/GUIDE.md"))
         .expect("docs/GUIDE.md");
-    let steps = parse_guide(&guide);
+    let steps: Vec<Step> = parse_guide(&guide).iter().map(|s| ports.step(s)).collect();
     assert!(steps.len() > 10, "the guide lost its commands: {steps:?}");
     let dir = support::temp_dir("guide");
 
@@ -294,21 +345,17 @@ fn the_guide_works_as_printed() {
         .iter()
         .position(|s| s.command.starts_with("$E serve"))
         .expect("the guide starts a daemon");
-    let daemon_words = words(&steps[first].command["$E ".len()..]);
+    let mut daemon_words = words(&steps[first].command["$E ".len()..]);
+    let defaults: Vec<String> = DEFAULTS.iter().map(|e| ports.rewrite(e)).collect();
+    if ports.main != Ports::PRINTED.main {
+        daemon_words.extend(defaults[..5].iter().cloned());
+    }
     let daemon_args: Vec<&str> = daemon_words[1..].iter().map(String::as_str).collect();
     let daemon = Daemon::start_with(&daemon_args, |cmd| {
         cmd.current_dir(&dir);
     });
     assert_eq!(
-        daemon.endpoints,
-        [
-            "tcp://127.0.0.1:10000",
-            "udp://127.0.0.1:10000",
-            "unix:./echoplex.sock",
-            "multicast://224.10.10.10:10000",
-            "binary://127.0.0.1:10001",
-            "admin:./echoplex-admin.sock",
-        ],
+        daemon.endpoints, defaults,
         "serve with no endpoint serves the contract's defaults, then the admin socket"
     );
 
@@ -356,6 +403,22 @@ fn the_guide_works_as_printed() {
         !dir.join("echoplex.sock").exists() && !dir.join("echoplex-admin.sock").exists(),
         "socket files left behind"
     );
+}
+
+#[test]
+fn the_guide_works_on_free_ports() {
+    run_guide(Ports::free());
+}
+
+#[test]
+#[ignore = "needs root: scripts/test-all"]
+fn root_the_guide_works_as_printed_in_a_private_network() {
+    assert!(
+        support::offline::is_root(),
+        "{}",
+        support::offline::NEEDS_ROOT
+    );
+    support::in_private_network(|| run_guide(Ports::PRINTED));
 }
 
 /// Debian's default /etc/hosts, for the guide's `net` outputs.

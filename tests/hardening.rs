@@ -1,6 +1,10 @@
-//! Issue 10 ("found under attack") and issue 16's serve/status items: each
-//! repro as a test that failed on the main of the day and passes now. The
-//! figures the issue asks for are printed (run with `--nocapture`).
+//! The daemon under hostile or careless use, by behaviour: its logs never
+//! block the loop nor grow with what clients do; SIGTERM loses nothing the
+//! kernel acknowledged; `--format` records are bounded by `--max-buffer`;
+//! status, the admin socket and Unix socket paths stay usable when things
+//! go wrong (out of descriptors, missing directories, unbound senders,
+//! abstract names limited to one user). Figures are printed with
+//! `--nocapture`.
 
 mod support;
 
@@ -10,7 +14,6 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocke
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -72,7 +75,7 @@ fn count(stderr: &str, needle: &str) -> usize {
 }
 
 // ---------------------------------------------------------------------------
-// B1: logging never blocks the loop
+// Logs never block the loop, and no client multiplies them
 
 /// A pipe: (read end, write end).
 fn pipe() -> (File, OwnedFd) {
@@ -112,7 +115,7 @@ fn addr_of(endpoints: &[String], scheme: &str) -> SocketAddr {
 }
 
 #[test]
-fn b1_a_stderr_pipe_nobody_reads_never_stops_the_loop() {
+fn a_stderr_pipe_nobody_reads_never_stops_the_loop() {
     let (mut log_pipe, write_end) = pipe();
     // --trace logs every turn of the loop: the 64 KiB pipe fills at once.
     let (mut child, endpoints) = spawn_with_stderr(
@@ -123,7 +126,7 @@ fn b1_a_stderr_pipe_nobody_reads_never_stops_the_loop() {
     let tcp_addr = addr_of(&endpoints, "tcp://");
     let binary_addr = addr_of(&endpoints, "binary://");
 
-    // The issue's repro: 2,000 records froze the daemon. Then echo until
+    // 2,000 records once froze the daemon. Then echo until
     // the pipe is full (every turn of the loop logs).
     echo_records(binary_addr, 2000);
     let mut stream = tcp(tcp_addr);
@@ -217,17 +220,11 @@ fn b1_a_stderr_pipe_nobody_reads_never_stops_the_loop() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// Multicast needs a known port the daemon and the sender share.
-fn free_udp_port() -> u16 {
-    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").port()
-}
-
 #[test]
-fn b1_no_client_can_make_the_daemon_log_once_per_message() {
+fn no_client_can_make_the_daemon_log_once_per_message() {
     let dir = support::temp_dir("per-message-logs");
     let dgram_path = dir.join("d.sock");
-    let group_port = free_udp_port();
+    let group_port = support::free_udp_port();
     let multicast = format!("multicast://224.10.10.10:{group_port}");
     let unix_dgram = format!("unix-dgram:{}", dgram_path.display());
     let started = Instant::now();
@@ -355,10 +352,10 @@ fn b1_no_client_can_make_the_daemon_log_once_per_message() {
 }
 
 // ---------------------------------------------------------------------------
-// B3: SIGTERM loses nothing the kernel acknowledged
+// SIGTERM loses nothing the kernel acknowledged
 
 #[test]
-fn b3_sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
+fn sigterm_after_a_stall_echoes_every_byte_sent_before_it() {
     const TOTAL: usize = 5_700_000;
     // The grace period bounds the wait for the whole echo (5.7 MB after
     // SIGCONT): a loaded machine may need more than a few seconds, and a
@@ -443,7 +440,7 @@ fn small_window_client(server: SocketAddr) -> TcpStream {
 }
 
 #[test]
-fn b3_bytes_still_owed_when_grace_ends_are_a_reset_never_a_clean_close() {
+fn bytes_still_owed_when_grace_ends_are_a_reset_never_a_clean_close() {
     const TOTAL: usize = 4 << 20;
     // --max-buffer above TOTAL: the daemon reads everything, so its socket
     // holds nothing unread and the kernel alone would close it cleanly.
@@ -478,7 +475,7 @@ fn b3_bytes_still_owed_when_grace_ends_are_a_reset_never_a_clean_close() {
 }
 
 #[test]
-fn b3_datagrams_held_at_sigterm_are_answered() {
+fn datagrams_held_at_sigterm_are_answered() {
     const DATAGRAMS: usize = 150;
     // A daemon that has answered everything exits at once; the grace only
     // bounds how long a loaded machine may take to.
@@ -514,15 +511,15 @@ fn b3_datagrams_held_at_sigterm_are_answered() {
 }
 
 // ---------------------------------------------------------------------------
-// B5: --format records bounded by --max-buffer
+// --format records are bounded by --max-buffer
 
 #[test]
-fn b5_format_records_must_fit_max_buffer_and_not_be_empty() {
+fn format_records_must_fit_max_buffer_and_not_be_empty() {
     for (format, mentions) in [
         ("1048576s", &["1048576 bytes", "--max-buffer 65536"][..]),
         ("", &["zero-length"][..]),
         ("0s", &["zero-length"][..]),
-        // Checked even without a binary:// endpoint (issue 16).
+        // Checked even without a binary:// endpoint.
         ("Q Z", &["'Z'"][..]),
     ] {
         let (status, out, err) = support::run(&["serve", "--format", format, "tcp://127.0.0.1:0"]);
@@ -546,24 +543,75 @@ fn b5_format_records_must_fit_max_buffer_and_not_be_empty() {
     assert!(back == record);
 }
 
-// ---------------------------------------------------------------------------
-// Also: status while out of descriptors; issue 16's serve and status items
+/// B5, the other half: what a `binary://` connection holds (the echo it
+/// owes plus a partial record) stays within `--max-buffer`, however the
+/// records are cut, while the peer does not read. In-process, one turn at
+/// a time.
 
-fn set_nofile(command: &mut Command, limit: u64) {
-    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
+#[test]
+fn a_partial_record_counts_against_max_buffer() {
+    use echoplex::endpoint::Endpoint;
+    use echoplex::reactor::{Limits, ManualClock, Reactor, Turn};
+    use echoplex::services::{self, ServeConfig};
+
+    const MAX_BUFFER: usize = 65_536;
+    const RECORD: usize = 40_000;
+    let limits = Limits {
+        max_buffer: MAX_BUFFER,
+        ..Limits::default()
+    };
+    let mut reactor = Reactor::with_clock(limits, ManualClock::new()).expect("reactor");
+    let config = ServeConfig {
+        format: format!("{RECORD}s"),
+        ..ServeConfig::default()
+    };
+    let endpoint: Endpoint = "binary://127.0.0.1:0".parse().expect("endpoint");
+    let bound = services::bind(&endpoint, &config).expect("bind");
+    let addr = bound.endpoint.socket_addr().expect("address");
+    reactor.add(bound.handler).expect("add");
+
+    let client = small_window_client(addr);
+    client.set_nonblocking(true).expect("non-blocking");
+    let mut client = client;
+    // Odd-sized writes, so a partial record is held most of the time.
+    let chunk = vec![0x5a; 65_521];
+    let (mut sent, mut stalled_turns, mut most) = (0usize, 0, 0);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while stalled_turns < 50 {
+        assert!(Instant::now() < deadline, "the connection never stalled");
+        match client.write(&chunk) {
+            Ok(n) => {
+                sent += n;
+                stalled_turns = 0;
             }
-            Ok(())
-        });
+            Err(err) if err.kind() == ErrorKind::WouldBlock => stalled_turns += 1,
+            Err(err) => panic!("write: {err}"),
+        }
+        assert_eq!(
+            reactor.turn(Some(Duration::from_millis(5))).expect("turn"),
+            Turn::Running
+        );
+        for (_, row) in reactor.describe_all() {
+            if row.kind == "binary-conn" {
+                most = most.max(row.pending);
+                assert!(
+                    row.pending <= MAX_BUFFER,
+                    "the connection holds {} bytes, over --max-buffer {MAX_BUFFER}",
+                    row.pending
+                );
+            }
+        }
     }
+    eprintln!("{sent} bytes sent to a peer that never reads; at most {most} held");
+    assert!(
+        sent > 2 * MAX_BUFFER,
+        "the test must push past --max-buffer"
+    );
+    assert!(most > RECORD, "the test must fill the connection's budget");
 }
+
+// ---------------------------------------------------------------------------
+// Status, the admin socket and socket paths when things go wrong
 
 #[test]
 fn status_answers_while_the_daemon_is_out_of_descriptors() {
@@ -578,7 +626,7 @@ fn status_answers_while_the_daemon_is_out_of_descriptors() {
             "--admin",
             admin_arg,
         ],
-        |cmd| set_nofile(cmd, 40),
+        |cmd| support::set_nofile(cmd, 40, 40),
     );
     let addr = daemon.addr("tcp://");
     // Take every descriptor the daemon has, and keep knocking.
@@ -744,70 +792,4 @@ fn an_abstract_socket_can_be_limited_to_one_user() {
     let (status, _out, err) = support::run(&["serve", "tcp://127.0.0.1:0?uid=0"]);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("uid"), "{err}");
-}
-
-/// B5, the other half: what a `binary://` connection holds (the echo it
-/// owes plus a partial record) stays within `--max-buffer`, however the
-/// records are cut, while the peer does not read. In-process, one turn at
-/// a time.
-#[test]
-fn b5_a_partial_record_counts_against_max_buffer() {
-    use echoplex::endpoint::Endpoint;
-    use echoplex::reactor::{Limits, ManualClock, Reactor, Turn};
-    use echoplex::services::{self, ServeConfig};
-
-    const MAX_BUFFER: usize = 65_536;
-    const RECORD: usize = 40_000;
-    let limits = Limits {
-        max_buffer: MAX_BUFFER,
-        ..Limits::default()
-    };
-    let mut reactor = Reactor::with_clock(limits, ManualClock::new()).expect("reactor");
-    let config = ServeConfig {
-        format: format!("{RECORD}s"),
-        ..ServeConfig::default()
-    };
-    let endpoint: Endpoint = "binary://127.0.0.1:0".parse().expect("endpoint");
-    let bound = services::bind(&endpoint, &config).expect("bind");
-    let addr = bound.endpoint.socket_addr().expect("address");
-    reactor.add(bound.handler).expect("add");
-
-    let client = small_window_client(addr);
-    client.set_nonblocking(true).expect("non-blocking");
-    let mut client = client;
-    // Odd-sized writes, so a partial record is held most of the time.
-    let chunk = vec![0x5a; 65_521];
-    let (mut sent, mut stalled_turns, mut most) = (0usize, 0, 0);
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while stalled_turns < 50 {
-        assert!(Instant::now() < deadline, "the connection never stalled");
-        match client.write(&chunk) {
-            Ok(n) => {
-                sent += n;
-                stalled_turns = 0;
-            }
-            Err(err) if err.kind() == ErrorKind::WouldBlock => stalled_turns += 1,
-            Err(err) => panic!("write: {err}"),
-        }
-        assert_eq!(
-            reactor.turn(Some(Duration::from_millis(5))).expect("turn"),
-            Turn::Running
-        );
-        for (_, row) in reactor.describe_all() {
-            if row.kind == "binary-conn" {
-                most = most.max(row.pending);
-                assert!(
-                    row.pending <= MAX_BUFFER,
-                    "the connection holds {} bytes, over --max-buffer {MAX_BUFFER}",
-                    row.pending
-                );
-            }
-        }
-    }
-    eprintln!("{sent} bytes sent to a peer that never reads; at most {most} held");
-    assert!(
-        sent > 2 * MAX_BUFFER,
-        "the test must push past --max-buffer"
-    );
-    assert!(most > RECORD, "the test must fill the connection's budget");
 }

@@ -831,3 +831,128 @@ fn a_delayed_answer_outlives_the_clients_half_close() {
     assert_eq!(read_response(&mut conn, false).json()["path"], "/next");
     assert!(closed(&mut conn));
 }
+
+#[test]
+fn a_continuation_past_max_buffer_is_refused_from_its_header() {
+    // 900 bytes held of a fragmented message, then a continuation that
+    // would take it past --max-buffer: 1009 at once, not a stall while the
+    // frame's payload waits for room that never comes.
+    let (_daemon, addr) = serve(&["--max-buffer", "1000"]);
+    let mut conn = ws_connect(addr);
+    let mut bytes = frame(0x02, &[1u8; 900]);
+    bytes.extend(frame(0x80, &[2u8; 200]));
+    conn.write_all(&bytes).expect("write");
+    let (first, payload) = read_frame(&mut conn);
+    assert_eq!((first, close_code(&payload)), (0x88, 1009));
+    assert!(closed(&mut conn));
+}
+
+#[test]
+fn a_ping_fits_beside_a_fragmented_message_of_max_buffer() {
+    // A control frame may come between fragments (RFC 6455 5.4) even when
+    // the message held is a byte short of --max-buffer.
+    let (_daemon, addr) = serve(&["--max-buffer", "1000"]);
+    let mut conn = ws_connect(addr);
+    let mut bytes = frame(0x02, &[1u8; 999]);
+    bytes.extend(frame(0x89, &[9u8; 125]));
+    bytes.extend(frame(0x80, &[2u8; 1]));
+    conn.write_all(&bytes).expect("write");
+    assert_eq!(read_frame(&mut conn), (0x8A, vec![9u8; 125]), "the pong");
+    let (first, message) = read_frame(&mut conn);
+    assert_eq!((first, message.len()), (0x82, 1000));
+}
+
+#[test]
+fn a_refused_body_still_sent_gets_its_413_not_a_reset() {
+    // What Python's http.client does: the whole body written, then the
+    // answer read. The 413 is sent at the head; closing at once under the
+    // body still arriving would reset the connection, and the reset makes
+    // the client's kernel drop the 413 (or fail its write) unread.
+    let (_daemon, addr) = serve(&["--max-buffer", "65536"]);
+    for _ in 0..3 {
+        let mut conn = connect(addr);
+        let body = vec![b'x'; 2 << 20];
+        conn.write_all(
+            format!(
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .expect("head");
+        conn.write_all(&body)
+            .expect("the body is read and dropped, not reset");
+        let r = read_response(&mut conn, false);
+        assert_eq!((r.status, r.header("connection")), (413, Some("close")));
+        assert!(closed(&mut conn));
+    }
+}
+
+#[test]
+fn an_absolute_form_request_is_answered_for_its_path() {
+    // RFC 9112 3.2.2: "A server MUST accept the absolute-form"; a proxy's
+    // client (`curl -x`) sends it. Its path and query are the ones described
+    // and obeyed.
+    let (_daemon, addr) = serve(&[]);
+    let r = request(
+        addr,
+        b"GET http://example.test/some/path?echo_code=202 HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    );
+    assert_eq!(r.status, 202);
+    let json = r.json();
+    assert_eq!(
+        (json["path"].as_str(), json["query"].as_str()),
+        (Some("/some/path"), Some("echo_code=202"))
+    );
+}
+
+#[test]
+fn a_delayed_answer_outlasts_a_shorter_idle_timeout() {
+    // The client waits on the daemon's own timer: that is not the client
+    // being idle, and the answer owed is sent, not reset.
+    let (_daemon, addr) = serve(&["--idle-timeout", "1"]);
+    let started = Instant::now();
+    let r = request(addr, b"GET /?echo_delay=2500ms HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+}
+
+/// A 64-bit-length client frame (masked with a zero key: payload as is).
+fn big_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first, 0x80 | 127];
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn quiet_websockets_keep_no_buffer_of_their_last_big_message() {
+    // Each connection echoes one big message, fragmented or whole, then
+    // sits on a byte of its next frame: what it holds is that byte, not a
+    // buffer the size of the message (80 of them at 256 KiB: 20 MiB).
+    let (daemon, addr) = serve(&["--max-buffer", "262144"]);
+    let size = 250_000;
+    let mut conns = Vec::new();
+    let before = daemon.rss_kib();
+    for i in 0..80 {
+        let mut conn = ws_connect(addr);
+        let mut bytes = if i % 2 == 0 {
+            big_frame(0x82, &vec![1u8; size])
+        } else {
+            let mut b = big_frame(0x02, &vec![1u8; size - 10]);
+            b.extend(frame(0x80, &[2u8; 10]));
+            b
+        };
+        bytes.push(0x82); // the first byte of a next frame
+        conn.write_all(&bytes).expect("write");
+        assert_eq!(read_frame(&mut conn).1.len(), size);
+        conns.push(conn);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let grown = daemon.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 8 * 1024,
+        "RSS grew {grown} KiB for 80 quiet connections"
+    );
+}

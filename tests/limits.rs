@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,22 +32,6 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.read(&mut byte), Ok(0))
         || matches!(stream.read(&mut byte), Err(e) if e.kind() == ErrorKind::ConnectionReset)
-}
-
-fn set_nofile(command: &mut std::process::Command, soft: u64, hard: u64) {
-    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: hard,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 #[test]
@@ -149,7 +132,7 @@ fn max_connections_turns_away_the_excess_and_recovers() {
 fn out_of_descriptors_neither_spins_nor_stalls() {
     // 40 descriptors: a handful for the daemon itself, the rest for clients.
     let daemon = Daemon::start_with(&["tcp://127.0.0.1:0", "--max-connections", "1000"], |cmd| {
-        set_nofile(cmd, 40, 40)
+        support::set_nofile(cmd, 40, 40)
     });
     let addr = daemon.addr("tcp://");
     let mut clients: Vec<TcpStream> = (0..80).map(|_| connect(addr)).collect();
@@ -198,7 +181,9 @@ fn out_of_descriptors_neither_spins_nor_stalls() {
 
 #[test]
 fn raises_the_soft_descriptor_limit() {
-    let daemon = Daemon::start_with(&["tcp://127.0.0.1:0"], |cmd| set_nofile(cmd, 256, 4096));
+    let daemon = Daemon::start_with(&["tcp://127.0.0.1:0"], |cmd| {
+        support::set_nofile(cmd, 256, 4096)
+    });
     let (status, err) = daemon.stop();
     assert!(status.success());
     assert!(

@@ -17,12 +17,6 @@ const RECORD: [u8; 12] = [
     0x01, 0x00, 0x00, 0x00, 0x61, 0x62, 0x00, 0x00, 0xcd, 0xcc, 0x2c, 0x40,
 ];
 
-/// A port no one uses right now (multicast daemons must share a known one).
-fn free_udp_port() -> u16 {
-    let probe = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    probe.local_addr().expect("addr").port()
-}
-
 /// The tutorial's multicast sender: TTL 1, loopback interface only. Sends
 /// once and collects every `ack`: waits (up to `WAIT`, a loaded machine
 /// may be slow to answer) for the `expected` ones, then until a quiet
@@ -57,7 +51,7 @@ fn multicast_send(port: u16, message: &[u8], expected: usize) -> Vec<(Vec<u8>, S
 
 #[test]
 fn one_daemon_acks_a_multicast_datagram() {
-    let port = free_udp_port();
+    let port = support::free_udp_port();
     let endpoint = format!("multicast://224.10.10.10:{port}");
     let daemon = Daemon::start(&[&endpoint]);
     assert_eq!(daemon.endpoints, vec![endpoint]);
@@ -75,7 +69,7 @@ fn one_daemon_acks_a_multicast_datagram() {
 
 #[test]
 fn two_daemons_share_the_group_and_both_answer() {
-    let port = free_udp_port();
+    let port = support::free_udp_port();
     let endpoint = format!("multicast://224.10.10.10:{port}");
     let first = Daemon::start(&[&endpoint]);
     let second = Daemon::start(&[&endpoint]);

@@ -25,7 +25,7 @@ fn command(program: &str) -> Command {
 
 /// Runs `echoplex net ARGS...`.
 fn echoplex(args: &[&str]) -> Output {
-    command(env!("CARGO_BIN_EXE_echoplex"))
+    command(support::bin())
         .arg("net")
         .args(args)
         .output()

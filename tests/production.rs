@@ -5,127 +5,36 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{bin, pattern, temp_dir, unique_name, wait_until, WAIT};
+use support::{bin, pattern, temp_dir, unique_name, wait_until, Daemon, WAIT};
 
 // ---------------------------------------------------------------------------
 // A daemon whose stdout and stderr outlive it (an upgrade's successor
-// inherits both), stopped by pid.
+// inherits both), stopped by pid: support::Daemon, spawned with info logs.
 
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<String>>,
+/// Spawns `command` (an `echoplex serve`) with info logs; not yet ready.
+fn served(mut command: Command) -> Daemon {
+    command.env("RUST_LOG", "info");
+    Daemon::spawn(command)
 }
 
-impl Served {
-    fn spawn(mut command: Command) -> Served {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info")
-            .spawn()
-            .expect("spawn");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut err = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("stderr")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Served {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// `echoplex serve ARGS`.
-    fn serve(args: &[&str]) -> Served {
-        let mut command = Command::new(bin());
-        command.arg("serve").args(args);
-        Served::spawn(command)
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr").clone()
-    }
-
-    /// The `listening` endpoints up to the next `ready` line.
-    fn ready(&self) -> Vec<String> {
-        let mut endpoints = Vec::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line == "ready" => return endpoints,
-                Ok(line) => match line.strip_prefix("listening ") {
-                    Some(endpoint) => endpoints.push(endpoint.to_string()),
-                    None => panic!("unexpected stdout line {line:?}"),
-                },
-                Err(_) => panic!("no ready line; stderr:\n{}", self.stderr()),
-            }
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Waits (bounded) for our own child to exit; its status.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not exit; stderr:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `echoplex serve ARGS`, not yet ready.
+fn serve(args: &[&str]) -> Daemon {
+    let mut command = Command::new(bin());
+    command.arg("serve").args(args);
+    served(command)
 }
 
 fn signal(pid: i32, signal: i32) {
@@ -210,12 +119,12 @@ fn have(tool: &str) -> bool {
 
 /// Moves `fds` to 3, 4, ... in the child and sets LISTEN_PID to the
 /// child's own pid (a shell's `$$`, then `exec`: the pid stays the same).
-fn activated(fds: &[RawFd], names: &str, args: &[&str]) -> Served {
+fn activated(fds: &[RawFd], names: &str, args: &[&str]) -> Daemon {
     activated_as(fds, fds.len(), names, args)
 }
 
 /// Like `activated`, with `LISTEN_FDS` saying `listen_fds` (a wrong count).
-fn activated_as(fds: &[RawFd], listen_fds: usize, names: &str, args: &[&str]) -> Served {
+fn activated_as(fds: &[RawFd], listen_fds: usize, names: &str, args: &[&str]) -> Daemon {
     // Above the target numbers, so no dup2 clobbers one still to move.
     let high: Vec<OwnedFd> = fds
         .iter()
@@ -247,7 +156,7 @@ fn activated_as(fds: &[RawFd], listen_fds: usize, names: &str, args: &[&str]) ->
             Ok(())
         });
     }
-    let served = Served::spawn(command);
+    let served = served(command);
     drop(high);
     served
 }
@@ -379,7 +288,7 @@ fn systemd_socket_activate_starts_a_daemon_that_echoes() {
         .arg(bin())
         .arg("serve");
     // systemd-socket-activate execs the daemon (same pid) on the first connection.
-    let mut daemon = Served::spawn(command);
+    let mut daemon = served(command);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut conn = None;
     wait_until("systemd-socket-activate listens", || {
@@ -437,7 +346,7 @@ fn a_notify_listener_sees_ready_then_stopping() {
     command
         .args(["serve", "tcp://127.0.0.1:0"])
         .env("NOTIFY_SOCKET", &address);
-    let mut daemon = Served::spawn(command);
+    let mut daemon = served(command);
     daemon.ready();
     let ready = next_message(&listener);
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
@@ -656,7 +565,7 @@ fn sigusr2_upgrades_without_a_refused_connect_or_a_lost_byte() {
         .arg(&pid_file)
         .args(["--grace", "10"])
         .env("NOTIFY_SOCKET", &notify_address);
-    let mut old = Served::spawn(command);
+    let mut old = served(command);
     let endpoints = old.ready();
     let old_pid = old.pid();
     assert_eq!(read_pid(&pid_file), Some(old_pid));
@@ -815,7 +724,7 @@ fn an_upgrade_hands_over_every_reactor_s_sockets() {
             "--pid-file",
         ])
         .arg(&pid_file);
-    let mut old = Served::spawn(command);
+    let mut old = served(command);
     let endpoints = old.ready();
     let old_pid = old.pid();
     signal(old_pid, libc::SIGUSR2);
@@ -851,7 +760,7 @@ fn only_the_new_process_itself_can_say_it_is_ready() {
     command
         .args(["serve", "tcp://127.0.0.1:0", "--pid-file"])
         .arg(&pid_file);
-    let mut old = Served::spawn(command);
+    let mut old = served(command);
     let tcp = inet(&old.ready()[0]);
     // A "new build" that never becomes ready.
     std::fs::remove_file(&exe).expect("remove");
@@ -906,7 +815,7 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
     command
         .args(["serve", "tcp://127.0.0.1:0", "--pid-file"])
         .arg(&pid_file);
-    let mut old = Served::spawn(command);
+    let mut old = served(command);
     let endpoints = old.ready();
     let tcp = inet(&endpoints[0]);
     // The "new build" is broken: it exits at once.
@@ -969,7 +878,7 @@ fn read_response(conn: &mut TcpStream) -> (String, String) {
 
 #[test]
 fn metrics_health_and_status_over_keep_alive_and_errors() {
-    let daemon = Served::serve(&["metrics://127.0.0.1:0", "tcp://127.0.0.1:0"]);
+    let mut daemon = serve(&["metrics://127.0.0.1:0", "tcp://127.0.0.1:0"]);
     let endpoints = daemon.ready();
     let addr = inet(&endpoints[0]);
     let mut conn = TcpStream::connect(addr).expect("connect");
@@ -1030,7 +939,7 @@ fn healthz_says_503_once_a_shutdown_has_begun() {
     command
         .args(["serve", "metrics://127.0.0.1:0", "--grace", "10"])
         .env("NOTIFY_SOCKET", &address);
-    let mut daemon = Served::spawn(command);
+    let mut daemon = served(command);
     let addr = inet(&daemon.ready()[0]);
     message_with(&notify, "READY=1");
     let mut conn = TcpStream::connect(addr).expect("connect");
@@ -1059,7 +968,7 @@ fn metrics_pass_promtool_check_metrics() {
     if !have("promtool") {
         return;
     }
-    let daemon = Served::serve(&[
+    let mut daemon = serve(&[
         "metrics://127.0.0.1:0",
         "tcp://127.0.0.1:0",
         "udp://127.0.0.1:0",
@@ -1127,7 +1036,7 @@ fn a_real_prometheus_scrapes_the_daemon() {
         return;
     }
     let dir = temp_dir("prometheus");
-    let daemon = Served::serve(&["metrics://127.0.0.1:0"]);
+    let mut daemon = serve(&["metrics://127.0.0.1:0"]);
     let target = inet(&daemon.ready()[0]);
     let web_port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("port");

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoplex::services::proxy::{build, HEADER_TIMEOUT};
+use echoplex::wire::proxy::{build, HEADER_TIMEOUT};
 use support::{status_json, Conn, Daemon, Ending, WAIT};
 
 /// A daemon with `?proxy` on tcp, unix and binary, and an admin socket.

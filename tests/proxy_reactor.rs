@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use echoplex::endpoint::Endpoint;
 use echoplex::reactor::{Limits, ManualClock, Reactor, Turn};
-use echoplex::services::proxy::{build, Parser, Step, HEADER_TIMEOUT};
 use echoplex::services::{self, ServeConfig};
+use echoplex::wire::proxy::{build, Parser, Step, HEADER_TIMEOUT};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use support::WAIT;

@@ -39,7 +39,7 @@ fn nofile() -> libc::rlimit {
     limit
 }
 
-fn set_nofile(limit: &libc::rlimit) {
+fn set_own_nofile(limit: &libc::rlimit) {
     // SAFETY: setrlimit reads the struct we own.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) }, 0);
 }
@@ -64,7 +64,7 @@ fn out_of_descriptors_a_connection_is_closed_at_once_and_accepting_resumes() {
         probe.as_raw_fd() as u64
     };
     drop(probe);
-    set_nofile(&libc::rlimit {
+    set_own_nofile(&libc::rlimit {
         rlim_cur: lowest_free + 16,
         rlim_max: saved.rlim_max,
     });
@@ -86,7 +86,7 @@ fn out_of_descriptors_a_connection_is_closed_at_once_and_accepting_resumes() {
     let accepted_while_out = reactor.stats().accepted;
     // Two descriptors back: one for the connection, one for the spare.
     fillers.truncate(fillers.len().saturating_sub(2));
-    set_nofile(&saved);
+    set_own_nofile(&saved);
     drop(fillers);
 
     assert_eq!(filled.raw_os_error(), Some(libc::EMFILE), "{filled}");

@@ -2,11 +2,13 @@
 //! page cover every subcommand, bash accepts the bash script, and man
 //! renders the page.
 
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn echoplex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_echoplex"))
+    Command::new(support::bin())
         .args(args)
         .output()
         .expect("cannot run the echoplex binary")

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use echoplex::services::proxy::build;
+use echoplex::wire::proxy::build;
 use socket2::{Domain, Protocol, Socket, Type};
 use support::Daemon;
 

@@ -47,7 +47,7 @@ impl Limits {
         Limits {
             ports,
             tw_reuse,
-            nofile: nofile(),
+            nofile: crate::sys::rlimit::nofile().unwrap_or((1024, 1024)),
         }
     }
 
@@ -57,30 +57,13 @@ impl Limits {
     }
 }
 
-fn nofile() -> (u64, u64) {
-    // SAFETY: getrlimit fills the struct we pass.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return (1024, 1024);
-    }
-    (limit.rlim_cur, limit.rlim_max)
-}
-
 /// Raises the soft descriptor limit to the hard one, as servers and load
 /// generators commonly do; returns the limits now in force.
 pub fn raise_nofile() -> (u64, u64) {
-    let (soft, hard) = nofile();
-    if soft < hard {
-        let limit = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
-            return (hard, hard);
-        }
+    match crate::sys::rlimit::raise_nofile() {
+        Ok((_, hard)) => (hard, hard),
+        Err(_) => crate::sys::rlimit::nofile().unwrap_or((1024, 1024)),
     }
-    (soft, hard)
 }
 
 /// The churn run being planned.

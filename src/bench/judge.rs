@@ -16,24 +16,7 @@ pub const SATURATED_CPU: f64 = 0.95;
 /// Late sends above this share of all sends mean the schedule was not kept.
 pub const LATE_SHARE: f64 = 0.001;
 
-/// CPU time used so far: by the calling thread, or the whole process.
-pub fn cpu_time(thread_only: bool) -> Duration {
-    let who = if thread_only {
-        libc::RUSAGE_THREAD
-    } else {
-        libc::RUSAGE_SELF
-    };
-    // SAFETY: getrusage writes into the zeroed struct we pass and reads
-    // nothing else.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
+pub use crate::sys::cpu::cpu_time;
 
 /// Measures a thread's (or the process's) CPU share between two points.
 #[derive(Clone, Copy, Debug)]

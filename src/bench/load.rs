@@ -24,20 +24,29 @@ use super::worker;
 use crate::endpoint::{Endpoint, Reply, Tool};
 use crate::probe::payload::{nonce, Pattern};
 use crate::probe::socket::{self, Local};
+use crate::probe::tls::TlsClient;
 use crate::probe::Failure;
 
 /// Resolves the endpoint. A name with several addresses (`localhost` is
 /// often `::1` and `127.0.0.1`) is probed in order, IPv4 first, and the
 /// first that accepts a connection is used, as `curl` does.
-pub fn resolve(endpoint: &Endpoint, size: usize, connect_timeout: Duration) -> io::Result<Dest> {
+///
+/// tls://: one connection with a full handshake first, so a server that
+/// fails verification is one clear error before the run, not a count.
+pub fn resolve(
+    endpoint: &Endpoint,
+    size: usize,
+    connect_timeout: Duration,
+    tls: Option<&TlsClient>,
+) -> io::Result<Dest> {
     let failed = |failure: Failure| io::Error::other(failure.to_string());
     endpoint
         .check_tool(Tool::Bench)
         .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     let addrs = socket::addresses(endpoint).map_err(failed)?;
-    let addr = if addrs.len() > 1 && endpoint.kind.is_stream() {
+    let addr = if (addrs.len() > 1 && endpoint.kind.is_stream()) || tls.is_some() {
         let (_probe, addr) =
-            socket::connect(endpoint, connect_timeout, Local::TempFile).map_err(failed)?;
+            socket::connect(endpoint, connect_timeout, Local::TempFile, tls).map_err(failed)?;
         addr
     } else {
         addrs
@@ -57,6 +66,7 @@ pub fn resolve(endpoint: &Endpoint, size: usize, connect_timeout: Duration) -> i
         kind: endpoint.kind,
         addr,
         proxy: endpoint.options.proxy,
+        tls: tls.cloned(),
         web,
     })
 }
@@ -65,7 +75,12 @@ pub fn resolve(endpoint: &Endpoint, size: usize, connect_timeout: Duration) -> i
 /// cannot be resolved or a worker cannot start; connection failures and
 /// bad echoes are counted in the report.
 pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<Report> {
-    let dest = resolve(&config.endpoint, config.size, config.connect_timeout)?;
+    let dest = resolve(
+        &config.endpoint,
+        config.size,
+        config.connect_timeout,
+        config.modes.tls.as_ref(),
+    )?;
     let threads = config.threads.clamp(1, config.connections.max(1));
     let pattern = Arc::new(Pattern::new(config.size, nonce()));
     let shared = Shared::new(threads);
@@ -205,6 +220,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
     let mut last_completion: Option<Instant> = None;
     let mut service = new_histogram();
     let mut connect_time = new_histogram();
+    let mut handshake_time = new_histogram();
     let mut connect_causes = std::collections::BTreeMap::new();
     let mut lag = Lag::default();
     let mut busiest: f64 = 0.0;
@@ -223,6 +239,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         last_completion = last_completion.max(result.last_completion);
         let _ = service.add(&result.service);
         let _ = connect_time.add(&result.connect_time);
+        let _ = handshake_time.add(&result.handshake_time);
         for (cause, n) in result.connect_causes {
             *connect_causes.entry(cause).or_insert(0) += n;
         }
@@ -277,6 +294,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
         intervals,
         connect_time,
         connect_causes,
+        handshake_time,
         corrected,
         jitter_us: (jitter.1 > 0).then(|| jitter.0 / jitter.1 as f64),
         speech: dest.web.as_ref().map(|web| web.speech),

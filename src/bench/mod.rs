@@ -177,6 +177,13 @@ pub struct Args {
     /// multicast://: the interface the rounds go out on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
     pub iface: std::net::Ipv4Addr,
+    /// tls://: how the server is verified.
+    #[command(flatten)]
+    pub tls: crate::probe::tls::TlsArgs,
+    /// tls:// with --churn: offer session resumption on reconnects (by
+    /// default every handshake is a full one).
+    #[arg(long)]
+    pub tls_resume: bool,
 }
 
 /// A duration with a unit (`500us`, `1ms`, `0.2s`), or seconds.
@@ -262,6 +269,10 @@ impl Args {
                         .then_some(Duration::from_secs(1))
                 }),
                 churn: self.churn,
+                tls: self
+                    .tls
+                    .client(&self.endpoint, self.tls_resume)
+                    .map_err(|failure| failure.message)?,
                 end_wait: None,
                 reconnect: self.reconnect,
                 slo: self.slo,

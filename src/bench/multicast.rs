@@ -65,7 +65,11 @@ fn bench(args: &Args) -> io::Result<Exit> {
     let socket = crate::sock::multicast_sender(args.iface, 1).map_err(|err| {
         io::Error::new(
             err.kind(),
-            format!("cannot send on interface {}: {err}", args.iface),
+            format!(
+                "cannot send on interface {}: {}",
+                args.iface,
+                crate::error::describe(&err)
+            ),
         )
     })?;
     socket.set_nonblocking(false)?;

@@ -102,6 +102,15 @@ pub fn json(report: &Report) -> serde_json::Value {
             "failures": report.connect_causes,
         });
     }
+    if let Some(tls) = &config.modes.tls {
+        out["tls"] = json!({
+            "handshakes": c.handshakes,
+            "handshakes_per_sec": round3(report.handshakes_per_sec()),
+            "handshake_time_us": (c.handshakes > 0).then(|| quantiles(&report.handshake_time)),
+            "resumption": tls.resumes(),
+            "resumed": c.resumed,
+        });
+    }
     out
 }
 
@@ -330,6 +339,30 @@ pub fn human(report: &Report) -> String {
         }
         for (cause, n) in &report.connect_causes {
             line.push_str(&format!("; {n} failed: {cause}"));
+        }
+        line.push('\n');
+        text.push_str(&line);
+    }
+    if let Some(tls) = &config.modes.tls {
+        let mut line = format!(
+            "  tls       {} handshakes, {} handshakes/s ({})",
+            group(c.handshakes),
+            group(report.handshakes_per_sec().round() as u64),
+            if tls.resumes() {
+                format!("resumption offered: {} resumed", group(c.resumed))
+            } else {
+                "full handshakes, no resumption".to_string()
+            }
+        );
+        if c.handshakes > 0 {
+            let t = &report.handshake_time;
+            line.push_str(&format!(
+                "; handshake p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
+                group(t.value_at_quantile(0.5)),
+                group(t.value_at_quantile(0.9)),
+                group(t.value_at_quantile(0.99)),
+                group(t.max())
+            ));
         }
         line.push('\n');
         text.push_str(&line);

@@ -83,8 +83,15 @@ impl Conn {
     /// The connect completed. Writable was needed to see it; from now on
     /// only a partial write asks for it.
     fn connected(&mut self, registry: &Registry, token: Token) {
-        if register(registry, &self.sock, token, Interest::READABLE, true).is_ok() {
-            self.write_interest = false;
+        // TLS: a ClientHello the socket did not take keeps writable on.
+        let pending = self.sock.wants_write();
+        let interest = if pending {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if register(registry, &self.sock, token, interest, true).is_ok() {
+            self.write_interest = pending;
         }
     }
 }
@@ -135,7 +142,9 @@ fn connect_one(
     token: Token,
     now: Instant,
 ) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?.with_proxy_header(dest.proxy);
+    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?
+        .with_proxy_header(dest.proxy)
+        .with_tls(dest.tls.as_ref())?;
     register(
         registry,
         &sock,
@@ -481,6 +490,9 @@ impl Streams {
                     break;
                 }
                 Ok(n) => {
+                    if let Some((took, resumed)) = conn.sock.take_handshake() {
+                        ctx.handshaked(took, resumed, now);
+                    }
                     conn.last_progress = now;
                     conn.answered = true;
                     if let Err(why) = consume(ctx, conn, &scratch[..n], now, &mut self.outstanding)
@@ -495,8 +507,8 @@ impl Streams {
                     }
                     // A short read drained the socket; the next arrival
                     // raises a new edge, so skip the read that would only
-                    // say WouldBlock.
-                    if n < scratch.len() {
+                    // say WouldBlock. (Not so over TLS: one record a read.)
+                    if n < scratch.len() && !self.conns[i].sock.is_tls() {
                         break;
                     }
                 }
@@ -665,6 +677,14 @@ impl Streams {
             conn.in_flight.push_back((now, now, measured));
             self.outstanding += 1;
         }
+        // TLS: records left from the last write go first.
+        if let Err(err) = conn.sock.flush_tls() {
+            let id = conn.id;
+            self.kill(ctx, i, || {
+                format!("connection {id}: write failed: {}", describe(&err))
+            });
+            return;
+        }
         while conn.out_pos < conn.out.len() {
             match conn.sock.send(&conn.out[conn.out_pos..]) {
                 Ok(0) => break,
@@ -683,7 +703,8 @@ impl Streams {
                 }
             }
         }
-        let blocked = conn.out_pos < conn.out.len();
+        // TLS: records the socket did not take yet count as blocked too.
+        let blocked = conn.out_pos < conn.out.len() || conn.sock.wants_write();
         if blocked != conn.write_interest {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

@@ -71,6 +71,9 @@ pub struct Modes {
     /// Close a stream connection after this many echoes and open a new one
     /// (`--churn`).
     pub churn: Option<u64>,
+    /// tls://: how every connection's session is started and verified
+    /// (`--tls-ca`, `-k`, `--tls-sni`, `--tls-resume`).
+    pub tls: Option<crate::probe::tls::TlsClient>,
     /// The longest wait, after the window, for messages still owed (beyond
     /// it they are owed at the end); `None` waits `timeout` (`--sweep`
     /// waits at most a second per step).
@@ -153,6 +156,10 @@ pub struct Counters {
     pub late: u64,
     /// Connections opened in the measured window (`--churn`).
     pub connects: u64,
+    /// TLS handshakes finished in the measured window.
+    pub handshakes: u64,
+    /// Of those, the ones that resumed a session (`--tls-resume`).
+    pub resumed: u64,
     /// Stream kinds: messages due in the window still unanswered when the
     /// wait after it ended (datagram kinds count them `lost`).
     pub owed_at_end: u64,
@@ -183,6 +190,8 @@ impl Counters {
         self.lost += other.lost;
         self.late += other.late;
         self.connects += other.connects;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
         self.owed_at_end += other.owed_at_end;
         self.never_answered += other.never_answered;
         self.after_end += other.after_end;
@@ -220,6 +229,9 @@ pub struct Report {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// tls://: how long handshakes took (from the TCP connect's end),
+    /// microseconds.
+    pub handshake_time: Histogram<u64>,
     /// Closed loop: the latency corrected for coordinated omission (the
     /// expected-interval correction `wrk` applies), beside the raw one.
     pub corrected: Option<Histogram<u64>>,
@@ -232,6 +244,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// TLS handshakes per second in the measured window.
+    pub fn handshakes_per_sec(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.counters.handshakes as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
     /// Messages due in the window: echoed (also in the wait after it),
     /// owed at the end, or lost.
     pub fn due(&self) -> u64 {
@@ -290,6 +312,8 @@ pub struct Dest {
     pub addr: SockAddr,
     /// `?proxy`: each connection begins with a PROXY v2 header.
     pub proxy: bool,
+    /// tls://: each connection runs a TLS session.
+    pub tls: Option<crate::probe::tls::TlsClient>,
     /// http:// and ws://: what every request or frame carries.
     pub web: Option<std::sync::Arc<Web>>,
 }
@@ -427,6 +451,8 @@ pub struct WorkerResult {
     pub connect_time: Histogram<u64>,
     /// Connects that failed, by cause.
     pub connect_causes: BTreeMap<String, u64>,
+    /// tls://: handshake times, microseconds.
+    pub handshake_time: Histogram<u64>,
     /// Datagram kinds: the sum of the sockets' RFC 3550 jitter, µs, and
     /// how many sockets it sums.
     pub jitter: (f64, u64),
@@ -445,6 +471,7 @@ impl WorkerResult {
             cpu_share: 0.0,
             connect_time: new_histogram(),
             connect_causes: BTreeMap::new(),
+            handshake_time: new_histogram(),
             jitter: (0.0, 0),
         }
     }

@@ -205,6 +205,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// A TLS handshake finished in `took` (from the TCP connect's end).
+    pub fn handshaked(&mut self, took: Duration, resumed: bool, now: Instant) {
+        if now >= self.timeline.measure_start
+            && self.timeline.measure_end.is_none_or(|end| now < end)
+        {
+            self.result.counters.handshakes += 1;
+            self.result.counters.resumed += u64::from(resumed);
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+            self.result.handshake_time.saturating_record(us);
+        }
+    }
+
     /// The `-n` quota is used up.
     pub fn quota_used(&self) -> bool {
         self.quota == Some(0)
@@ -288,7 +300,7 @@ impl Ctx<'_> {
         let mut counted = 0u32;
         while schedule.due() < end && self.quota != Some(0) {
             counted = counted.wrapping_add(1);
-            if counted % 4096 == 0 && self.interrupted() {
+            if counted.is_multiple_of(4096) && self.interrupted() {
                 break;
             }
             let due = schedule.due();
@@ -439,25 +451,14 @@ const TIMER: mio::Token = mio::Token(usize::MAX - 1);
 /// milliseconds (rounded up), which would make every send up to a
 /// millisecond late; a timerfd wakes within tens of microseconds.
 struct Timer {
-    fd: std::os::fd::OwnedFd,
+    fd: crate::sys::timerfd::TimerFd,
     armed: Option<Instant>,
 }
 
 impl Timer {
     fn new(registry: &Registry) -> io::Result<Timer> {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: timerfd_create returns a new descriptor we own, or -1.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        use std::os::fd::AsRawFd;
+        let fd = crate::sys::timerfd::TimerFd::new()?;
         registry.register(
             &mut mio::unix::SourceFd(&fd.as_raw_fd()),
             TIMER,
@@ -468,7 +469,6 @@ impl Timer {
 
     /// Fires once at `at`, or keeps an earlier setting that is still ahead.
     fn arm(&mut self, at: Instant, now: Instant) {
-        use std::os::fd::AsRawFd;
         // Already set to fire by then (and not in the past): keep it, one
         // syscall fewer per turn.
         if self.armed.is_some_and(|armed| armed >= now && armed <= at) {
@@ -477,27 +477,13 @@ impl Timer {
         let after = at
             .saturating_duration_since(now)
             .max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs() as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: a valid timerfd and a valid itimerspec.
-        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        self.fd.fire_after(after);
         self.armed = Some(at);
     }
 
     /// It fired: read its count so the next expiry raises a new edge.
     fn fired(&mut self) {
-        use std::os::fd::AsRawFd;
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into our buffer.
-        unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        self.fd.clear();
         self.armed = None;
     }
 }

@@ -47,7 +47,11 @@ pub(super) fn run(
     let mut unsent = Vec::new();
     input.read_into(&mut unsent)?;
     out.say(format_args!("connecting to {}", args.endpoint));
-    let conn = Conn::connect(&args.endpoint, timeout)?;
+    let tls = args.tls.client(&args.endpoint, false)?;
+    let conn = Conn::connect(&args.endpoint, timeout, tls.as_ref())?;
+    if let Some(negotiated) = conn.sock().negotiated() {
+        out.say(format_args!("TLS established: {negotiated}"));
+    }
     if input.at_end() {
         out.say(format_args!("sending {}", preview(&unsent)));
     } else {
@@ -74,7 +78,7 @@ fn datagram_limit(kind: Kind) -> usize {
 
 fn datagram(args: &Args, message: &[u8], timeout: Duration, out: &Out) -> Result<(), Failure> {
     out.say(format_args!("connecting to {}", args.endpoint));
-    let conn = Conn::connect(&args.endpoint, timeout)?;
+    let conn = Conn::connect(&args.endpoint, timeout, None)?;
     out.say(format_args!("sending {}", preview(message)));
     conn.send(message)?;
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
@@ -123,6 +127,11 @@ impl<'a> Stream<'a> {
                 return Err(interrupted());
             }
             let mut progress = false;
+            // tls://: records the socket did not take yet go first.
+            self.conn
+                .sock()
+                .flush_tls()
+                .map_err(|err| self.conn.failure(&err))?;
             if offset < unsent.len() {
                 let n = self.send(&unsent[offset..])?;
                 offset += n;
@@ -144,7 +153,7 @@ impl<'a> Stream<'a> {
                 continue;
             }
             let mut events = 0;
-            if !unsent.is_empty() {
+            if !unsent.is_empty() || self.conn.sock().wants_write() {
                 events |= libc::POLLOUT;
             }
             if !self.unechoed.is_empty() {

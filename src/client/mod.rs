@@ -97,6 +97,9 @@ pub struct Args {
     /// Record layout for binary://, in Python struct syntax.
     #[arg(long, value_name = "FMT", default_value = "I 2s f")]
     pub format: String,
+    /// tls://: how the server is verified.
+    #[command(flatten)]
+    pub tls: crate::probe::tls::TlsArgs,
 }
 
 /// Runs `echoplex client`; returns the process exit code.

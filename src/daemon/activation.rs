@@ -17,7 +17,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -198,16 +198,12 @@ impl Passed {
         let last = FIRST_FD + count as RawFd - 1;
         // Look before taking ownership: a descriptor that is not a socket
         // (or not open) must not be closed by us later.
-        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat writes into the buffer we own; a bad fd gives EBADF.
-        if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        let Ok(info) = crate::sys::socket::inspect_fd(fd) else {
             return Err(format!(
                 "LISTEN_FDS={count} names descriptors {FIRST_FD}..={last}, but descriptor {fd} is not open: fewer sockets were passed"
             ));
-        }
-        // SAFETY: fstat succeeded, so the buffer is initialised.
-        let mode = unsafe { stat.assume_init() }.st_mode;
-        if mode & libc::S_IFMT != libc::S_IFSOCK {
+        };
+        if !info.is_socket {
             return Err(format!(
                 "LISTEN_FDS={count}: passed descriptor {fd} is not a socket"
             ));
@@ -216,19 +212,14 @@ impl Passed {
         // and our upgrade pass them so); every descriptor this process
         // opens itself (std, mio, socket2) has it set. So a set flag means
         // LISTEN_FDS counts past what was passed, into our own sockets.
-        // SAFETY: F_GETFD reads the flags of a descriptor fstat found open.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags < 0 {
-            return Err(what(io::Error::last_os_error()));
-        }
-        if flags & libc::FD_CLOEXEC != 0 {
+        if info.cloexec {
             return Err(format!(
                 "LISTEN_FDS={count} names descriptors {FIRST_FD}..={last}, but descriptor {fd} was opened by this process, not passed to it: fewer sockets were passed"
             ));
         }
-        // SAFETY: LISTEN_FDS/LISTEN_PID hand descriptors FIRST_FD.. to this
-        // process (parse checked the pid); each is taken exactly once.
-        let socket = unsafe { Socket::from_raw_fd(fd) };
+        // LISTEN_FDS/LISTEN_PID hand descriptors FIRST_FD.. to this process
+        // (parse checked the pid); each is taken exactly once.
+        let socket = crate::sys::socket::take_passed_socket(fd);
         // sd_listen_fds sets FD_CLOEXEC: nothing we start inherits them by accident.
         socket.set_cloexec(true).map_err(what)?;
         let domain = socket.domain().map_err(what)?;

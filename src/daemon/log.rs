@@ -187,6 +187,8 @@ pub fn init(queued: bool, trace: bool) {
     let mut logger = env_logger::Builder::from_env(env);
     if trace {
         logger.filter_module("echoplex::reactor", log::LevelFilter::Trace);
+        // Each TLS connection's want-read/want-write steps and handshake.
+        logger.filter_module("echoplex::services::tls", log::LevelFilter::Trace);
         // One line per HTTP request and WebSocket message.
         logger.filter_module("echoplex::services::http", log::LevelFilter::Trace);
     }

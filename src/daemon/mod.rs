@@ -7,4 +7,5 @@ pub mod log;
 pub mod notify;
 pub mod pidfile;
 pub mod reactors;
+pub mod reload;
 pub mod upgrade;

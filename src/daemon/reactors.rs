@@ -152,33 +152,7 @@ pub fn spreads(kind: Kind) -> bool {
     kind.info().spread
 }
 
-/// The CPUs this process may run on, in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; sched_getaffinity
-    // writes into the set we own.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return (0..thread::available_parallelism().map_or(1, |n| n.get())).collect();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
-            .collect()
-    }
-}
-
-/// Pins the calling thread to `cpu`.
-pub fn pin_to(cpu: usize) -> io::Result<()> {
-    // SAFETY: as above; sched_setaffinity reads the set we own.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
+pub use crate::sys::cpu::{allowed_cpus, pin_to};
 
 /// What the reactors of this process share: nothing a message touches.
 struct Shared {

@@ -31,7 +31,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream as StdUnixStream};
@@ -50,6 +50,8 @@ use super::activation::{Local, ADMIN_NAME, FIRST_FD};
 use super::notify;
 use crate::endpoint::{Endpoint, Target};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
+use crate::sys::process::{self, Ended};
+use crate::sys::socket::recv_with_sender;
 
 /// Timer reasons: a poll of the child (no pidfd), the readiness deadline;
 /// while draining, a look at the connections left and the `--drain` limit.
@@ -231,7 +233,7 @@ pub struct Successor {
 
 /// Starts the executable on disk with our arguments and every recorded
 /// socket, telling it to report readiness to `notify_addr` (`@name`).
-pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
+pub fn spawn_successor(notify_addr: &str, extra_env: &[(String, String)]) -> io::Result<Successor> {
     let exe = executable()?;
     let exe_c = cstring(exe.as_os_str().as_bytes())?;
     let args: Vec<CString> = std::env::args_os()
@@ -246,17 +248,7 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
     // descriptor it has yet to move; close-on-exec in the parent's copy.
     let high: Vec<OwnedFd> = entries
         .iter()
-        .map(|entry| {
-            // SAFETY: fcntl duplicates a descriptor we own.
-            let fd =
-                unsafe { libc::fcntl(entry.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first_free) };
-            if fd < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                // SAFETY: a fresh descriptor, owned by nobody else.
-                Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-            }
-        })
+        .map(|entry| process::dup_at_least(entry.fd.as_raw_fd(), first_free))
         .collect::<io::Result<_>>()?;
     let keep: Vec<String> = entries
         .iter()
@@ -291,13 +283,17 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
                 | b"LISTEN_FDNAMES"
                 | b"ECHOPLEX_UPGRADE_NOTIFY"
                 | b"ECHOPLEX_KEEP_FILES"
-        ) {
+        ) || extra_env.iter().any(|(name, _)| name.as_bytes() == key)
+        {
             continue;
         }
         let mut pair = key.to_vec();
         pair.push(b'=');
         pair.extend_from_slice(value.as_bytes());
         env.push(cstring(&pair)?);
+    }
+    for (name, value) in extra_env {
+        env.push(cstring(format!("{name}={value}").as_bytes())?);
     }
     env.push(cstring(format!("LISTEN_FDS={count}").as_bytes())?);
     env.push(cstring(
@@ -310,98 +306,18 @@ pub fn spawn_successor(notify_addr: &str) -> io::Result<Successor> {
         format!("{}={}", super::activation::KEEP_FILES, keep.join(",")).as_bytes(),
     )?);
     // LISTEN_PID must be the child's pid, known only after fork: the child
-    // writes its digits into this buffer (its own copy of our memory).
-    const PREFIX: &[u8] = b"LISTEN_PID=";
-    let mut listen_pid = vec![0u8; PREFIX.len() + 24];
-    listen_pid[..PREFIX.len()].copy_from_slice(PREFIX);
-
-    let argv: Vec<*const libc::c_char> = args
-        .iter()
-        .map(|arg| arg.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|pair| pair.as_ptr()).collect();
-    envp.push(listen_pid.as_ptr().cast());
-    envp.push(std::ptr::null());
+    // writes it between fork and exec.
     let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
-    let pid_digits = listen_pid[PREFIX.len()..].as_mut_ptr();
-
-    // SAFETY: see `fork_exec`: every pointer stays valid until it returns.
-    let pid = unsafe { fork_exec(&exe_c, &argv, &envp, &sources, pid_digits) }?;
+    let pid = process::fork_exec_with_fds(&exe_c, &args, &env, &sources, FIRST_FD, "LISTEN_PID")?;
     drop(high);
     drop(inventory);
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let pidfd = (pidfd >= 0).then(|| {
-        // SAFETY: a fresh descriptor (close-on-exec by definition of pidfd_open).
-        unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) }
-    });
+    let pidfd = process::pidfd_open(pid);
     Ok(Successor {
         pid,
         pidfd,
         exe,
         sockets: count,
     })
-}
-
-/// `fork`, then in the child: move `sources` to descriptors 3.., write
-/// the child's pid at `pid_digits` (inside `envp`'s `LISTEN_PID=`), reset
-/// signal dispositions and the mask, `execve`.
-///
-/// # Safety
-/// Every pointer must be valid and NUL-terminated as `execve` expects,
-/// `pid_digits` must have room for 21 bytes, and every `sources` entry must
-/// be at least `FIRST_FD + sources.len()`.
-unsafe fn fork_exec(
-    exe: &CString,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    sources: &[RawFd],
-    pid_digits: *mut u8,
-) -> io::Result<libc::pid_t> {
-    // Block every signal across fork: the child must not run our handlers
-    // (they write to the parent's signal pipe) before exec resets them.
-    let mut all: libc::sigset_t = std::mem::zeroed();
-    let mut old: libc::sigset_t = std::mem::zeroed();
-    libc::sigfillset(&mut all);
-    libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-    let pid = libc::fork();
-    if pid != 0 {
-        let err = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        return if pid < 0 { Err(err) } else { Ok(pid) };
-    }
-    // The child. Only async-signal-safe calls from here on: no allocation.
-    for (index, &fd) in sources.iter().enumerate() {
-        if libc::dup2(fd, FIRST_FD + index as RawFd) < 0 {
-            libc::_exit(126);
-        }
-    }
-    let mut pid = libc::getpid() as u64;
-    let mut digits = [0u8; 20];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (pid % 10) as u8;
-        len += 1;
-        pid /= 10;
-        if pid == 0 {
-            break;
-        }
-    }
-    for i in 0..len {
-        *pid_digits.add(i) = digits[len - 1 - i];
-    }
-    *pid_digits.add(len) = 0;
-    let mut default: libc::sigaction = std::mem::zeroed();
-    default.sa_sigaction = libc::SIG_DFL;
-    for signal in 1..libc::SIGRTMIN() {
-        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-            libc::sigaction(signal, &default, std::ptr::null_mut());
-        }
-    }
-    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    libc::_exit(127)
 }
 
 /// Tells whoever waits that this process serves: the process it replaces
@@ -422,46 +338,6 @@ pub fn announce_ready(status: &str) {
 
 // ---------------------------------------------------------------------------
 // The handler
-
-/// One datagram and the pid of the process that sent it (SCM_CREDENTIALS,
-/// which the kernel fills in since SO_PASSCRED is on).
-fn recv_with_sender(
-    socket: &UnixDatagram,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<libc::pid_t>)> {
-    // Room for one ucred control message, aligned as cmsg wants.
-    let mut control = [0u64; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; we point it at buffers we own.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: recvmsg writes at most the lengths given into our buffers.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut sender = None;
-    // SAFETY: the CMSG_* macros walk the control buffer recvmsg filled,
-    // within msg_controllen.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_CREDENTIALS
-            {
-                let cred: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                sender = Some(cred.pid);
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok((n as usize, sender))
-}
 
 /// What the upgrade is doing.
 #[derive(Debug)]
@@ -497,6 +373,9 @@ pub struct Upgrader {
     listener: Option<UnixDatagram>,
     name: String,
     state: State,
+    /// Variables the successor gets beyond our environment (the
+    /// self-signed TLS certificate it must go on presenting).
+    extra_env: Vec<(String, String)>,
     /// `--drain`: the longest a drain may last (None: until the last peer closes).
     drain_limit: Option<Duration>,
     /// `--pid-file`, rewritten if an upgrade fails.
@@ -522,9 +401,16 @@ impl Upgrader {
                 SERIAL.fetch_add(1, Ordering::Relaxed)
             ),
             state: State::Idle,
+            extra_env: Vec::new(),
             drain_limit,
             pid_file: None,
         })
+    }
+
+    /// Gives the successor `name=value` in its environment.
+    pub fn pass_env(&mut self, name: &str, value: String) {
+        self.extra_env.retain(|(have, _)| have != name);
+        self.extra_env.push((name.to_string(), value));
     }
 
     /// The pid file to name us again if an upgrade fails.
@@ -554,9 +440,10 @@ impl Upgrader {
             )?;
             self.listener = Some(listener);
         }
-        let child = spawn_successor(&format!("@{}", self.name)).map_err(|err| {
-            io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
-        })?;
+        let child =
+            spawn_successor(&format!("@{}", self.name), &self.extra_env).map_err(|err| {
+                io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
+            })?;
         info!(
             "upgrade: started {} as pid {} with {} sockets; waiting up to {:?} for it to be ready",
             child.exe.display(),
@@ -609,21 +496,11 @@ impl Upgrader {
 
     /// The successor's exit status, once it has exited.
     fn exited(pid: libc::pid_t) -> Option<String> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child, non-blocking.
-        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if reaped != pid {
-            return None;
-        }
-        Some(if libc::WIFEXITED(status) {
-            match libc::WEXITSTATUS(status) {
-                127 => "could not be executed (status 127)".to_string(),
-                code => format!("exited with status {code}"),
-            }
-        } else if libc::WIFSIGNALED(status) {
-            format!("was killed by signal {}", libc::WTERMSIG(status))
-        } else {
-            "ended".to_string()
+        Some(match process::reap(pid)? {
+            Ended::Exited(127) => "could not be executed (status 127)".to_string(),
+            Ended::Exited(code) => format!("exited with status {code}"),
+            Ended::Killed(signal) => format!("was killed by signal {signal}"),
+            Ended::Other => "ended".to_string(),
         })
     }
 
@@ -767,7 +644,7 @@ impl Handler for Upgrader {
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
-        if crate::serve::drain_signal_pipe(&mut self.signal) {
+        if crate::sys::signal::drain_pipe(&mut self.signal) {
             match &self.state {
                 _ if cx.is_shutting_down() => warn!("SIGUSR2 ignored: shutting down"),
                 State::Waiting { child, .. } => {
@@ -807,8 +684,7 @@ impl Handler for Upgrader {
                     child.pid
                 );
                 notify::status("upgrade failed: new process not ready in time; still serving");
-                // SAFETY: signalling our own child, which we have not reaped.
-                unsafe { libc::kill(child.pid, libc::SIGKILL) };
+                process::signal(child.pid, libc::SIGKILL);
                 *killed = true;
                 *deadline = cx.now + READY_TIMEOUT;
             }
@@ -834,8 +710,7 @@ impl Handler for Upgrader {
                     "shutting down during an upgrade: stopping new process {}",
                     child.pid
                 );
-                // SAFETY: signalling our own child, which we have not reaped.
-                unsafe { libc::kill(child.pid, libc::SIGTERM) };
+                process::signal(child.pid, libc::SIGTERM);
             }
             self.forget_child(cx);
         }

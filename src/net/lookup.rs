@@ -1,33 +1,16 @@
 //! Python's `socket` look-ups retraced step by step over the libc calls in
-//! [`super::sys`]: the same calls, arguments, order and errors as CPython.
+//! [`crate::sys::resolver`]: the same calls, arguments, order and errors as CPython.
 
 use std::ffi::{CStr, CString};
 
 use libc::c_int;
 
-use super::sys::{
+use crate::codec::pyrepr;
+use crate::sys::resolver::{
     format_addr, gai_strerror, hstrerror, inet_pton4, inet_pton6, strerror, sys_getaddrinfo,
     sys_gethostbyaddr, sys_gethostbyname, sys_gethostname, RawHost,
 };
-use crate::codec::pyrepr;
-
-/// Why a look-up failed, shaped like the exception Python raises.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum NetError {
-    /// `socket.gaierror`: a getaddrinfo error code.
-    Gai(c_int),
-    /// `socket.herror`: the h_errno of a gethostby*_r call.
-    Host(c_int),
-    /// `OSError` with an errno.
-    Os(c_int),
-    /// `OSError` with only a message: CPython's own checks.
-    Message(&'static str),
-    /// `UnicodeError` from Python's IDNA codec. Not an `OSError`, so
-    /// getfqdn lets it through instead of falling back.
-    Idna(&'static str),
-    /// Input Python would accept but this tool cannot treat the same way.
-    Unsupported(&'static str),
-}
+pub(super) use crate::sys::resolver::{Addr, NetError};
 
 impl NetError {
     /// The reason in words, as the C library or Python states it.
@@ -147,22 +130,6 @@ pub(super) fn idna_encode(name: &str) -> Result<CString, NetError> {
         }
     }
     CString::new(name).map_err(|_| NetError::Unsupported("host name contains a NUL byte"))
-}
-
-/// An IP address, as raw network-order bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Addr {
-    V4([u8; 4]),
-    V6([u8; 16]),
-}
-
-impl Addr {
-    pub(super) fn family(self) -> c_int {
-        match self {
-            Addr::V4(_) => libc::AF_INET,
-            Addr::V6(_) => libc::AF_INET6,
-        }
-    }
 }
 
 /// CPython's `setipaddr`: the empty name is the wildcard address, the

@@ -21,7 +21,6 @@ use crate::codec::pyrepr;
 use crate::error::{Exit, Failure, Outcome};
 
 mod lookup;
-mod sys;
 
 const AFTER_HELP: &str = "\
 Output:

@@ -73,7 +73,7 @@ impl HttpConn {
     /// Connects; every wait afterwards is bounded by `timeout`.
     pub fn connect(endpoint: &Endpoint, timeout: std::time::Duration) -> Result<HttpConn, Failure> {
         Ok(HttpConn {
-            conn: Conn::connect(endpoint, timeout)?,
+            conn: Conn::connect(endpoint, timeout, None)?,
             buf: Vec::new(),
             host: host_header(endpoint),
             closed: false,

@@ -9,6 +9,7 @@ pub mod failure;
 pub mod http;
 pub mod payload;
 pub mod socket;
+pub mod tls;
 
 pub use failure::{Exit, Failure};
 

@@ -18,9 +18,11 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::duration::show;
 use super::failure::{interrupted, stopped, Exit, Failure};
+use super::tls::{handshake_failure, Session, TlsClient};
 use crate::endpoint::{Endpoint, Kind, Reply, Target};
 use crate::error::describe;
 use crate::sock::{self, SocketFile};
+use std::cell::RefCell;
 
 /// Resolves an endpoint to the addresses to try, in order. Network names
 /// go through the system resolver, IPv4 first: the article's clients are
@@ -90,6 +92,11 @@ pub struct Sock {
     _local: Option<SocketFile>,
     /// `?proxy`: a PROXY v2 header is owed as soon as the stream connects.
     proxy_header: std::cell::Cell<bool>,
+    /// tls://: the session over the socket (behind a RefCell: the socket's
+    /// own calls take `&self`, as `&Socket` reads and writes).
+    tls: Option<Box<RefCell<Session>>>,
+    /// The session's ClientHello has gone out (once connected).
+    tls_started: std::cell::Cell<bool>,
 }
 
 impl Sock {
@@ -134,7 +141,56 @@ impl Sock {
             stream,
             _local: file,
             proxy_header: std::cell::Cell::new(false),
+            tls: None,
+            tls_started: std::cell::Cell::new(false),
         })
+    }
+
+    /// tls://: runs a client session over the socket (`client` None: plain).
+    pub fn with_tls(mut self, client: Option<&TlsClient>) -> io::Result<Self> {
+        if let Some(client) = client {
+            self.tls = Some(Box::new(RefCell::new(Session::new(client)?)));
+        }
+        Ok(self)
+    }
+
+    /// True for a TLS session: a short read proves nothing about the
+    /// socket (one record at a time), and writes may leave records behind.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// TLS records wait for the socket: the caller waits for writable too.
+    pub fn wants_write(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.borrow().wants_write())
+    }
+
+    /// Writes waiting TLS records as far as the socket takes them.
+    pub fn flush_tls(&self) -> io::Result<()> {
+        match &self.tls {
+            Some(tls) => tls.borrow_mut().flush(&mut &self.socket),
+            None => Ok(()),
+        }
+    }
+
+    /// One step of the TLS handshake; true once it is done (or plain).
+    pub fn handshake_step(&self) -> io::Result<bool> {
+        match &self.tls {
+            Some(tls) => tls.borrow_mut().handshake_step(&mut &self.socket),
+            None => Ok(true),
+        }
+    }
+
+    /// The TLS handshake's time and whether it resumed, once, when done.
+    pub fn take_handshake(&self) -> Option<(Duration, bool)> {
+        self.tls.as_ref()?.borrow_mut().take_handshake()
+    }
+
+    /// What the TLS session negotiated (`TLSv1.3 TLS13_...`).
+    pub fn negotiated(&self) -> Option<String> {
+        Some(self.tls.as_ref()?.borrow().negotiated())
     }
 
     /// For a `?proxy` endpoint: the stream begins with a PROXY v2 header
@@ -154,8 +210,8 @@ impl Sock {
             self.socket.peer_addr()?.as_socket(),
         );
         let header = match addrs {
-            (Some(local), Some(peer)) => crate::services::proxy::build::v2(local, peer, &[], false),
-            _ => crate::services::proxy::build::v2_local(),
+            (Some(local), Some(peer)) => crate::wire::proxy::build::v2(local, peer, &[], false),
+            _ => crate::wire::proxy::build::v2_local(),
         };
         if (&self.socket).write(&header)? != header.len() {
             return Err(io::Error::other("the PROXY header did not go out whole"));
@@ -171,8 +227,19 @@ impl Sock {
             return Err(err);
         }
         match self.socket.peer_addr() {
-            Ok(_) if self.proxy_header.get() => self.send_proxy_header().map(|()| true),
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                if self.proxy_header.get() {
+                    self.send_proxy_header()?;
+                }
+                if let Some(tls) = self.tls.as_ref().filter(|_| !self.tls_started.get()) {
+                    // The PROXY header first, then the ClientHello.
+                    self.tls_started.set(true);
+                    let mut tls = tls.borrow_mut();
+                    tls.start_clock();
+                    tls.flush(&mut &self.socket)?;
+                }
+                Ok(true)
+            }
             Err(err) if err.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
             Err(err) => Err(err),
         }
@@ -185,12 +252,18 @@ impl Sock {
 
     /// Sends one datagram, or what the stream takes of `buf`.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        (&self.socket).write(buf)
+        match &self.tls {
+            Some(tls) => tls.borrow_mut().send(&mut &self.socket, buf),
+            None => (&self.socket).write(buf),
+        }
     }
 
     /// Receives what is there (stream) or one datagram.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.socket).read(buf)
+        match &self.tls {
+            Some(tls) => tls.borrow_mut().recv(&mut &self.socket, buf),
+            None => (&self.socket).read(buf),
+        }
     }
 }
 
@@ -217,31 +290,23 @@ pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc:
         }
         // Round up, so a sub-millisecond remainder does not spin.
         let ms = left.min(SLICE).as_micros().div_ceil(1000) as libc::c_int;
-        let mut pollfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
-        if ready > 0 {
-            return Ok(pollfd.revents);
-        }
-        if ready < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(Failure::new(Exit::Io, format!("poll: {}", describe(&err))));
-            }
+        match crate::sys::socket::poll_one(fd, events, ms) {
+            Ok(0) => {}
+            Ok(revents) => return Ok(revents),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Failure::new(Exit::Io, format!("poll: {}", describe(&err)))),
         }
     }
 }
 
 /// Connects to `endpoint`: each resolved address in turn, each handshake
 /// bounded by `timeout`. Returns the socket and the address that answered.
+/// With `tls`, the TLS handshake too (its failure: exit 3, why).
 pub fn connect(
     endpoint: &Endpoint,
     timeout: Duration,
     local: Local,
+    tls: Option<&TlsClient>,
 ) -> Result<(Sock, SockAddr), Failure> {
     // A group's answers come from many members: no one peer to connect to.
     if endpoint.kind.info().reply == Reply::Ack {
@@ -251,7 +316,14 @@ pub fn connect(
     }
     let mut last = Failure::new(Exit::Unreachable, "no address");
     for addr in addresses(endpoint)? {
-        match connect_one(endpoint.kind, &addr, timeout, local, endpoint.options.proxy) {
+        match connect_one(
+            endpoint.kind,
+            &addr,
+            timeout,
+            local,
+            endpoint.options.proxy,
+            tls,
+        ) {
             Ok(sock) => return Ok((sock, addr)),
             Err(failure) if failure.exit == Exit::Interrupted => return Err(failure),
             Err(failure) => last = failure,
@@ -266,6 +338,7 @@ fn connect_one(
     timeout: Duration,
     local: Local,
     proxy: bool,
+    tls: Option<&TlsClient>,
 ) -> Result<Sock, Failure> {
     let sock = Sock::begin(kind, addr, local).map_err(|err| match err.kind() {
         // A Unix listener whose backlog is full answers EAGAIN at once.
@@ -275,19 +348,41 @@ fn connect_one(
         _ if err.raw_os_error().is_none() => Failure::new(Exit::Io, describe(&err)),
         _ => Failure::new(Exit::Unreachable, describe(&err)),
     })?;
-    let sock = sock.with_proxy_header(proxy);
+    let sock = sock
+        .with_proxy_header(proxy)
+        .with_tls(tls)
+        .map_err(|err| Failure::new(Exit::Io, describe(&err)))?;
     if !sock.stream {
         return Ok(sock);
     }
-    if wait(sock.as_raw_fd(), libc::POLLOUT, Instant::now() + timeout)? == 0 {
+    let deadline = Instant::now() + timeout;
+    if wait(sock.as_raw_fd(), libc::POLLOUT, deadline)? == 0 {
         return Err(Failure::new(
             Exit::Timeout,
             format!("no answer within {}", show(timeout)),
         ));
     }
-    match sock.connecting_done() {
-        Ok(_) => Ok(sock),
-        Err(err) => Err(Failure::new(Exit::Unreachable, describe(&err))),
+    if let Err(err) = sock.connecting_done() {
+        return Err(Failure::new(Exit::Unreachable, describe(&err)));
+    }
+    // TLS: the handshake, each wait for what the state machine needs.
+    loop {
+        match sock.handshake_step() {
+            Ok(true) => return Ok(sock),
+            Ok(false) => {}
+            Err(err) => return Err(handshake_failure(&err)),
+        }
+        let events = if sock.wants_write() {
+            libc::POLLIN | libc::POLLOUT
+        } else {
+            libc::POLLIN
+        };
+        if wait(sock.as_raw_fd(), events, deadline)? == 0 {
+            return Err(Failure::new(
+                Exit::Timeout,
+                format!("TLS handshake not done within {}", show(timeout)),
+            ));
+        }
     }
 }
 
@@ -305,9 +400,13 @@ pub struct Conn {
 impl Conn {
     /// Connects to `endpoint` (a unix-dgram client binds a temporary file,
     /// removed again on every path out); every wait is bounded by `timeout`.
-    pub fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Conn, Failure> {
+    pub fn connect(
+        endpoint: &Endpoint,
+        timeout: Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<Conn, Failure> {
         let name = endpoint.to_string();
-        let (sock, _) = connect(endpoint, timeout, Local::TempFile)
+        let (sock, _) = connect(endpoint, timeout, Local::TempFile, tls)
             .map_err(|failure| within(failure, &format!("cannot connect to {name}")))?;
         Ok(Conn {
             sock,
@@ -345,14 +444,21 @@ impl Conn {
     pub fn send(&self, data: &[u8]) -> Result<(), Failure> {
         let mut sent = 0;
         loop {
-            match self.sock.send(&data[sent..]) {
+            let blocked = match self.sock.send(&data[sent..]) {
                 Ok(n) => {
                     sent += n;
-                    if !self.sock.stream || sent == data.len() {
+                    if !self.sock.stream || (sent == data.len() && !self.sock.wants_write()) {
                         return Ok(());
                     }
+                    // All given, TLS records still wait for the socket.
+                    sent == data.len()
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => true,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
+                Err(err) => return Err(self.failure(&err)),
+            };
+            if blocked {
+                {
                     let deadline = Instant::now() + self.timeout;
                     if wait(self.sock.as_raw_fd(), libc::POLLOUT, deadline)? == 0 {
                         return Err(Failure::new(
@@ -365,8 +471,6 @@ impl Conn {
                         ));
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(self.failure(&err)),
             }
         }
     }
@@ -389,7 +493,12 @@ impl Conn {
             match self.try_recv(buf)? {
                 Some(n) => return Ok(Some(n)),
                 None => {
-                    if wait(self.sock.as_raw_fd(), libc::POLLIN, deadline)? == 0 {
+                    let events = if self.sock.wants_write() {
+                        libc::POLLIN | libc::POLLOUT
+                    } else {
+                        libc::POLLIN
+                    };
+                    if wait(self.sock.as_raw_fd(), events, deadline)? == 0 {
                         return Ok(None);
                     }
                 }
@@ -416,7 +525,7 @@ impl Conn {
         let fd = self.sock.as_raw_fd();
         while echo.len() < expected || sent < data.len() {
             let mut progress = false;
-            if sent < data.len() {
+            if sent < data.len() || self.sock.wants_write() {
                 match self.sock.send(&data[sent..]) {
                     Ok(n) => {
                         sent += n;
@@ -452,7 +561,7 @@ impl Conn {
                 continue;
             }
             let mut events = 0;
-            if sent < data.len() {
+            if sent < data.len() || self.sock.wants_write() {
                 events |= libc::POLLOUT;
             }
             if echo.len() < expected {

@@ -113,6 +113,8 @@ pub struct HandlerInfo {
     pub pending: usize,
     /// Time since the last traffic, for connections.
     pub idle: Option<Duration>,
+    /// What else `status` shows of it (a TLS connection's version and cipher).
+    pub detail: Option<String>,
 }
 
 /// The limits every handler honours, fixed at start-up.

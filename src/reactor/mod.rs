@@ -1,4 +1,5 @@
-//! The reactor: one thread, one `mio::Poll`, one `Slab` of handlers.
+//! The reactor: one `mio::Poll` and one `Slab` of handlers on one thread
+//! (`serve --reactors N` runs N of them, each on its own thread).
 //!
 //! [`Reactor::run`] loops over [`Reactor::turn`]; a test (or a thread of
 //! `--reactors`) may call `turn` itself, with a [`ManualClock`]. One turn:

@@ -122,6 +122,12 @@ stats! {
     rejected_no_fds: u64, Counter, 1, " {} (no fds)";
     /// Connections closed for a missing, malformed or late PROXY header.
     proxy_errors: u64, Counter, 1, "  proxy errors {}";
+    /// TLS handshakes completed.
+    tls_handshakes: u64, Counter, 1, "  tls handshakes {}";
+    /// Microseconds from accept to the end of each completed TLS handshake, summed.
+    tls_handshake_us: u64, Counter, 1, " ({}us)";
+    /// TLS connections closed for what the peer sent (garbage for a ClientHello, a bad record, an alert) or a handshake not done in time.
+    tls_errors: u64, Counter, 1, "  tls errors {}";
     /// Datagrams received.
     datagrams_in: u64, Counter, 2, "datagrams in {}";
     /// Datagrams sent.
@@ -306,7 +312,7 @@ mod tests {
         stats.events = 6;
         assert_eq!(
             stats.text(started),
-            "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0\n\
+            "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0  tls handshakes 0 (0us)  tls errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
              loop iterations 4  events 6  events/iteration 1.50\n\
              control (admin, metrics) connections 0  rejected 0  evicted 0  bytes in 0 out 0\n\

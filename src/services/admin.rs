@@ -208,6 +208,10 @@ fn status_table(cx: &Context) -> String {
             info.pending,
             secs(info.idle),
         ));
+        if let Some(detail) = &info.detail {
+            out.push_str("  ");
+            out.push_str(detail);
+        }
     }
     out
 }
@@ -233,6 +237,7 @@ pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
                 "bytes_out": info.bytes_out,
                 "pending": info.pending,
                 "idle_s": info.idle.map(|d| d.as_secs_f64()),
+                "detail": info.detail,
             })
         })
         .collect();

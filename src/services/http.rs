@@ -41,6 +41,9 @@ pub const MAX_DELAY: Duration = Duration::from_secs(60);
 /// of a 64 B echo's framing).
 const STACK_FRAME: usize = 256;
 
+/// Input held between reads that is kept without shrinking its buffer.
+const SMALL_HELD: usize = 4096;
+
 /// Binds an HTTP echo listener.
 pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
     let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
@@ -179,8 +182,14 @@ impl HttpEcho {
         }
         let used = *result.as_ref().unwrap_or(&raw.len());
         raw.drain(..used);
-        // An idle connection keeps no buffer.
-        self.raw = if raw.is_empty() { Vec::new() } else { raw };
+        // An idle connection keeps no buffer, and one waiting on a few
+        // bytes of its next frame or head no room for the last big one.
+        if raw.is_empty() {
+            raw = Vec::new();
+        } else if raw.capacity() > SMALL_HELD.max(2 * raw.len()) {
+            raw.shrink_to(SMALL_HELD.max(raw.len()));
+        }
+        self.raw = raw;
         result.map(drop)
     }
 
@@ -530,13 +539,30 @@ impl HttpEcho {
             let State::WebSocket(assembler) = &mut self.state else {
                 return Ok(input.len());
             };
-            let (head, payload) = match ws::parse_frame(&input[at..], Role::Server, max as u64) {
-                Ok(Some(frame)) => frame,
+            let head = match ws::parse_head(&input[at..], Role::Server, max as u64) {
+                Ok(Some(head)) => head,
                 Ok(None) => return Ok(at),
                 Err(violation) => {
                     self.violation(violation, out, cx)?;
                     return Ok(input.len());
                 }
+            };
+            // Refused from its header: reading stops at --max-buffer held,
+            // so a continuation that cannot fit would never arrive whole.
+            if head.opcode == opcode::CONTINUATION
+                && assembler.held() as u64 + head.len > max as u64
+            {
+                let too_big = Violation {
+                    code: ws::close::TOO_BIG,
+                    why: "message too big",
+                };
+                self.violation(too_big, out, cx)?;
+                return Ok(input.len());
+            }
+            // `len <= max`, a buffer size: it fits a usize.
+            let end = head.header_len + usize::try_from(head.len).unwrap_or(usize::MAX);
+            let Some(payload) = input[at..].get(head.header_len..end) else {
+                return Ok(at);
             };
             at += head.header_len + payload.len();
             match echo_frame(assembler, &head, payload, max, out, cx)? {
@@ -578,6 +604,9 @@ impl HttpEcho {
 }
 
 const MAX_HEADER_AND_CONTROL: usize = ws::MAX_HEADER + ws::MAX_CONTROL;
+/// Input of a WebSocket not counted against `--max-buffer` while frames
+/// are parsed: a control frame, and a data frame's header.
+const WS_SLACK: usize = MAX_HEADER_AND_CONTROL + ws::MAX_HEADER;
 
 /// What the connection does after a frame.
 enum Next {
@@ -654,6 +683,7 @@ fn echo_frame<S: Write>(
             Next::Closed
         }
     };
+    assembler.release();
     if !frame.is_empty() {
         out.send(&frame, cx)?;
     }
@@ -786,6 +816,15 @@ fn json_string(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Protocol for HttpEcho {
+    fn secured(&mut self, tls: &crate::tls::Negotiated) {
+        self.set_tls(TlsInfo {
+            version: tls.version.to_string(),
+            cipher: tls.cipher.clone(),
+            sni: tls.sni.clone(),
+            alpn: tls.alpn.clone(),
+        });
+    }
+
     fn received<S: Write>(
         &mut self,
         data: &[u8],
@@ -816,8 +855,9 @@ impl Protocol for HttpEcho {
 
     /// Input held (counts against `--max-buffer`), a body being read, an
     /// answer held by its delay. A body or a WebSocket frame in part is
-    /// counted a little short (one byte, a frame header), so one of
-    /// exactly `--max-buffer` bytes still leaves room to read its end.
+    /// counted a little short (one byte; a frame header and a control
+    /// frame), so one of exactly `--max-buffer` bytes still leaves room to
+    /// read its end, and a ping still fits between the fragments of one.
     fn held(&self) -> usize {
         match &self.state {
             State::Head | State::Closing => self.raw.len(),
@@ -827,7 +867,7 @@ impl Protocol for HttpEcho {
                 let raw = if self.paused {
                     self.raw.len()
                 } else {
-                    self.raw.len().saturating_sub(ws::MAX_HEADER)
+                    self.raw.len().saturating_sub(WS_SLACK)
                 };
                 assembler.held() + raw
             }

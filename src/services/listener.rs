@@ -342,6 +342,7 @@ impl<L: Acceptor> Handler for Listener<L> {
             bytes_out: 0,
             pending: 0,
             idle: None,
+            detail: None,
         }
     }
 }

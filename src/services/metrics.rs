@@ -230,6 +230,7 @@ fn family_of(stat: &Stat) -> (String, Option<(&'static str, &'static str)>) {
         "bytes_out" => named("echoplex_bytes_sent_total"),
         "datagrams_in" => named("echoplex_datagrams_received_total"),
         "datagrams_out" => named("echoplex_datagrams_sent_total"),
+        "tls_handshake_us" => named("echoplex_tls_handshake_microseconds_total"),
         "rejected_max_connections" => dropped("max_connections"),
         "rejected_no_fds" => dropped("no_fds"),
         "dropped_datagrams" => dropped("queue_full"),

@@ -22,6 +22,7 @@ use mio::{Interest, Registry, Token};
 
 use super::proxy::{self, Preamble};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
+use crate::tls::Negotiated;
 
 /// Reads per event before yielding to other connections.
 const READS_PER_EVENT: usize = 16;
@@ -36,19 +37,91 @@ const LINGER_MAX: Duration = Duration::from_secs(2);
 const IDLE: Reason = Reason(0);
 const LINGER: Reason = Reason(1);
 const PROXY_DEADLINE: Reason = Reason(2);
+/// The transport's setup deadline (a TLS handshake).
+const SETUP_DEADLINE: Reason = Reason(3);
 
-/// A byte stream the reactor can poll: `mio::net::TcpStream` or `UnixStream`.
+/// A byte stream the reactor can poll: `mio::net::TcpStream` or
+/// `UnixStream`, or a transport over one (`services::tls::TlsStream`),
+/// which reads and writes the protocol's bytes and moves its own.
+///
+/// The defaults are a plain socket's answers; a transport overrides them.
 pub trait Stream: Read + Write + mio::event::Source + AsFd + AsRawFd {
     /// Sends our FIN: the peer reads what is left, then EOF.
-    fn shutdown_write(&self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> io::Result<()>;
 
     /// Makes the coming close a reset (RST), so a peer we still owe bytes
     /// sees an error rather than a clean end of stream.
     fn reset_on_close(&self);
+
+    /// Bytes the transport holds for the socket (TLS records it could not
+    /// write yet), or an upper bound of them: while there are any the
+    /// connection asks for writable, and they count against `--max-buffer`.
+    fn held_out(&self) -> usize {
+        0
+    }
+
+    /// Writes what the transport holds, as far as the socket takes it.
+    fn flush_held(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Everything is sent and the connection is about to close cleanly:
+    /// a transport says goodbye its own way (TLS: close_notify), best
+    /// effort (the close follows whatever happens).
+    fn finish(&mut self) {}
+
+    /// True if a read shorter than asked proves the socket empty (see
+    /// `ConnState::drained_by`); not so for TLS, whose reads return one
+    /// record's plaintext at a time.
+    fn short_read_drains(&self) -> bool {
+        true
+    }
+
+    /// Reads the socket itself, under any transport: the PROXY header
+    /// comes before the TLS handshake.
+    fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf)
+    }
+
+    /// Bytes read raw after a PROXY header, in the same read: true if the
+    /// transport took them as its own input (TLS: the ClientHello's
+    /// start); false, and they are the protocol's.
+    fn take_early(&mut self, _bytes: &[u8]) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    /// How long the transport may take to set up (a TLS handshake), from
+    /// the connection's start.
+    fn setup_deadline(&self) -> Option<Duration> {
+        None
+    }
+
+    /// True while the transport is still setting up.
+    fn setting_up(&self) -> bool {
+        false
+    }
+
+    /// After each call into the connection: the transport counts what
+    /// happened (a handshake done, a peer refused).
+    fn account(&mut self, _kind: &str, _peer: &dyn fmt::Display, _cx: &mut Context) {}
+
+    /// The setup deadline passed while still setting up: count it.
+    fn setup_expired(&mut self, _cx: &mut Context) {}
+
+    /// A few words for `status` (the TLS version and cipher).
+    fn detail(&self) -> Option<String> {
+        None
+    }
+
+    /// What the TLS handshake negotiated, once, as soon as it is done
+    /// (before the protocol sees the first plaintext byte).
+    fn take_negotiated(&mut self) -> Option<Negotiated> {
+        None
+    }
 }
 
 impl Stream for mio::net::TcpStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
 
@@ -60,7 +133,7 @@ impl Stream for mio::net::TcpStream {
 }
 
 impl Stream for mio::net::UnixStream {
-    fn shutdown_write(&self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
 
@@ -71,14 +144,7 @@ impl Stream for mio::net::UnixStream {
 
 /// Bytes in the socket's receive queue that we have not read (FIONREAD).
 fn unread_bytes(fd: &impl AsRawFd) -> usize {
-    let mut count: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into the variable we own.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) };
-    if rc == 0 {
-        usize::try_from(count).unwrap_or(0)
-    } else {
-        0
-    }
+    crate::sys::socket::unread_bytes(fd.as_raw_fd())
 }
 
 /// Bytes owed to the peer, in a pooled buffer: `buf[sent..]` is unsent.
@@ -347,6 +413,7 @@ impl ConnState {
             bytes_out: self.bytes_out,
             pending: self.outbox.len(),
             idle: self.idle.as_ref().map(|idle| idle.idle(now)),
+            detail: None,
         }
     }
 
@@ -434,6 +501,10 @@ pub trait Protocol {
     fn is_control(&self) -> bool {
         false
     }
+
+    /// The connection's TLS session is established (`https://` puts it in
+    /// its JSON); called before the first plaintext byte arrives.
+    fn secured(&mut self, _tls: &Negotiated) {}
 
     /// A timer the protocol set (`Reason(PROTOCOL_TIMERS + n)`) is due.
     fn timer<S: Write>(
@@ -630,14 +701,25 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
             if !conn.read_ready || conn.peer_done || protocol.done() {
                 return Ok(());
             }
-            // What is held (a partial record) counts like what is owed.
-            let room = conn.outbox.room(limit).saturating_sub(protocol.held());
+            // What is held (a partial record, TLS records the socket has
+            // not taken) counts like what is owed.
+            let room = conn
+                .outbox
+                .room(limit)
+                .saturating_sub(protocol.held())
+                .saturating_sub(stream.held_out());
             if room == 0 {
                 return Ok(()); // paused by backpressure; a flush resumes it
             }
             let drained = cx.with_scratch(|scratch, cx| -> io::Result<bool> {
                 let room = room.min(scratch.len());
-                let n = match stream.read(&mut scratch[..room]) {
+                let raw = proxy.as_ref().is_some_and(|p| p.pending());
+                let read = if raw {
+                    stream.read_raw(&mut scratch[..room])
+                } else {
+                    stream.read(&mut scratch[..room])
+                };
+                let n = match read {
                     Ok(0) if proxy.as_ref().is_some_and(|p| p.pending()) => {
                         return Err(proxy_error(proxy::Error::Incomplete, cx));
                     }
@@ -671,12 +753,18 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
                         proxy_accepted(kind, peer, preamble);
                         protocol.proxied(preamble.header());
                     }
+                    if !data.is_empty() && stream.take_early(data)? {
+                        data = &[];
+                    }
+                }
+                if let Some(tls) = stream.take_negotiated() {
+                    protocol.secured(&tls);
                 }
                 if !data.is_empty() {
                     conn.received(data.len(), cx);
                     protocol.received(data, &mut Sender { stream, conn }, cx)?;
                 }
-                Ok(conn.drained_by(n, room))
+                Ok(stream.short_read_drains() && conn.drained_by(n, room))
             })?;
             if conn.peer_done {
                 let shown = Shown {
@@ -713,15 +801,28 @@ impl<S: Stream, P: fmt::Display, R: Protocol> StreamConn<S, P, R> {
     /// writable interest in step with what is owed.
     fn settle(&mut self, cx: &mut Context) -> Flow {
         let finished = self.conn.finished() && !self.protocol.answer_due();
-        if self.conn.outbox.is_empty() && (finished || self.protocol.done()) {
+        if self.conn.outbox.is_empty()
+            && self.stream.held_out() == 0
+            && (finished || self.protocol.done())
+        {
+            if !self.conn.peer_done && !self.conn.lingering {
+                // The protocol ended it (a refusal, `Connection: close`)
+                // while the peer may still be sending (the body of a 413):
+                // the lingering close, as web servers do, so our close is
+                // not a reset that drops the answer at the peer unread.
+                // (A transport's shutdown_write says goodbye its own way.)
+                return self.start_linger(cx).unwrap_or_else(|_| self.release(cx));
+            }
+            self.stream.finish();
             debug!("{} {} closed: all sent", self.kind, self.shown());
             return Flow::Close;
         }
         // Writable interest follows the outbox: a standing one would wake
         // the loop each time the peer frees send-buffer space (on Unix
         // sockets, every echo it reads), for nothing. One epoll_ctl per
-        // blocked/unblocked transition, never one per message.
-        let owed = !self.conn.outbox.is_empty();
+        // blocked/unblocked transition, never one per message. Records a
+        // transport (TLS) holds for the socket are owed bytes too.
+        let owed = !self.conn.outbox.is_empty() || self.stream.held_out() > 0;
         if owed != self.write_interest {
             if let Err(err) = cx
                 .registry()
@@ -811,6 +912,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
 
     fn started(&mut self, cx: &mut Context) -> Flow {
         self.conn.start(cx);
+        if let Some(limit) = self.stream.setup_deadline() {
+            cx.set_timer(cx.now + limit, SETUP_DEADLINE);
+        }
         if let Some(preamble) = &mut self.proxy {
             debug!(
                 "{} {} connected; awaiting its PROXY header",
@@ -830,10 +934,16 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
             return self.linger(cx).unwrap_or_else(|_| self.release(cx));
         }
         let result = self
-            .conn
-            .flush(&mut self.stream, cx)
+            .stream
+            .flush_held()
+            .and_then(|()| self.conn.flush(&mut self.stream, cx))
             .and_then(|()| self.resume(cx))
             .and_then(|()| self.pump(cx));
+        let shown = Shown {
+            peer: &self.peer,
+            proxy: self.proxy.as_deref(),
+        };
+        self.stream.account(self.kind, &shown, cx);
         if let Err(err) = result {
             log_close(self.kind, &self.shown(), &err);
             return self.release(cx);
@@ -864,6 +974,18 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                 log_close(self.kind, &self.peer, &err);
                 return self.release(cx);
             }
+        } else if reason == SETUP_DEADLINE {
+            if self.stream.setting_up() {
+                self.stream.setup_expired(cx);
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "{} {} closed: setup (handshake) not done within {:?}",
+                    self.kind,
+                    self.shown(),
+                    self.stream.setup_deadline().unwrap_or_default()
+                );
+                return self.release(cx);
+            }
         } else if reason == LINGER {
             if self.conn.lingering {
                 debug!(
@@ -872,6 +994,13 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
                     self.shown()
                 );
                 return Flow::Close;
+            }
+        } else if self.protocol.answer_due() {
+            // Waiting on our own timer (`echo_delay`) is not the peer's
+            // idleness: the clock starts again from now.
+            if let Some(idle) = &mut self.conn.idle {
+                idle.touch(cx.now);
+                idle.expired(cx);
             }
         } else if self.conn.idle_expired(cx) {
             if self.proxy_pending() {
@@ -931,6 +1060,12 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         // Input held back (a partial record) is received and not yet sent
         // back too, and counts against --max-buffer like the outbox.
         info.pending += self.protocol.held();
+        // Records the transport holds for the socket stop reading as the
+        // outbox does (`pump`): the same backpressure, shown the same way.
+        if self.stream.held_out() > 0 && info.state == "open" {
+            info.state = "paused-by-backpressure";
+        }
+        info.detail = self.stream.detail();
         info
     }
 }

@@ -105,11 +105,7 @@ pub(super) fn run(
 /// The terminal's height, to keep a long handler list from scrolling the
 /// view away.
 fn terminal_rows() -> Option<usize> {
-    // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: stdout is a valid descriptor; `size` is a valid winsize.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0 && size.ws_row > 0).then_some(usize::from(size.ws_row))
+    crate::sys::term::stdout_rows()
 }
 
 /// Rate of `name` per second between two objects, if it is a counter both

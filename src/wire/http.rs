@@ -163,15 +163,31 @@ impl<B: AsRef<[u8]>> RequestHead<B> {
         text(self.raw(), &self.target)
     }
 
-    /// The path, without the query.
-    pub fn path(&self) -> &str {
+    /// The target in origin form: an absolute-form target
+    /// (`http://host/path?query`) without its scheme and authority.
+    fn origin(&self) -> &str {
         let target = self.target();
-        target.split_once('?').map_or(target, |(path, _)| path)
+        match absolute_rest(target) {
+            Some(rest) => match rest.find(['/', '?']) {
+                Some(at) => &rest[at..],
+                None => "",
+            },
+            None => target,
+        }
+    }
+
+    /// The path, without the query (`/` for `http://host?query`).
+    pub fn path(&self) -> &str {
+        let origin = self.origin();
+        match origin.split_once('?').map_or(origin, |(path, _)| path) {
+            "" => "/",
+            path => path,
+        }
     }
 
     /// The query, without `?` (raw, not decoded).
     pub fn query(&self) -> Option<&str> {
-        self.target().split_once('?').map(|(_, query)| query)
+        self.origin().split_once('?').map(|(_, query)| query)
     }
 
     /// `HTTP/1.0` or `HTTP/1.1`.
@@ -231,6 +247,13 @@ impl<B: AsRef<[u8]>> RequestHead<B> {
     }
 }
 
+/// After `http://` or `https://` (any case): an absolute-form target's
+/// authority and what follows it.
+fn absolute_rest(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")).then_some(rest)
+}
+
 /// The comma-separated tokens of a header value, trimmed.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -288,6 +311,13 @@ impl Semantics {
                 _ => return Err(refuse(501, "transfer coding other than chunked")),
             }
         } else if name.eq_ignore_ascii_case("host") {
+            // RFC 9112 3.2: a Host that is not `uri-host [":" port]` is a 400.
+            if !value
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+            {
+                return Err(refuse(400, "bad Host header"));
+            }
             self.hosts += 1;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in tokens(value) {
@@ -330,8 +360,13 @@ pub fn parse_request<'b>(
     else {
         return Err(refuse(400, "malformed request line"));
     };
-    if !(target.starts_with('/') || (target == "*" && method == "OPTIONS")) {
-        return Err(refuse(400, "request target must be a path (origin form)"));
+    // RFC 9112 3.2.2: a server MUST accept the absolute form too.
+    let absolute = absolute_rest(target).is_some_and(|rest| !rest.is_empty());
+    if !(target.starts_with('/') || absolute || (target == "*" && method == "OPTIONS")) {
+        return Err(refuse(
+            400,
+            "request target must be a path or an http(s) URI",
+        ));
     }
     let mut semantics = Semantics::default();
     let mut headers = Vec::with_capacity(request.headers.len());

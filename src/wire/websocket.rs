@@ -332,6 +332,18 @@ impl Assembler {
         self.started.is_some()
     }
 
+    /// Lets go of the message last handed out, once its echo is sent: a
+    /// quiet connection keeps no buffer the size of its largest message.
+    pub fn release(&mut self) {
+        if self.handed_out {
+            self.handed_out = false;
+            self.buf.clear();
+            if self.buf.capacity() > 4096 {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
     /// Takes one frame (`payload` unmasked); `max` bounds a message.
     pub fn frame<'a>(
         &'a mut self,
@@ -339,13 +351,7 @@ impl Assembler {
         payload: &'a [u8],
         max: usize,
     ) -> Result<Event<'a>, Violation> {
-        if self.handed_out {
-            self.handed_out = false;
-            self.buf.clear();
-            if self.buf.capacity() > 4096 {
-                self.buf = Vec::new(); // an idle connection holds no big buffer
-            }
-        }
+        self.release();
         match head.opcode {
             opcode::PING => Ok(Event::Ping(payload)),
             opcode::PONG => Ok(Event::Pong(payload)),

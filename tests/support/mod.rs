@@ -17,20 +17,21 @@ use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
 // Processes: the binary, scratch directories, a daemon, a command run to the end
 
-/// The binary under test: this build's, or the one `ECHOPLEX_BIN` names
-/// (to show that a test fails on an older build:
-/// `ECHOPLEX_BIN=/work/ref/echoplex-a4b59e2 cargo test --test NAME`).
+/// The binary under test: the one cargo built, or `ECHOPLEX_BIN=path` to
+/// run a suite against another build (an older commit, a release binary).
+/// The one place a test picks the binary.
 pub fn bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        std::env::var("ECHOPLEX_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_echoplex").to_string())
+    BIN.get_or_init(|| match std::env::var("ECHOPLEX_BIN") {
+        Ok(path) if !path.is_empty() => path,
+        _ => env!("CARGO_BIN_EXE_echoplex").to_string(),
     })
 }
 
@@ -111,12 +112,18 @@ impl Drop for TempDir {
     }
 }
 
-/// A running `echoplex serve`.
+/// A running `echoplex serve`: the harness's one daemon runner. Its
+/// stdout lines come through a channel (the `listening`/`ready` block,
+/// and any line after it: an upgrade's successor inherits the pipe and
+/// prints its own block), and all of its stderr is read as it comes, so a
+/// daemon that logs more than a pipe holds never blocks on its log.
 pub struct Daemon {
     pub child: Child,
-    /// The endpoints from the `listening` lines, in order.
+    /// The endpoints from the last `listening` block, in order.
     pub endpoints: Vec<String>,
-    stderr: Option<thread::JoinHandle<String>>,
+    lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 /// Reads a just-spawned `serve`'s stdout (piped) until `ready`, within
@@ -124,7 +131,17 @@ pub struct Daemon {
 /// timeout the daemon is killed and None returned, so the caller can say
 /// why with what it holds (stderr). A thread keeps draining stdout.
 pub fn wait_ready(child: &mut Child) -> Option<Vec<String>> {
-    let stdout = child.stdout.take().expect("stdout");
+    let lines = read_lines(child.stdout.take().expect("stdout"));
+    match next_ready_block(&lines) {
+        Ok(endpoints) => Some(endpoints),
+        Err(_) => {
+            let _ = child.kill();
+            None
+        }
+    }
+}
+
+fn read_lines(stdout: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -134,21 +151,27 @@ pub fn wait_ready(child: &mut Child) -> Option<Vec<String>> {
             }
         }
     });
+    rx
+}
+
+/// The `listening` endpoints up to the next `ready` line, within STARTUP;
+/// Err says what came instead.
+fn next_ready_block(lines: &mpsc::Receiver<String>) -> Result<Vec<String>, String> {
     let mut endpoints = Vec::new();
     let deadline = Instant::now() + STARTUP;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line == "ready" => return Some(endpoints),
-            Ok(line) => {
-                let endpoint = line
-                    .strip_prefix("listening ")
-                    .unwrap_or_else(|| panic!("unexpected stdout line: {line:?}"));
-                endpoints.push(endpoint.to_string());
+        match lines.recv_timeout(left) {
+            Ok(line) if line == "ready" => return Ok(endpoints),
+            Ok(line) => match line.strip_prefix("listening ") {
+                Some(endpoint) => endpoints.push(endpoint.to_string()),
+                None => panic!("unexpected stdout line: {line:?}"),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!("no ready line within {STARTUP:?}"))
             }
-            Err(_) => {
-                let _ = child.kill();
-                return None;
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("stdout closed before ready".to_string())
             }
         }
     }
@@ -171,37 +194,113 @@ impl Daemon {
                 command.args(["--reactors", &reactors]);
             }
         }
-        command
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+        command.args(args).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        adjust(&mut command);
+        let mut daemon = Daemon::spawn(command);
+        daemon.ready();
+        daemon
+    }
+
+    /// `echoplex serve ARGS...` with these environment variables and
+    /// nothing of the harness's own (no RUST_LOG, no reactor count):
+    /// for tests that read the daemon's logs as a user's shell would.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(bin());
+        command.arg("serve").args(args).envs(env.iter().copied());
+        let mut daemon = Daemon::spawn(command);
+        daemon.ready();
+        daemon
+    }
+
+    /// Spawns `command` (an `echoplex serve`, maybe behind a wrapper such
+    /// as systemd-socket-activate) with stdout and stderr read as above;
+    /// does not wait for `ready` (see [`Daemon::ready`]).
+    pub fn spawn(mut command: Command) -> Daemon {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        adjust(&mut command);
-        let mut child = command.spawn().expect("spawn echoplex serve");
-        let Some(endpoints) = wait_ready(&mut child) else {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = stderr.read_to_string(&mut err);
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn echoplex serve");
+        let lines = read_lines(child.stdout.take().expect("stdout"));
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let stderr_reader = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-            panic!("echoplex serve {args:?} never became ready; stderr:\n{err}");
-        };
-        // Drain stderr as it comes: a daemon that logs more than a pipe
-        // holds would otherwise block on its own log.
-        let stderr = child.stderr.take().map(|mut stderr| {
-            thread::spawn(move || {
-                let mut text = String::new();
-                let _ = stderr.read_to_string(&mut text);
-                text
-            })
         });
         Daemon {
             child,
-            endpoints,
+            endpoints: Vec::new(),
+            lines,
             stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits (STARTUP) for the next `listening`... `ready` block on stdout
+    /// and returns (and keeps) its endpoints; kills the daemon and fails
+    /// the test with its stderr if none comes.
+    pub fn ready(&mut self) -> Vec<String> {
+        match next_ready_block(&self.lines) {
+            Ok(endpoints) => {
+                self.endpoints = endpoints.clone();
+                endpoints
+            }
+            Err(why) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.wait_for_stderr();
+                panic!("echoplex serve: {why}; stderr:\n{}", self.stderr());
+            }
+        }
+    }
+
+    /// The endpoints of the next `listening`... `ready` block (an
+    /// upgrade's successor's), without keeping them; fails the test if none
+    /// comes within STARTUP.
+    pub fn next_ready(&self) -> Vec<String> {
+        next_ready_block(&self.lines).unwrap_or_else(|why| panic!("echoplex serve: {why}"))
+    }
+
+    /// The text of the first endpoint with this scheme.
+    pub fn endpoint_text(&self, scheme: &str) -> String {
+        self.endpoints
+            .iter()
+            .find(|e| e.split_once(':').is_some_and(|(s, _)| s == scheme))
+            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
+            .clone()
+    }
+
+    /// Everything the daemon (and any successor) wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits (bounded) until stderr is closed by every writer.
+    fn wait_for_stderr(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        if let Some(reader) = self.stderr_reader.take() {
+            while !reader.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
         }
     }
 
@@ -220,15 +319,47 @@ impl Daemon {
         hostport.parse().expect("socket address")
     }
 
+    /// The first endpoint with this scheme (`tcp`, `unix-dgram`, ...).
+    pub fn target(&self, scheme: &str) -> Target {
+        targets(&self.endpoints, scheme)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    /// Sends a signal to the daemon.
+    /// Sends a signal to the daemon (nothing if it is gone already).
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the pid of a child we own.
+        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
         unsafe {
             libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// True while the daemon runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits (bounded) for our own child to exit; its status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "echoplex did not exit within {WAIT:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -240,23 +371,26 @@ impl Daemon {
 
     /// Waits (bounded) for the daemon to exit; returns status and stderr.
     pub fn wait_exit(&mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("echoplex did not exit within {WAIT:?}");
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        let err = self
-            .stderr
-            .take()
-            .and_then(|reader| reader.join().ok())
-            .unwrap_or_default();
-        (status, err)
+        let status = self.wait();
+        self.wait_for_stderr();
+        (status, self.stderr())
+    }
+
+    /// Waits (bounded) for the exit; status, stdout lines printed after
+    /// the last `ready`, and all of stderr.
+    pub fn exit(&mut self) -> Exit {
+        let status = self.wait();
+        let mut late_stdout = Vec::new();
+        // The reader thread ends at end of file, which the exit brings.
+        while let Ok(line) = self.lines.recv_timeout(IO_TIMEOUT) {
+            late_stdout.push(line);
+        }
+        self.wait_for_stderr();
+        Exit {
+            status,
+            late_stdout,
+            stderr: self.stderr(),
+        }
     }
 
     /// The daemon's resident memory, from /proc.
@@ -795,6 +929,95 @@ pub fn taken_tcp_port() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener to occupy a port")
 }
 
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind a UDP socket to find a free port")
+        .port()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago for TCP and UDP both
+/// (a port shared by a tcp:// and a udp:// endpoint).
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a TCP listener");
+        let port = tcp.local_addr().expect("local address").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP in 100 tries");
+}
+
+/// Sets the child's RLIMIT_NOFILE (soft, hard) between fork and exec.
+pub fn set_nofile(command: &mut Command, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Runs `work` on a thread of its own inside a fresh network namespace
+/// whose loopback is up (root only: `unshare(CLONE_NEWNET)` moves only the
+/// calling thread). Every process it spawns is there too, so default
+/// ports and the default multicast group cannot meet the machine's own
+/// daemon. The namespace goes away with the thread and its children.
+pub fn in_private_network<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = thread::spawn(move || {
+        // SAFETY: unshare affects only this thread, which ends after `work`.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            io::Error::last_os_error()
+        );
+        loopback_up();
+        work()
+    });
+    match thread.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// `ip link set lo up`, by ioctl (no iproute2 needed).
+fn loopback_up() {
+    let socket = UdpSocket::bind("0.0.0.0:0")
+        .or_else(|_| UdpSocket::bind("[::]:0"))
+        .expect("a socket for the interface ioctls");
+    // SAFETY: ifreq is plain data; the ioctls read/write only that struct.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let fd = socket.as_raw_fd();
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req),
+            0,
+            "SIOCGIFFLAGS lo"
+        );
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req),
+            0,
+            "SIOCSIFFLAGS lo up"
+        );
+    }
+}
+
 /// `echoplex status --admin ADMIN --json`, parsed; panics if it fails.
 pub fn status_json(admin: &Path) -> serde_json::Value {
     let (ok, out, err) = run(&[
@@ -870,14 +1093,22 @@ pub struct Exit {
     pub stderr: String,
 }
 
-/// `echoplex serve` with every stdout line after `ready` and all of stderr
-/// kept (stderr is drained all along, so logs can never block the daemon).
-pub struct Watched {
-    child: Child,
-    /// The `listening` endpoints, in order.
-    pub endpoints: Vec<String>,
-    stdout: mpsc::Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
+/// A [`Daemon`] whose ending is judged whole: every stdout line after
+/// `ready` and all of stderr (`Exit`). Started without the harness's
+/// environment (as a user's shell would), with a signal that must reach it.
+pub struct Watched(Daemon);
+
+impl std::ops::Deref for Watched {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Watched {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
 }
 
 impl Watched {
@@ -888,153 +1119,31 @@ impl Watched {
 
     /// Like `start`, with extra environment variables.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Watched {
-        let mut child = Command::new(bin())
-            .arg("serve")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn echoplex serve");
-        let stdout = child.stdout.take().expect("stdout pipe");
-        let mut stderr = child.stderr.take().expect("stderr pipe");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let mut watched = Watched {
-            child,
-            endpoints: Vec::new(),
-            stdout: rx,
-            stderr: Some(stderr),
-        };
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match watched.stdout.recv_timeout(left) {
-                Ok(line) if line == "ready" => return watched,
-                Ok(line) => match line.strip_prefix("listening ") {
-                    Some(endpoint) => watched.endpoints.push(endpoint.to_string()),
-                    None => panic!("unexpected stdout line before ready: {line:?}"),
-                },
-                Err(_) => {
-                    let exit = watched.kill();
-                    panic!("echoplex serve {args:?} never printed ready: {exit:?}");
-                }
-            }
-        }
+        Watched(Daemon::start_env(args, env))
     }
 
     /// The `listening` endpoints up to the next `ready` line (bounded):
     /// those of an upgrade's successor, which shares our stdout.
     pub fn next_ready(&self) -> Vec<String> {
-        let mut endpoints = Vec::new();
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) if line == "ready" => return endpoints,
-                Ok(line) => match line.strip_prefix("listening ") {
-                    Some(endpoint) => endpoints.push(endpoint.to_string()),
-                    None => panic!("unexpected stdout line: {line:?}"),
-                },
-                Err(_) => panic!("no second ready line within {STARTUP:?}"),
-            }
-        }
+        self.0.next_ready()
     }
 
-    /// The text of the first endpoint with this scheme.
-    pub fn endpoint_text(&self, scheme: &str) -> String {
-        self.endpoints
-            .iter()
-            .find(|e| e.split_once(':').is_some_and(|(s, _)| s == scheme))
-            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
-            .clone()
-    }
-
-    /// The daemon's pid.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The first endpoint with this scheme (`tcp`, `unix-dgram`, ...).
-    pub fn target(&self, scheme: &str) -> Target {
-        targets(&self.endpoints, scheme)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("no {scheme} endpoint in {:?}", self.endpoints))
-    }
-
-    /// Sends `signal` to the daemon.
+    /// Sends `signal`, which must reach the daemon.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        let rc = unsafe { libc::kill(self.pid(), signal) };
         assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
-    }
-
-    /// True while the daemon runs.
-    pub fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Waits (bounded) for the daemon to exit on its own.
     pub fn wait_exit(&mut self) -> Exit {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while self.running() {
-            if Instant::now() > deadline {
-                let exit = self.kill();
-                panic!("echoplex did not exit within {IO_TIMEOUT:?}: {exit:?}");
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        self.collect()
+        self.0.exit()
     }
 
     /// Sends `signal` and waits (bounded) for the exit.
     pub fn stop(mut self, signal: i32) -> Exit {
         self.signal(signal);
         self.wait_exit()
-    }
-
-    fn kill(&mut self) -> Exit {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.collect()
-    }
-
-    fn collect(&mut self) -> Exit {
-        let status = self.child.wait().expect("wait");
-        let mut late_stdout = Vec::new();
-        // The reader thread ends at end of file, which the exit brings.
-        while let Ok(line) = self.stdout.recv_timeout(IO_TIMEOUT) {
-            late_stdout.push(line);
-        }
-        let stderr = self.stderr.take().map(join).unwrap_or_default();
-        Exit {
-            status,
-            late_stdout,
-            stderr,
-        }
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -274,12 +274,12 @@ fn serve(
                             }
                         }
                         let k = counters.datagrams_in.fetch_add(1, Ordering::Relaxed) + 1;
-                        if b.drop_every.is_some_and(|every| k % every == 0) {
+                        if b.drop_every.is_some_and(|every| k.is_multiple_of(every)) {
                             counters.dropped.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
                         let data = buf[..n].to_vec();
-                        if b.swap_every.is_some_and(|every| k % every == 0) {
+                        if b.swap_every.is_some_and(|every| k.is_multiple_of(every)) {
                             held = Some((from, data));
                             continue;
                         }

@@ -5,7 +5,8 @@ use std::fmt;
 use std::mem::{align_of, size_of};
 use std::os::raw::{c_double, c_float, c_int, c_long, c_longlong, c_short};
 
-use super::MAX_RECORD_SIZE;
+/// Largest record, in bytes, that a [`Format`] may describe.
+pub const MAX_RECORD_SIZE: usize = 1 << 20;
 
 /// Byte order, size and alignment mode chosen by the format's first character.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

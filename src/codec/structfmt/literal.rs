@@ -1,10 +1,9 @@
 //! Value literals: command-line words turned into values for a format, as
 //! the client takes them (`echoplex client binary://… 'I 2s f' 1 ab 2.5`).
 
-use super::codec::check_int;
+use super::codec::{check_int, CodecError, Value};
 use super::floats::{f64_to_f16, f64_to_f32_bits};
 use super::layout::{Format, Item, Kind};
-use super::{CodecError, Value};
 
 impl Format {
     /// Turns command-line words into values for this format, one word per

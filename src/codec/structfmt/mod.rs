@@ -28,9 +28,6 @@ mod repr;
 mod tests;
 
 pub use self::codec::{CodecError, Value};
-pub use self::layout::{Format, FormatError, FormatErrorKind};
+pub use self::layout::{Format, FormatError, FormatErrorKind, MAX_RECORD_SIZE};
 pub use self::repr::{repr, to_hex};
 pub use crate::codec::pyrepr::{bytes_repr, float_repr};
-
-/// Largest record, in bytes, that a [`Format`] may describe.
-pub const MAX_RECORD_SIZE: usize = 1 << 20;

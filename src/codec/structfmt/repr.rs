@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::Value;
+use super::codec::Value;
 use crate::codec::pyrepr;
 
 /// Python's `repr` of the tuple `struct.unpack` returns: `(1, b'ab', 2.5)`,

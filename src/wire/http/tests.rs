@@ -396,3 +396,41 @@ proptest! {
         let _ = parse_request(&with_head, &mut HeadScan::default());
     }
 }
+
+#[test]
+fn an_absolute_form_target_is_accepted_as_its_path() {
+    // RFC 9112 3.2.2: a server MUST accept the absolute form (what a
+    // client sends to a proxy: `curl -x`).
+    let head = ok("GET http://example.test:8080/a/b?echo_code=201 HTTP/1.1\r\nHost: example.test:8080\r\n\r\n");
+    assert_eq!((head.path(), head.query()), ("/a/b", Some("echo_code=201")));
+    let head = ok("GET HTTPS://example.test HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!((head.path(), head.query()), ("/", None));
+    let head = ok("GET http://example.test?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!((head.path(), head.query()), ("/", Some("x=1")));
+    for bad in [
+        &b"GET ftp://example.test/ HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+        b"GET http:// HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET example.test/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    ] {
+        assert_eq!(refused(bad), 400, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn a_host_that_is_not_a_host_and_port_is_refused() {
+    // RFC 9112 3.2: a server MUST answer 400 to a Host with an invalid value.
+    for bad in ["a b", "a/b", "user@host", "a\tb", "h\u{ff}"] {
+        let text = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+        assert_eq!(refused(text.as_bytes()), 400, "{bad:?}");
+    }
+    for good in [
+        "",
+        "example.test",
+        "example.test:8080",
+        "[::1]:80",
+        "127.0.0.1",
+        "xn--d1a.test",
+    ] {
+        ok(&format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n"));
+    }
+}

@@ -339,3 +339,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_released_message_leaves_no_big_buffer_behind() {
+    // A connection that once sent a big fragmented message and then only
+    // single-frame ones (which never reach the assembler) must not keep
+    // that message's buffer.
+    let mut a = Assembler::default();
+    let big = vec![7u8; 100_000];
+    let _ = a.frame(&head(false, opcode::BINARY, big.len()), &big, 200_000);
+    match a.frame(&head(true, opcode::CONTINUATION, 1), b"x", 200_000) {
+        Ok(Event::Message(_, message)) => assert_eq!(message.len(), 100_001),
+        other => panic!("{other:?}"),
+    }
+    a.release();
+    assert_eq!((a.held(), a.buf.capacity()), (0, 0));
+}

@@ -1,11 +1,10 @@
-//! The libc side of `net`: the `extern "C"` declarations the libc crate
-//! lacks, and safe wrappers that copy every answer out of libc's buffers.
+//! The resolver's libc side, for `net`: the `extern "C"` declarations the
+//! libc crate lacks, and safe wrappers that copy every answer out of
+//! libc's buffers.
 
 use std::ffi::CStr;
 
 use libc::{c_char, c_int, c_void, hostent, size_t, socklen_t};
-
-use super::lookup::{Addr, NetError};
 
 // glibc and musl both export these with these signatures; the libc crate
 // does not declare them.
@@ -37,13 +36,47 @@ extern "C" {
     ) -> *const c_char;
 }
 
+/// Why a look-up failed, shaped like the exception Python raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetError {
+    /// `socket.gaierror`: a getaddrinfo error code.
+    Gai(c_int),
+    /// `socket.herror`: the h_errno of a gethostby*_r call.
+    Host(c_int),
+    /// `OSError` with an errno.
+    Os(c_int),
+    /// `OSError` with only a message: CPython's own checks.
+    Message(&'static str),
+    /// `UnicodeError` from Python's IDNA codec. Not an `OSError`, so
+    /// getfqdn lets it through instead of falling back.
+    Idna(&'static str),
+    /// Input Python would accept but this tool cannot treat the same way.
+    Unsupported(&'static str),
+}
+
+/// An IP address, as raw network-order bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Addr {
+    pub(crate) fn family(self) -> c_int {
+        match self {
+            Addr::V4(_) => libc::AF_INET,
+            Addr::V6(_) => libc::AF_INET6,
+        }
+    }
+}
+
 /// A `struct hostent` copied out of the resolver's buffer.
 #[derive(Debug)]
-pub(super) struct RawHost {
-    pub(super) name: String,
-    pub(super) aliases: Vec<String>,
-    pub(super) addrtype: c_int,
-    pub(super) addrs: Vec<Addr>,
+pub(crate) struct RawHost {
+    pub(crate) name: String,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) addrtype: c_int,
+    pub(crate) addrs: Vec<Addr>,
 }
 
 fn last_errno() -> c_int {
@@ -51,7 +84,7 @@ fn last_errno() -> c_int {
 }
 
 /// gethostname(2) into Python's 1024-byte buffer.
-pub(super) fn sys_gethostname() -> Result<String, NetError> {
+pub(crate) fn sys_gethostname() -> Result<String, NetError> {
     let mut buf = [0u8; 1024];
     // SAFETY: the pointer and length describe `buf` minus its last byte,
     // which stays NUL so the result is terminated even if truncated.
@@ -65,7 +98,7 @@ pub(super) fn sys_gethostname() -> Result<String, NetError> {
 
 /// getaddrinfo(3), copying out each answer's address (`None` for families
 /// other than IPv4 and IPv6) before freeing the list.
-pub(super) fn sys_getaddrinfo(
+pub(crate) fn sys_getaddrinfo(
     node: Option<&CStr>,
     service: Option<&CStr>,
     family: c_int,
@@ -133,7 +166,7 @@ fn sockaddr_addr(ai: &libc::addrinfo) -> Option<Addr> {
 }
 
 /// inet_pton(3) for AF_INET: strict dotted quad.
-pub(super) fn inet_pton4(text: &CStr) -> Option<[u8; 4]> {
+pub(crate) fn inet_pton4(text: &CStr) -> Option<[u8; 4]> {
     let mut out = [0u8; 4];
     // SAFETY: `text` is NUL-terminated; AF_INET writes 4 bytes into `out`.
     let rc = unsafe { inet_pton(libc::AF_INET, text.as_ptr(), out.as_mut_ptr().cast()) };
@@ -141,7 +174,7 @@ pub(super) fn inet_pton4(text: &CStr) -> Option<[u8; 4]> {
 }
 
 /// inet_pton(3) for AF_INET6.
-pub(super) fn inet_pton6(text: &CStr) -> Option<[u8; 16]> {
+pub(crate) fn inet_pton6(text: &CStr) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
     // SAFETY: `text` is NUL-terminated; AF_INET6 writes 16 bytes into `out`.
     let rc = unsafe { inet_pton(libc::AF_INET6, text.as_ptr(), out.as_mut_ptr().cast()) };
@@ -150,7 +183,7 @@ pub(super) fn inet_pton6(text: &CStr) -> Option<[u8; 16]> {
 
 /// Formats with inet_ntop(3), as Python does (for IPv6 it differs
 /// from Rust's Display on e.g. IPv4-compatible addresses).
-pub(super) fn format_addr(addr: Addr) -> String {
+pub(crate) fn format_addr(addr: Addr) -> String {
     // INET6_ADDRSTRLEN is 46.
     let mut buf = [0u8; 64];
     let (family, src): (c_int, &[u8]) = match &addr {
@@ -278,7 +311,7 @@ unsafe fn null_terminated(list: *mut *mut c_char) -> impl Iterator<Item = *mut c
 }
 
 /// gethostbyname_r(3).
-pub(super) fn sys_gethostbyname(name: &CStr) -> Result<RawHost, NetError> {
+pub(crate) fn sys_gethostbyname(name: &CStr) -> Result<RawHost, NetError> {
     hostent_call(&mut |entry, buf, len, result, h_errno| {
         // SAFETY: `name` is NUL-terminated; the other pointers come from
         // hostent_call and are valid for the call (`buf` for `len` bytes).
@@ -287,7 +320,7 @@ pub(super) fn sys_gethostbyname(name: &CStr) -> Result<RawHost, NetError> {
 }
 
 /// gethostbyaddr_r(3).
-pub(super) fn sys_gethostbyaddr(addr: Addr) -> Result<RawHost, NetError> {
+pub(crate) fn sys_gethostbyaddr(addr: Addr) -> Result<RawHost, NetError> {
     let (bytes, family): (&[u8], c_int) = match &addr {
         Addr::V4(b) => (b, libc::AF_INET),
         Addr::V6(b) => (b, libc::AF_INET6),
@@ -322,21 +355,21 @@ fn static_message(p: *const c_char, fallback: String) -> String {
 }
 
 /// gai_strerror(3).
-pub(super) fn gai_strerror(code: c_int) -> String {
+pub(crate) fn gai_strerror(code: c_int) -> String {
     // SAFETY: takes any int; returns a static string.
     let p = unsafe { libc::gai_strerror(code) };
     static_message(p, format!("getaddrinfo error {code}"))
 }
 
 /// hstrerror(3).
-pub(super) fn hstrerror(code: c_int) -> String {
+pub(crate) fn hstrerror(code: c_int) -> String {
     // SAFETY: takes any int; returns a static string.
     let p = unsafe { libc::hstrerror(code) };
     static_message(p, format!("resolver error {code}"))
 }
 
 /// strerror_r(3), the POSIX variant.
-pub(super) fn strerror(errno: c_int) -> String {
+pub(crate) fn strerror(errno: c_int) -> String {
     let mut buf = [0u8; 256];
     // SAFETY: `buf` and its length are valid for writing; the POSIX variant
     // always NUL-terminates on success.
