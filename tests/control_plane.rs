@@ -8,6 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -270,16 +271,10 @@ fn health_checks_and_status_are_answered_while_echo_connections_are_at_the_limit
     assert!(open.ends_with(" 3"), "{open}");
     let status = status_json(&admin);
     assert_eq!(status["connections"], 3, "{status}");
-    // The reserve is small and its own: a flood of idle scrapers fills it
+    // The reserve is small and its own: a flood of scrapers, each in the
+    // middle of a request (so none may be closed to make room), fills it
     // and is turned away, and echo connections are not touched.
-    let held: Vec<TcpStream> = (0..16)
-        .map(|_| {
-            let mut conn = connect(metrics);
-            write!(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
-            let _ = read_response(&mut BufReader::new(conn.try_clone().expect("clone")));
-            conn
-        })
-        .collect();
+    let held: Vec<TcpStream> = (0..16).map(|_| mid_request(metrics)).collect();
     let mut over = connect(metrics);
     let _ = write!(over, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(
@@ -335,15 +330,22 @@ fn status_traffic_is_counted_on_the_admin_line_not_in_the_echo_totals() {
     assert!(status.success(), "{err}");
 }
 
+/// A connection to `addr` holding half a request (its head not ended).
+fn mid_request(addr: SocketAddr) -> TcpStream {
+    let mut conn = connect(addr);
+    write!(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("write");
+    conn
+}
+
 #[test]
-fn idle_scrapers_that_fill_the_metrics_reserve_do_not_lock_out_the_admin_socket() {
+fn scrapers_that_fill_the_metrics_reserve_do_not_lock_out_the_admin_socket() {
     let dir = support::temp_dir("control-reserve-apart");
     let admin = dir.join("admin.sock");
     let daemon = Daemon::start(&["metrics://127.0.0.1:0", "--admin", admin_arg(&admin)]);
     let metrics = daemon.addr("metrics://");
     // Anyone who reaches metrics:// (a network peer) fills its reserve
-    // with connections that never send a byte...
-    let held: Vec<TcpStream> = (0..40).map(|_| connect(metrics)).collect();
+    // with connections that start a request and never end it...
+    let held: Vec<TcpStream> = (0..16).map(|_| mid_request(metrics)).collect();
     let mut over = connect(metrics);
     let _ = write!(over, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(
@@ -354,6 +356,83 @@ fn idle_scrapers_that_fill_the_metrics_reserve_do_not_lock_out_the_admin_socket(
     let status = status_json(&admin);
     assert!(status["rejected_control"].as_u64() >= Some(1), "{status}");
     drop(held);
+    let (status, err) = daemon.stop();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn idle_connections_that_fill_the_metrics_reserve_make_room_for_a_health_check() {
+    let dir = support::temp_dir("control-evict");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&["metrics://127.0.0.1:0", "--admin", admin_arg(&admin)]);
+    let metrics = daemon.addr("metrics://");
+    // Idle clients that never send a byte (a port scan, a stuck scraper)
+    // fill the reserve twice over...
+    let mut idle: Vec<TcpStream> = (0..32).map(|_| connect(metrics)).collect();
+    // ...and a balancer's health check is answered at once, each time:
+    // the longest idle make room for it.
+    for _ in 0..3 {
+        assert_eq!(
+            get(metrics, "/healthz"),
+            ("HTTP/1.1 200 OK".into(), b"ok".to_vec())
+        );
+    }
+    assert!(
+        closed_by_server(&mut idle[0]),
+        "the longest idle connection is still open"
+    );
+    let status = status_json(&admin);
+    assert_eq!(status["rejected_control"], 0, "{status}");
+    assert!(status["evicted_control"].as_u64() >= Some(17), "{status}");
+    drop(idle);
+    let (status, err) = daemon.stop();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn a_metrics_request_in_progress_is_not_closed_to_make_room() {
+    let daemon = Daemon::start(&["metrics://127.0.0.1:0"]);
+    let metrics = daemon.addr("metrics://");
+    // The oldest connection is in the middle of a request: it is the
+    // longest idle, but not quiet, so the newcomers pass it by.
+    let mut busy = mid_request(metrics);
+    let idle: Vec<TcpStream> = (0..32).map(|_| connect(metrics)).collect();
+    assert_eq!(
+        get(metrics, "/healthz"),
+        ("HTTP/1.1 200 OK".into(), b"ok".to_vec())
+    );
+    write!(busy, "\r\n").expect("the request's end");
+    assert_eq!(
+        read_response(&mut BufReader::new(busy)),
+        ("HTTP/1.1 200 OK".into(), b"ok".to_vec())
+    );
+    drop(idle);
+    let (status, err) = daemon.stop();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn idle_clients_that_fill_the_admin_reserve_make_room_for_status() {
+    let dir = support::temp_dir("admin-evict");
+    let admin = dir.join("admin.sock");
+    let daemon = Daemon::start(&["tcp://127.0.0.1:0", "--admin", admin_arg(&admin)]);
+    // One client mid-command (not quiet: never closed for a newcomer),
+    // then more idle ones than the reserve holds.
+    let mut busy = UnixStream::connect(&admin).expect("connect");
+    busy.set_read_timeout(Some(WAIT)).expect("timeout");
+    busy.write_all(b"sta").expect("write");
+    let idle: Vec<UnixStream> = (0..32)
+        .map(|_| UnixStream::connect(&admin).expect("connect"))
+        .collect();
+    let status = status_json(&admin);
+    assert_eq!(status["rejected_control"], 0, "{status}");
+    assert!(status["evicted_control"].as_u64() >= Some(16), "{status}");
+    busy.write_all(b"tus json\n").expect("the command's end");
+    let mut line = String::new();
+    BufReader::new(busy).read_line(&mut line).expect("answer");
+    let answer: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert!(answer["evicted_control"].as_u64() >= Some(16), "{answer}");
+    drop(idle);
     let (status, err) = daemon.stop();
     assert!(status.success(), "{err}");
 }

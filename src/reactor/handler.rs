@@ -208,6 +208,17 @@ pub trait Handler {
         false
     }
 
+    /// For a control connection with no request in progress (nothing
+    /// buffered, nothing owed): when it last moved bytes. When its
+    /// endpoint's reserve is full, the one quiet longest is closed to make
+    /// room for a newcomer (as web servers drop idle keep-alive clients),
+    /// so idle clients cannot hold `/healthz` or `status` shut. None while
+    /// busy: a request in progress is never cut. `now` for one accepted
+    /// in this very turn, not started yet.
+    fn quiet_since(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+
     /// One row of `echoplex status`.
     fn describe(&self, now: Instant) -> HandlerInfo;
 }
@@ -221,7 +232,8 @@ pub enum Admission {
     /// A connection over `--max-connections`: dropped (its socket closed)
     /// and counted as `rejected_max_connections`.
     OverLimit,
-    /// A control connection over `Limits::control_reserve`: dropped and
+    /// A control connection over `Limits::control_reserve`, none of its
+    /// endpoint's open ones quiet enough to close for it: dropped and
     /// counted as `rejected_control`.
     OverReserve,
 }
@@ -292,9 +304,23 @@ impl Context<'_> {
                     usize::try_from(endpoint.connections).unwrap_or(usize::MAX)
                 })
                 + self.shared.spawned_control;
+            // Those already chosen to make room this call are going.
+            let open = open.saturating_sub(self.shared.evicting.len());
             if open >= self.limits.control_reserve {
-                self.stats.rejected_control += 1;
-                return Admission::OverReserve;
+                if let Some(victim) = self.quietest_control() {
+                    // Closed by the loop right after this call, before
+                    // the newcomer is inserted.
+                    self.shared.evicting.push(victim);
+                } else if let Some(at) = self.quiet_spawned_control() {
+                    // A burst of connections in one accept call: the
+                    // first quiet one of the burst makes room.
+                    drop(self.shared.spawned.remove(at));
+                    self.shared.spawned_control -= 1;
+                } else {
+                    self.stats.rejected_control += 1;
+                    return Admission::OverReserve;
+                }
+                self.stats.evicted_control += 1;
             }
             self.shared.spawned_control += 1;
         } else if handler.is_connection() {
@@ -308,6 +334,35 @@ impl Context<'_> {
         let origin = self.shared.origin;
         self.shared.spawned.push_back((handler, origin));
         Admission::Admitted
+    }
+
+    /// The control connection of this call's endpoint quiet longest (see
+    /// `Handler::quiet_since`), not already chosen: O(reserve), and only
+    /// when the reserve is full.
+    fn quietest_control(&self) -> Option<Token> {
+        let shared = &*self.shared;
+        shared
+            .control_tokens
+            .get(super::control_list(shared.origin))?
+            .iter()
+            .filter(|token| !shared.evicting.contains(token))
+            .filter_map(|&token| {
+                let slot = self.slots.get(super::key_of(token))?;
+                if slot.generation != super::generation_of(token) {
+                    return None;
+                }
+                Some((slot.handler.as_ref()?.quiet_since(self.now)?, token))
+            })
+            .min_by_key(|&(since, _)| since)
+            .map(|(_, token)| token)
+    }
+
+    /// The first control connection spawned in this call (so of this
+    /// endpoint) that is quiet: it has sent nothing yet.
+    fn quiet_spawned_control(&self) -> Option<usize> {
+        self.shared.spawned.iter().position(|(handler, _)| {
+            handler.is_control() && handler.quiet_since(self.now).is_some()
+        })
     }
 
     /// Calls this handler again, with [`Readiness::RESUME`], on the next

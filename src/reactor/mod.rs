@@ -95,6 +95,12 @@ struct Slot {
 /// A handler that belongs to no endpoint (signals, timers of the daemon).
 const NO_ENDPOINT: usize = usize::MAX;
 
+/// The index in `Shared::control_tokens` of `origin`'s list (the first
+/// list is for connections of no endpoint).
+fn control_list(origin: usize) -> usize {
+    origin.wrapping_add(1)
+}
+
 /// Which handler method a dispatch calls.
 #[derive(Clone, Copy, Debug)]
 enum Call {
@@ -206,6 +212,12 @@ pub(crate) struct Shared {
     spawned_connections: usize,
     /// How many of `spawned` are control connections (against their reserve).
     spawned_control: usize,
+    /// The open control connections of each endpoint (`control_list`):
+    /// where one is found to close when its reserve is full.
+    control_tokens: Vec<Vec<Token>>,
+    /// Control connections chosen this call to make room for newcomers
+    /// (`Context::spawn`); closed before the spawned are inserted.
+    evicting: Vec<Token>,
     run_again: Vec<Token>,
     /// The tokens being called back this turn; kept to reuse its allocation.
     running_again: Vec<Token>,
@@ -267,6 +279,8 @@ impl Reactor {
                     origin: NO_ENDPOINT,
                     spawned_connections: 0,
                     spawned_control: 0,
+                    control_tokens: Vec::new(),
+                    evicting: Vec::new(),
                     all_connections: None,
                     memo: Memo::default(),
                     turns: turns::TurnLog::default(),
@@ -547,6 +561,14 @@ impl Core {
                 all.fetch_add(1, Ordering::Relaxed);
             }
         }
+        if control {
+            let list = control_list(origin);
+            let lists = &mut self.shared.control_tokens;
+            if lists.len() <= list {
+                lists.resize_with(list + 1, Vec::new);
+            }
+            lists[list].push(token);
+        }
         entry.insert(Slot {
             generation: self.generation,
             handler: Some(handler),
@@ -560,6 +582,11 @@ impl Core {
     /// Inserts the spawned handlers in the order they were spawned; those
     /// their `started` spawns join the end of the queue.
     fn insert_spawned(&mut self, now: Instant) {
+        let mut evicting = std::mem::take(&mut self.shared.evicting);
+        for token in evicting.drain(..) {
+            self.evict(token, now);
+        }
+        self.shared.evicting = evicting;
         while let Some((new, origin)) = self.shared.spawned.pop_front() {
             let control = new.is_control();
             let is_connection = !control && new.is_connection();
@@ -667,6 +694,9 @@ impl Core {
             }
             Flow::Close => {
                 self.slots.remove(key);
+                if control {
+                    self.forget_control(origin, token);
+                }
                 if control || handler.is_connection() {
                     self.count_closed(origin, control);
                 }
@@ -688,6 +718,7 @@ impl Core {
     /// same accounting as a `Flow::Close`, so the last counters add up
     /// (a connection reset when grace ran out is counted closed).
     fn close_all(&mut self) {
+        self.shared.control_tokens.clear();
         let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
         for key in keys {
             let slot = self.slots.remove(key);
@@ -695,6 +726,38 @@ impl Core {
                 if slot.control || handler.is_connection() {
                     self.count_closed(slot.origin, slot.control);
                 }
+            }
+        }
+    }
+
+    /// Closes a quiet control connection to make room for a newcomer on
+    /// its endpoint (chosen by `Context::spawn`, in this same call).
+    fn evict(&mut self, token: Token, now: Instant) {
+        let key = key_of(token);
+        if self
+            .slots
+            .get(key)
+            .is_none_or(|slot| slot.generation != generation_of(token) || slot.handler.is_none())
+        {
+            return;
+        }
+        let slot = self.slots.remove(key);
+        self.forget_control(slot.origin, token);
+        self.count_closed(slot.origin, slot.control);
+        if let Some(handler) = slot.handler {
+            let info = handler.describe(now);
+            debug!(
+                "{} {} closed: idle, to make room for a new control connection",
+                info.kind, info.peer
+            );
+        }
+    }
+
+    /// Drops `token` from its endpoint's list of control connections.
+    fn forget_control(&mut self, origin: usize, token: Token) {
+        if let Some(list) = self.shared.control_tokens.get_mut(control_list(origin)) {
+            if let Some(at) = list.iter().position(|&t| t == token) {
+                list.swap_remove(at);
             }
         }
     }

@@ -174,6 +174,8 @@ stats! {
     control_connections: usize, Gauge, 4, "control (admin, metrics) connections {}";
     /// Control connections closed at once because their reserve was full.
     rejected_control: u64, Counter, 4, "  rejected {}";
+    /// Quiet control connections closed to make room for a new one when their reserve was full.
+    evicted_control: u64, Counter, 4, "  evicted {}";
     /// Bytes received by control connections (not in `bytes_in`).
     control_bytes_in: u64, Counter, 4, "  bytes in {}";
     /// Bytes sent by control connections (not in `bytes_out`).
@@ -347,7 +349,7 @@ mod tests {
             "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0  tls handshakes 0 (0us)  tls errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
              loop iterations 4  events 6  timers fired 0 pending 0  events/iteration 1.50\n\
-             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0  page clients dropped 0\n\
+             control (admin, metrics) connections 0  rejected 0  evicted 0  bytes in 0 out 0  page clients dropped 0\n\
              http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
         );
     }

@@ -1047,6 +1047,14 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
         self.protocol.is_control()
     }
 
+    fn quiet_since(&self, now: Instant) -> Option<Instant> {
+        if !self.protocol.is_control() || self.conn.lingering || !self.is_quiet() {
+            return None;
+        }
+        // Not started: accepted in this turn.
+        Some(self.conn.idle.as_ref().map_or(now, |idle| idle.last_active))
+    }
+
     fn describe(&self, now: Instant) -> HandlerInfo {
         let mut info = self.conn.describe(self.kind, self.shown().to_string(), now);
         if self.proxy_pending() && !self.conn.lingering {
