@@ -293,10 +293,11 @@ fn serve(args: Args) -> Result<(), String> {
         Reactor::new(limits.clone()).map_err(|err| format!("poll: {}", describe(&err)))?;
     if count > 1 {
         reactor.count_connections_in(connections);
-        reactor
-            .add(reactors::publisher(0))
-            .map_err(|err| format!("stats: {}", describe(&err)))?;
     }
+    // With one reactor too: it takes the page's once-a-second sample.
+    reactor
+        .add(reactors::publisher(0))
+        .map_err(|err| format!("stats: {}", describe(&err)))?;
     let mut lines = String::new();
     for one in bound {
         lines.push_str(&format!("listening {}\n", one.endpoint));

@@ -27,6 +27,7 @@ use mio::{Registry, Token};
 
 use crate::endpoint::{Endpoint, Kind};
 use crate::error::describe;
+use crate::reactor::sample::{self, Sampler};
 use crate::reactor::{
     Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, Reason, Stats, Turn,
 };
@@ -169,6 +170,9 @@ struct Shared {
     forwarded: AtomicUsize,
     /// A drain was passed on to the followers.
     drain_forwarded: AtomicBool,
+    /// When the page last asked for a summary: every reactor records its
+    /// last turns while one is open (see `reactor::turns`).
+    watched: Mutex<Option<Instant>>,
 }
 
 static SHARED: Shared = Shared {
@@ -178,6 +182,7 @@ static SHARED: Shared = Shared {
     followers: Mutex::new(Vec::new()),
     forwarded: AtomicUsize::new(0),
     drain_forwarded: AtomicBool::new(false),
+    watched: Mutex::new(None),
 };
 
 /// What reactor 0 writes into a follower's pipe: begin (or, the second
@@ -468,18 +473,76 @@ fn publish(index: usize, cx: &Context) {
     }
 }
 
+/// How long the reactors keep recording their last turns after the
+/// page's last request (it asks once a second).
+pub const WATCHED_FOR: Duration = Duration::from_secs(5);
+
+/// The page asked for a summary at `now`: every reactor records its last
+/// turns for the next [`WATCHED_FOR`] (each starts at its next publication).
+pub fn watched(now: Instant) {
+    if let Ok(mut watched) = SHARED.watched.lock() {
+        *watched = Some(now);
+    }
+}
+
+fn is_watched(now: Instant) -> bool {
+    SHARED.watched.lock().is_ok_and(|watched| {
+        watched.is_some_and(|at| now.saturating_duration_since(at) < WATCHED_FOR)
+    })
+}
+
 /// The handler that publishes reactor `index`'s counters every
 /// [`PUBLISH_EVERY`] (for `status` and `/metrics` on reactor 0).
 pub fn publisher(index: usize) -> Box<dyn Handler> {
-    Box::new(Publisher { index })
+    Box::new(Publisher::new(index))
 }
 
 /// The publisher's only timer.
 const PUBLISH: Reason = Reason(0);
 
-/// A handler with no socket: publishes its reactor's counters on a timer.
+/// A handler with no socket: publishes its reactor's counters on a timer,
+/// and once a second takes the sample the page and `status --json` show
+/// (`reactor::sample`): published with the counters.
 struct Publisher {
     index: usize,
+    sampler: Sampler,
+    /// `events` at the last tick: none since means the loop is idle.
+    events: u64,
+}
+
+impl Publisher {
+    fn new(index: usize) -> Publisher {
+        Publisher {
+            index,
+            sampler: Sampler::default(),
+            events: 0,
+        }
+    }
+
+    /// Samples when due, publishes, and sets the next tick: every
+    /// [`PUBLISH_EVERY`] with several reactors, else once per sample, and
+    /// not at all while a reactor of its own is idle (it sleeps until the
+    /// loop has events: an idle daemon does not wake up for its page).
+    fn tick(&mut self, cx: &mut Context) {
+        // Read here, not counted each turn: off the path of a message.
+        cx.stats.timers_pending = cx.timers_pending();
+        cx.record_turns(is_watched(cx.now));
+        if self.sampler.due(cx.now) {
+            self.sampler.sample(cx);
+        }
+        let idle = cx.stats.events == self.events;
+        self.events = cx.stats.events;
+        if count() > 1 {
+            publish(self.index, cx);
+            cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        } else if idle && !is_watched(cx.now) {
+            // Nothing happened for a second: sleep until something does
+            // (the sampler then fills the minute's gap with zeros).
+            cx.sleep_until_work(PUBLISH);
+        } else {
+            cx.set_timer(cx.now + sample::EVERY, PUBLISH);
+        }
+    }
 }
 
 impl Handler for Publisher {
@@ -488,8 +551,7 @@ impl Handler for Publisher {
     }
 
     fn started(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx);
-        cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        self.tick(cx);
         Flow::Continue
     }
 
@@ -498,8 +560,7 @@ impl Handler for Publisher {
     }
 
     fn timeout(&mut self, _reason: Reason, cx: &mut Context) -> Flow {
-        publish(self.index, cx);
-        cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
+        self.tick(cx);
         Flow::Continue
     }
 
@@ -651,7 +712,7 @@ fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), Str
             .map_err(|err| format!("cannot register {}: {}", bound.endpoint, describe(&err)))?;
     }
     reactor
-        .add(Box::new(Publisher { index }))
+        .add(Box::new(Publisher::new(index)))
         .map_err(|err| format!("stats: {}", describe(&err)))?;
     let signals: Box<dyn Handler> = start.signals;
     reactor

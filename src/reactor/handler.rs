@@ -400,6 +400,33 @@ impl Context<'_> {
         super::describe_slots(self.slots, self.now)
     }
 
+    /// `describe_all` for the connections only (the page's sample).
+    pub fn describe_connections(&self) -> Vec<(usize, HandlerInfo)> {
+        super::describe_connections(self.slots, self.now)
+    }
+
+    /// Timers pending in the loop's heap (lazily cancelled ones included).
+    pub fn timers_pending(&self) -> usize {
+        self.shared.timers.len()
+    }
+
+    /// Sets no timer for now: the loop calls this handler's `timeout`
+    /// with `reason` in the first turn that has events. An idle loop thus
+    /// sleeps in `poll` (the sampler of a daemon nobody uses).
+    pub fn sleep_until_work(&mut self, reason: Reason) {
+        self.shared.sleeper = Some((self.token, reason));
+    }
+
+    /// Records the last turns (for the page's strip) or stops.
+    pub fn record_turns(&mut self, on: bool) {
+        self.shared.turns.on = on;
+    }
+
+    /// The last turns of the loop, oldest first (the page's strip).
+    pub fn recent_turns(&self) -> Vec<super::turns::TurnRecord> {
+        self.shared.turns.recent()
+    }
+
     /// The reserve-descriptor trick for EMFILE: closes the spare descriptor
     /// kept for this moment, runs `f` (which may now open one), then takes
     /// the spare back. Returns None when there was no spare to give up.

@@ -28,8 +28,10 @@
 
 pub mod buffer;
 pub mod handler;
+pub mod sample;
 pub mod stats;
 pub mod timer;
+pub mod turns;
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -219,6 +221,11 @@ pub(crate) struct Shared {
     all_connections: Option<Arc<AtomicUsize>>,
     /// Texts built once per turn (`Context::once_per_turn`).
     memo: Memo,
+    /// The last turns, for the page's strip (`Context::recent_turns`).
+    turns: turns::TurnLog,
+    /// A handler asleep until the loop has work (`Context::sleep_until_work`):
+    /// its timer is set again, due at once, by the next turn with events.
+    sleeper: Option<(Token, Reason)>,
 }
 
 /// What `Context::once_per_turn` built in the turn numbered `turn`.
@@ -262,6 +269,8 @@ impl Reactor {
                     spawned_control: 0,
                     all_connections: None,
                     memo: Memo::default(),
+                    turns: turns::TurnLog::default(),
+                    sleeper: None,
                     run_again: Vec::new(),
                     running_again: Vec::new(),
                     shutdown_requested: false,
@@ -392,6 +401,7 @@ impl Reactor {
         let events = self.events.iter().count();
         core.stats.loop_iterations += 1;
         core.stats.events += events as u64;
+        core.stats.turn_events[turns::bucket(events)] += 1;
         if core.trace {
             trace!("turn {}: {events} events", core.stats.loop_iterations);
         }
@@ -405,10 +415,29 @@ impl Reactor {
         for &token in &running {
             core.dispatch(token, now, Call::Ready(Readiness::RESUME));
         }
+        let resumed = running.len();
         running.clear();
+        if events > 0 {
+            if let Some((token, reason)) = core.shared.sleeper.take() {
+                core.shared.timers.insert(now, token, reason);
+            }
+        }
         core.shared.running_again = running;
+        let fired_before = core.stats.timers_fired;
         while let Some((token, reason)) = core.shared.timers.pop_expired(now) {
+            core.stats.timers_fired += 1;
             core.dispatch(token, now, Call::Timeout(reason));
+        }
+        // The page's strip, while a page is open: one record per turn,
+        // nothing per call; otherwise one test of a flag.
+        if core.shared.turns.on {
+            core.shared.turns.record(
+                core.stats.loop_iterations,
+                events,
+                self.events.iter().map(|event| key_of(event.token())),
+                resumed,
+                (core.stats.timers_fired - fired_before) as u32,
+            );
         }
         core.sweep_stale_timers();
         if core.shared.drain_requested {
@@ -425,6 +454,17 @@ fn describe_slots(slots: &Slab<Slot>, now: Instant) -> Vec<(usize, HandlerInfo)>
     slots
         .iter()
         .filter_map(|(key, slot)| Some((key, slot.handler.as_ref()?.describe(now))))
+        .collect()
+}
+
+/// `describe_slots` for the connections only (control ones included).
+fn describe_connections(slots: &Slab<Slot>, now: Instant) -> Vec<(usize, HandlerInfo)> {
+    slots
+        .iter()
+        .filter_map(|(key, slot)| {
+            let handler = slot.handler.as_ref()?;
+            (slot.control || handler.is_connection()).then(|| (key, handler.describe(now)))
+        })
         .collect()
 }
 

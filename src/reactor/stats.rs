@@ -6,9 +6,13 @@
 //! Adding a counter is one entry in the table; handlers bump it as a field
 //! (`cx.stats.NAME += 1`), and every output shows it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
+
+use super::sample::Sampled;
+use super::turns::EVENT_BUCKETS;
 
 /// Whether a figure only grows (a counter) or goes up and down (a gauge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,12 +77,24 @@ macro_rules! stats {
             /// Each endpoint's share of the figures that belong to one
             /// (`/metrics` labels them), in the order they were added.
             pub endpoints: Vec<EndpointStats>,
+            /// Turns by the events they handled, in the buckets of
+            /// `turns::EVENT_BUCKETS` (`status --json`: `turn_events`).
+            pub turn_events: [u64; EVENT_BUCKETS.len()],
+            /// The last second's derived figures, set by the reactor's
+            /// sampler (see `reactor::sample`).
+            pub sampled: Arc<Sampled>,
         }
 
         impl Stats {
             /// Zeroed counters, starting at `started`.
             pub fn new(started: Instant) -> Self {
-                Stats { started, $( $field: 0, )* endpoints: Vec::new() }
+                Stats {
+                    started,
+                    $( $field: 0, )*
+                    endpoints: Vec::new(),
+                    turn_events: [0; EVENT_BUCKETS.len()],
+                    sampled: Arc::default(),
+                }
             }
 
             /// Every figure, in the order of the table.
@@ -96,6 +112,10 @@ macro_rules! stats {
             pub fn add(&mut self, other: &Stats) {
                 self.started = self.started.min(other.started);
                 $( self.$field += other.$field; )*
+                for (ours, theirs) in self.turn_events.iter_mut().zip(other.turn_events) {
+                    *ours += theirs;
+                }
+                self.sampled = Arc::new(self.sampled.plus(&other.sampled));
                 for theirs in &other.endpoints {
                     match self.endpoints.iter_mut().find(|ours| ours.endpoint == theirs.endpoint) {
                         Some(ours) => ours.add(theirs),
@@ -146,6 +166,10 @@ stats! {
     loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
     events: u64, Counter, 3, "  events {}";
+    /// Timers that fired (idle limits, lingering closes, PROXY deadlines, the daemon's own).
+    timers_fired: u64, Counter, 3, "  timers fired {}";
+    /// Timers pending in the loop's heap (cancelled ones included until swept), as of the last sample or publication.
+    timers_pending: usize, Gauge, 3, " pending {}";
     /// Control connections (admin socket, metrics://) open now: a reserve of their own beyond `--max-connections`.
     control_connections: usize, Gauge, 4, "control (admin, metrics) connections {}";
     /// Control connections closed at once because their reserve was full.
@@ -154,6 +178,8 @@ stats! {
     control_bytes_in: u64, Counter, 4, "  bytes in {}";
     /// Bytes sent by control connections (not in `bytes_out`).
     control_bytes_out: u64, Counter, 4, " out {}";
+    /// Page viewers dropped because they stopped reading (answers owed reached `--max-buffer`).
+    page_clients_dropped: u64, Counter, 4, "  page clients dropped {}";
     /// HTTP answers with a 1xx status (100 Continue, 101 Switching Protocols).
     http_1xx: u64, Counter, 5, "http answers 1xx {}";
     /// HTTP answers with a 2xx status.
@@ -268,8 +294,9 @@ impl Stats {
         lines.join("\n")
     }
 
-    /// The figures as `status json` keys: every field, plus `uptime_s` and
-    /// `events_per_iteration`.
+    /// The figures as `status json` keys: every field, plus `uptime_s`,
+    /// `events_per_iteration`, `turn_events` and the sampled figures
+    /// (`Sampled::json_into`: rates, connections by state and kind).
     pub fn json(&self, now: Instant) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("uptime_s".into(), Value::from(self.uptime_s(now)));
@@ -280,6 +307,13 @@ impl Stats {
             "events_per_iteration".into(),
             Value::from(self.events_per_iteration()),
         );
+        let buckets: Map<String, Value> = EVENT_BUCKETS
+            .iter()
+            .zip(self.turn_events)
+            .map(|(name, count)| (name.to_string(), count.into()))
+            .collect();
+        map.insert("turn_events".into(), buckets.into());
+        self.sampled.json_into(&mut map);
         map
     }
 
@@ -312,8 +346,8 @@ mod tests {
             stats.text(started),
             "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0  tls handshakes 0 (0us)  tls errors 0\n\
              datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
-             loop iterations 4  events 6  events/iteration 1.50\n\
-             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0\n\
+             loop iterations 4  events 6  timers fired 0 pending 0  events/iteration 1.50\n\
+             control (admin, metrics) connections 0  rejected 0  bytes in 0 out 0  page clients dropped 0\n\
              http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
         );
     }
@@ -332,13 +366,18 @@ mod tests {
         assert_eq!(json["accepted"], 5);
         assert_eq!(json["bytes_in"], 7);
         assert_eq!(json["connections"], 1);
-        assert_eq!(json.len(), Stats::LIST.len() + 2);
+        // Besides the list: uptime_s, events_per_iteration, turn_events,
+        // and the sampled figures (6 rates, 2 breakdowns).
+        assert_eq!(json.len(), Stats::LIST.len() + 3 + 8);
         let gauges: Vec<&str> = Stats::LIST
             .iter()
             .filter(|s| s.kind == StatKind::Gauge)
             .map(|s| s.name)
             .collect();
-        assert_eq!(gauges, ["connections", "control_connections"]);
+        assert_eq!(
+            gauges,
+            ["connections", "timers_pending", "control_connections"]
+        );
         assert!(Stats::LIST.iter().all(|s| !s.help().is_empty()));
         assert!(a
             .line()

@@ -7,6 +7,7 @@
 //! | `GET /metrics`  | Prometheus text format 0.0.4                             |
 //! | `GET /healthz`  | `200 ok` while serving, `503 stopping` once shutdown began |
 //! | `GET /status`   | the JSON object of `echoplex status --json`              |
+//! | `GET /`         | the page that shows the loop live (`page.rs`)            |
 //! | other paths     | `404`; another method on a known path: `405`             |
 //! | malformed       | `400` and close                                          |
 //!
@@ -60,7 +61,7 @@ pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
     Ok(Bound {
         handler: Box::new(handler),
         endpoint: endpoint.with_addr(local),
-        detail: "HTTP: /metrics /healthz /status".to_string(),
+        detail: "HTTP: / (the page) /metrics /healthz /status".to_string(),
     })
 }
 
@@ -162,6 +163,11 @@ fn answer(request: &Request, cx: &mut Context) -> Vec<u8> {
     let head_only = request.method == "HEAD";
     let keep = request.keep_alive;
     let text = "text/plain; charset=utf-8";
+    if super::page::serves(&request.path) {
+        let (status, content_type, body, extra) =
+            super::page::answer(&request.path, &request.method, cx);
+        return response(status, content_type, &body, keep, head_only, &extra);
+    }
     let (status, content_type, body) = match request.path.as_str() {
         "/metrics" | "/healthz" | "/status"
             if request.method != "GET" && request.method != "HEAD" =>
@@ -191,7 +197,7 @@ fn answer(request: &Request, cx: &mut Context) -> Vec<u8> {
         _ => (
             404,
             text,
-            "not found: try /metrics, /healthz or /status\n".into(),
+            "not found: try /, /metrics, /healthz or /status\n".into(),
         ),
     };
     response(status, content_type, &body, keep, head_only, "")
@@ -380,6 +386,9 @@ pub struct Http {
     /// How far the head at `start` has been scanned.
     scan: HeadScan,
     close: bool,
+    /// It asked for the page's summary: dropped, not paused, once the
+    /// answers it owes reach `--max-buffer` (`page::is_viewer`).
+    viewer: bool,
 }
 
 impl Protocol for Http {
@@ -426,7 +435,12 @@ impl Http {
     ) -> io::Result<()> {
         while !self.close && !out.backlogged() {
             match parse(&self.buf[self.start..], &mut self.scan) {
-                Ok(Some(request)) => {
+                Ok(Some(mut request)) => {
+                    // Draining after an upgrade, or shutting down: answer,
+                    // then close, so a keep-alive client (a page polling, a
+                    // scraper) comes back to the new process, not this one.
+                    request.keep_alive &= !cx.is_stopping();
+                    self.viewer |= super::page::is_viewer(&request.path);
                     let reply = answer(&request, cx);
                     self.start += request.length;
                     self.scan.reset();
@@ -447,6 +461,14 @@ impl Http {
                 Ok(None) => break,
                 Err(bad) => self.refuse(&bad, out, cx)?,
             }
+        }
+        if self.viewer && out.backlogged() {
+            // A page polls once a second: answers piling up mean nobody
+            // reads them. Dropped (and reset: bytes are owed), not kept.
+            cx.stats.page_clients_dropped += 1;
+            return Err(io::Error::other(
+                "page viewer dropped: the answers it owes reached --max-buffer",
+            ));
         }
         if self.close {
             self.buf = Vec::new();

@@ -15,6 +15,7 @@ pub mod binary;
 pub mod http;
 pub mod metrics;
 pub mod multicast;
+pub mod page;
 pub mod source_guard;
 pub mod tcp;
 pub mod tls;

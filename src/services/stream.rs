@@ -1049,6 +1049,9 @@ impl<S: Stream, P: fmt::Display, R: Protocol> Handler for StreamConn<S, P, R> {
 
     fn describe(&self, now: Instant) -> HandlerInfo {
         let mut info = self.conn.describe(self.kind, self.shown().to_string(), now);
+        if self.proxy_pending() && !self.conn.lingering {
+            info.state = "proxy-header";
+        }
         // Input held back (a partial record) is received and not yet sent
         // back too, and counts against --max-buffer like the outbox.
         info.pending += self.protocol.held();
