@@ -160,7 +160,7 @@ kinds! {
         tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `https://`: the HTTP echo and WebSocket of `http://` over TLS (ALPN http/1.1).
     Https => KindInfo { scheme: "https", address: Inet, transport: Stream, reply: HttpEcho,
-        tools: &[Serve], spread: true };
+        tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `tls://`: TCP echo inside TLS.
     Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: true };
@@ -276,13 +276,14 @@ impl Kind {
     /// Kinds whose endpoints may name a path (`http://H:P/PATH`): the
     /// resource the tools ask for.
     pub fn takes_path(self) -> bool {
-        matches!(self, Kind::Http)
+        matches!(self, Kind::Http | Kind::Https)
     }
 
     /// The scheme a tool's endpoint is written with: `ws` for WebSocket.
     fn tool_scheme(self, websocket: bool) -> &'static str {
         match (self, websocket) {
             (Kind::Http, true) => "ws",
+            (Kind::Https, true) => "wss",
             _ => self.scheme(),
         }
     }
@@ -821,7 +822,7 @@ mod tests {
         }
         assert_eq!(
             Kind::schemes_for(Tool::Ping),
-            "tcp, udp, unix, unix-dgram, http and tls"
+            "tcp, udp, unix, unix-dgram, http, https and tls"
         );
     }
 
@@ -856,8 +857,14 @@ mod tests {
         let err = multicast.check_tool(Tool::Ping).unwrap_err();
         assert_eq!(
             err,
-            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram, http and tls"
+            "cannot ping multicast://224.1.1.1:9: ping speaks tcp, udp, unix, unix-dgram, http, https and tls"
         );
+        // wss:// is https:// with WebSocket messages, and keeps its path.
+        let wss = parse("wss://h:1/chat").unwrap();
+        assert_eq!(wss.kind, Kind::Https);
+        assert!(wss.resource.websocket);
+        assert_eq!(wss.to_string(), "wss://h:1/chat");
+        assert!(wss.check_tool(Tool::Bench).is_ok());
         assert!(parse("binary://h:1")
             .unwrap()
             .check_tool(Tool::Bench)

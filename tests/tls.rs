@@ -919,6 +919,115 @@ fn bench_churn_over_tls_counts_full_handshakes_and_resumed_ones() {
     assert!(exit.success(), "{stderr}");
 }
 
+/// A self-signed `serve https://`, its certificate file, its address.
+fn self_signed_https(dir: &Path) -> (Daemon, SocketAddr, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let daemon = start(dir, "https://127.0.0.1:0", &["--tls-cert-out", path(&cert)]);
+    let addr = daemon.addr("https://");
+    (daemon, addr, cert)
+}
+
+#[test]
+fn client_and_ping_speak_https_and_wss_and_verify_the_server() {
+    let dir = support::temp_dir("https-tools");
+    let (daemon, addr, cert) = self_signed_https(&dir);
+    let url = format!("https://{addr}/some/path");
+    let (status, out, err) = support::run(&["client", &url, "--tls-ca", path(&cert), "msg"]);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+    // The daemon's own description: our body, our path, TLS with ALPN.
+    assert!(out.contains(r#""body":"msg""#), "{out}");
+    assert!(out.contains(r#""path":"/some/path""#), "{out}");
+    assert!(out.contains(r#""alpn":"http/1.1""#), "{out}");
+    // Self-signed: the system's roots refuse it, exit 3; -k takes it.
+    let (status, _, err) = support::run(&["client", &url, "msg"]);
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    let (status, out, err) = support::run(&["client", &url, "-k", "msg"]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains(r#""body":"msg""#), "{out}");
+
+    let wss = format!("wss://{addr}/chat");
+    let (status, out, err) = support::run(&["client", &wss, "--tls-ca", path(&cert), "a", "b"]);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("received \"a\""), "{out}");
+    assert!(out.contains("received \"b\""), "{out}");
+    let (status, _, err) = support::run(&["client", &wss, "a"]);
+    assert_eq!(status.code(), Some(3), "{err}");
+
+    for endpoint in [format!("https://{addr}/"), format!("wss://{addr}/")] {
+        let (status, out, err) = support::run(&[
+            "ping",
+            &endpoint,
+            "--tls-ca",
+            path(&cert),
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+        ]);
+        assert!(status.success(), "{endpoint}: {out}{err}");
+        assert!(out.contains("2 received"), "{endpoint}: {out}");
+    }
+    // The two refusals above (their alerts) and nothing else.
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["tls_errors"], 2, "{status}");
+    assert_eq!(status["ws_upgrades"], 2, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}
+
+#[test]
+fn bench_over_https_and_wss_verifies_echoes_and_churn_counts_handshakes() {
+    let dir = support::temp_dir("https-bench");
+    let (daemon, addr, cert) = self_signed_https(&dir);
+    let bench = |endpoint: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "bench",
+            endpoint,
+            "--tls-ca",
+            path(&cert),
+            "-c",
+            "2",
+            "-n",
+            "40",
+            "--timeout",
+            "30",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (status, out, err) = support::run(&args);
+        assert!(status.success(), "{endpoint}: {out}{err}");
+        serde_json::from_str(&out).expect("bench --json")
+    };
+    for endpoint in [format!("https://{addr}/b"), format!("wss://{addr}/b")] {
+        let report = bench(&endpoint, &[]);
+        assert_eq!(report["messages"], 40, "{report}");
+        assert_eq!(report["errors"], 0, "{report}");
+        assert_eq!(report["http"]["verified"], true, "{report}");
+        // Keep-alive: one handshake per connection.
+        assert_eq!(report["tls"]["handshakes"], 2, "{report}");
+    }
+    let https = format!("https://{addr}/b");
+    let churned = bench(&https, &["--churn", "1"]);
+    assert_eq!(churned["errors"], 0, "{churned}");
+    assert_eq!(churned["http"]["verified"], true, "{churned}");
+    let tls = &churned["tls"];
+    assert!(tls["handshakes"].as_u64().unwrap_or(0) >= 30, "{churned}");
+    assert!(
+        tls["handshakes_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+        "{churned}"
+    );
+    assert!(
+        tls["handshake_time_us"]["p99"].as_u64().unwrap_or(0) > 0,
+        "{churned}"
+    );
+    let status = status_json(&admin(&dir));
+    assert_eq!(status["tls_errors"], 0, "{status}");
+    let (exit, stderr) = daemon.stop();
+    assert!(exit.success(), "{stderr}");
+}
+
 #[test]
 #[ignore = "needs python3: scripts/test-all"]
 fn a_client_that_does_not_read_is_held_to_max_buffer_and_loses_nothing() {

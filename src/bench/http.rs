@@ -31,6 +31,7 @@ use crate::error::describe;
 use crate::probe::failure::stopped;
 use crate::probe::http::{host_header, is_echoplex, HttpConn};
 use crate::probe::socket::{Local, Sock};
+use crate::probe::tls::TlsClient;
 use crate::wire::http::{self as wire, ChunkedDecoder, Framing};
 use crate::wire::websocket::{self as ws, opcode, Role};
 
@@ -50,7 +51,12 @@ const MAX_FOREIGN_BODY: usize = 64 << 20;
 /// Asks the server once, before the run, what it is: a `GET` of the path;
 /// `Server: echoplex` means echoes can be verified. WebSocket needs no
 /// question: the upgrade of every connection tells.
-pub fn learn(endpoint: &Endpoint, size: usize, timeout: Duration) -> io::Result<Web> {
+pub fn learn(
+    endpoint: &Endpoint,
+    size: usize,
+    timeout: Duration,
+    tls: Option<&TlsClient>,
+) -> io::Result<Web> {
     let host = host_header(endpoint);
     let target = endpoint.resource.target();
     let mut head = Vec::with_capacity(256);
@@ -83,7 +89,7 @@ pub fn learn(endpoint: &Endpoint, size: usize, timeout: Duration) -> io::Result<
         });
     }
     let fail = |failure: crate::probe::Failure| io::Error::other(failure.to_string());
-    let mut conn = HttpConn::connect(endpoint, timeout).map_err(fail)?;
+    let mut conn = HttpConn::connect(endpoint, timeout, tls).map_err(fail)?;
     let answer = conn.request("GET", &target, &[], None).map_err(fail)?;
     let speech = if is_echoplex(&answer.head) {
         Speech::Echo
@@ -206,7 +212,9 @@ fn connect_one(
     token: Token,
     now: Instant,
 ) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?.with_proxy_header(dest.proxy);
+    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?
+        .with_proxy_header(dest.proxy)
+        .with_tls(dest.tls.as_ref())?;
     register(
         registry,
         &sock,
@@ -506,20 +514,32 @@ impl Conn {
             Ok(false) => return Ok(()),
             Err(err) => return Err(format!("connect failed: {}", describe(&err))),
         }
-        register(registry, &self.sock, token, Interest::READABLE, true)
+        if web.speech == Speech::WebSocket {
+            // The upgrade is a few hundred bytes on a fresh socket: one
+            // write (over TLS, kept by the session until its handshake).
+            match self.sock.send(&web.head) {
+                Ok(n) if n == web.head.len() => {}
+                Ok(_) => return Err("the upgrade request did not go out whole".into()),
+                Err(err) => return Err(format!("write failed: {}", describe(&err))),
+            }
+        }
+        // TLS: records the socket did not take (the ClientHello) keep
+        // writable on; the handshake goes on inside recv and send.
+        let pending = self.sock.wants_write();
+        let interest = if pending {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        register(registry, &self.sock, token, interest, true)
             .map_err(|err| format!("reregister: {}", describe(&err)))?;
-        self.write_interest = false;
-        if web.speech != Speech::WebSocket {
-            self.state = State::Open;
-            return Ok(());
-        }
-        self.state = State::Upgrading;
-        // The upgrade is a few hundred bytes on a fresh socket: one write.
-        match self.sock.send(&web.head) {
-            Ok(n) if n == web.head.len() => Ok(()),
-            Ok(_) => Err("the upgrade request did not go out whole".into()),
-            Err(err) => Err(format!("write failed: {}", describe(&err))),
-        }
+        self.write_interest = pending;
+        self.state = if web.speech == Speech::WebSocket {
+            State::Upgrading
+        } else {
+            State::Open
+        };
+        Ok(())
     }
 
     /// WebSocket: reads the upgrade's answer; open once it is a good 101.
@@ -624,6 +644,9 @@ impl Requests {
                     break;
                 }
                 Ok(n) => {
+                    if let Some((took, resumed)) = conn.sock.take_handshake() {
+                        ctx.handshaked(took, resumed, now);
+                    }
                     conn.last_progress = now;
                     conn.answered = true;
                     let step = if conn.inbuf.is_empty() {
@@ -676,7 +699,9 @@ impl Requests {
                         self.reconnect(ctx, i, now);
                         break;
                     }
-                    if n < scratch.len() && !to_end {
+                    // Over TLS a read is one record: only WouldBlock
+                    // says the socket is drained.
+                    if n < scratch.len() && !to_end && !self.conns[i].sock.is_tls() {
                         break;
                     }
                 }
@@ -894,6 +919,14 @@ impl Requests {
             conn.sent += 1;
             conn.reader.in_flight.push_back((now, now, measured));
         }
+        // TLS: records left from the last write go first.
+        if let Err(err) = conn.sock.flush_tls() {
+            let id = conn.reader.id;
+            self.kill(ctx, i, || {
+                format!("connection {id}: write failed: {}", describe(&err))
+            });
+            return;
+        }
         while conn.out_pos < conn.out.len() {
             match conn.sock.send(&conn.out[conn.out_pos..]) {
                 Ok(0) => break,
@@ -915,7 +948,8 @@ impl Requests {
                 }
             }
         }
-        let blocked = conn.out_pos < conn.out.len();
+        // TLS: records the socket did not take yet count as blocked too.
+        let blocked = conn.out_pos < conn.out.len() || conn.sock.wants_write();
         if blocked != conn.write_interest {
             let interest = if blocked {
                 Interest::READABLE | Interest::WRITABLE

@@ -59,6 +59,7 @@ pub fn resolve(
             endpoint,
             size,
             connect_timeout,
+            tls,
         )?)),
         _ => None,
     };

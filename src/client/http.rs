@@ -21,7 +21,8 @@ pub(super) fn run_http(
 ) -> Result<(), Failure> {
     let endpoint = &args.endpoint;
     out.say(format_args!("connecting to {endpoint}"));
-    let mut conn = HttpConn::connect(endpoint, timeout)?;
+    let tls = args.tls.client(endpoint, false)?;
+    let mut conn = HttpConn::connect(endpoint, timeout, tls.as_ref())?;
     let target = endpoint.resource.target();
     let (method, content_type): (&str, &[(&str, &[u8])]) = match message {
         Some(_) if args.file.is_some() || args.hex => {
@@ -96,7 +97,8 @@ pub(super) fn run_ws(
 ) -> Result<(), Failure> {
     let endpoint = &args.endpoint;
     out.say(format_args!("connecting to {endpoint}"));
-    let mut conn = WsConn::connect(endpoint, timeout)?;
+    let tls = args.tls.client(endpoint, false)?;
+    let mut conn = WsConn::connect(endpoint, timeout, tls.as_ref())?;
     out.say(format_args!("upgraded to WebSocket"));
     for (op, message) in messages {
         out.say(format_args!("sending {}", preview(message)));

@@ -14,6 +14,7 @@ use crate::probe::duration::show as secs;
 use crate::probe::failure::{self, Failure};
 use crate::probe::http::{HttpConn, WsConn, WsEvent};
 use crate::probe::payload::nonce;
+use crate::probe::tls::TlsClient;
 use crate::wire::websocket::opcode;
 
 /// Runs `ping` on an http:// or ws:// endpoint.
@@ -28,8 +29,12 @@ pub(super) fn run(args: &Args) -> Outcome {
             "HTTP GET"
         }
     ));
+    let tls = args
+        .tls
+        .client(endpoint, false)
+        .map_err(|failure| error::Failure::usage(failure.message))?;
     let started = Instant::now();
-    let mut link = match Link::open(args) {
+    let mut link = match Link::open(args, tls) {
         Ok(link) => link,
         Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
         // Never connected: 3 (as the stream kinds), a refusal is no reply.
@@ -101,14 +106,17 @@ struct Link {
     http: Option<HttpConn>,
     ws: Option<WsConn>,
     broken: bool,
+    /// https://, wss://: how each (re)connect starts its session.
+    tls: Option<TlsClient>,
 }
 
 impl Link {
-    fn open(args: &Args) -> Result<Link, Failure> {
+    fn open(args: &Args, tls: Option<TlsClient>) -> Result<Link, Failure> {
         let mut link = Link {
             http: None,
             ws: None,
             broken: true,
+            tls,
         };
         link.reopen(args)?;
         Ok(link)
@@ -118,9 +126,17 @@ impl Link {
         self.http = None;
         self.ws = None;
         if args.endpoint.resource.websocket {
-            self.ws = Some(WsConn::connect(&args.endpoint, args.timeout)?);
+            self.ws = Some(WsConn::connect(
+                &args.endpoint,
+                args.timeout,
+                self.tls.as_ref(),
+            )?);
         } else {
-            self.http = Some(HttpConn::connect(&args.endpoint, args.timeout)?);
+            self.http = Some(HttpConn::connect(
+                &args.endpoint,
+                args.timeout,
+                self.tls.as_ref(),
+            )?);
         }
         self.broken = false;
         Ok(())

@@ -13,6 +13,7 @@ use super::duration::show;
 use super::failure::{Exit, Failure};
 use super::payload::nonce;
 use super::socket::{wait, Conn};
+use super::tls::TlsClient;
 use crate::endpoint::{Endpoint, Target};
 use crate::wire::http::{self as wire, ChunkedDecoder, Framing, ResponseHead};
 use crate::wire::websocket::{self as ws, Event, Role};
@@ -71,9 +72,14 @@ pub struct HttpConn {
 
 impl HttpConn {
     /// Connects; every wait afterwards is bounded by `timeout`.
-    pub fn connect(endpoint: &Endpoint, timeout: std::time::Duration) -> Result<HttpConn, Failure> {
+    /// `tls`: the session for `https://` (see `TlsArgs::client`).
+    pub fn connect(
+        endpoint: &Endpoint,
+        timeout: std::time::Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<HttpConn, Failure> {
         Ok(HttpConn {
-            conn: Conn::connect(endpoint, timeout, None)?,
+            conn: Conn::connect(endpoint, timeout, tls)?,
             buf: Vec::new(),
             host: host_header(endpoint),
             closed: false,
@@ -250,8 +256,12 @@ const MAX_MESSAGE: usize = 16 << 20;
 impl WsConn {
     /// Connects and upgrades on `endpoint`'s path: `101` with the right
     /// `Sec-WebSocket-Accept`, else an error naming what came instead.
-    pub fn connect(endpoint: &Endpoint, timeout: std::time::Duration) -> Result<WsConn, Failure> {
-        let mut http = HttpConn::connect(endpoint, timeout)?;
+    pub fn connect(
+        endpoint: &Endpoint,
+        timeout: std::time::Duration,
+        tls: Option<&TlsClient>,
+    ) -> Result<WsConn, Failure> {
+        let mut http = HttpConn::connect(endpoint, timeout, tls)?;
         let mut state = nonce() | 1;
         let mut key_bytes = [0u8; 16];
         for byte in &mut key_bytes {

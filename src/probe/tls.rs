@@ -24,13 +24,13 @@ const BUFFER_LIMIT: usize = 256 * 1024;
 /// The TLS options every tool takes.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TlsArgs {
-    /// tls://: trust the certificates in FILE (PEM) instead of the system's roots.
+    /// tls://, https://: trust the certificates in FILE (PEM) instead of the system's roots.
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
-    /// tls://: do not verify the server's certificate (as curl -k).
+    /// tls://, https://: do not verify the server's certificate (as curl -k).
     #[arg(short = 'k', long)]
     pub insecure: bool,
-    /// tls://: the server name to send (SNI) and verify, instead of the endpoint's host.
+    /// tls://, https://: the server name to send (SNI) and verify, instead of the endpoint's host.
     #[arg(long, value_name = "NAME")]
     pub tls_sni: Option<String>,
 }
@@ -52,7 +52,12 @@ impl TlsArgs {
             Target::Inet { host, .. } => host.clone(),
             _ => String::new(),
         };
-        let config = client_config(&verify, &[]).map_err(Failure::usage)?;
+        // https://: offer HTTP/1.1 by ALPN, the one protocol spoken inside.
+        let alpn: &[&[u8]] = match endpoint.kind {
+            crate::endpoint::Kind::Https => &[b"http/1.1"],
+            _ => &[],
+        };
+        let config = client_config(&verify, alpn).map_err(Failure::usage)?;
         let name = server_name(&verify, &host).map_err(Failure::usage)?;
         Ok(Some(TlsClient {
             config,
