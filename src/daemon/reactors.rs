@@ -27,7 +27,8 @@ use mio::{Registry, Token};
 
 use crate::endpoint::{Endpoint, Kind};
 use crate::error::describe;
-use crate::reactor::sample::{self, Sampler};
+use crate::reactor::sample;
+use crate::reactor::sampler::Sampler;
 use crate::reactor::{
     Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, Reason, Stats, Turn,
 };

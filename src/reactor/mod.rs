@@ -27,13 +27,17 @@
 //! connection that reuses the key.
 
 pub mod buffer;
+mod clock;
 pub mod handler;
 pub mod sample;
+pub mod sampler;
 pub mod stats;
 pub mod timer;
 pub mod turns;
 
-use std::cell::Cell;
+use clock::Clock;
+pub use clock::ManualClock;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
@@ -119,50 +123,6 @@ impl std::fmt::Display for Call {
             Call::Timeout(reason) => write!(f, "timeout {}", reason.0),
             Call::Shutdown => f.write_str("shutdown"),
             Call::Drain => f.write_str("drain"),
-        }
-    }
-}
-
-/// A clock a test moves by hand: timers fire when it says so, not when the
-/// wall clock does. Clones share the same time.
-#[derive(Clone, Debug)]
-pub struct ManualClock(Rc<Cell<Instant>>);
-
-impl ManualClock {
-    /// A clock standing at the real time now.
-    pub fn new() -> ManualClock {
-        ManualClock(Rc::new(Cell::new(Instant::now())))
-    }
-
-    /// The time it shows.
-    pub fn now(&self) -> Instant {
-        self.0.get()
-    }
-
-    /// Moves it forward.
-    pub fn advance(&self, by: Duration) {
-        self.0.set(self.0.get() + by);
-    }
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Where the loop reads the time: once after each poll.
-#[derive(Clone, Debug)]
-enum Clock {
-    System,
-    Manual(ManualClock),
-}
-
-impl Clock {
-    fn now(&self) -> Instant {
-        match self {
-            Clock::System => Instant::now(),
-            Clock::Manual(clock) => clock.now(),
         }
     }
 }
