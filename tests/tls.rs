@@ -498,7 +498,7 @@ fn garbage_instead_of_a_client_hello_is_closed_and_counted_and_others_are_served
         "{page}"
     );
     assert!(
-        page.contains("echoplex_tls_handshake_microseconds_total"),
+        page.contains("echoplex_tls_handshake_seconds_total"),
         "{page}"
     );
     let (exit, stderr) = daemon.stop();

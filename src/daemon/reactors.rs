@@ -233,7 +233,7 @@ pub fn init(count: usize) {
 /// Sets the scheduling policy of the calling thread, reactor 0's, before
 /// it spawns the other reactors (they inherit it): SCHED_BATCH when the
 /// `count` reactors outnumber the CPUs the process may use (see
-/// [`batch_when_crowded`]). A process started by an upgrade inherited the
+/// `batch_when_crowded`). A process started by an upgrade inherited the
 /// old process's policy, ours or not: a SCHED_BATCH it finds is undone
 /// first, so that only this process's own count decides. Otherwise a
 /// policy someone chose (chrt, systemd's CPUSchedulingPolicy) is kept.

@@ -27,8 +27,6 @@ pub const HISTORY: usize = 60;
 /// Connections listed, most recently active first.
 pub const CONNECTIONS_LISTED: usize = 100;
 
-/// Longest peer text kept for the list (a Unix path, a PROXY address).
-
 /// The states a connection is counted in, as `status --json` names them
 /// (`connections_by_state.NAME`), in the page's order.
 pub const STATES: [&str; 8] = [

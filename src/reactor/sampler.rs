@@ -10,6 +10,7 @@ use super::handler::{Context, HandlerInfo};
 use super::sample::*;
 use super::stats::Stats;
 
+/// Longest peer text kept for the list (a Unix path, a PROXY address).
 const PEER_MAX: usize = 160;
 
 /// The status word a connection is counted by: its state, or

@@ -144,7 +144,7 @@ stats! {
     proxy_errors: u64, Counter, 1, "  proxy errors {}";
     /// TLS handshakes completed.
     tls_handshakes: u64, Counter, 1, "  tls handshakes {}";
-    /// Microseconds from accept to the end of each completed TLS handshake, summed.
+    /// Time from accept to the end of each completed TLS handshake, summed (microseconds in status, seconds in /metrics).
     tls_handshake_us: u64, Counter, 1, " ({}us)";
     /// TLS connections closed for what the peer sent (garbage for a ClientHello, a bad record, an alert) or a handshake not done in time.
     tls_errors: u64, Counter, 1, "  tls errors {}";

@@ -236,7 +236,7 @@ fn family_of(stat: &Stat) -> (String, Option<(&'static str, &'static str)>) {
         "bytes_out" => named("echoplex_bytes_sent_total"),
         "datagrams_in" => named("echoplex_datagrams_received_total"),
         "datagrams_out" => named("echoplex_datagrams_sent_total"),
-        "tls_handshake_us" => named("echoplex_tls_handshake_microseconds_total"),
+        "tls_handshake_us" => named("echoplex_tls_handshake_seconds_total"),
         "rejected_max_connections" => dropped("max_connections"),
         "rejected_no_fds" => dropped("no_fds"),
         "dropped_datagrams" => dropped("queue_full"),
@@ -258,11 +258,22 @@ fn family_of(stat: &Stat) -> (String, Option<(&'static str, &'static str)>) {
     }
 }
 
+/// How many of a figure's units make the family's base unit: Prometheus
+/// names carry base units (seconds), the counters count microseconds.
+fn units_per_base(stat: &Stat) -> u64 {
+    match stat.name {
+        "tls_handshake_us" => 1_000_000,
+        _ => 1,
+    }
+}
+
 /// One family being written: its samples in the order they come.
 struct Family {
     name: String,
     kind: &'static str,
     help: String,
+    /// See `units_per_base`.
+    units_per_base: u64,
     samples: Vec<(String, u64)>,
 }
 
@@ -291,6 +302,7 @@ pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
                         StatKind::Gauge => "gauge",
                     },
                     name,
+                    units_per_base: units_per_base(stat),
                     samples: Vec::new(),
                 });
                 families.len() - 1
@@ -329,7 +341,12 @@ pub fn render(reactors: &[Stats], endpoints: &[String], uptime: f64) -> String {
         let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(&family.help));
         let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
         for (labels, value) in &family.samples {
-            let _ = writeln!(out, "{}{labels} {value}", family.name);
+            if family.units_per_base == 1 {
+                let _ = writeln!(out, "{}{labels} {value}", family.name);
+            } else {
+                let base = *value as f64 / family.units_per_base as f64;
+                let _ = writeln!(out, "{}{labels} {base}", family.name);
+            }
         }
     }
     let _ = writeln!(out, "# HELP echoplex_reactors Event loops serving.");

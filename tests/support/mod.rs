@@ -293,13 +293,21 @@ impl Daemon {
 
     /// Waits (bounded) until stderr is closed by every writer.
     fn wait_for_stderr(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        if let Some(reader) = self.stderr_reader.take() {
+        self.wait_for_stderr_within(WAIT);
+    }
+
+    /// As `wait_for_stderr`, for at most `bound`; a reader still running
+    /// (a successor process may hold stderr open) is left to go on.
+    fn wait_for_stderr_within(&mut self, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        if let Some(reader) = &self.stderr_reader {
             while !reader.is_finished() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(5));
             }
             if reader.is_finished() {
-                let _ = reader.join();
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join();
+                }
             }
         }
     }
@@ -349,6 +357,10 @@ impl Daemon {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The reader thread may not have taken the last lines yet:
+                // a caller reads stderr next (a successor process that
+                // holds stderr open must not hold this up for long).
+                self.wait_for_stderr_within(Duration::from_secs(2));
                 return status;
             }
             if Instant::now() > deadline {
