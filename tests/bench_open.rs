@@ -478,6 +478,50 @@ fn reconnect_rides_through_connections_the_server_closes() {
     assert_eq!(status.code(), Some(1), "{out}");
 }
 
+/// A server that keeps its last message past the end of the window and
+/// then closes (a drain that ends as the run does): with --reconnect the
+/// message it owed can never come, so it is counted never answered, not
+/// an error and not owed at the end (a race a loaded CI run once hit).
+#[test]
+fn with_reconnect_a_close_after_the_window_is_never_answered_not_an_error() {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || {
+        // One connection (-c 1): echo ten messages, hold the eleventh
+        // past the 1 s window, then close without answering it.
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 64];
+        for _ in 0..10 {
+            if conn.read_exact(&mut buf).is_err() || conn.write_all(&buf).is_err() {
+                return;
+            }
+        }
+        let _ = conn.read_exact(&mut buf);
+        thread::sleep(std::time::Duration::from_millis(2500));
+    });
+    let ep = format!("tcp://{addr}");
+    let (status, out, err) = bench(&[
+        &ep,
+        "-c",
+        "1",
+        "-d",
+        "1",
+        "--timeout",
+        "10",
+        "--reconnect",
+        "--json",
+    ]);
+    assert!(status.success(), "{out}\n{err}");
+    let v = json_of(&out);
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["owed_at_end"], 0, "{v}");
+    assert_eq!(v["never_answered"], 1, "{v}");
+    assert_eq!(v["messages"], 10, "{v}");
+}
+
 /// An output path that cannot be written is refused before the run (not
 /// after 20 s of it, then exit 0); --interval with --json is a usage error
 /// that points to --json-stream.

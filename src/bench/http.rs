@@ -608,15 +608,20 @@ impl Requests {
             ctx.result.counters.reconnects += 1;
             return self.reconnect(ctx, i, now);
         }
-        if !ctx.job.config.modes.reconnect || ctx.draining() {
+        if !ctx.job.config.modes.reconnect {
             return self.kill(ctx, i, why);
         }
+        drop(why);
         let conn = &mut self.conns[i];
         let lost = conn.reader.in_flight.iter().filter(|m| m.2).count() as u64;
         conn.reader.in_flight.clear();
         conn.reader.next_recv = conn.next_send;
         ctx.result.counters.never_answered += lost;
-        ctx.result.counters.reconnects += 1;
+        // After the window nothing is left to send: `reconnect` only
+        // retires the connection, and what it owed is never answered.
+        if !ctx.draining() {
+            ctx.result.counters.reconnects += 1;
+        }
         self.reconnect(ctx, i, now);
     }
 

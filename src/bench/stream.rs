@@ -440,7 +440,7 @@ impl Streams {
         now: Instant,
         why: impl FnOnce() -> String,
     ) {
-        if !ctx.job.config.modes.reconnect || ctx.draining() {
+        if !ctx.job.config.modes.reconnect {
             return self.kill(ctx, i, why);
         }
         let conn = &mut self.conns[i];
@@ -453,8 +453,16 @@ impl Streams {
         conn.recv_off = 0;
         self.outstanding = self.outstanding.saturating_sub(owed);
         ctx.result.counters.never_answered += lost;
-        ctx.result.counters.reconnects += 1;
         drop(why);
+        if ctx.draining() {
+            // The window is over: nothing left to send on a new
+            // connection, and what the old one owed can never come (it is
+            // counted never answered above, not waited for as owed).
+            conn.state = State::Dead;
+            self.live -= 1;
+            return;
+        }
+        ctx.result.counters.reconnects += 1;
         self.reconnect(ctx, i, now);
     }
 
