@@ -8,6 +8,9 @@
 
 mod support;
 
+/// The harness's one check for a tool (a missing one fails under scripts/test-all).
+use support::have_tool as have;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -507,24 +510,6 @@ fn an_open_page_follows_an_upgrade_instead_of_keeping_the_old_process() {
 
 // ---------------------------------------------------------------------------
 // In a real browser
-
-/// Whether `tool` is on PATH; under `scripts/test-all` a missing one fails.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
-            "{tool} is missing (scripts/test-all installs it)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
 
 /// Runs tests/support/browser.py against the page at `metrics`.
 fn browse(metrics: SocketAddr, args: &[&str]) -> Value {

@@ -5,6 +5,9 @@
 
 mod support;
 
+/// The harness's one check for a tool (a missing one fails under scripts/test-all).
+use support::have_tool as have;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -94,24 +97,6 @@ fn udp_echo(addr: SocketAddr, message: &[u8]) -> Vec<u8> {
     let mut buf = [0u8; 2048];
     let (n, _) = socket.recv_from(&mut buf).expect("udp echo");
     buf[..n].to_vec()
-}
-
-/// Panics if `tool` is missing under `scripts/test-all`; says so otherwise.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
-            "{tool} is missing (scripts/test-all installs it)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,9 @@
 
 mod support;
 
+/// The harness's one check for a tool (a missing one fails under scripts/test-all).
+use support::have_tool as have;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,24 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{status_json, Daemon, WAIT};
-
-/// Panics if `tool` is missing under `scripts/test-all`; says so otherwise.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
-            "{tool} is missing (scripts/test-all installs it)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
 
 /// Runs `openssl ARGS` in `dir`; panics with its stderr on failure.
 fn openssl(dir: &Path, args: &[&str]) -> String {
