@@ -331,7 +331,12 @@ fn a_stopped_server_is_named_and_its_unanswered_messages_counted() {
     let never = v["never_answered"].as_u64().unwrap_or(0);
     assert!(never >= 3800, "never answered {never} of {sent}: {v}");
     let verdict = v["verdict"].as_str().unwrap_or_default();
-    assert!(verdict.contains("server ("), "{verdict}");
+    // Names the server as behind: alone, or beside a generator a loaded
+    // machine made late ("Both fell behind: the server (...) and ...").
+    assert!(
+        verdict.starts_with("The server fell behind (") || verdict.contains("the server ("),
+        "{verdict}"
+    );
     let busiest = v["generator"]["busiest_thread_percent"]
         .as_f64()
         .unwrap_or(100.0);
