@@ -253,6 +253,8 @@ fn bash_completes_the_endpoint_schemes_each_tool_takes() {
             "multicast://",
             "binary://",
             "http://",
+            "https://",
+            "tls://",
             "metrics://"
         ],
         "serve: every scheme where an endpoint goes"
