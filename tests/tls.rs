@@ -1544,5 +1544,12 @@ fn trace_shows_each_handshake_with_version_cipher_group_and_time() {
     for part in ["TLSv1.3", "TLS13_", "X25519", "handshake", "ms"] {
         assert!(line.contains(part), "{part} missing: {line}");
     }
-    assert!(stderr.contains("want read"), "no want-read step traced");
+    // The handshake's steps are traced as the reactor drives them. Whether
+    // a read finds the socket empty ("want read") depends on timing: a
+    // loaded machine can deliver the client's whole flight, data and FIN
+    // before the loop reads again, so only the record steps are certain.
+    assert!(
+        stderr.contains("tls: ") && stderr.contains("record bytes in"),
+        "no handshake step traced:\n{stderr}"
+    );
 }
