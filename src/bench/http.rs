@@ -16,14 +16,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
+use super::stream::register;
 use super::types::{Dest, Speech, Web, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Flow};
 use crate::endpoint::Endpoint;
@@ -188,21 +187,6 @@ struct Conn {
     write_interest: bool,
     /// WebSocket masking keys.
     mask_state: u64,
-}
-
-fn register(
-    registry: &Registry,
-    sock: &Sock,
-    token: Token,
-    interest: Interest,
-    again: bool,
-) -> io::Result<()> {
-    let fd = sock.as_raw_fd();
-    if again {
-        registry.reregister(&mut SourceFd(&fd), token, interest)
-    } else {
-        registry.register(&mut SourceFd(&fd), token, interest)
-    }
 }
 
 fn connect_one(

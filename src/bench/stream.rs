@@ -117,7 +117,9 @@ pub struct Streams {
     max_outstanding: usize,
 }
 
-fn register(
+/// Registers (or, `again`, re-registers) a generator connection's socket;
+/// the HTTP and WebSocket flows register theirs the same way.
+pub(super) fn register(
     registry: &Registry,
     sock: &Sock,
     token: Token,
