@@ -537,15 +537,7 @@ impl Narrow {
 
 impl indicatif::TermLike for Narrow {
     fn width(&self) -> u16 {
-        // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails.
-        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-        // SAFETY: stderr is a valid descriptor; `size` is a valid winsize.
-        let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
-        let cols = if rc == 0 && size.ws_col > 0 {
-            size.ws_col
-        } else {
-            80
-        };
+        let cols = crate::sys::term::stderr_columns().unwrap_or(80);
         cols.saturating_sub(4).max(20)
     }
 

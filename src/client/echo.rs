@@ -326,10 +326,7 @@ fn poll2(
         },
     ];
     let ms = SLICE.as_millis() as libc::c_int;
-    // SAFETY: two valid pollfds, for the duration of the call.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-    if ready < 0 {
-        let err = std::io::Error::last_os_error();
+    if let Err(err) = crate::sys::socket::poll(&mut fds, ms) {
         if err.kind() != std::io::ErrorKind::Interrupted {
             return Err(Failure::new(
                 Exit::Io,

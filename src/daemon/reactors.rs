@@ -238,9 +238,8 @@ pub fn init(count: usize) {
 /// first, so that only this process's own count decides. Otherwise a
 /// policy someone chose (chrt, systemd's CPUSchedulingPolicy) is kept.
 pub fn schedule(count: usize, from_upgrade: bool) {
-    // SAFETY: sched_getscheduler only reads the calling thread's policy.
-    let policy = unsafe { libc::sched_getscheduler(0) };
-    if from_upgrade && policy == libc::SCHED_BATCH {
+    let policy = crate::sys::cpu::sched_policy().ok();
+    if from_upgrade && policy == Some(libc::SCHED_BATCH) {
         set_policy(libc::SCHED_OTHER);
     }
     batch_when_crowded(count, allowed_cpus().len());
@@ -248,13 +247,11 @@ pub fn schedule(count: usize, from_upgrade: bool) {
 
 /// Sets the calling thread's policy (a non-real-time one, priority 0).
 fn set_policy(policy: libc::c_int) -> bool {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler on the calling thread, reading a param we own.
-    let done = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
-    if !done {
-        log::debug!("scheduling policy {policy}: {}", io::Error::last_os_error());
+    let done = crate::sys::cpu::set_sched_policy(policy);
+    if let Err(err) = &done {
+        log::debug!("scheduling policy {policy}: {err}");
     }
-    done
+    done.is_ok()
 }
 
 /// Loops that must share a CPU wait for each other instead of preempting
@@ -272,9 +269,8 @@ fn set_policy(policy: libc::c_int) -> bool {
 /// the CPUs: a woken loop also waits for a busy neighbour's time slice
 /// (a few ms at most) instead of preempting it.
 fn batch_when_crowded(count: usize, cpus: usize) {
-    // SAFETY: sched_getscheduler only reads the calling thread's policy.
     // A policy someone chose (chrt: FIFO, RR, IDLE) is kept.
-    if count <= cpus.max(1) || unsafe { libc::sched_getscheduler(0) } != libc::SCHED_OTHER {
+    if count <= cpus.max(1) || crate::sys::cpu::sched_policy().ok() != Some(libc::SCHED_OTHER) {
         return;
     }
     if set_policy(libc::SCHED_BATCH) {

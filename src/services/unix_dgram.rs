@@ -110,30 +110,13 @@ impl DatagramSocket for UnixDgram {
         // recvfrom would silently truncate them: with MSG_TRUNC it returns
         // the datagram's real size (Linux 3.4+), so a big one is dropped
         // whole, in the same syscall (it used to take a peek first).
-        // SAFETY: all-zero is a valid sockaddr_un.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        // SAFETY: buf and addr are live buffers of the sizes passed; the
-        // kernel writes at most that much into each.
-        let size = unsafe {
-            libc::recvfrom(
-                self.socket.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-                std::ptr::addr_of_mut!(addr).cast(),
-                &mut len,
-            )
-        };
-        if size < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (size, addr, len) = crate::sys::socket::recv_from_unix(self.socket.as_raw_fd(), buf)?;
         // A name std refuses cannot come from the kernel; if one did, drop
         // that datagram (InvalidData), not the socket.
         let from = self
             .sender(&addr, len)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
-        if size as usize > buf.len() {
+        if size > buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -142,7 +125,7 @@ impl DatagramSocket for UnixDgram {
                 ),
             ));
         }
-        Ok((size as usize, from))
+        Ok((size, from))
     }
     fn send_one(&self, buf: &[u8], to: &UnixSender) -> io::Result<bool> {
         if to.0.is_unnamed() {

@@ -1,5 +1,6 @@
 //! CPU affinity for `serve --reactors N --pin`: the CPUs this process may
-//! use, and pinning the calling thread to one.
+//! use, and pinning the calling thread to one; the calling thread's
+//! scheduling policy (SCHED_BATCH when the reactors outnumber the CPUs).
 
 use std::io;
 use std::thread;
@@ -29,6 +30,27 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// The calling thread's scheduling policy (SCHED_OTHER, SCHED_BATCH, ...).
+pub fn sched_policy() -> io::Result<libc::c_int> {
+    // SAFETY: sched_getscheduler only reads the calling thread's policy.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(policy)
+}
+
+/// Sets the calling thread's scheduling policy, a non-real-time one
+/// (priority 0).
+pub fn set_sched_policy(policy: libc::c_int) -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler on the calling thread, reading a param we own.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

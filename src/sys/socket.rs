@@ -46,18 +46,50 @@ pub fn peer_uid(socket: &impl std::os::fd::AsFd) -> io::Result<u32> {
 /// Waits up to `ms` milliseconds for `events` on `fd` (poll(2) on one
 /// descriptor); the events that came (0: none in time).
 pub fn poll_one(fd: RawFd, events: libc::c_short, ms: libc::c_int) -> io::Result<libc::c_short> {
-    let mut pollfd = libc::pollfd {
+    let mut pollfd = [libc::pollfd {
         fd,
         events,
         revents: 0,
-    };
-    // SAFETY: one valid pollfd, for the duration of the call.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, ms) };
-    match ready {
-        r if r < 0 => Err(io::Error::last_os_error()),
+    }];
+    match poll(&mut pollfd, ms)? {
         0 => Ok(0),
-        _ => Ok(pollfd.revents),
+        _ => Ok(pollfd[0].revents),
     }
+}
+
+/// Waits up to `ms` milliseconds for any of `fds` (poll(2)): how many
+/// have events, each in its `revents`. A negative `fd` is skipped.
+pub fn poll(fds: &mut [libc::pollfd], ms: libc::c_int) -> io::Result<usize> {
+    // SAFETY: `fds` is a live slice of pollfds of the length passed; poll
+    // writes only their `revents`.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    usize::try_from(ready).map_err(|_| io::Error::last_os_error())
+}
+
+/// Takes the next datagram on the Unix socket `fd` into `buf`: its real
+/// size (MSG_TRUNC: more than `buf.len()` when the rest was cut off and
+/// dropped) and the sender's address as the kernel wrote it.
+pub fn recv_from_unix(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: buf and addr are live buffers of the sizes passed; the
+    // kernel writes at most that much into each.
+    let size = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            std::ptr::addr_of_mut!(addr).cast(),
+            &mut len,
+        )
+    };
+    let size = usize::try_from(size).map_err(|_| io::Error::last_os_error())?;
+    Ok((size, addr, len))
 }
 
 /// The size of the next datagram waiting on `fd`, without taking it (a
