@@ -1,6 +1,6 @@
 //! echoplex: every echo protocol of the classic socket tutorial, served by a
-//! hand-rolled `mio::Poll` loop on one thread (`serve --reactors N`: N such
-//! loops, one thread each, sharing nothing).
+//! hand-rolled `mio::Poll` loop per thread: one thread by default,
+//! `serve --reactors N` runs N such loops, one thread each, sharing nothing.
 //!
 //! Start at [`serve`] for the daemon, [`reactor`] for the loop, and
 //! [`services`] for one file per endpoint kind. ARCHITECTURE.md maps the rest.
