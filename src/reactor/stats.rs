@@ -4,7 +4,9 @@
 //! exposition (`Stats::LIST`: name, help, counter or gauge, value).
 //!
 //! Adding a counter is one entry in the table; handlers bump it as a field
-//! (`cx.stats.NAME += 1`), and every output shows it.
+//! (`cx.stats.NAME += 1`), and every output shows it. Marked `per
+//! endpoint`, it also gets a field in `EndpointStats`, each endpoint's
+//! share that `/metrics` labels with the endpoint.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,8 +68,15 @@ impl Figure for usize {
     }
 }
 
+/// The table's rows: `/// help`, then `field: type, kind, status line,
+/// status text`, and `per endpoint: u64` on the figures each endpoint has
+/// a share of (`EndpointStats`: a field of that type, `get` and `add`).
 macro_rules! stats {
-    ($( #[doc = $help:literal] $field:ident : $ty:ty, $kind:ident, $line:literal, $text:literal; )*) => {
+    ($(
+        #[doc = $help:literal]
+        $field:ident : $ty:ty, $kind:ident, $line:literal, $text:literal
+        $(, per endpoint: $share:ty)?;
+    )*) => {
         /// Counters kept by the loop and its handlers.
         #[derive(Clone, Debug)]
         pub struct Stats {
@@ -124,14 +133,46 @@ macro_rules! stats {
                 }
             }
         }
+
+        /// One endpoint's share of the figures marked `per endpoint` in
+        /// the table: the reactor adds to it what the endpoint's own
+        /// handler and the connections it accepted move
+        /// (`Reactor::add_endpoint`).
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct EndpointStats {
+            /// The endpoint as its `listening` line prints it.
+            pub endpoint: String,
+            $( $( #[doc = $help] pub $field: $share, )? )*
+        }
+
+        impl EndpointStats {
+            /// The figure of the declared list called `name`, if it is one
+            /// an endpoint has a share of.
+            pub fn get(&self, name: &str) -> Option<u64> {
+                match name {
+                    $( $( stringify!($field) => {
+                        let share: &$share = &self.$field;
+                        Some(share.figure())
+                    } )? )*
+                    _ => None,
+                }
+            }
+
+            fn add(&mut self, other: &EndpointStats) {
+                $( $( {
+                    let theirs: $share = other.$field;
+                    self.$field += theirs;
+                } )? )*
+            }
+        }
     };
 }
 
 stats! {
     /// Connections open now.
-    connections: usize, Gauge, 1, "  connections {}";
+    connections: usize, Gauge, 1, "  connections {}", per endpoint: u64;
     /// Connections accepted since start.
-    accepted: u64, Counter, 1, "  accepted {}";
+    accepted: u64, Counter, 1, "  accepted {}", per endpoint: u64;
     /// Connections closed since start.
     closed: u64, Counter, 1, "  closed {}";
     /// Connections closed for idleness.
@@ -149,9 +190,9 @@ stats! {
     /// TLS connections closed for what the peer sent (garbage for a ClientHello, a bad record, an alert) or a handshake not done in time.
     tls_errors: u64, Counter, 1, "  tls errors {}";
     /// Datagrams received.
-    datagrams_in: u64, Counter, 2, "datagrams in {}";
+    datagrams_in: u64, Counter, 2, "datagrams in {}", per endpoint: u64;
     /// Datagrams sent.
-    datagrams_out: u64, Counter, 2, " out {}";
+    datagrams_out: u64, Counter, 2, " out {}", per endpoint: u64;
     /// Datagrams dropped: send queue full, or a sender we cannot answer.
     dropped_datagrams: u64, Counter, 2, "  dropped {}";
     /// Datagrams dropped because their source port would make a loop.
@@ -159,9 +200,9 @@ stats! {
     /// Datagrams dropped by the per-source rate limit.
     rate_limited: u64, Counter, 2, "  rate-limited {}";
     /// Bytes received on every socket.
-    bytes_in: u64, Counter, 2, "  bytes in {}";
+    bytes_in: u64, Counter, 2, "  bytes in {}", per endpoint: u64;
     /// Bytes sent on every socket.
-    bytes_out: u64, Counter, 2, " out {}";
+    bytes_out: u64, Counter, 2, " out {}", per endpoint: u64;
     /// Turns of the loop.
     loop_iterations: u64, Counter, 3, "loop iterations {}";
     /// Readiness events handled.
@@ -200,27 +241,6 @@ stats! {
     ws_errors: u64, Counter, 5, " errors {}";
 }
 
-/// One endpoint's share of the figures that belong to one endpoint: the
-/// reactor adds to it what the endpoint's own handler and the connections
-/// it accepted move (`Reactor::add_endpoint`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EndpointStats {
-    /// The endpoint as its `listening` line prints it.
-    pub endpoint: String,
-    /// Connections open now.
-    pub connections: u64,
-    /// Connections accepted since start.
-    pub accepted: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes sent.
-    pub bytes_out: u64,
-    /// Datagrams received.
-    pub datagrams_in: u64,
-    /// Datagrams sent.
-    pub datagrams_out: u64,
-}
-
 impl EndpointStats {
     /// Zeroed figures for `endpoint`.
     pub fn new(endpoint: String) -> Self {
@@ -228,29 +248,6 @@ impl EndpointStats {
             endpoint,
             ..EndpointStats::default()
         }
-    }
-
-    /// The figure of the declared list called `name`, if it is one an
-    /// endpoint has a share of.
-    pub fn get(&self, name: &str) -> Option<u64> {
-        Some(match name {
-            "connections" => self.connections,
-            "accepted" => self.accepted,
-            "bytes_in" => self.bytes_in,
-            "bytes_out" => self.bytes_out,
-            "datagrams_in" => self.datagrams_in,
-            "datagrams_out" => self.datagrams_out,
-            _ => return None,
-        })
-    }
-
-    fn add(&mut self, other: &EndpointStats) {
-        self.connections += other.connections;
-        self.accepted += other.accepted;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.datagrams_in += other.datagrams_in;
-        self.datagrams_out += other.datagrams_out;
     }
 }
 
@@ -384,5 +381,44 @@ mod tests {
         assert!(a
             .line()
             .starts_with("connections 1, accepted 5, closed 0, "));
+    }
+
+    #[test]
+    fn endpoints_share_the_marked_figures_and_totals_add_them_by_endpoint() {
+        let mut one = EndpointStats::new("tcp://127.0.0.1:1".into());
+        one.bytes_in = 4;
+        one.connections = 1;
+        let shared: Vec<&str> = Stats::LIST
+            .iter()
+            .filter(|stat| one.get(stat.name).is_some())
+            .map(|stat| stat.name)
+            .collect();
+        assert_eq!(
+            shared,
+            [
+                "connections",
+                "accepted",
+                "datagrams_in",
+                "datagrams_out",
+                "bytes_in",
+                "bytes_out"
+            ]
+        );
+        assert_eq!(one.get("bytes_in"), Some(4));
+        assert_eq!(one.get("closed"), None);
+        let started = Instant::now();
+        let (mut a, mut b) = (Stats::new(started), Stats::new(started));
+        a.endpoints.push(one.clone());
+        b.endpoints.push(one.clone());
+        b.endpoints
+            .push(EndpointStats::new("udp://127.0.0.1:2".into()));
+        a.add(&b);
+        assert_eq!(a.endpoints.len(), 2);
+        assert_eq!(a.endpoints[0].get("bytes_in"), Some(8));
+        assert_eq!(a.endpoints[0].get("connections"), Some(2));
+        assert_eq!(
+            a.endpoints[1],
+            EndpointStats::new("udp://127.0.0.1:2".into())
+        );
     }
 }
