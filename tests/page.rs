@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{status_json, wait_until, Daemon, Watched, WAIT};
+use support::{alive, status_json, wait_until, Daemon, Successor, Watched, WAIT};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
@@ -432,27 +432,6 @@ fn viewers_count_against_the_control_reserve() {
     wait_until("the viewers to be gone", || {
         status_json(&admin)["control_connections"] == 1
     });
-}
-
-/// Stops the successor (not our child) when the test ends, however it ends.
-struct Successor(i32);
-
-impl Drop for Successor {
-    fn drop(&mut self) {
-        if self.0 > 0 && alive(self.0) {
-            // SAFETY: the successor of a daemon this test started.
-            unsafe { libc::kill(self.0, libc::SIGTERM) };
-        }
-    }
-}
-
-/// True while `pid` runs (not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|at| stat[at + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
-    })
 }
 
 #[test]

@@ -657,8 +657,7 @@ fn the_self_signed_certificate_written_out_verifies_and_survives_an_upgrade() {
     assert_eq!(presented_fingerprint(&dir, addr), fingerprint);
 
     let old_pid = old.id() as i32;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(old_pid, libc::SIGUSR2) };
+    support::signal_pid(old_pid, libc::SIGUSR2);
     let mut new_pid = 0;
     support::wait_until("the pid file names the new process", || {
         new_pid = std::fs::read_to_string(pid_file)
@@ -667,7 +666,7 @@ fn the_self_signed_certificate_written_out_verifies_and_survives_an_upgrade() {
             .unwrap_or(old_pid);
         new_pid != old_pid
     });
-    let _successor = ByPid(new_pid);
+    let _successor = support::Successor(new_pid);
     support::wait_until("the old process exits", || {
         matches!(old.try_wait(), Ok(Some(_)))
     });
@@ -687,21 +686,6 @@ fn the_self_signed_certificate_written_out_verifies_and_survives_an_upgrade() {
         "{text}"
     );
     assert!(!text.contains("PRIVATE KEY"), "the key was logged:\n{text}");
-}
-
-/// SIGTERM to a process an upgrade started (not our child) when the test ends.
-struct ByPid(i32);
-
-impl Drop for ByPid {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the successor our own daemon started.
-        unsafe { libc::kill(self.0, libc::SIGTERM) };
-        let proc = PathBuf::from(format!("/proc/{}", self.0));
-        let deadline = Instant::now() + WAIT;
-        while proc.exists() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 #[test]

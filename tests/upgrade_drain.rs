@@ -10,33 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{bin, pattern, round_trip, status_json, temp_dir, wait_until, Conn, Watched, WAIT};
-
-/// The pid a pid file names.
-fn read_pid(path: &std::path::Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// True while `pid` runs (not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|at| stat[at + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
-    })
-}
-
-/// Stops the successor (not our child) when the test ends, however it ends.
-struct Successor(i32);
-
-impl Drop for Successor {
-    fn drop(&mut self) {
-        if alive(self.0) {
-            // SAFETY: the successor of a daemon this test started.
-            unsafe { libc::kill(self.0, libc::SIGKILL) };
-        }
-    }
-}
+use support::{
+    alive, bin, pattern, read_pid, round_trip, signal_pid, status_json, temp_dir, wait_until, Conn,
+    Successor, Watched, WAIT,
+};
 
 /// `echoplex bench ARGS` in the background.
 fn bench(args: &[&str]) -> Child {
@@ -156,8 +133,7 @@ fn an_upgrade_keeps_every_connection_until_its_peer_closes_it() {
     });
     assert!(alive(new_pid));
     assert!(unix.exists(), "the successor's socket file stays");
-    // SAFETY: the successor of a daemon this test started.
-    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    signal_pid(new_pid, libc::SIGTERM);
     wait_until("the successor exits", || !alive(new_pid));
     assert!(!unix.exists());
     // Both logged to the same stderr, which ends with the successor.
@@ -194,8 +170,7 @@ fn after_the_drain_limit_what_is_left_ends_as_on_sigterm() {
     assert!(started.elapsed() < WAIT);
     drop(quiet);
     wait_until("the old process exits", || !old.running());
-    // SAFETY: the successor of a daemon this test started.
-    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    signal_pid(new_pid, libc::SIGTERM);
     wait_until("the successor exits", || !alive(new_pid));
     let exit = old.wait_exit();
     support::assert_clean_exit(&exit);
@@ -239,8 +214,7 @@ fn with_several_reactors_the_drain_waits_for_every_reactor_s_connections() {
         drop(conn);
     }
     wait_until("the old process exits", || !old.running());
-    // SAFETY: the successor of a daemon this test started.
-    unsafe { libc::kill(new_pid, libc::SIGTERM) };
+    signal_pid(new_pid, libc::SIGTERM);
     wait_until("the successor exits", || !alive(new_pid));
     support::assert_clean_exit(&old.wait_exit());
 }

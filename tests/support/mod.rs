@@ -1,7 +1,9 @@
 //! The one harness of the integration tests: start the real `echoplex
 //! serve` and wait for its `ready` line (`Daemon`, or `Watched` when every
 //! late stdout line and all of stderr matter), run a command to completion
-//! (`run`), endpoints parsed from `listening` lines, clients for every kind,
+//! (`run`), an upgrade's successor by pid (`Successor`, `read_pid`,
+//! `alive`), a NOTIFY_SOCKET listener as systemd's (`notify_listener`),
+//! endpoints parsed from `listening` lines, clients for every kind,
 //! a byte pattern that catches loss, duplication and reordering, and the
 //! kernel's view of socket queues (for "what has the server really read?").
 #![allow(dead_code)]
@@ -215,6 +217,13 @@ impl Daemon {
         daemon
     }
 
+    /// Like [`Daemon::spawn`], with info logs (the upgrade's and the
+    /// shutdown's lines some tests read).
+    pub fn spawn_logged(mut command: Command) -> Daemon {
+        command.env("RUST_LOG", "info");
+        Daemon::spawn(command)
+    }
+
     /// Spawns `command` (an `echoplex serve`, maybe behind a wrapper such
     /// as systemd-socket-activate) with stdout and stderr read as above;
     /// does not wait for `ready` (see [`Daemon::ready`]).
@@ -341,10 +350,7 @@ impl Daemon {
 
     /// Sends a signal to the daemon (nothing if it is gone already).
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-        unsafe {
-            libc::kill(self.pid(), signal);
-        }
+        let _ = kill(self.pid(), signal);
     }
 
     /// True while the daemon runs.
@@ -427,6 +433,91 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Processes by pid: an upgrade's successor is not our child
+
+/// kill(2): `signal` to `pid`, a daemon this test started (directly or by
+/// an upgrade).
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory effects; the pid is a daemon this test
+    // started (a child not yet reaped, or its successor).
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to `pid`, which must reach it.
+pub fn signal_pid(pid: i32, signal: i32) {
+    if let Err(err) = kill(pid, signal) {
+        panic!("kill {pid}: {err}");
+    }
+}
+
+/// True while `pid` runs (a zombie waiting for its reaper has ended).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|at| stat[at + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// The pid a `--pid-file` names, if it names one.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Stops a daemon we did not fork ourselves (an upgrade's successor) when
+/// the test ends, however it ends: SIGKILL, then a bounded wait until it
+/// is gone.
+pub struct Successor(pub i32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        if self.0 > 0 && alive(self.0) {
+            let _ = kill(self.0, libc::SIGKILL);
+            let deadline = Instant::now() + WAIT;
+            while alive(self.0) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Readiness notification: a NOTIFY_SOCKET listener, as systemd's
+
+/// An abstract Unix datagram socket to pass as `NOTIFY_SOCKET` (the
+/// returned `@name`), with bounded reads.
+pub fn notify_listener(tag: &str) -> (UnixDatagram, String) {
+    let name = unique_name(tag);
+    let socket =
+        UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(name.as_bytes()).expect("addr"))
+            .expect("bind the notify socket");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    (socket, format!("@{name}"))
+}
+
+/// The next notification (bounded by the socket's read timeout).
+pub fn next_notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 1024];
+    let n = socket.recv(&mut buf).expect("a notification in time");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// The next notification that has `line` among its lines (skipping plain
+/// STATUS= updates); each wait is bounded by the socket's read timeout.
+pub fn notification_with(socket: &UnixDatagram, line: &str) -> String {
+    for _ in 0..16 {
+        let message = next_notification(socket);
+        if message.lines().any(|l| l == line) {
+            return message;
+        }
+    }
+    panic!("no notification with {line:?}");
 }
 
 fn proc_status_field(pid: i32, field: &str) -> u64 {
@@ -621,13 +712,12 @@ pub enum Target {
 impl Target {
     /// Parses the text of a `listening` line (without `listening `).
     pub fn of(endpoint: &str) -> Target {
-        for scheme in ["tcp://", "udp://"] {
-            if let Some(hostport) = endpoint.strip_prefix(scheme) {
-                let addr = hostport
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{endpoint:?} has no HOST:PORT address"));
-                return Target::Inet(addr);
-            }
+        // Every network scheme (tcp://, udp://, metrics://, binary://, ...).
+        if let Some((_, hostport)) = endpoint.split_once("://") {
+            let addr = hostport
+                .parse()
+                .unwrap_or_else(|_| panic!("{endpoint:?} has no HOST:PORT address"));
+            return Target::Inet(addr);
         }
         let path = endpoint
             .strip_prefix("unix-dgram:")
@@ -1142,9 +1232,7 @@ impl Watched {
 
     /// Sends `signal`, which must reach the daemon.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-        let rc = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+        signal_pid(self.pid(), signal);
     }
 
     /// Waits (bounded) for the daemon to exit on its own.
