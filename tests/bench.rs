@@ -295,10 +295,7 @@ fn interrupted(args: &[&str], running: impl FnOnce()) -> (Option<i32>, String, S
         .spawn()
         .expect("spawn bench");
     running();
-    // SAFETY: kill(2) on a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    let _ = support::kill(child.id() as i32, libc::SIGINT);
     let started = Instant::now();
     let output = child.wait_with_output().expect("bench output");
     assert!(

@@ -612,10 +612,7 @@ fn ctrl_c_ends_a_run_whose_rate_the_generator_could_not_send() {
         .spawn()
         .expect("spawn");
     thread::sleep(std::time::Duration::from_millis(3500));
-    // SAFETY: kill(2) on a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    let _ = support::kill(child.id() as i32, libc::SIGINT);
     let interrupted = std::time::Instant::now();
     let deadline = interrupted + std::time::Duration::from_secs(8);
     let status = loop {

@@ -19,8 +19,7 @@ use support::refserver::{Behaviour, RefServer};
 
 /// Real-time priority when permitted (root and `chrt` present).
 fn realtime() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = support::offline::is_root();
     root && Command::new("chrt")
         .args(["-f", "1", "true"])
         .status()

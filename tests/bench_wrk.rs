@@ -13,8 +13,7 @@ use serde_json::Value;
 use support::refserver::{Behaviour, RefServer};
 
 fn realtime() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = support::offline::is_root();
     root && Command::new("chrt")
         .args(["-f", "1", "true"])
         .status()

@@ -387,10 +387,7 @@ fn ctrl_c_still_removes_the_unix_dgram_socket_file() {
         );
         thread::sleep(Duration::from_millis(5));
     }
-    // SAFETY: kill(2) on a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    let _ = support::kill(child.id() as i32, libc::SIGINT);
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
@@ -818,10 +815,7 @@ fn ctrl_c_while_waiting_for_standard_input_ends_the_client_at_once() {
     // Its stdin stays open and empty, as a terminal nobody types at.
     let stdin = child.stdin.take().expect("stdin");
     thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    let _ = support::kill(child.id() as i32, libc::SIGINT);
     let deadline = Instant::now() + WAIT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -956,10 +950,7 @@ fn sigterm_ends_a_client_waiting_on_a_fifo_nobody_writes_to() {
         .spawn()
         .expect("spawn");
     thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill(2) on a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    let _ = support::kill(child.id() as i32, libc::SIGTERM);
     let deadline = Instant::now() + WAIT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {

@@ -264,8 +264,7 @@ fn check_serve_step(dir: &Path, step: &Step, args: &[String]) {
         );
         assert!(ok, "client against the traced daemon failed: {err}");
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = support::kill(child.id() as i32, libc::SIGTERM);
     let mut stderr = String::new();
     child
         .stderr

@@ -138,10 +138,7 @@ impl Haproxy {
 
 impl Drop for Haproxy {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on the PID of the child this test started.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        let _ = support::kill(self.child.id() as i32, libc::SIGTERM);
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

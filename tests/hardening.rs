@@ -49,9 +49,7 @@ fn echo_records(addr: SocketAddr, records: usize) {
 }
 
 fn kill(pid: u32, signal: i32) {
-    // SAFETY: kill(2) on the pid of a child we own and have not reaped.
-    let rc = unsafe { libc::kill(pid as i32, signal) };
-    assert_eq!(rc, 0, "kill {signal}");
+    support::signal_pid(pid as i32, signal);
 }
 
 /// Waits (bounded) for `child` to exit; panics (after killing it) if not.

@@ -397,8 +397,7 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGQUIT: nginx's graceful stop; then reap it.
-        // SAFETY: kill on the PID of our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let _ = support::kill(self.child.id() as i32, libc::SIGQUIT);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -34,8 +34,7 @@ struct Namespaces {
 impl Namespaces {
     fn create() -> Namespaces {
         assert!(
-            // SAFETY: geteuid(2) has no preconditions.
-            unsafe { libc::geteuid() } == 0,
+            support::offline::is_root(),
             "root_* tests need root (network namespaces): run scripts/test-all as root"
         );
         let pid = std::process::id();

@@ -114,8 +114,7 @@ fn a_symlink_planted_at_a_guessable_temporary_name_is_never_written_through() {
     drop(stdin);
     let ready = wait_ready(&mut child);
     let status = {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let _ = support::kill(pid as i32, libc::SIGTERM);
         child.wait().expect("wait")
     };
     assert!(ready.is_some(), "the daemon did not start");

@@ -202,10 +202,7 @@ fn ctrl_c_prints_the_summary_and_exits_0() {
             replies += 1;
         }
     }
-    // SAFETY: kill(2) on a child we own.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    let _ = support::kill(child.id() as i32, libc::SIGINT);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("rest");
     let deadline = Instant::now() + WAIT;

@@ -234,8 +234,7 @@ fn a_passed_listener_is_shared_by_every_reactor() {
         conn.set_read_timeout(Some(WAIT)).expect("timeout");
         echo(&mut conn, format!("passed {i}").as_bytes());
     }
-    // SAFETY: a signal to the child we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = support::kill(child.id() as i32, libc::SIGTERM);
     assert!(child.wait().expect("wait").success());
 }
 

@@ -156,8 +156,7 @@ fn udp_answers_a_lone_datagram_with_sendto_and_a_deep_queue_in_batches() {
     client.send_to(b"fence", server).expect("send");
     let (n, _) = client.recv_from(&mut buf).expect("echo of the fence");
     assert_eq!(&buf[..n], b"fence");
-    // SAFETY: kill(2) on the pid of a child we own.
-    unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
+    let _ = support::kill(strace.id() as i32, libc::SIGINT);
     let _ = strace.wait();
     let _ = drain.join();
     let text = std::fs::read_to_string(&trace).expect("strace output");

@@ -83,12 +83,7 @@ fn ok(program: &str, args: &[&str], limit: Duration) -> String {
 }
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "needs root: scripts/test-all"
-    );
+    assert!(support::offline::is_root(), "needs root: scripts/test-all");
 }
 
 /// The shared build: static, stripped, at target/ship/echoplex.
@@ -424,8 +419,7 @@ fn root_the_package_installs_runs_and_purges_without_a_trace() {
         WAIT,
     );
     assert_eq!(echo, "installed\n");
-    // SAFETY: kill(2) on a child we own.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = support::kill(daemon.id() as i32, libc::SIGTERM);
     assert!(daemon.wait().expect("wait").success());
 
     // The man page where man finds it; the license matching Cargo.toml's.

@@ -59,8 +59,7 @@ fn watch_lines(admin: &str) -> (Child, Receiver<String>) {
 
 /// Sends SIGINT (a Ctrl-C) and waits, bounded, for the exit.
 fn interrupt(child: &mut Child) -> std::process::ExitStatus {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = support::kill(child.id() as i32, libc::SIGINT);
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {

@@ -1283,8 +1283,7 @@ struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on the PID of the child this test started.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = support::kill(self.0.id() as i32, libc::SIGTERM);
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
