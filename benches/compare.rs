@@ -503,7 +503,7 @@ impl Server {
         // between fork and exec.
         unsafe {
             command.pre_exec(move || {
-                pin(0, core);
+                pin_self(core);
                 if fifo_too {
                     fifo(0)?;
                 }
@@ -687,17 +687,6 @@ fn count_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-/// Pins thread `tid` (0 = the caller) to one core.
-fn pin(tid: libc::pid_t, core: usize) {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET and
-    // sched_setaffinity only touch the set we own.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Puts thread `tid` (0 = the caller) in SCHED_FIFO at priority 1, above
 /// every ordinary task (the neighbours' builds); threads it spawns later
 /// inherit it. The kernel's RT throttling still leaves 5 % to the rest.
@@ -723,20 +712,10 @@ fn fifo_at(tid: libc::pid_t, priority: i32) -> std::io::Result<()> {
 
 /// Pins the calling thread; threads it spawns later inherit the mask.
 fn pin_self(core: usize) {
-    pin(0, core);
+    let _ = echoplex::sys::cpu::pin_to(core);
 }
 
 /// 10,000 idle connections need more descriptors than the usual soft limit.
 fn raise_nofile() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: get/setrlimit on structs we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+    let _ = echoplex::sys::rlimit::raise_nofile();
 }
