@@ -19,7 +19,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
 use crate::reactor::{
-    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
+    Board, Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
 };
 use crate::services::{self, Bound, ServeConfig};
 use crate::sock;
@@ -154,16 +154,18 @@ fn serve(args: Args) -> Result<(), String> {
     let passed = activation::adopt_from_env(from_upgrade)?;
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
     // end the process between a bind and the cleanup that undoes it.
-    let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
+    let pipes = Arc::new(reactors::Pipes::default());
+    let signals =
+        SignalPipe::new(pipes.clone()).map_err(|err| format!("signals: {}", describe(&err)))?;
     // `--reactors N`: the other reactors hear of a shutdown from reactor 0.
     let count = args.reactors.resolve();
+    let board = Board::new(count);
     let followers = (1..count)
-        .map(|_| SignalPipe::follower())
+        .map(|_| SignalPipe::follower(pipes.clone()))
         .collect::<io::Result<Vec<SignalPipe>>>()
         .map_err(|err| format!("signals: {}", describe(&err)))?;
     if count > 1 {
         sock::share_ports(true);
-        reactors::init(count);
     }
     reactors::schedule(count, from_upgrade);
     let cpus = args.pin.then(reactors::allowed_cpus);
@@ -226,9 +228,16 @@ fn serve(args: Args) -> Result<(), String> {
         .collect();
     let mut others = Vec::with_capacity(followers.len());
     for (index, signals) in (1..).zip(followers) {
+        let config = config.clone();
         let start = reactors::Start {
             endpoints: spread.clone(),
-            config: config.clone(),
+            bind: Arc::new(move |endpoint: &Endpoint| {
+                let one = services::bind(endpoint, &config)
+                    .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
+                Ok((one.handler, (one.endpoint, one.detail)))
+            }),
+            board: board.clone(),
+            pipes: pipes.clone(),
             limits: limits.clone(),
             cpu: cpu_of(index),
             connections: connections.clone(),
@@ -242,11 +251,11 @@ fn serve(args: Args) -> Result<(), String> {
             Err(err) => Some(format!("reactor {index}: {}", describe(&err))),
         };
         if let Some(message) = failed {
-            reactors::stop_others(others);
+            reactors::stop_others(others, &pipes);
             return Err(message);
         }
     }
-    let mut others = reactors::StopOnDrop(others);
+    let mut others = reactors::StopOnDrop(others, pipes.clone());
     let admin = match &args.admin {
         Some(path) => {
             let admin = services::admin::bind(path).map_err(|err| {
@@ -294,6 +303,7 @@ fn serve(args: Args) -> Result<(), String> {
     if count > 1 {
         reactor.count_connections_in(connections);
     }
+    reactor.join_board(board, 0);
     // With one reactor too: it takes the page's once-a-second sample.
     reactor
         .add(reactors::publisher(0))
@@ -373,13 +383,13 @@ fn serve(args: Args) -> Result<(), String> {
     let result = if count == 1 {
         reactor.run()
     } else {
-        reactors::run_leader(&mut reactor)
+        reactors::run_leader(&mut reactor, &pipes)
     };
     let finals = others.join();
     result.map_err(|err| format!("event loop failed: {}", describe(&err)))?;
     let mut all = vec![reactor.stats().clone()];
     all.extend(finals?);
-    info!("stopped: {}", reactors::totals(&all).line());
+    info!("stopped: {}", crate::reactor::totals(&all).line());
     drop(pid_file);
     Ok(())
 }
@@ -486,15 +496,16 @@ fn raise_nofile_limit() -> u64 {
 /// socket. The first signal starts a graceful shutdown, a second one ends it.
 ///
 /// With `--reactors N`, reactor 0's pipe hears the signals (and
-/// `reactors::request_shutdown_all`) and passes each on to the others'
+/// `Pipes::request_shutdown_all`) and passes each on to the others'
 /// pipes (`follower`), so every reactor counts the same signals.
 struct SignalPipe {
     reader: UnixStream,
     follower: bool,
+    pipes: Arc<reactors::Pipes>,
 }
 
 impl SignalPipe {
-    fn new() -> io::Result<SignalPipe> {
+    fn new(pipes: Arc<reactors::Pipes>) -> io::Result<SignalPipe> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
@@ -502,22 +513,24 @@ impl SignalPipe {
             // Each registration owns a duplicate of the write end.
             signal_hook::low_level::pipe::register_raw(signal, writer.try_clone()?.into())?;
         }
-        reactors::set_leader_pipe(writer);
+        pipes.set_leader(writer);
         Ok(SignalPipe {
             reader: UnixStream::from_std(reader),
             follower: false,
+            pipes,
         })
     }
 
     /// The pipe of reactor 1, 2, ...: written by reactor 0, not by signals.
-    fn follower() -> io::Result<SignalPipe> {
+    fn follower(pipes: Arc<reactors::Pipes>) -> io::Result<SignalPipe> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
-        reactors::add_follower_pipe(writer);
+        pipes.add_follower(writer);
         Ok(SignalPipe {
             reader: UnixStream::from_std(reader),
             follower: true,
+            pipes,
         })
     }
 }
@@ -541,7 +554,7 @@ impl Handler for SignalPipe {
         }
         let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
         if got_signal {
-            reactors::forward_shutdown();
+            self.pipes.forward_shutdown();
             if !cx.is_shutting_down() && !upgrade::handed_over() {
                 notify::stopping("shutting down");
             }

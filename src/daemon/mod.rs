@@ -1,9 +1,8 @@
 //! The process around the event loop: what the daemon needs beyond
-//! sockets and handlers (its log sink, socket activation, readiness
+//! sockets and handlers (socket activation, readiness
 //! notification, the hitless upgrade and the pid file).
 
 pub mod activation;
-pub mod log;
 pub mod notify;
 pub mod pidfile;
 pub mod reactors;

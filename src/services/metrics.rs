@@ -213,7 +213,7 @@ pub fn escape(value: &str) -> String {
 
 /// The Prometheus text exposition of the daemon's counters.
 pub fn exposition(cx: &Context) -> String {
-    let reactors = crate::daemon::reactors::snapshots(cx.stats);
+    let reactors = cx.every_reactor();
     render(&reactors, &endpoints(), cx.stats.uptime_s(cx.now))
 }
 
