@@ -36,8 +36,8 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream as StdUnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
@@ -93,56 +93,103 @@ struct Entry {
     keep_file: bool,
 }
 
-/// None until `serve` enables it: other users of `sock` (tests, benches)
-/// must not keep duplicates of their sockets alive.
-static INVENTORY: Mutex<Option<Vec<Entry>>> = Mutex::new(None);
-
-/// Set once the sockets belong to a successor.
-static HANDED_OVER: AtomicBool = AtomicBool::new(false);
-
-fn inventory() -> std::sync::MutexGuard<'static, Option<Vec<Entry>>> {
-    INVENTORY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Every serving socket this process made or adopted, kept (as a
+/// close-on-exec duplicate) to be handed to a successor; and whether it
+/// was. One per daemon: `serve` makes it and gives it to `sock` (through
+/// `daemon::Passing`) and to the handlers that need it.
+#[derive(Debug)]
+pub struct Inventory {
+    /// None once released (at shutdown, after a handover).
+    entries: Mutex<Option<Vec<Entry>>>,
+    /// Set once the sockets belong to a successor.
+    handed_over: AtomicBool,
 }
 
-/// Starts recording the sockets `sock` makes (called by `serve`).
-pub fn enable_inventory() {
-    *inventory() = Some(Vec::new());
+impl Default for Inventory {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-/// Records a serving socket (called by `sock` for every listening and
-/// datagram socket it makes or adopts). A failure only means this socket
-/// will not be handed over, which the upgrade reports.
-pub fn record(socket: &Socket) {
-    record_entry(socket, false);
-}
+impl Inventory {
+    /// An empty inventory, recording from now on.
+    pub fn new() -> Inventory {
+        Inventory {
+            entries: Mutex::new(Some(Vec::new())),
+            handed_over: AtomicBool::new(false),
+        }
+    }
 
-/// Records a Unix socket; `removes_file` says this process will remove its
-/// file on exit (it made it), so the successor may too. A file someone
-/// else made (systemd) is marked to be kept by every successor.
-pub fn record_unix(socket: &Socket, removes_file: bool) {
-    record_entry(socket, !removes_file);
-}
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Vec<Entry>>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
-fn record_entry(socket: &Socket, keep_file: bool) {
-    let mut inventory = inventory();
-    let Some(entries) = inventory.as_mut() else {
-        return;
-    };
-    let entry = (|| -> io::Result<Entry> {
-        Ok(Entry {
-            ty: socket.r#type()?,
-            local: Local::of(&socket.local_addr()?),
-            // F_DUPFD_CLOEXEC: never inherited by accident.
-            fd: socket.try_clone()?.into(),
-            name: None,
-            keep_file,
-        })
-    })();
-    match entry {
-        Ok(entry) => entries.push(entry),
-        Err(err) => warn!("cannot keep a socket for a later upgrade: {err}"),
+    /// Records a serving socket (`sock` does, for every listening and
+    /// datagram socket it makes or adopts). `removes_file`: a Unix socket
+    /// whose file this process will remove on exit (it made it), so the
+    /// successor may too; a file someone else made (systemd) is marked to
+    /// be kept by every successor. A failure only means this socket will
+    /// not be handed over, which the upgrade reports.
+    pub fn record(&self, socket: &Socket, removes_file: bool) {
+        let mut inventory = self.lock();
+        let Some(entries) = inventory.as_mut() else {
+            return;
+        };
+        let entry = (|| -> io::Result<Entry> {
+            Ok(Entry {
+                ty: socket.r#type()?,
+                local: Local::of(&socket.local_addr()?),
+                // F_DUPFD_CLOEXEC: never inherited by accident.
+                fd: socket.try_clone()?.into(),
+                name: None,
+                keep_file: !removes_file,
+            })
+        })();
+        match entry {
+            Ok(entry) => entries.push(entry),
+            Err(err) => warn!("cannot keep a socket for a later upgrade: {err}"),
+        }
+    }
+
+    fn label_with(&self, local: &Local, name: &str) {
+        let mut inventory = self.lock();
+        for entry in inventory.iter_mut().flatten() {
+            if entry.name.is_none() && entry.local == *local {
+                entry.name = Some(name.to_string());
+            }
+        }
+    }
+
+    /// Names the recorded sockets of a bound endpoint (its real address) by
+    /// its kind, which the new process reads from `LISTEN_FDNAMES`.
+    pub fn label(&self, endpoint: &Endpoint) {
+        if let Some(local) = local_of(endpoint) {
+            self.label_with(&local, endpoint.kind.scheme());
+        }
+    }
+
+    /// Names the admin socket's record.
+    pub fn label_admin(&self, path: &std::path::Path) {
+        self.label_with(&Local::Path(path.to_path_buf()), ADMIN_NAME);
+    }
+
+    /// Closes the recorded duplicates: at shutdown, so a listener that
+    /// closes really stops listening, and after a handover.
+    pub fn release(&self) {
+        *self.lock() = None;
+    }
+
+    /// True once the sockets belong to a successor: socket files and
+    /// multicast memberships are then left as they are.
+    pub fn handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::Relaxed)
+    }
+
+    fn mark_handed_over(&self) {
+        self.handed_over.store(true, Ordering::Relaxed);
+        self.release();
     }
 }
 
@@ -155,40 +202,6 @@ fn local_of(endpoint: &Endpoint) -> Option<Local> {
         ))),
         target => Local::of_target(target),
     }
-}
-
-fn label_with(local: &Local, name: &str) {
-    let mut inventory = inventory();
-    for entry in inventory.iter_mut().flatten() {
-        if entry.name.is_none() && entry.local == *local {
-            entry.name = Some(name.to_string());
-        }
-    }
-}
-
-/// Names the recorded sockets of a bound endpoint (its real address) by
-/// its kind, which the new process reads from `LISTEN_FDNAMES`.
-pub fn label(endpoint: &Endpoint) {
-    if let Some(local) = local_of(endpoint) {
-        label_with(&local, endpoint.kind.scheme());
-    }
-}
-
-/// Names the admin socket's record.
-pub fn label_admin(path: &std::path::Path) {
-    label_with(&Local::Path(path.to_path_buf()), ADMIN_NAME);
-}
-
-/// Closes the recorded duplicates: at shutdown, so a listener that closes
-/// really stops listening, and after a handover.
-pub fn release_inventory() {
-    *inventory() = None;
-}
-
-/// True once the sockets belong to a successor: socket files and
-/// multicast memberships are then left as they are.
-pub fn handed_over() -> bool {
-    HANDED_OVER.load(Ordering::Relaxed)
 }
 
 // ---------------------------------------------------------------------------
@@ -233,14 +246,18 @@ pub struct Successor {
 
 /// Starts the executable on disk with our arguments and every recorded
 /// socket, telling it to report readiness to `notify_addr` (`@name`).
-pub fn spawn_successor(notify_addr: &str, extra_env: &[(String, String)]) -> io::Result<Successor> {
+pub fn spawn_successor(
+    notify_addr: &str,
+    inventory: &Inventory,
+    extra_env: &[(String, String)],
+) -> io::Result<Successor> {
     let exe = executable()?;
     let exe_c = cstring(exe.as_os_str().as_bytes())?;
     let args: Vec<CString> = std::env::args_os()
         .map(|arg| cstring(arg.as_bytes()))
         .collect::<io::Result<_>>()?;
 
-    let inventory = inventory();
+    let inventory = inventory.lock();
     let entries = inventory.as_deref().unwrap_or_default();
     let count = entries.len();
     let first_free = FIRST_FD + count as RawFd;
@@ -369,6 +386,7 @@ struct Drain {
 /// SIGUSR2, turned into readiness like SIGINT/SIGTERM; the notify socket
 /// the successor reports to; the successor's pidfd. One handler, one token.
 pub struct Upgrader {
+    inventory: Arc<Inventory>,
     signal: UnixStream,
     listener: Option<UnixDatagram>,
     name: String,
@@ -386,20 +404,17 @@ impl Upgrader {
     /// Catches SIGUSR2 from now on (its default action would end the
     /// process: call this before anything else is set up). After a
     /// handover, connections are served on for at most `drain_limit`.
-    pub fn new(drain_limit: Option<Duration>) -> io::Result<Upgrader> {
+    pub fn new(inventory: Arc<Inventory>, drain_limit: Option<Duration>) -> io::Result<Upgrader> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
         signal_hook::low_level::pipe::register_raw(signal_hook::consts::SIGUSR2, writer.into())?;
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
         Ok(Upgrader {
+            inventory,
             signal: UnixStream::from_std(reader),
             listener: None,
-            name: format!(
-                "echoplex-upgrade-{}-{}",
-                std::process::id(),
-                SERIAL.fetch_add(1, Ordering::Relaxed)
-            ),
+            // One daemon per process: the pid makes the name unique.
+            name: format!("echoplex-upgrade-{}-0", std::process::id()),
             state: State::Idle,
             extra_env: Vec::new(),
             drain_limit,
@@ -440,10 +455,10 @@ impl Upgrader {
             )?;
             self.listener = Some(listener);
         }
-        let child =
-            spawn_successor(&format!("@{}", self.name), &self.extra_env).map_err(|err| {
-                io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
-            })?;
+        let child = spawn_successor(&format!("@{}", self.name), &self.inventory, &self.extra_env)
+            .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
+        })?;
         info!(
             "upgrade: started {} as pid {} with {} sockets; waiting up to {:?} for it to be ready",
             child.exe.display(),
@@ -536,8 +551,7 @@ impl Upgrader {
     }
 
     fn hand_over(&mut self, pid: libc::pid_t, cx: &mut Context) {
-        HANDED_OVER.store(true, Ordering::Relaxed);
-        release_inventory();
+        self.inventory.mark_handed_over();
         self.forget_child(cx);
         let left = cx.connections();
         let limit = match self.drain_limit {
@@ -755,12 +769,12 @@ mod tests {
 
     #[test]
     fn labels_follow_real_addresses() {
-        enable_inventory();
+        let inventory = Inventory::new();
         let socket = Socket::new(socket2::Domain::IPV4, Type::STREAM, None).expect("socket");
         socket
             .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
             .expect("bind");
-        record(&socket);
+        inventory.record(&socket, false);
         let port = socket
             .local_addr()
             .expect("addr")
@@ -770,15 +784,16 @@ mod tests {
         let endpoint: Endpoint = format!("binary://127.0.0.1:{port}")
             .parse()
             .expect("endpoint");
-        label(&endpoint);
-        let names: Vec<Option<String>> = inventory()
+        inventory.label(&endpoint);
+        let names: Vec<Option<String>> = inventory
+            .lock()
             .iter()
             .flatten()
             .filter(|e| e.local == Local::Inet(([127, 0, 0, 1], port).into()))
             .map(|e| e.name.clone())
             .collect();
         assert_eq!(names, vec![Some("binary".to_string())]);
-        release_inventory();
-        assert!(inventory().is_none());
+        inventory.release();
+        assert!(inventory.lock().is_none());
     }
 }

@@ -32,9 +32,9 @@ pub const DEFAULT_ADMIN_PATH: &str = "./echoplex-admin.sock";
 const MAX_LINE: usize = 1024;
 
 /// Binds the admin socket at `path` (always mode 600: it shows every peer).
-pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
+pub fn bind(path: &std::path::Path, binder: &sock::Binder) -> io::Result<Box<dyn Handler>> {
     let target = Target::Path(path.to_path_buf());
-    let (listener, socket_file) = sock::unix_listener(&target, 0o600)?;
+    let (listener, socket_file) = sock::unix_listener(&target, 0o600, binder)?;
     let shown = Endpoint::new(Kind::Unix, target);
     Ok(Box::new(
         Listener::new(

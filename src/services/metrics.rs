@@ -38,8 +38,8 @@ use crate::wire::http::{self, Framing, HeadScan, Refusal};
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Binds the metrics listener.
-pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let handler = Listener::new(
         listener,
