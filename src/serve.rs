@@ -283,7 +283,6 @@ fn serve(args: Args) -> Result<(), String> {
     for one in &bound {
         inventory.label(&one.endpoint);
     }
-    services::metrics::set_endpoints(bound.iter().map(|one| one.endpoint.to_string()).collect());
     let pid_file = match &args.pid_file {
         Some(path) => Some(PidFile::write(path).map_err(|err| {
             format!(

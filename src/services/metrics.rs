@@ -23,7 +23,6 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::sync::Mutex;
 
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
@@ -66,19 +65,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
 }
 
 // ---------------------------------------------------------------------------
-// The endpoints the daemon serves, for `echoplex_endpoint_info`
-
-static ENDPOINTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Tells /metrics which endpoints the daemon serves (their `listening` text).
-pub fn set_endpoints(endpoints: Vec<String>) {
-    *ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner()) = endpoints;
-}
-
-fn endpoints() -> Vec<String> {
-    ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
 // ---------------------------------------------------------------------------
 // Requests
 
@@ -214,7 +200,16 @@ pub fn escape(value: &str) -> String {
 /// The Prometheus text exposition of the daemon's counters.
 pub fn exposition(cx: &Context) -> String {
     let reactors = cx.every_reactor();
-    render(&reactors, &endpoints(), cx.stats.uptime_s(cx.now))
+    // The endpoints served are those the answering reactor counts for
+    // (every endpoint is served by reactor 0), the admin socket aside.
+    let endpoints: Vec<String> = cx
+        .stats
+        .endpoints
+        .iter()
+        .map(|one| one.endpoint.clone())
+        .filter(|endpoint| !endpoint.starts_with("admin:"))
+        .collect();
+    render(&reactors, &endpoints, cx.stats.uptime_s(cx.now))
 }
 
 /// The family a figure of the declared list (`Stats::LIST`) belongs to,
