@@ -29,7 +29,6 @@ const LAYERS: &[(&str, &str, u32)] = &[
     ("tls", "tls", 3),
     ("reactor", "reactor", 4),
     ("endpoint", "endpoint", 4),
-    ("mmsg", "mmsg", 4),
     ("sock", "sock", 5),
     ("services", "services", 6),
     ("daemon", "daemon", 6),
