@@ -460,6 +460,50 @@ impl Context<'_> {
         super::describe_connections(self.slots, self.now)
     }
 
+    /// This reactor's index among the daemon's (0 with one).
+    pub fn reactor_index(&self) -> usize {
+        self.shared.index
+    }
+
+    /// How many reactors the daemon runs.
+    pub fn reactor_count(&self) -> usize {
+        self.shared.board.count()
+    }
+
+    /// Every reactor's counters, by index: this one's live, the others' as
+    /// last published (with one reactor, this one's alone).
+    pub fn every_reactor(&self) -> Vec<Stats> {
+        self.shared.board.snapshots(self.shared.index, self.stats)
+    }
+
+    /// The handlers of every reactor as (reactor, slab key, row): this
+    /// one's live, the others' as last published.
+    pub fn every_handler(&self) -> Vec<(usize, usize, HandlerInfo)> {
+        self.shared
+            .board
+            .handler_rows(self.shared.index, self.describe_all())
+    }
+
+    /// Publishes this reactor's counters for the others and, with several
+    /// reactors, its handlers' rows: O(handlers), off any message's path.
+    pub fn publish(&self) {
+        let rows = (self.reactor_count() > 1).then(|| self.describe_all());
+        self.shared
+            .board
+            .publish(self.shared.index, self.stats, rows);
+    }
+
+    /// Someone watches the loop at `now` (the page): every reactor records
+    /// its last turns for a while (`board::WATCHED_FOR`).
+    pub fn watch(&self) {
+        self.shared.board.watch(self.now);
+    }
+
+    /// Whether someone watched the loop lately (see [`Context::watch`]).
+    pub fn is_watched(&self) -> bool {
+        self.shared.board.is_watched(self.now)
+    }
+
     /// Timers pending in the loop's heap (lazily cancelled ones included).
     pub fn timers_pending(&self) -> usize {
         self.shared.timers.len()

@@ -26,6 +26,7 @@
 //! turn names an old generation and is dropped, never delivered to the new
 //! connection that reuses the key.
 
+pub mod board;
 pub mod buffer;
 mod clock;
 pub mod handler;
@@ -33,10 +34,12 @@ pub mod sample;
 pub mod sampler;
 pub mod stats;
 pub mod timer;
+mod token;
 pub mod turns;
 
 use clock::Clock;
 pub use clock::ManualClock;
+use token::{generation_of, key_of, make_token, KEY_BITS, KEY_MASK};
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -50,6 +53,7 @@ use log::{debug, trace, warn};
 use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
+pub use board::{each_json, totals, Board};
 pub use buffer::BufferPool;
 pub use handler::{
     Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness, CONTROL_RESERVE,
@@ -60,22 +64,6 @@ pub use timer::{Reason, Timers};
 /// Events fetched per poll: enough to amortise the syscall, small enough
 /// that one turn stays short.
 const EVENTS_PER_POLL: usize = 1024;
-
-/// Low bits of a token: the slab key. High bits: the generation.
-const KEY_BITS: u32 = usize::BITS / 2;
-const KEY_MASK: usize = (1 << KEY_BITS) - 1;
-
-fn make_token(key: usize, generation: usize) -> Token {
-    Token((generation << KEY_BITS) | (key & KEY_MASK))
-}
-
-fn key_of(token: Token) -> usize {
-    token.0 & KEY_MASK
-}
-
-fn generation_of(token: Token) -> usize {
-    token.0 >> KEY_BITS
-}
 
 /// The descriptor held in reserve for the EMFILE trick (see `Context::with_reserve_fd`).
 pub(crate) fn open_reserve_fd() -> Option<File> {
@@ -191,6 +179,10 @@ pub(crate) struct Shared {
     reserve_fd: Option<File>,
     /// Open connections of every reactor (`--reactors N`): one limit.
     all_connections: Option<Arc<AtomicUsize>>,
+    /// What the daemon's reactors share (`Context::every_reactor`), and
+    /// this reactor's index among them.
+    board: Board,
+    index: usize,
     /// Texts built once per turn (`Context::once_per_turn`).
     memo: Memo,
     /// The last turns, for the page's strip (`Context::recent_turns`).
@@ -242,6 +234,8 @@ impl Reactor {
                     control_tokens: Vec::new(),
                     evicting: Vec::new(),
                     all_connections: None,
+                    board: Board::new(1),
+                    index: 0,
                     memo: Memo::default(),
                     turns: turns::TurnLog::default(),
                     sleeper: None,
@@ -297,6 +291,19 @@ impl Reactor {
     /// other reactors, so that `--max-connections` is one limit for all.
     pub fn count_connections_in(&mut self, counter: Arc<AtomicUsize>) {
         self.core.shared.all_connections = Some(counter);
+    }
+
+    /// Makes this reactor number `index` of those sharing `board`: its
+    /// handlers see every reactor's counters (`Context::every_reactor`).
+    pub fn join_board(&mut self, board: Board, index: usize) {
+        self.core.shared.board = board;
+        self.core.shared.index = index;
+    }
+
+    /// Publishes this reactor's counters on its board (its last figures).
+    pub fn publish(&self) {
+        let shared = &self.core.shared;
+        shared.board.publish(shared.index, &self.core.stats, None);
     }
 
     /// The counters so far.

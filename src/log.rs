@@ -175,7 +175,9 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// `queued` (the daemon), records go through the non-blocking [`Sink`];
 /// the other subcommands write to stderr directly. `trace` turns on the
 /// reactor's trace log and the HTTP echo's (a line per request, message).
-pub fn init(queued: bool, trace: bool) {
+/// `name_reactors` (`serve --reactors N`, N > 1): each line names the
+/// reactor whose thread wrote it.
+pub fn init(queued: bool, trace: bool, name_reactors: bool) {
     let colour = if io::stderr().is_terminal() {
         "always"
     } else {
@@ -192,16 +194,21 @@ pub fn init(queued: bool, trace: bool) {
         // One line per HTTP request and WebSocket message.
         logger.filter_module("echoplex::services::http", log::LevelFilter::Trace);
     }
-    if super::reactors::names_in_logs() {
-        // `serve --reactors N`: each line names its reactor (trace lines too).
+    if name_reactors {
+        // Trace lines too. Reactor N's thread is named "reactor-N"; reactor
+        // 0 runs on the main thread, which also logs start-up and the end.
         logger.format(|buf, record| {
+            let thread = std::thread::current();
+            let reactor = thread
+                .name()
+                .and_then(|name| name.strip_prefix("reactor-"))
+                .unwrap_or("0");
             writeln!(
                 buf,
-                "[{} {:<5} {} reactor {}] {}",
+                "[{} {:<5} {} reactor {reactor}] {}",
                 buf.timestamp(),
                 record.level(),
                 record.target(),
-                super::reactors::current(),
                 record.args()
             )
         });
@@ -312,7 +319,7 @@ pub fn report_hidden() {
 macro_rules! log_limited {
     ($level:expr, $fmt:literal $($rest:tt)*) => {{
         if log::log_enabled!($level) {
-            static LIMIT: $crate::daemon::log::RateLimit = $crate::daemon::log::RateLimit::new($fmt);
+            static LIMIT: $crate::log::RateLimit = $crate::log::RateLimit::new($fmt);
             if let Some(hidden) = LIMIT.admit() {
                 if hidden == 0 {
                     log::log!($level, $fmt $($rest)*);
