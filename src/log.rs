@@ -43,7 +43,7 @@ struct Queue {
     batches: u64,
 }
 
-struct Shared {
+struct Handoff {
     queue: Mutex<Queue>,
     /// Signals the writer: something to write.
     work: Condvar,
@@ -51,7 +51,7 @@ struct Shared {
     progress: Condvar,
 }
 
-impl Shared {
+impl Handoff {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding the lock leaves a queue of bytes that is
         // still usable: logging must go on.
@@ -64,12 +64,12 @@ impl Shared {
 /// The writing end of the queue, handed to `env_logger` as its target.
 /// `write` never blocks on I/O: it appends, or drops and counts.
 #[derive(Clone)]
-pub struct Sink(Arc<Shared>);
+pub struct Sink(Arc<Handoff>);
 
 impl Sink {
     /// A queue and the thread that drains it into `out`.
     pub fn start(out: impl Write + Send + 'static) -> io::Result<Sink> {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Handoff {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -132,7 +132,7 @@ impl Write for Sink {
 
 /// The writer thread: takes the whole queue at once, writes it blocking
 /// (this thread may wait on stderr; the loop never does), reports drops.
-fn drain(shared: &Shared, mut out: impl Write) {
+fn drain(shared: &Handoff, mut out: impl Write) {
     let mut batch = Vec::with_capacity(QUEUE_BYTES);
     loop {
         let mut queue = shared.lock();
