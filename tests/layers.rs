@@ -753,7 +753,6 @@ const KNOWN_LONG: &[&str] = &[
     "bench/http.rs",
     "services/http.rs",
     "services/stream.rs",
-    "wire/http.rs",
 ];
 
 #[test]
