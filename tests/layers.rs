@@ -751,7 +751,6 @@ const MAX_LINES: usize = 800;
 /// lines here.
 const KNOWN_LONG: &[&str] = &[
     "bench/http.rs",
-    "services/stream.rs",
 ];
 
 #[test]
