@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 
-use super::stream::register;
+use super::stream::{is_server_close, register};
 use super::types::{Speech, Web, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Flow};
 use crate::endpoint::Endpoint;
@@ -485,10 +485,7 @@ impl Requests {
                 Err(err) => {
                     let id = conn.reader.id;
                     let why = || format!("connection {id}: read failed: {}", describe(&err));
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                    ) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
@@ -711,10 +708,7 @@ impl Requests {
                 Err(err) => {
                     let id = conn.reader.id;
                     let why = || format!("connection {id}: write failed: {}", describe(&err));
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                    ) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);

@@ -420,8 +420,9 @@ impl Flow for Streams {
     }
 }
 
-/// A read or write error that means the server closed the connection.
-fn closed(err: &io::Error) -> bool {
+/// A read or write error that means the server closed the connection
+/// (the stream and the HTTP flows both ask).
+pub(super) fn is_server_close(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionReset
@@ -527,7 +528,7 @@ impl Streams {
                 Err(err) => {
                     let id = conn.id;
                     let why = || format!("connection {id}: read failed: {}", describe(&err));
-                    if closed(&err) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
@@ -704,7 +705,7 @@ impl Streams {
                 Err(err) => {
                     let id = conn.id;
                     let why = || format!("connection {id}: write failed: {}", describe(&err));
-                    if closed(&err) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
