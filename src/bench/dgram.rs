@@ -13,7 +13,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::types::{WorkerJob, WorkerResult};
-use super::worker::{Ctx, Flow};
+use super::worker::{Ctx, Traffic};
 use crate::error::describe;
 use crate::probe::socket::{Local, Sock};
 
@@ -99,7 +99,7 @@ pub struct Datagrams {
     out: Vec<u8>,
 }
 
-impl Flow for Datagrams {
+impl Traffic for Datagrams {
     const HOUSEKEEPING: Duration = Duration::from_millis(10);
 
     fn open(

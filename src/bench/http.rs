@@ -1,5 +1,5 @@
-//! The HTTP and WebSocket flow (`bench http://`, `bench ws://`): the
-//! stream flow's loop (depth in flight, open loop, churn, reconnect), with
+//! The HTTP and WebSocket traffic (`bench http://`, `bench ws://`): the
+//! stream traffic's loop (depth in flight, open loop, churn, reconnect), with
 //! messages framed as requests or frames and answers read by `wire`'s
 //! parsers. Three ways to speak, chosen once before the run ([`learn`]):
 //! - echoplex (`Server: echoplex`): `POST` the payload with
@@ -23,7 +23,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::stream::{is_server_close, register};
 use super::types::{Speech, Web, WorkerJob, WorkerResult};
-use super::worker::{poll_once, Ctx, Flow};
+use super::worker::{poll_once, Ctx, Traffic};
 use crate::endpoint::Endpoint;
 use crate::error::describe;
 use crate::probe::failure::stopped;
@@ -130,7 +130,7 @@ pub struct Requests {
     scratch: Vec<u8>,
 }
 
-impl Flow for Requests {
+impl Traffic for Requests {
     const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
     fn open(

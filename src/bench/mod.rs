@@ -4,8 +4,8 @@
 //! Layers, each using only those below it:
 //! - this file: the command line (options, progress line, Ctrl-C, exit codes);
 //! - [`load`]: the coordinator (resolve, start workers, the window, the sum);
-//! - [`worker`]: the one worker loop, generic over a [`worker::Flow`];
-//! - [`stream`] and [`dgram`]: the two flows (tcp/unix, udp/unix-dgram);
+//! - [`worker`]: the one worker loop, generic over a [`worker::Traffic`];
+//! - [`stream`] and [`dgram`]: the two kinds of traffic (tcp/unix, udp/unix-dgram);
 //! - [`types`]: what they share (config, report, timeline, counters).
 //!
 //! The bytes and the sockets come from [`crate::probe`]; [`report`] and

@@ -1,4 +1,4 @@
-//! The stream flow (tcp, unix): every connection keeps `depth` messages in
+//! The stream traffic (tcp, unix): every connection keeps `depth` messages in
 //! flight; echoes come back in order, so each received byte is checked
 //! against the message it must belong to.
 
@@ -12,7 +12,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::types::{Dest, WorkerJob, WorkerResult};
-use super::worker::{poll_once, Ctx, Flow};
+use super::worker::{poll_once, Ctx, Traffic};
 use crate::error::describe;
 use crate::probe::failure::stopped;
 use crate::probe::socket::{Local, Sock};
@@ -118,7 +118,7 @@ pub struct Streams {
 }
 
 /// Registers (or, `again`, re-registers) a generator connection's socket;
-/// the HTTP and WebSocket flows register theirs the same way.
+/// the HTTP and WebSocket traffic registers theirs the same way.
 pub(super) fn register(
     registry: &Registry,
     sock: &Sock,
@@ -172,7 +172,7 @@ fn connect_one(
     })
 }
 
-impl Flow for Streams {
+impl Traffic for Streams {
     const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
     fn open(
@@ -421,7 +421,7 @@ impl Flow for Streams {
 }
 
 /// A read or write error that means the server closed the connection
-/// (the stream and the HTTP flows both ask).
+/// (the stream and the HTTP traffic both ask).
 pub(super) fn is_server_close(err: &io::Error) -> bool {
     matches!(
         err.kind(),

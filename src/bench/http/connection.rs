@@ -1,4 +1,4 @@
-//! One connection of the HTTP and WebSocket flow: its states, the connect
+//! One connection of the HTTP and WebSocket traffic: its states, the connect
 //! (and WebSocket upgrade) that opens it, and the messages it encodes.
 
 use std::collections::VecDeque;

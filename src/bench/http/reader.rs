@@ -24,7 +24,7 @@ pub(super) enum Reading {
     UntilClose,
 }
 
-/// What the reader hands back to the flow.
+/// What the reader hands back to `Requests`.
 pub(super) enum Step {
     /// Consumed bytes; more are needed.
     More,
