@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Outcome {
     if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
         return Err(error::Failure::usage(failure.message));
     }
-    if endpoint.kind.info().reply == crate::endpoint::Reply::HttpEcho {
+    if endpoint.kind.info().answer == crate::endpoint::ServerAnswer::HttpEcho {
         return http::run(&args);
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));

@@ -21,7 +21,7 @@ use super::types::{
     WorkerJob,
 };
 use super::worker;
-use crate::endpoint::{Endpoint, Reply, Tool};
+use crate::endpoint::{Endpoint, ServerAnswer, Tool};
 use crate::probe::payload::{nonce, Pattern};
 use crate::probe::socket::{self, Local};
 use crate::probe::tls::TlsClient;
@@ -54,8 +54,8 @@ pub fn resolve(
             .next()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
     };
-    let web = match endpoint.kind.info().reply {
-        Reply::HttpEcho => Some(Arc::new(super::http::learn(
+    let web = match endpoint.kind.info().answer {
+        ServerAnswer::HttpEcho => Some(Arc::new(super::http::learn(
             endpoint,
             size,
             connect_timeout,

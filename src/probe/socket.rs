@@ -19,7 +19,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use super::duration::show;
 use super::failure::{interrupted, stopped, Exit, Failure};
 use super::tls::{handshake_failure, Session, TlsClient};
-use crate::endpoint::{Endpoint, Kind, Reply, Target};
+use crate::endpoint::{Endpoint, Kind, ServerAnswer, Target};
 use crate::error::describe;
 use crate::sock::{self, SocketFile};
 use std::cell::RefCell;
@@ -105,7 +105,7 @@ impl Sock {
     /// connecting (see [`Sock::connecting_done`]). A Unix listener with a full
     /// backlog refuses at once with `WouldBlock`.
     pub fn begin(kind: Kind, addr: &SockAddr, local: Local) -> io::Result<Sock> {
-        if kind.info().reply == Reply::Ack {
+        if kind.info().answer == ServerAnswer::Ack {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "multicast is not a connected endpoint",
@@ -309,7 +309,7 @@ pub fn connect(
     tls: Option<&TlsClient>,
 ) -> Result<(Sock, SockAddr), Failure> {
     // A group's answers come from many members: no one peer to connect to.
-    if endpoint.kind.info().reply == Reply::Ack {
+    if endpoint.kind.info().answer == ServerAnswer::Ack {
         return Err(Failure::usage(format!(
             "{endpoint}: multicast is not a connected endpoint"
         )));
