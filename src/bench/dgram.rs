@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::types::{WorkerJob, WorkerResult};
 use super::worker::{Ctx, Traffic};
 use crate::error::describe;
-use crate::probe::socket::{Local, Sock};
+use crate::probe::socket::{ClientBind, Sock};
 
 /// Open loop: datagrams unanswered on one socket beyond which it takes no
 /// new one.
@@ -118,7 +118,7 @@ impl Traffic for Datagrams {
                 std::process::id(),
                 job.pattern.nonce()
             );
-            let opened = Sock::begin(job.dest.kind, &job.dest.addr, Local::Abstract(&name))
+            let opened = Sock::begin(job.dest.kind, &job.dest.addr, ClientBind::Abstract(&name))
                 .and_then(|sock| {
                     register(&sock, poll.registry(), Token(conns.len()), None)?;
                     Ok(sock)

@@ -23,7 +23,7 @@ use super::types::{
 use super::worker;
 use crate::endpoint::{Endpoint, ServerAnswer, Tool};
 use crate::probe::payload::{nonce, Pattern};
-use crate::probe::socket::{self, Local};
+use crate::probe::socket::{self, ClientBind};
 use crate::probe::tls::TlsClient;
 use crate::probe::Failure;
 
@@ -45,8 +45,8 @@ pub fn resolve(
         .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     let addrs = socket::addresses(endpoint).map_err(failed)?;
     let addr = if (addrs.len() > 1 && endpoint.kind.is_stream()) || tls.is_some() {
-        let (_probe, addr) =
-            socket::connect(endpoint, connect_timeout, Local::TempFile, tls).map_err(failed)?;
+        let (_probe, addr) = socket::connect(endpoint, connect_timeout, ClientBind::TempFile, tls)
+            .map_err(failed)?;
         addr
     } else {
         addrs

@@ -15,7 +15,7 @@ use super::types::{Dest, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Traffic};
 use crate::error::describe;
 use crate::probe::failure::stopped;
-use crate::probe::socket::{Local, Sock};
+use crate::probe::socket::{ClientBind, Sock};
 
 /// Bytes read per `read` call: enough for many echoes at once, so a worker
 /// serving many connections makes few syscalls.
@@ -144,7 +144,7 @@ fn connect_one(
     token: Token,
     now: Instant,
 ) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?
+    let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
         .with_proxy_header(dest.proxy)
         .with_tls(dest.tls.as_ref())?;
     register(

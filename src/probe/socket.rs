@@ -64,7 +64,7 @@ pub fn multicast_group(endpoint: &Endpoint) -> Result<SocketAddr, Failure> {
 /// Where a `unix-dgram:` client binds, so the server has an address to
 /// answer to.
 #[derive(Clone, Copy, Debug)]
-pub enum Local<'a> {
+pub enum ClientBind<'a> {
     /// A fresh file in the temporary directory, removed when the socket
     /// is dropped.
     TempFile,
@@ -104,7 +104,7 @@ impl Sock {
     /// datagram socket is connected on return; a stream may still be
     /// connecting (see [`Sock::connecting_done`]). A Unix listener with a full
     /// backlog refuses at once with `WouldBlock`.
-    pub fn begin(kind: Kind, addr: &SockAddr, local: Local) -> io::Result<Sock> {
+    pub fn begin(kind: Kind, addr: &SockAddr, local: ClientBind) -> io::Result<Sock> {
         if kind.info().answer == ServerAnswer::Ack {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -114,7 +114,7 @@ impl Sock {
         let stream = kind.is_stream();
         let ty = if stream { Type::STREAM } else { Type::DGRAM };
         let (socket, file) = match (addr.domain(), stream, local) {
-            (Domain::UNIX, false, Local::TempFile) => {
+            (Domain::UNIX, false, ClientBind::TempFile) => {
                 let path = temp_socket_path();
                 let (socket, file) = sock::unix_datagram_client(&path).map_err(|err| {
                     io::Error::new(
@@ -124,7 +124,7 @@ impl Sock {
                 })?;
                 (socket, Some(file))
             }
-            (Domain::UNIX, false, Local::Abstract(name)) => {
+            (Domain::UNIX, false, ClientBind::Abstract(name)) => {
                 let socket = sock::client_socket(Domain::UNIX, ty)?;
                 socket.bind(&sock::unix_sockaddr(&Target::Abstract(name.into()))?)?;
                 (socket, None)
@@ -305,7 +305,7 @@ pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc:
 pub fn connect(
     endpoint: &Endpoint,
     timeout: Duration,
-    local: Local,
+    local: ClientBind,
     tls: Option<&TlsClient>,
 ) -> Result<(Sock, SockAddr), Failure> {
     // A group's answers come from many members: no one peer to connect to.
@@ -336,7 +336,7 @@ fn connect_one(
     kind: Kind,
     addr: &SockAddr,
     timeout: Duration,
-    local: Local,
+    local: ClientBind,
     proxy: bool,
     tls: Option<&TlsClient>,
 ) -> Result<Sock, Failure> {
@@ -406,7 +406,7 @@ impl Conn {
         tls: Option<&TlsClient>,
     ) -> Result<Conn, Failure> {
         let name = endpoint.to_string();
-        let (sock, _) = connect(endpoint, timeout, Local::TempFile, tls)
+        let (sock, _) = connect(endpoint, timeout, ClientBind::TempFile, tls)
             .map_err(|failure| within(failure, &format!("cannot connect to {name}")))?;
         Ok(Conn {
             sock,

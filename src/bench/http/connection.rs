@@ -12,7 +12,7 @@ use crate::bench::stream::register;
 use crate::bench::types::{Dest, Speech, Web};
 use crate::bench::worker::Ctx;
 use crate::error::describe;
-use crate::probe::socket::{Local, Sock};
+use crate::probe::socket::{ClientBind, Sock};
 use crate::wire::http as wire;
 use crate::wire::websocket::{self as ws, opcode};
 
@@ -53,7 +53,7 @@ pub(super) fn connect_one(
     token: Token,
     now: Instant,
 ) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?
+    let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
         .with_proxy_header(dest.proxy)
         .with_tls(dest.tls.as_ref())?;
     register(
