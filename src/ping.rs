@@ -21,7 +21,7 @@ use crate::error::{self, Exit, Outcome};
 use crate::probe::duration::{positive_secs, show as secs};
 use crate::probe::failure::{self, Failure};
 use crate::probe::payload::{nonce, Pattern, SEQ_BYTES};
-use crate::probe::socket::Conn;
+use crate::probe::socket::BoundedConn;
 use crate::probe::{DATAGRAM_BUFFER, MAX_DATAGRAM};
 
 /// Marks the start of a probe: what resync looks for on a stream, where
@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Outcome {
         .tls
         .client(endpoint, false)
         .map_err(|failure| error::Failure::usage(failure.message))?;
-    let conn = match Conn::connect(endpoint, args.timeout, tls.as_ref()) {
+    let conn = match BoundedConn::connect(endpoint, args.timeout, tls.as_ref()) {
         Ok(conn) => conn,
         Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
         // The contract's table: a stream that cannot be connected is
@@ -282,7 +282,7 @@ fn format_g(value: f64) -> String {
 
 /// One ping run over a connected endpoint.
 struct Pinger {
-    conn: Conn,
+    conn: BoundedConn,
     probe: Probe,
     count: Option<u64>,
     interval: Duration,
@@ -299,7 +299,7 @@ struct Pinger {
 }
 
 impl Pinger {
-    fn new(args: &Args, conn: Conn) -> Pinger {
+    fn new(args: &Args, conn: BoundedConn) -> Pinger {
         Pinger {
             probe: Probe::new(args.size as usize, nonce()),
             count: args.count,

@@ -67,7 +67,8 @@ struct Slot {
     state: SlotState,
 }
 
-struct Conn {
+/// One datagram socket of a worker, and the messages it has out.
+struct DgramLink {
     id: usize,
     sock: Sock,
     next_seq: u64,
@@ -88,7 +89,7 @@ struct Conn {
 
 /// A worker's datagram sockets.
 pub struct Datagrams {
-    conns: Vec<Conn>,
+    conns: Vec<DgramLink>,
     /// Open loop: the socket the next due datagram tries first.
     next_conn: usize,
     last_reply: Instant,
@@ -124,7 +125,7 @@ impl Traffic for Datagrams {
                     Ok(sock)
                 });
             match opened {
-                Ok(sock) => conns.push(Conn {
+                Ok(sock) => conns.push(DgramLink {
                     id,
                     sock,
                     next_seq: 0,
@@ -333,7 +334,7 @@ impl Datagrams {
             // A socket with MAX_SLOTS datagrams unanswered (the server is
             // far behind) takes no more until some are answered or lost:
             // memory stays bounded, and the wait is counted as held back.
-            let room = |c: &Conn| {
+            let room = |c: &DgramLink| {
                 c.slots.len() < MAX_SLOTS || c.slots.iter().any(|s| s.state == SlotState::Idle)
             };
             let live = (0..n)

@@ -34,7 +34,7 @@ use crate::wire::websocket::{self as ws};
 
 mod connection;
 mod reader;
-use connection::{connect_one, encode, xorshift, Conn, State};
+use connection::{connect_one, encode, xorshift, State, WebLink};
 use reader::{Reader, Reading, Step};
 
 /// Bytes read per `read` call, shared by a worker's connections.
@@ -122,7 +122,7 @@ pub fn learn(
 /// A worker's HTTP or WebSocket connections.
 pub struct Requests {
     web: Arc<Web>,
-    conns: Vec<Conn>,
+    conns: Vec<WebLink>,
     live: usize,
     next_conn: usize,
     last_open: Instant,
@@ -148,7 +148,7 @@ impl Traffic for Requests {
         });
         let start = Instant::now();
         let deadline = start + job.config.connect_timeout;
-        let mut conns: Vec<Conn> = Vec::with_capacity(job.conns);
+        let mut conns: Vec<WebLink> = Vec::with_capacity(job.conns);
         let mut pending = 0;
         for k in 0..job.conns {
             let id = job.first_conn + k;

@@ -50,8 +50,8 @@ enum State {
     Dead,
 }
 
-/// One connection of the closed loop.
-struct Conn {
+/// One stream connection of a worker (tcp, unix, tls).
+struct StreamLink {
     id: usize,
     sock: Sock,
     state: State,
@@ -79,7 +79,7 @@ struct Conn {
     write_interest: bool,
 }
 
-impl Conn {
+impl StreamLink {
     /// The connect completed. Writable was needed to see it; from now on
     /// only a partial write asks for it.
     fn connected(&mut self, registry: &Registry, token: Token) {
@@ -98,7 +98,7 @@ impl Conn {
 
 /// A worker's stream connections.
 pub struct Streams {
-    conns: Vec<Conn>,
+    conns: Vec<StreamLink>,
     /// Connections open, or reconnecting (churn).
     live: usize,
     /// Open loop: the connection the next due message tries first.
@@ -143,7 +143,7 @@ fn connect_one(
     id: usize,
     token: Token,
     now: Instant,
-) -> io::Result<Conn> {
+) -> io::Result<StreamLink> {
     let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
         .with_proxy_header(dest.proxy)
         .with_tls(dest.tls.as_ref())?;
@@ -154,7 +154,7 @@ fn connect_one(
         Interest::READABLE | Interest::WRITABLE,
         false,
     )?;
-    Ok(Conn {
+    Ok(StreamLink {
         id,
         sock,
         state: State::Connecting,
@@ -183,7 +183,7 @@ impl Traffic for Streams {
     ) -> Streams {
         let start = Instant::now();
         let deadline = start + job.config.connect_timeout;
-        let mut conns: Vec<Conn> = Vec::with_capacity(job.conns);
+        let mut conns: Vec<StreamLink> = Vec::with_capacity(job.conns);
         let mut pending = 0;
         // A Unix listener with a full backlog refuses at once with EAGAIN
         // (TCP would queue the SYN): try those again shortly.
@@ -739,7 +739,7 @@ impl Streams {
 /// Each echo completed is one fewer of the worker's `outstanding`.
 fn consume(
     ctx: &mut Ctx,
-    conn: &mut Conn,
+    conn: &mut StreamLink,
     mut data: &[u8],
     now: Instant,
     outstanding: &mut usize,

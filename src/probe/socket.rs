@@ -4,7 +4,7 @@
 //! IPv4 first; Unix paths and `@abstract` names); [`Sock::begin`] opens a
 //! non-blocking socket and starts connecting, [`Sock::connecting_done`] tells
 //! when a stream's handshake is over. `client` and `ping` wrap a `Sock` in
-//! a [`Conn`] whose every wait is a `poll(2)` with a deadline; `bench`
+//! a [`BoundedConn`] whose every wait is a `poll(2)` with a deadline; `bench`
 //! registers many with its own `mio::Poll`.
 
 use std::io::{self, Read, Write};
@@ -389,7 +389,7 @@ fn connect_one(
 /// A connected client socket whose every wait is bounded: what `client`
 /// and `ping` talk through.
 #[derive(Debug)]
-pub struct Conn {
+pub struct BoundedConn {
     sock: Sock,
     /// The endpoint as written, for messages.
     name: String,
@@ -397,18 +397,18 @@ pub struct Conn {
     timeout: Duration,
 }
 
-impl Conn {
+impl BoundedConn {
     /// Connects to `endpoint` (a unix-dgram client binds a temporary file,
     /// removed again on every path out); every wait is bounded by `timeout`.
     pub fn connect(
         endpoint: &Endpoint,
         timeout: Duration,
         tls: Option<&TlsClient>,
-    ) -> Result<Conn, Failure> {
+    ) -> Result<BoundedConn, Failure> {
         let name = endpoint.to_string();
         let (sock, _) = connect(endpoint, timeout, ClientBind::TempFile, tls)
             .map_err(|failure| within(failure, &format!("cannot connect to {name}")))?;
-        Ok(Conn {
+        Ok(BoundedConn {
             sock,
             name,
             timeout,
@@ -487,7 +487,7 @@ impl Conn {
         }
     }
 
-    /// Like [`Conn::recv`], but waits until `deadline`; `None` when it passed.
+    /// Like [`BoundedConn::recv`], but waits until `deadline`; `None` when it passed.
     pub fn recv_until(&self, buf: &mut [u8], deadline: Instant) -> Result<Option<usize>, Failure> {
         loop {
             match self.try_recv(buf)? {

@@ -27,7 +27,8 @@ pub(super) enum State {
     Dead,
 }
 
-pub(super) struct Conn {
+/// One HTTP or WebSocket connection of a worker.
+pub(super) struct WebLink {
     pub(super) sock: Sock,
     pub(super) state: State,
     pub(super) reader: Reader,
@@ -52,7 +53,7 @@ pub(super) fn connect_one(
     id: usize,
     token: Token,
     now: Instant,
-) -> io::Result<Conn> {
+) -> io::Result<WebLink> {
     let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
         .with_proxy_header(dest.proxy)
         .with_tls(dest.tls.as_ref())?;
@@ -63,7 +64,7 @@ pub(super) fn connect_one(
         Interest::READABLE | Interest::WRITABLE,
         false,
     )?;
-    Ok(Conn {
+    Ok(WebLink {
         sock,
         state: State::Connecting,
         reader: Reader {
@@ -115,7 +116,7 @@ pub(super) fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
-impl Conn {
+impl WebLink {
     /// The TCP connect finished (or failed): WebSocket sends its upgrade,
     /// HTTP is open.
     pub(super) fn finish_connect(
