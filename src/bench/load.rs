@@ -17,8 +17,8 @@ use super::judge::{CpuClock, Verdict};
 use super::schedule::Lag;
 use super::stream::Streams;
 use super::types::{
-    new_histogram, Counters, Dest, LoadConfig, Observer, Progress, Report, Shared, Stop, Timeline,
-    WorkerJob,
+    new_histogram, Coordination, Counters, Dest, LoadConfig, Observer, Progress, Report, Stop,
+    Timeline, WorkerJob,
 };
 use super::worker;
 use crate::endpoint::{Endpoint, ServerAnswer, Tool};
@@ -84,7 +84,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
     )?;
     let threads = config.threads.clamp(1, config.connections.max(1));
     let pattern = Arc::new(Pattern::new(config.size, nonce()));
-    let shared = Shared::new(threads);
+    let shared = Coordination::new(threads);
     let (tx, mut collector) = match config.modes.interval {
         Some(length) => {
             let (tx, rx) = mpsc::channel();
