@@ -22,7 +22,7 @@ use crate::probe::duration::{positive_secs, show as secs};
 use crate::probe::failure::{self, Failure};
 use crate::probe::payload::{nonce, Pattern, SEQ_BYTES};
 use crate::probe::socket::BoundedConn;
-use crate::probe::{DATAGRAM_BUFFER, MAX_DATAGRAM};
+use crate::probe::{DATAGRAM_BUFFER, MAX_UDP_PAYLOAD};
 
 /// Marks the start of a probe: what resync looks for on a stream, where
 /// foreign bytes may come first (bench needs none: its streams carry only
@@ -60,7 +60,7 @@ pub struct Args {
     /// Probe size in bytes (at least 12: a marker, then the sequence number
     /// mixed with a per-run nonce; the rest is a pattern).
     #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56,
-          value_parser = clap::value_parser!(u32).range(HEADER as i64..=MAX_DATAGRAM as i64))]
+          value_parser = clap::value_parser!(u32).range(HEADER as i64..=MAX_UDP_PAYLOAD as i64))]
     pub size: u32,
     /// Print only the first line and the summary.
     #[arg(short = 'q', long = "quiet")]

@@ -37,7 +37,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::endpoint::{Endpoint, Kind, Tool};
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::{positive_secs, secs};
-use crate::probe::{failure, MAX_DATAGRAM};
+use crate::probe::{failure, MAX_UDP_PAYLOAD};
 pub use load::run_load;
 use schedule::Arrivals;
 pub use types::{LoadConfig, Observer, Progress, Quiet, Report, Stop};
@@ -242,9 +242,9 @@ impl Args {
                 self.endpoint.kind.scheme()
             ));
         }
-        if !self.endpoint.kind.is_stream() && size > MAX_DATAGRAM {
+        if !self.endpoint.kind.is_stream() && size > MAX_UDP_PAYLOAD {
             return Err(format!(
-                "-s {size}: a datagram holds at most {MAX_DATAGRAM} bytes"
+                "-s {size}: a datagram holds at most {MAX_UDP_PAYLOAD} bytes"
             ));
         }
         Ok(LoadConfig {

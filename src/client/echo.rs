@@ -18,7 +18,7 @@ use crate::probe::duration::show;
 use crate::probe::failure::{interrupted, stopped};
 use crate::probe::payload::Mismatch;
 use crate::probe::socket::BoundedConn;
-use crate::probe::{Exit, Failure, DATAGRAM_BUFFER, MAX_DATAGRAM};
+use crate::probe::{Exit, Failure, DATAGRAM_BUFFER, MAX_UDP_PAYLOAD};
 
 /// Most bytes sent whose echo has not come back yet; past it the input
 /// waits. Bounds memory whatever the file, and keeps far ahead of any
@@ -72,7 +72,7 @@ fn datagram_limit(kind: Kind) -> usize {
         // What the client's receive buffer can tell apart from a longer echo.
         DATAGRAM_BUFFER - 1
     } else {
-        MAX_DATAGRAM
+        MAX_UDP_PAYLOAD
     }
 }
 

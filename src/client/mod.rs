@@ -23,7 +23,7 @@ use crate::endpoint::{Endpoint, ServerAnswer};
 use crate::error::{Exit, Outcome};
 use crate::probe::duration::positive_secs;
 use crate::probe::payload::Mismatch;
-use crate::probe::{failure, Failure, MAX_DATAGRAM};
+use crate::probe::{failure, Failure, MAX_UDP_PAYLOAD};
 
 /// Default `--timeout` for every kind but multicast.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,7 +128,7 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
     match answer {
         ServerAnswer::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
-            let message = input(args)?.read_datagram(MAX_DATAGRAM, "multicast")?;
+            let message = input(args)?.read_datagram(MAX_UDP_PAYLOAD, "multicast")?;
             multicast::run(args, &message, timeout, out)
         }
         ServerAnswer::Records => {

@@ -15,7 +15,7 @@ pub use failure::{Exit, Failure};
 
 /// Largest datagram a client sends: the UDP payload limit over IPv4
 /// (65,535 less the 8-byte UDP and 20-byte IP headers).
-pub const MAX_DATAGRAM: usize = 65_507;
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// Receive buffer for one datagram: one byte more than any datagram can
 /// carry, so an echo longer than what was sent shows up as a mismatch
