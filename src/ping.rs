@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::client::say;
 use crate::endpoint::{Endpoint, Tool};
+use crate::error::Failure;
 use crate::error::{self, Exit, Outcome};
 use crate::probe::duration::{positive_secs, show as secs};
-use crate::probe::failure::{self, Failure};
+use crate::probe::interrupt;
 use crate::probe::payload::{nonce, Pattern, SEQ_BYTES};
 use crate::probe::socket::BoundedConn;
 use crate::probe::{DATAGRAM_BUFFER, MAX_UDP_PAYLOAD};
@@ -76,7 +77,7 @@ pub fn run(args: Args) -> Outcome {
     endpoint
         .check_tool(Tool::Ping)
         .map_err(error::Failure::usage)?;
-    if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
+    if let Err(failure) = interrupt::stop_on(&[signal_hook::consts::SIGINT], false) {
         return Err(error::Failure::usage(failure.message));
     }
     if endpoint.kind.info().answer == crate::endpoint::ServerAnswer::HttpEcho {
@@ -328,7 +329,7 @@ impl Pinger {
     fn run(&mut self) -> Result<(), Failure> {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let mut next_send = Instant::now();
-        while !failure::stopped() {
+        while !interrupt::stopped() {
             let now = Instant::now();
             self.expire(now);
             let more = self

@@ -592,7 +592,7 @@ const ALLOWED_STATICS: &[(&str, &str)] = &[
     ("daemon/log.rs", "EPOCH"),
     ("daemon/log.rs", "HIDING"),
     ("daemon/log.rs", "LIMIT"),
-    ("probe/failure.rs", "STOP"),
+    ("probe/interrupt.rs", "STOP"),
 ];
 
 /// Statics that are wiring between layers today ("file NAME"). Only ever

@@ -22,7 +22,7 @@ use serde_json::json;
 use super::report::{group, quantiles};
 use super::types::new_histogram;
 use super::Args;
-use crate::probe::failure::stopped;
+use crate::probe::interrupt::stopped;
 
 /// One responder address.
 struct Responder {

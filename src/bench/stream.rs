@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use super::types::{Dest, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Traffic};
 use crate::error::describe;
-use crate::probe::failure::stopped;
+use crate::probe::interrupt::stopped;
 use crate::probe::socket::{ClientBind, Sock};
 
 /// Bytes read per `read` call: enough for many echoes at once, so a worker

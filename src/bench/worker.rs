@@ -261,7 +261,7 @@ impl Ctx<'_> {
 
     /// True when Ctrl-C ended the run.
     pub fn interrupted(&self) -> bool {
-        self.job.shared.stopping() || crate::probe::failure::stopped()
+        self.job.shared.stopping() || crate::probe::interrupt::stopped()
     }
 
     /// A message due at `due` in the window had no echo when the wait

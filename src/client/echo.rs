@@ -15,7 +15,7 @@ use super::input::Input;
 use super::{compare, preview, quote, Args, Out, SHOWN};
 use crate::endpoint::Kind;
 use crate::probe::duration::show;
-use crate::probe::failure::{interrupted, stopped};
+use crate::probe::interrupt::{interrupted, stopped};
 use crate::probe::payload::Mismatch;
 use crate::probe::socket::BoundedConn;
 use crate::probe::{Exit, Failure, DATAGRAM_BUFFER, MAX_UDP_PAYLOAD};

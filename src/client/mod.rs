@@ -23,7 +23,7 @@ use crate::endpoint::{Endpoint, ServerAnswer};
 use crate::error::{Exit, Outcome};
 use crate::probe::duration::positive_secs;
 use crate::probe::payload::Mismatch;
-use crate::probe::{failure, Failure, MAX_UDP_PAYLOAD};
+use crate::probe::{interrupt, Failure, MAX_UDP_PAYLOAD};
 
 /// Default `--timeout` for every kind but multicast.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Outcome {
         // Words are a line of text; -f and --hex are bytes, given back as they are.
         newline: args.file.is_none() && !args.hex,
     };
-    let result = failure::stop_on(
+    let result = interrupt::stop_on(
         &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
         false,
     )

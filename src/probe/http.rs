@@ -10,11 +10,11 @@ use std::io;
 use std::time::Instant;
 
 use super::duration::show;
-use super::failure::{Exit, Failure};
 use super::payload::nonce;
 use super::socket::{wait, BoundedConn};
 use super::tls::TlsClient;
 use crate::endpoint::{Endpoint, Target};
+use crate::error::{Exit, Failure};
 use crate::wire::http::{self as wire, ChunkedDecoder, Framing, ResponseHead};
 use crate::wire::websocket::{self as ws, Event, Role};
 

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::duration::show;
-use super::failure::{interrupted, stopped, Exit, Failure};
+use super::interrupt::{interrupted, stopped};
 use super::tls::{handshake_failure, Session, TlsClient};
 use crate::endpoint::{Endpoint, Kind, ServerAnswer, Target};
 use crate::error::describe;
+use crate::error::{Exit, Failure};
 use crate::sock::{self, SocketFile};
 use std::cell::RefCell;
 
