@@ -26,6 +26,7 @@ pub mod codec;
 pub mod daemon;
 pub mod endpoint;
 pub mod error;
+pub mod log;
 pub mod net;
 pub mod ping;
 pub mod probe;

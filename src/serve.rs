@@ -14,12 +14,12 @@ use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 
 use crate::daemon::pidfile::PidFile;
-use crate::daemon::{activation, notify, reactors, reload, upgrade};
+use crate::daemon::{self, notify, reactors, reload, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
 use crate::reactor::{
-    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
+    Board, Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
 };
 use crate::services::{self, Bound, ServeConfig};
 use crate::sock;
@@ -151,20 +151,24 @@ fn serve(args: Args) -> Result<(), String> {
     // this process opens a descriptor of its own: `LISTEN_FDS` larger than
     // what was passed must name a closed descriptor, never one of ours.
     let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
-    let passed = activation::adopt_from_env(from_upgrade)?;
+    // They wait in `passing`, with the record of our own sockets for a
+    // successor: `sock` adopts and records through it (a `sock::Binder`).
+    let passing = Arc::new(daemon::Passing::default());
+    let passed = passing.activation.adopt_from_env(from_upgrade)?;
+    let inventory = Arc::clone(&passing.inventory);
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
     // end the process between a bind and the cleanup that undoes it.
-    let signals = SignalPipe::new().map_err(|err| format!("signals: {}", describe(&err)))?;
+    let pipes = Arc::new(reactors::Pipes::default());
+    let signals = SignalPipe::new(pipes.clone(), inventory.clone())
+        .map_err(|err| format!("signals: {}", describe(&err)))?;
     // `--reactors N`: the other reactors hear of a shutdown from reactor 0.
     let count = args.reactors.resolve();
+    let board = Board::new(count);
     let followers = (1..count)
-        .map(|_| SignalPipe::follower())
+        .map(|_| SignalPipe::follower(pipes.clone(), inventory.clone()))
         .collect::<io::Result<Vec<SignalPipe>>>()
         .map_err(|err| format!("signals: {}", describe(&err)))?;
-    if count > 1 {
-        sock::share_ports(true);
-        reactors::init(count);
-    }
+    let binder = sock::Binder::new(passing.clone()).share_ports(count > 1);
     reactors::schedule(count, from_upgrade);
     let cpus = args.pin.then(reactors::allowed_cpus);
     let cpu_of = |index: usize| cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
@@ -172,10 +176,8 @@ fn serve(args: Args) -> Result<(), String> {
         reactors::pin_to(cpu).map_err(|err| format!("pin to CPU {cpu}: {}", describe(&err)))?;
     }
     // SIGUSR2 too: its default action would end the daemon.
-    let mut upgrader =
-        upgrade::Upgrader::new(args.drain).map_err(|err| format!("signals: {}", describe(&err)))?;
-    // `sock` adopts the passed sockets when an endpoint names their address.
-    upgrade::enable_inventory();
+    let mut upgrader = upgrade::Upgrader::new(inventory.clone(), args.drain)
+        .map_err(|err| format!("signals: {}", describe(&err)))?;
     let endpoints = if args.endpoints.is_empty() && passed > 0 {
         // Socket activation with no endpoint named: only what was passed.
         Vec::new()
@@ -197,6 +199,7 @@ fn serve(args: Args) -> Result<(), String> {
         rate_limit_loopback: args.rate_limit_loopback,
         tls: tls.clone(),
         max_buffer: args.max_buffer as usize,
+        binder,
     };
     // Bind everything before serving anything: on a failure the handlers
     // bound so far are dropped, which removes the socket files they made,
@@ -226,9 +229,16 @@ fn serve(args: Args) -> Result<(), String> {
         .collect();
     let mut others = Vec::with_capacity(followers.len());
     for (index, signals) in (1..).zip(followers) {
+        let config = config.clone();
         let start = reactors::Start {
             endpoints: spread.clone(),
-            config: config.clone(),
+            bind: Arc::new(move |endpoint: &Endpoint| {
+                let one = services::bind(endpoint, &config)
+                    .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
+                Ok((one.handler, (one.endpoint, one.detail)))
+            }),
+            board: board.clone(),
+            pipes: pipes.clone(),
             limits: limits.clone(),
             cpu: cpu_of(index),
             connections: connections.clone(),
@@ -242,27 +252,27 @@ fn serve(args: Args) -> Result<(), String> {
             Err(err) => Some(format!("reactor {index}: {}", describe(&err))),
         };
         if let Some(message) = failed {
-            reactors::stop_others(others);
+            reactors::stop_others(others, &pipes);
             return Err(message);
         }
     }
-    let mut others = reactors::StopOnDrop(others);
+    let mut others = reactors::StopOnDrop(others, pipes.clone());
     let admin = match &args.admin {
         Some(path) => {
-            let admin = services::admin::bind(path).map_err(|err| {
+            let admin = services::admin::bind(path, &config.binder).map_err(|err| {
                 format!(
                     "cannot serve the admin socket {}: {}",
                     path.display(),
                     describe(&err)
                 )
             })?;
-            upgrade::label_admin(path);
+            inventory.label_admin(path);
             Some(admin)
         }
         None => None,
     };
     // Passed sockets no endpoint named are served by their own kind.
-    for endpoint in activation::unclaimed_endpoints()? {
+    for endpoint in passing.activation.unclaimed_endpoints()? {
         let one = services::bind(&endpoint, &config)
             .map_err(|err| format!("cannot serve passed socket {endpoint}: {}", describe(&err)))?;
         bound.push(one);
@@ -271,9 +281,8 @@ fn serve(args: Args) -> Result<(), String> {
         return Err("nothing to serve".to_string());
     }
     for one in &bound {
-        upgrade::label(&one.endpoint);
+        inventory.label(&one.endpoint);
     }
-    services::metrics::set_endpoints(bound.iter().map(|one| one.endpoint.to_string()).collect());
     let pid_file = match &args.pid_file {
         Some(path) => Some(PidFile::write(path).map_err(|err| {
             format!(
@@ -294,6 +303,7 @@ fn serve(args: Args) -> Result<(), String> {
     if count > 1 {
         reactor.count_connections_in(connections);
     }
+    reactor.join_board(board, 0);
     // With one reactor too: it takes the page's once-a-second sample.
     reactor
         .add(reactors::publisher(0))
@@ -373,13 +383,13 @@ fn serve(args: Args) -> Result<(), String> {
     let result = if count == 1 {
         reactor.run()
     } else {
-        reactors::run_leader(&mut reactor)
+        reactors::run_leader(&mut reactor, &pipes)
     };
     let finals = others.join();
     result.map_err(|err| format!("event loop failed: {}", describe(&err)))?;
     let mut all = vec![reactor.stats().clone()];
     all.extend(finals?);
-    info!("stopped: {}", reactors::totals(&all).line());
+    info!("stopped: {}", crate::reactor::totals(&all).line());
     drop(pid_file);
     Ok(())
 }
@@ -486,15 +496,20 @@ fn raise_nofile_limit() -> u64 {
 /// socket. The first signal starts a graceful shutdown, a second one ends it.
 ///
 /// With `--reactors N`, reactor 0's pipe hears the signals (and
-/// `reactors::request_shutdown_all`) and passes each on to the others'
+/// `Pipes::request_shutdown_all`) and passes each on to the others'
 /// pipes (`follower`), so every reactor counts the same signals.
 struct SignalPipe {
     reader: UnixStream,
     follower: bool,
+    pipes: Arc<reactors::Pipes>,
+    inventory: Arc<upgrade::Inventory>,
 }
 
 impl SignalPipe {
-    fn new() -> io::Result<SignalPipe> {
+    fn new(
+        pipes: Arc<reactors::Pipes>,
+        inventory: Arc<upgrade::Inventory>,
+    ) -> io::Result<SignalPipe> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
@@ -502,22 +517,29 @@ impl SignalPipe {
             // Each registration owns a duplicate of the write end.
             signal_hook::low_level::pipe::register_raw(signal, writer.try_clone()?.into())?;
         }
-        reactors::set_leader_pipe(writer);
+        pipes.set_leader(writer);
         Ok(SignalPipe {
             reader: UnixStream::from_std(reader),
             follower: false,
+            pipes,
+            inventory,
         })
     }
 
     /// The pipe of reactor 1, 2, ...: written by reactor 0, not by signals.
-    fn follower() -> io::Result<SignalPipe> {
+    fn follower(
+        pipes: Arc<reactors::Pipes>,
+        inventory: Arc<upgrade::Inventory>,
+    ) -> io::Result<SignalPipe> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
-        reactors::add_follower_pipe(writer);
+        pipes.add_follower(writer);
         Ok(SignalPipe {
             reader: UnixStream::from_std(reader),
             follower: true,
+            pipes,
+            inventory,
         })
     }
 }
@@ -541,12 +563,12 @@ impl Handler for SignalPipe {
         }
         let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
         if got_signal {
-            reactors::forward_shutdown();
-            if !cx.is_shutting_down() && !upgrade::handed_over() {
+            self.pipes.forward_shutdown();
+            if !cx.is_shutting_down() && !self.inventory.handed_over() {
                 notify::stopping("shutting down");
             }
             // The inventory's duplicates would keep closed listeners listening.
-            upgrade::release_inventory();
+            self.inventory.release();
             if cx.is_shutting_down() {
                 info!("second signal: exiting now, without waiting for the grace period");
             } else {

@@ -391,3 +391,21 @@ fn a_chosen_policy_is_kept_and_an_upgrade_does_not_inherit_batch() {
     );
     let _ = upgraded.stop();
 }
+
+/// Each log line names the reactor whose thread wrote it, reactor 1's
+/// included (its shutdown is logged on its own thread).
+#[test]
+fn log_lines_name_the_reactor_that_wrote_them() {
+    let daemon = Daemon::start_env(
+        &["--reactors", "2", "tcp://127.0.0.1:0"],
+        &[("RUST_LOG", "debug")],
+    );
+    let (status, stderr) = daemon.stop();
+    assert!(status.success(), "exit: {status}\n{stderr}");
+    for reactor in ["reactor 0]", "reactor 1]"] {
+        assert!(
+            stderr.lines().any(|line| line.contains(reactor)),
+            "no line from {reactor}\n{stderr}"
+        );
+    }
+}

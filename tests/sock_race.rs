@@ -56,7 +56,7 @@ fn a_symlink_swapped_over_the_socket_never_gets_its_target_chmodded() {
     while started.elapsed() < Duration::from_secs(4) && binds < 20_000 {
         // A symlink already in place is refused ("not a socket"): the
         // interesting case is a bind that succeeds and is swapped at once.
-        if let Ok(bound) = echoplex::sock::unix_listener(&target, 0o777) {
+        if let Ok(bound) = echoplex::sock::unix_listener(&target, 0o777, &Default::default()) {
             binds += 1;
             drop(bound);
         } else {

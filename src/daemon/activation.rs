@@ -4,8 +4,8 @@
 //! `systemd-socket-activate` pass them this way, and so does our own
 //! hitless upgrade (`daemon::upgrade`): one path, used twice.
 //!
-//! The passed sockets wait in a pool. `sock`'s constructors ask it first
-//! ([`claim`]): a passed socket with the very address an endpoint names is
+//! The passed sockets wait in a pool ([`Activation`]). `sock`'s
+//! constructors ask it first ([`Activation::claim`]): a passed socket with the very address an endpoint names is
 //! adopted instead of bound, so the service modules never know the
 //! difference. Whatever no endpoint claimed is served by the kind its name
 //! says (`tcp`, `udp`, `unix`, `unix-dgram`, `binary`, `metrics`,
@@ -13,16 +13,11 @@
 //! SO_TYPE). A passed socket file is never removed: `sock` gives an
 //! adopted socket no `SocketFile` guard.
 
-use std::fmt;
-use std::fs;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::{Domain, Socket, Type};
 
 use crate::endpoint::{Endpoint, Kind, Target};
 
@@ -33,77 +28,7 @@ pub const FIRST_FD: RawFd = 3;
 /// served as an echo endpoint, only claimed back by `--admin`.
 pub const ADMIN_NAME: &str = "admin";
 
-/// Where a socket is: what matching an endpoint to a passed socket compares.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Local {
-    /// An IP address and port.
-    Inet(SocketAddr),
-    /// A Unix socket file.
-    Path(PathBuf),
-    /// A Linux abstract name, without the leading NUL.
-    Abstract(Vec<u8>),
-    /// Anything else (an unnamed Unix socket).
-    Unnamed,
-}
-
-impl Local {
-    /// The address a socket is bound to.
-    pub fn of(addr: &SockAddr) -> Local {
-        if let Some(inet) = addr.as_socket() {
-            Local::Inet(inet)
-        } else if let Some(path) = addr.as_pathname() {
-            Local::Path(path.to_path_buf())
-        } else if let Some(name) = addr.as_abstract_namespace() {
-            Local::Abstract(name.to_vec())
-        } else {
-            Local::Unnamed
-        }
-    }
-
-    /// The address of a Unix-domain endpoint target.
-    pub fn of_target(target: &Target) -> Option<Local> {
-        match target {
-            Target::Path(path) => Some(Local::Path(path.clone())),
-            Target::Abstract(name) => Some(Local::Abstract(name.as_bytes().to_vec())),
-            Target::Inet { .. } => None,
-        }
-    }
-
-    /// True if `self` (what an endpoint asks for) names the socket at
-    /// `passed`. Paths match by file identity too (`./x.sock` is
-    /// `/run/echoplex/x.sock` when run from there). With `any_port`, an
-    /// endpoint with port 0 matches any port of the same IP: the upgrade
-    /// hands sockets over in the order they were bound, so a restarted
-    /// `tcp://127.0.0.1:0` gets back the port it had.
-    fn matches(&self, passed: &Local, any_port: bool) -> bool {
-        match (self, passed) {
-            (Local::Inet(want), Local::Inet(have)) => {
-                want == have || (any_port && want.port() == 0 && want.ip() == have.ip())
-            }
-            (Local::Path(want), Local::Path(have)) => want == have || same_file(want, have),
-            (Local::Abstract(want), Local::Abstract(have)) => want == have,
-            _ => false,
-        }
-    }
-}
-
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
-}
-
-impl fmt::Display for Local {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Local::Inet(addr) => write!(f, "{addr}"),
-            Local::Path(path) => write!(f, "{}", path.display()),
-            Local::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
-            Local::Unnamed => f.write_str("(unnamed)"),
-        }
-    }
-}
+pub use crate::sock::Local;
 
 /// What the `LISTEN_*` variables say, before the descriptors are examined.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,6 +235,7 @@ impl Passed {
 }
 
 /// The sockets passed to this process and not claimed yet.
+#[derive(Default)]
 struct Pool {
     passed: Vec<Passed>,
     /// Port 0 matches any port: only for sockets from our own upgrade,
@@ -317,122 +243,123 @@ struct Pool {
     any_port: bool,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool {
-    passed: Vec::new(),
-    any_port: false,
-});
-
-fn pool() -> std::sync::MutexGuard<'static, Pool> {
-    // A panic elsewhere cannot leave the list half-changed: take it anyway.
-    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The sockets passed to this process (one per daemon: `serve` makes it
+/// and `sock` claims from it through `daemon::Passing`).
+#[derive(Default)]
+pub struct Activation {
+    pool: Mutex<Pool>,
 }
 
-/// Takes the passed sockets from the environment into the pool; returns
-/// how many. `from_upgrade` says they come from our own previous process.
-pub fn adopt_from_env(from_upgrade: bool) -> Result<usize, String> {
-    let var = |name: &str| std::env::var(name).ok();
-    let Some(listen) = parse(
-        var("LISTEN_PID").as_deref(),
-        var("LISTEN_FDS").as_deref(),
-        var("LISTEN_FDNAMES").as_deref(),
-        std::process::id(),
-    )?
-    else {
-        return Ok(0);
-    };
-    let keep: Vec<usize> = var(KEEP_FILES)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|index| index.trim().parse().ok())
-        .collect();
-    let mut passed = Vec::with_capacity(listen.count);
-    for (index, name) in listen.names.into_iter().enumerate() {
-        let fd = FIRST_FD + index as RawFd;
-        let mut one = Passed::from_fd(fd, listen.count, name)?;
-        // Only our own upgrade says which files we made; anyone else's
-        // sockets (systemd's) keep their files.
-        one.keep_file = !from_upgrade || keep.contains(&index);
-        passed.push(one);
+impl Activation {
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        // A panic elsewhere cannot leave the list half-changed: take it anyway.
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-    for one in &passed {
-        log::info!(
-            "adopting passed socket {} ({}{})",
-            one.local,
-            match one.ty {
-                Type::STREAM => "stream",
-                Type::DGRAM => "datagram",
-                _ => "other",
-            },
-            one.name
-                .as_ref()
-                .map(|name| format!(", named '{name}'"))
-                .unwrap_or_default()
-        );
-    }
-    let count = passed.len();
-    let mut pool = pool();
-    pool.passed = passed;
-    pool.any_port = from_upgrade;
-    Ok(count)
-}
 
-/// True when the passed sockets came from our own upgrade: their socket
-/// files were made by echoplex, and the last process to serve them removes
-/// them on exit (systemd's are never removed).
-pub fn from_upgrade() -> bool {
-    pool().any_port
-}
-
-/// The passed socket of type `ty` at `local`, if one was passed: `sock`
-/// adopts it instead of binding a new one.
-pub fn claim(ty: Type, local: &Local) -> Option<Socket> {
-    claim_passed(ty, local).map(|one| one.socket)
-}
-
-/// Like [`claim`], for a Unix socket: also says whether its file is ours
-/// to remove on exit (echoplex made it, and an upgrade handed it over).
-pub fn claim_unix(ty: Type, local: &Local) -> Option<(Socket, bool)> {
-    claim_passed(ty, local).map(|one| (one.socket, !one.keep_file))
-}
-
-fn claim_passed(ty: Type, local: &Local) -> Option<Passed> {
-    let mut pool = pool();
-    let any_port = pool.any_port;
-    let index = pool
-        .passed
-        .iter()
-        .position(|one| one.ty == ty && local.matches(&one.local, any_port))?;
-    let one = pool.passed.remove(index);
-    log::debug!("{local}: using the passed socket at {}", one.local);
-    Some(one)
-}
-
-/// The sockets no endpoint claimed, as endpoints to serve (which then claim
-/// them through `sock`). Passed admin sockets that `--admin` did not claim
-/// are closed: they are never served as echo endpoints. Sockets that
-/// cannot be served are an error.
-pub fn unclaimed_endpoints() -> Result<Vec<Endpoint>, String> {
-    let mut pool = pool();
-    let mut endpoints = Vec::new();
-    let mut keep = Vec::new();
-    for one in std::mem::take(&mut pool.passed) {
-        if one.is_admin() {
-            log::warn!(
-                "a passed admin socket at {} was not claimed by --admin: closing it",
-                one.local
-            );
-            continue;
+    /// Takes the passed sockets from the environment into the pool; returns
+    /// how many. `from_upgrade` says they come from our own previous process.
+    pub fn adopt_from_env(&self, from_upgrade: bool) -> Result<usize, String> {
+        let var = |name: &str| std::env::var(name).ok();
+        let Some(listen) = parse(
+            var("LISTEN_PID").as_deref(),
+            var("LISTEN_FDS").as_deref(),
+            var("LISTEN_FDNAMES").as_deref(),
+            std::process::id(),
+        )?
+        else {
+            return Ok(0);
+        };
+        let keep: Vec<usize> = var(KEEP_FILES)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|index| index.trim().parse().ok())
+            .collect();
+        let mut passed = Vec::with_capacity(listen.count);
+        for (index, name) in listen.names.into_iter().enumerate() {
+            let fd = FIRST_FD + index as RawFd;
+            let mut one = Passed::from_fd(fd, listen.count, name)?;
+            // Only our own upgrade says which files we made; anyone else's
+            // sockets (systemd's) keep their files.
+            one.keep_file = !from_upgrade || keep.contains(&index);
+            passed.push(one);
         }
-        endpoints.push(one.endpoint()?);
-        keep.push(one);
+        for one in &passed {
+            log::info!(
+                "adopting passed socket {} ({}{})",
+                one.local,
+                match one.ty {
+                    Type::STREAM => "stream",
+                    Type::DGRAM => "datagram",
+                    _ => "other",
+                },
+                one.name
+                    .as_ref()
+                    .map(|name| format!(", named '{name}'"))
+                    .unwrap_or_default()
+            );
+        }
+        let count = passed.len();
+        let mut pool = self.pool();
+        pool.passed = passed;
+        pool.any_port = from_upgrade;
+        Ok(count)
     }
-    pool.passed = keep;
-    Ok(endpoints)
+
+    /// True when the passed sockets came from our own upgrade: their socket
+    /// files were made by echoplex, and the last process to serve them removes
+    /// them on exit (systemd's are never removed).
+    pub fn from_upgrade(&self) -> bool {
+        self.pool().any_port
+    }
+
+    /// The passed socket of type `ty` at `local`, if one was passed (`sock`
+    /// adopts it instead of binding a new one), and whether its file (a Unix
+    /// socket's) is ours to remove on exit: echoplex made it, and an upgrade
+    /// handed it over.
+    pub fn claim(&self, ty: Type, local: &Local) -> Option<(Socket, bool)> {
+        let mut pool = self.pool();
+        let any_port = pool.any_port;
+        let index = pool
+            .passed
+            .iter()
+            .position(|one| one.ty == ty && local.matches(&one.local, any_port))?;
+        let one = pool.passed.remove(index);
+        log::debug!("{local}: using the passed socket at {}", one.local);
+        Some((one.socket, !one.keep_file))
+    }
+
+    /// The sockets no endpoint claimed, as endpoints to serve (which then claim
+    /// them through `sock`). Passed admin sockets that `--admin` did not claim
+    /// are closed: they are never served as echo endpoints. Sockets that
+    /// cannot be served are an error.
+    pub fn unclaimed_endpoints(&self) -> Result<Vec<Endpoint>, String> {
+        let mut pool = self.pool();
+        let mut endpoints = Vec::new();
+        let mut keep = Vec::new();
+        for one in std::mem::take(&mut pool.passed) {
+            if one.is_admin() {
+                log::warn!(
+                    "a passed admin socket at {} was not claimed by --admin: closing it",
+                    one.local
+                );
+                continue;
+            }
+            endpoints.push(one.endpoint()?);
+            keep.push(one);
+        }
+        pool.passed = keep;
+        Ok(endpoints)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use socket2::SockAddr;
+    use std::fs;
+    use std::net::SocketAddr;
 
     #[test]
     fn nothing_to_adopt_without_listen_fds_or_for_another_pid() {

@@ -11,7 +11,6 @@
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::sync::OnceLock;
 
 /// The environment variable systemd sets for `Type=notify` services.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
@@ -66,21 +65,18 @@ impl Notifier {
     }
 }
 
-/// The service manager's socket from `NOTIFY_SOCKET`, read once.
-fn manager() -> Option<&'static Notifier> {
-    static MANAGER: OnceLock<Option<Notifier>> = OnceLock::new();
-    MANAGER
-        .get_or_init(|| {
-            let address = std::env::var(NOTIFY_SOCKET).ok()?;
-            match Notifier::new(&address) {
-                Ok(notifier) => Some(notifier),
-                Err(err) => {
-                    log::warn!("{NOTIFY_SOCKET}={address}: {err}; not notifying");
-                    None
-                }
-            }
-        })
-        .as_ref()
+/// The service manager's socket from `NOTIFY_SOCKET`. Made for each
+/// message (a handful per run: ready, stopping, an upgrade's steps)
+/// rather than kept in a process-wide static.
+fn manager() -> Option<Notifier> {
+    let address = std::env::var(NOTIFY_SOCKET).ok()?;
+    match Notifier::new(&address) {
+        Ok(notifier) => Some(notifier),
+        Err(err) => {
+            log::warn!("{NOTIFY_SOCKET}={address}: {err}; not notifying");
+            None
+        }
+    }
 }
 
 /// Sends `message` to the service manager, if there is one. A failure is

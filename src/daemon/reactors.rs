@@ -11,14 +11,14 @@
 //! What the reactors do share is off the message path: the count of open
 //! connections (`--max-connections` is one limit for the daemon; an atomic
 //! add per accept and per close), one pipe each that a signal (or
-//! [`request_shutdown_all`]) writes to, and the counters each publishes
-//! every [`PUBLISH_EVERY`] for `status` and `/metrics` ([`snapshots`]).
+//! [`Pipes::request_shutdown_all`]) writes to, and the counters each
+//! publishes every [`PUBLISH_EVERY`] on their `reactor::Board` for
+//! `status`, `/metrics` and the page. Both are values `serve` makes.
 
-use std::cell::Cell;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,9 +30,8 @@ use crate::error::describe;
 use crate::reactor::sample;
 use crate::reactor::sampler::Sampler;
 use crate::reactor::{
-    Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, Reason, Stats, Turn,
+    Board, Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, Reason, Stats, Turn,
 };
-use crate::services::{self, ServeConfig};
 
 /// How often a reactor publishes its counters for the others to read.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -156,13 +155,11 @@ pub fn spreads(kind: Kind) -> bool {
 
 pub use crate::sys::cpu::{allowed_cpus, pin_to};
 
-/// What the reactors of this process share: nothing a message touches.
-struct Shared {
-    /// Each reactor's counters as last published, by index.
-    published: Mutex<Vec<Stats>>,
-    /// Each reactor's `status` rows (slab key, row) as last published, by
-    /// index (only with several reactors: reactor 0 answers with its own).
-    rows: Mutex<Vec<Vec<(usize, HandlerInfo)>>>,
+/// How reactor 0 tells the others to drain or shut down: one pipe each
+/// (the write ends here; each reactor polls its read end), and reactor 0's
+/// own, which signals write to. A value `serve` makes and shares.
+#[derive(Default)]
+pub struct Pipes {
     /// The write end of reactor 0's signal pipe.
     leader: Mutex<Option<StdUnixStream>>,
     /// The write ends of the other reactors' pipes.
@@ -171,63 +168,63 @@ struct Shared {
     forwarded: AtomicUsize,
     /// A drain was passed on to the followers.
     drain_forwarded: AtomicBool,
-    /// When the page last asked for a summary: every reactor records its
-    /// last turns while one is open (see `reactor::turns`).
-    watched: Mutex<Option<Instant>>,
 }
-
-static SHARED: Shared = Shared {
-    published: Mutex::new(Vec::new()),
-    rows: Mutex::new(Vec::new()),
-    leader: Mutex::new(None),
-    followers: Mutex::new(Vec::new()),
-    forwarded: AtomicUsize::new(0),
-    drain_forwarded: AtomicBool::new(false),
-    watched: Mutex::new(None),
-};
 
 /// What reactor 0 writes into a follower's pipe: begin (or, the second
 /// time, end) a shutdown; begin a drain.
 const ORDER_SHUTDOWN: u8 = 1;
 const ORDER_DRAIN: u8 = 2;
 
-thread_local! {
-    /// The index of the reactor running on this thread.
-    static INDEX: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Whether log lines name their reactor (see [`name_in_logs`]).
-static NAMES_IN_LOGS: AtomicBool = AtomicBool::new(false);
-
-/// Makes every log line name the reactor it comes from (`serve --reactors
-/// N`, N > 1); called before the logger is set up.
-pub fn name_in_logs() {
-    NAMES_IN_LOGS.store(true, Ordering::Relaxed);
-}
-
-/// Whether log lines name their reactor.
-pub fn names_in_logs() -> bool {
-    NAMES_IN_LOGS.load(Ordering::Relaxed)
-}
-
-/// The index of the reactor running on the calling thread (0 with one).
-pub fn current() -> usize {
-    INDEX.with(Cell::get)
-}
-
-/// How many reactors this process runs.
-pub fn count() -> usize {
-    SHARED.published.lock().map_or(1, |p| p.len().max(1))
-}
-
-/// Makes room for `count` reactors' published counters (before they start).
-pub fn init(count: usize) {
-    if let Ok(mut published) = SHARED.published.lock() {
-        published.resize(count, Stats::new(Instant::now()));
+impl Pipes {
+    /// Remembers the write end of reactor 0's signal pipe, for
+    /// [`Pipes::request_shutdown_all`].
+    pub fn set_leader(&self, writer: StdUnixStream) {
+        *lock(&self.leader) = Some(writer);
     }
-    if let Ok(mut rows) = SHARED.rows.lock() {
-        rows.resize(count, Vec::new());
+
+    /// Remembers the write end of another reactor's pipe:
+    /// [`Pipes::forward_shutdown`] writes to it.
+    pub fn add_follower(&self, writer: StdUnixStream) {
+        lock(&self.followers).push(writer);
     }
+
+    /// Asks every reactor to begin its graceful shutdown, as SIGTERM does;
+    /// callable from any thread. A second call ends the grace period, as a
+    /// second signal does. (It writes to reactor 0's signal pipe, which
+    /// passes it on.)
+    pub fn request_shutdown_all(&self) {
+        if let Some(mut pipe) = lock(&self.leader).as_ref() {
+            // A full pipe already holds a request; non-blocking, never waits.
+            let _ = pipe.write(&[1]);
+        }
+    }
+
+    /// Passes one shutdown request (a signal reactor 0 received) on to every
+    /// other reactor: the first begins their graceful shutdown, the second
+    /// ends it.
+    pub fn forward_shutdown(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.order(ORDER_SHUTDOWN);
+    }
+
+    /// Passes a drain (an upgrade handed over) on to every other reactor.
+    fn forward_drain(&self) {
+        self.drain_forwarded.store(true, Ordering::Relaxed);
+        self.order(ORDER_DRAIN);
+    }
+
+    fn order(&self, byte: u8) {
+        for mut pipe in lock(&self.followers).iter() {
+            let _ = pipe.write(&[byte]);
+        }
+    }
+}
+
+/// A lock a panicking holder cannot poison for the others.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Sets the scheduling policy of the calling thread, reactor 0's, before
@@ -282,56 +279,6 @@ fn batch_when_crowded(count: usize, cpus: usize) {
     }
 }
 
-/// Remembers the write end of reactor 0's signal pipe, for
-/// [`request_shutdown_all`].
-pub fn set_leader_pipe(writer: StdUnixStream) {
-    if let Ok(mut leader) = SHARED.leader.lock() {
-        *leader = Some(writer);
-    }
-}
-
-/// Remembers the write end of another reactor's pipe: [`forward_shutdown`]
-/// writes to it.
-pub fn add_follower_pipe(writer: StdUnixStream) {
-    if let Ok(mut followers) = SHARED.followers.lock() {
-        followers.push(writer);
-    }
-}
-
-/// Asks every reactor to begin its graceful shutdown, as SIGTERM does;
-/// callable from any thread. A second call ends the grace period, as a
-/// second signal does. (It writes to reactor 0's signal pipe, which passes
-/// it on.)
-pub fn request_shutdown_all() {
-    if let Ok(leader) = SHARED.leader.lock() {
-        if let Some(mut pipe) = leader.as_ref() {
-            // A full pipe already holds a request; non-blocking, never waits.
-            let _ = pipe.write(&[1]);
-        }
-    }
-}
-
-/// Passes one shutdown request (a signal reactor 0 received) on to every
-/// other reactor: the first begins their graceful shutdown, the second ends it.
-pub fn forward_shutdown() {
-    SHARED.forwarded.fetch_add(1, Ordering::Relaxed);
-    order(ORDER_SHUTDOWN);
-}
-
-/// Passes a drain (an upgrade handed over) on to every other reactor.
-pub fn forward_drain() {
-    SHARED.drain_forwarded.store(true, Ordering::Relaxed);
-    order(ORDER_DRAIN);
-}
-
-fn order(byte: u8) {
-    if let Ok(followers) = SHARED.followers.lock() {
-        for mut pipe in followers.iter() {
-            let _ = pipe.write(&[byte]);
-        }
-    }
-}
-
 /// Empties a follower's pipe (edge-triggered: to the end); whether it
 /// held a drain order, and a shutdown order.
 pub fn read_orders(reader: &mut impl io::Read) -> (bool, bool) {
@@ -354,14 +301,14 @@ pub fn read_orders(reader: &mut impl io::Read) -> (bool, bool) {
 /// Runs reactor 0 of several: its loop, and when it begins a drain (the
 /// upgrade's handover) or a shutdown that no signal started (the end of a
 /// drain), the others begin theirs too.
-pub fn run_leader(reactor: &mut Reactor) -> io::Result<()> {
+pub fn run_leader(reactor: &mut Reactor, pipes: &Pipes) -> io::Result<()> {
     loop {
         let turn = reactor.turn(None);
-        if reactor.is_draining() && !SHARED.drain_forwarded.load(Ordering::Relaxed) {
-            forward_drain();
+        if reactor.is_draining() && !pipes.drain_forwarded.load(Ordering::Relaxed) {
+            pipes.forward_drain();
         }
-        if reactor.is_shutting_down() && SHARED.forwarded.load(Ordering::Relaxed) == 0 {
-            forward_shutdown();
+        if reactor.is_shutting_down() && pipes.forwarded.load(Ordering::Relaxed) == 0 {
+            pipes.forward_shutdown();
         }
         match turn {
             Ok(Turn::Running) => {}
@@ -369,127 +316,6 @@ pub fn run_leader(reactor: &mut Reactor) -> io::Result<()> {
             Err(err) => return Err(err),
         }
     }
-}
-
-/// Every reactor's counters, by index: the caller's own (`own`, live) and
-/// the others' as last published (at most [`PUBLISH_EVERY`] old). With
-/// one reactor, just `own`.
-pub fn snapshots(own: &Stats) -> Vec<Stats> {
-    let mut all = SHARED
-        .published
-        .lock()
-        .map(|p| p.clone())
-        .unwrap_or_default();
-    let index = current();
-    if all.len() <= index {
-        all.resize(index + 1, own.clone());
-    }
-    all[index] = own.clone();
-    all
-}
-
-/// The sum of every reactor's counters (the earliest start).
-pub fn totals(all: &[Stats]) -> Stats {
-    let mut sum = all
-        .first()
-        .cloned()
-        .unwrap_or_else(|| Stats::new(Instant::now()));
-    for one in all.iter().skip(1) {
-        sum.add(one);
-    }
-    sum
-}
-
-/// `status`'s per-reactor rows (shown when there are several).
-pub fn table(each: &[Stats]) -> String {
-    let mut out = format!(
-        "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
-        "REACTOR", "CONNECTIONS", "ACCEPTED", "DATAGRAMS", "EVENTS", "ITERATIONS"
-    );
-    for (index, one) in each.iter().enumerate() {
-        out.push_str(&format!(
-            "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
-            index, one.connections, one.accepted, one.datagrams_in, one.events, one.loop_iterations
-        ));
-    }
-    out
-}
-
-/// The handlers of every reactor, as (reactor, slab key, row): the
-/// caller's own (`own`, live) and the others' as last published (at most
-/// [`PUBLISH_EVERY`] old).
-pub fn handler_rows(own: Vec<(usize, HandlerInfo)>) -> Vec<(usize, usize, HandlerInfo)> {
-    let index = current();
-    let mut all = Vec::with_capacity(own.len());
-    let others = SHARED
-        .rows
-        .lock()
-        .map(|rows| rows.clone())
-        .unwrap_or_default();
-    let mut own = Some(own);
-    for reactor in 0..others.len().max(index + 1) {
-        let rows = if reactor == index {
-            own.take().unwrap_or_default()
-        } else {
-            others.get(reactor).cloned().unwrap_or_default()
-        };
-        all.extend(rows.into_iter().map(|(key, row)| (reactor, key, row)));
-    }
-    all
-}
-
-/// `status --json`'s `reactors` array: each reactor's figures, as the
-/// totals show them, and its index.
-pub fn json(each: &[Stats], now: Instant) -> serde_json::Value {
-    each.iter()
-        .enumerate()
-        .map(|(index, one)| {
-            let mut object = one.json(now);
-            object.insert("reactor".into(), index.into());
-            serde_json::Value::Object(object)
-        })
-        .collect()
-}
-
-fn publish_stats(index: usize, stats: &Stats) {
-    if let Ok(mut published) = SHARED.published.lock() {
-        if let Some(slot) = published.get_mut(index) {
-            *slot = stats.clone();
-        }
-    }
-}
-
-/// Publishes reactor `index`'s counters and, with several reactors, its
-/// handlers' `status` rows: O(its handlers) every [`PUBLISH_EVERY`], off
-/// the path of any message (one row costs about what an echo does).
-fn publish(index: usize, cx: &Context) {
-    publish_stats(index, cx.stats);
-    if count() > 1 {
-        let own = cx.describe_all();
-        if let Ok(mut rows) = SHARED.rows.lock() {
-            if let Some(slot) = rows.get_mut(index) {
-                *slot = own;
-            }
-        }
-    }
-}
-
-/// How long the reactors keep recording their last turns after the
-/// page's last request (it asks once a second).
-pub const WATCHED_FOR: Duration = Duration::from_secs(5);
-
-/// The page asked for a summary at `now`: every reactor records its last
-/// turns for the next [`WATCHED_FOR`] (each starts at its next publication).
-pub fn watched(now: Instant) {
-    if let Ok(mut watched) = SHARED.watched.lock() {
-        *watched = Some(now);
-    }
-}
-
-fn is_watched(now: Instant) -> bool {
-    SHARED.watched.lock().is_ok_and(|watched| {
-        watched.is_some_and(|at| now.saturating_duration_since(at) < WATCHED_FOR)
-    })
 }
 
 /// The handler that publishes reactor `index`'s counters every
@@ -527,16 +353,17 @@ impl Publisher {
     fn tick(&mut self, cx: &mut Context) {
         // Read here, not counted each turn: off the path of a message.
         cx.stats.timers_pending = cx.timers_pending();
-        cx.record_turns(is_watched(cx.now));
+        let watched = cx.is_watched();
+        cx.record_turns(watched);
         if self.sampler.due(cx.now) {
             self.sampler.sample(cx);
         }
         let idle = cx.stats.events == self.events;
         self.events = cx.stats.events;
-        if count() > 1 {
-            publish(self.index, cx);
+        if cx.reactor_count() > 1 {
+            cx.publish();
             cx.set_timer(cx.now + PUBLISH_EVERY, PUBLISH);
-        } else if idle && !is_watched(cx.now) {
+        } else if idle && !watched {
             // Nothing happened for a second: sleep until something does
             // (the sampler then fills the minute's gap with zeros).
             cx.sleep_until_work(PUBLISH);
@@ -566,7 +393,7 @@ impl Handler for Publisher {
     }
 
     fn shutdown(&mut self, cx: &mut Context) -> Flow {
-        publish(self.index, cx);
+        cx.publish();
         Flow::Continue
     }
 
@@ -585,12 +412,21 @@ impl Handler for Publisher {
     }
 }
 
+/// Binds one endpoint for a reactor: the handler that serves it, and its
+/// `listening` line; or the error, said in full. `serve` makes it from
+/// the services, which this module never names.
+pub type Bind = dyn Fn(&Endpoint) -> Result<(Box<dyn Handler>, Listening), String> + Send + Sync;
+
 /// Everything a reactor thread needs to start.
 pub struct Start {
     /// The endpoints this reactor binds.
     pub endpoints: Vec<Endpoint>,
-    /// What services read when they bind.
-    pub config: ServeConfig,
+    /// How it binds them.
+    pub bind: Arc<Bind>,
+    /// The counters and rows every reactor shares.
+    pub board: Board,
+    /// How reactor 0 reaches this one, and this one the whole daemon.
+    pub pipes: Arc<Pipes>,
     /// The limits of every reactor.
     pub limits: Limits,
     /// The CPU to pin this reactor to (`--pin`).
@@ -611,7 +447,7 @@ pub struct Running {
 }
 
 /// The other reactors' threads, stopped and joined if serve returns early.
-pub struct StopOnDrop(pub Vec<Running>);
+pub struct StopOnDrop(pub Vec<Running>, pub Arc<Pipes>);
 
 impl StopOnDrop {
     /// Waits for every reactor to finish; their final counters.
@@ -632,15 +468,15 @@ impl StopOnDrop {
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if !self.0.is_empty() {
-            stop_others(std::mem::take(&mut self.0));
+            stop_others(std::mem::take(&mut self.0), &self.1);
         }
     }
 }
 
 /// Ends the other reactors at once (start-up failed) and waits for them.
-pub fn stop_others(others: Vec<Running>) {
-    forward_shutdown();
-    forward_shutdown();
+pub fn stop_others(others: Vec<Running>, pipes: &Pipes) {
+    pipes.forward_shutdown();
+    pipes.forward_shutdown();
     for one in others {
         let _ = one.thread.join();
     }
@@ -665,7 +501,7 @@ fn run_one(
     start: Start,
     report: mpsc::Sender<Result<Vec<Listening>, String>>,
 ) -> Result<Stats, String> {
-    INDEX.with(|cell| cell.set(index));
+    let pipes = start.pipes.clone();
     let reactor = bind_all(index, start);
     let mut reactor = match reactor {
         Ok((reactor, listening)) => {
@@ -678,15 +514,15 @@ fn run_one(
         }
     };
     let result = reactor.run();
+    reactor.publish();
     let stats = reactor.stats().clone();
-    publish_stats(index, &stats);
     match result {
         Ok(()) => Ok(stats),
         Err(err) => {
             // One reactor down means the daemon is not serving what it
             // promised: stop the others too.
             warn!("reactor {index}: event loop failed: {}", describe(&err));
-            request_shutdown_all();
+            pipes.request_shutdown_all();
             Err(format!(
                 "reactor {index}: event loop failed: {}",
                 describe(&err)
@@ -703,14 +539,14 @@ fn bind_all(index: usize, start: Start) -> Result<(Reactor, Vec<Listening>), Str
     let mut reactor =
         Reactor::new(start.limits.clone()).map_err(|err| format!("poll: {}", describe(&err)))?;
     reactor.count_connections_in(start.connections.clone());
+    reactor.join_board(start.board, index);
     let mut listening = Vec::new();
     for endpoint in &start.endpoints {
-        let bound = services::bind(endpoint, &start.config)
-            .map_err(|err| format!("cannot serve {endpoint}: {}", describe(&err)))?;
-        listening.push((bound.endpoint.clone(), bound.detail.clone()));
+        let (handler, (bound, detail)) = (start.bind)(endpoint)?;
         reactor
-            .add_endpoint(bound.handler, bound.endpoint.to_string())
-            .map_err(|err| format!("cannot register {}: {}", bound.endpoint, describe(&err)))?;
+            .add_endpoint(handler, bound.to_string())
+            .map_err(|err| format!("cannot register {bound}: {}", describe(&err)))?;
+        listening.push((bound, detail));
     }
     reactor
         .add(Box::new(Publisher::new(index)))

@@ -29,26 +29,20 @@
 //! none is refused. If the child exits or is not ready within
 //! [`READY_TIMEOUT`], the parent logs why and keeps serving.
 
-use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram, UnixStream as StdUnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::net::UnixStream;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use socket2::{Socket, Type};
 
-use super::activation::{Local, ADMIN_NAME, FIRST_FD};
 use super::notify;
-use crate::endpoint::{Endpoint, Target};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 use crate::sys::process::{self, Ended};
 use crate::sys::socket::recv_with_sender;
@@ -79,265 +73,11 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the child is looked at when the kernel has no pidfd.
 const POLL_CHILD: Duration = Duration::from_millis(50);
 
-// ---------------------------------------------------------------------------
-// The inventory
+mod inventory;
+mod spawn;
 
-/// A socket that will be handed over.
-#[derive(Debug)]
-struct Entry {
-    fd: OwnedFd,
-    ty: Type,
-    local: Local,
-    name: Option<String>,
-    /// A socket file we did not make (systemd's): never to be removed.
-    keep_file: bool,
-}
-
-/// None until `serve` enables it: other users of `sock` (tests, benches)
-/// must not keep duplicates of their sockets alive.
-static INVENTORY: Mutex<Option<Vec<Entry>>> = Mutex::new(None);
-
-/// Set once the sockets belong to a successor.
-static HANDED_OVER: AtomicBool = AtomicBool::new(false);
-
-fn inventory() -> std::sync::MutexGuard<'static, Option<Vec<Entry>>> {
-    INVENTORY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Starts recording the sockets `sock` makes (called by `serve`).
-pub fn enable_inventory() {
-    *inventory() = Some(Vec::new());
-}
-
-/// Records a serving socket (called by `sock` for every listening and
-/// datagram socket it makes or adopts). A failure only means this socket
-/// will not be handed over, which the upgrade reports.
-pub fn record(socket: &Socket) {
-    record_entry(socket, false);
-}
-
-/// Records a Unix socket; `removes_file` says this process will remove its
-/// file on exit (it made it), so the successor may too. A file someone
-/// else made (systemd) is marked to be kept by every successor.
-pub fn record_unix(socket: &Socket, removes_file: bool) {
-    record_entry(socket, !removes_file);
-}
-
-fn record_entry(socket: &Socket, keep_file: bool) {
-    let mut inventory = inventory();
-    let Some(entries) = inventory.as_mut() else {
-        return;
-    };
-    let entry = (|| -> io::Result<Entry> {
-        Ok(Entry {
-            ty: socket.r#type()?,
-            local: Local::of(&socket.local_addr()?),
-            // F_DUPFD_CLOEXEC: never inherited by accident.
-            fd: socket.try_clone()?.into(),
-            name: None,
-            keep_file,
-        })
-    })();
-    match entry {
-        Ok(entry) => entries.push(entry),
-        Err(err) => warn!("cannot keep a socket for a later upgrade: {err}"),
-    }
-}
-
-/// The address an endpoint was really bound at, if it can be told.
-fn local_of(endpoint: &Endpoint) -> Option<Local> {
-    match &endpoint.target {
-        Target::Inet { host, port } => Some(Local::Inet(std::net::SocketAddr::new(
-            host.parse().ok()?,
-            *port,
-        ))),
-        target => Local::of_target(target),
-    }
-}
-
-fn label_with(local: &Local, name: &str) {
-    let mut inventory = inventory();
-    for entry in inventory.iter_mut().flatten() {
-        if entry.name.is_none() && entry.local == *local {
-            entry.name = Some(name.to_string());
-        }
-    }
-}
-
-/// Names the recorded sockets of a bound endpoint (its real address) by
-/// its kind, which the new process reads from `LISTEN_FDNAMES`.
-pub fn label(endpoint: &Endpoint) {
-    if let Some(local) = local_of(endpoint) {
-        label_with(&local, endpoint.kind.scheme());
-    }
-}
-
-/// Names the admin socket's record.
-pub fn label_admin(path: &std::path::Path) {
-    label_with(&Local::Path(path.to_path_buf()), ADMIN_NAME);
-}
-
-/// Closes the recorded duplicates: at shutdown, so a listener that closes
-/// really stops listening, and after a handover.
-pub fn release_inventory() {
-    *inventory() = None;
-}
-
-/// True once the sockets belong to a successor: socket files and
-/// multicast memberships are then left as they are.
-pub fn handed_over() -> bool {
-    HANDED_OVER.load(Ordering::Relaxed)
-}
-
-// ---------------------------------------------------------------------------
-// Starting the successor
-
-/// The executable on disk: `/proc/self/exe` resolved to its path. When
-/// the file was replaced since we started (a new build, a package
-/// upgrade), the link reads `PATH (deleted)`; the path is what we want.
-pub fn executable() -> io::Result<PathBuf> {
-    let link = std::fs::read_link("/proc/self/exe")?;
-    let bytes = link.as_os_str().as_bytes();
-    let path = match bytes.strip_suffix(b" (deleted)") {
-        Some(path) => PathBuf::from(OsStr::from_bytes(path)),
-        None => link,
-    };
-    std::fs::metadata(&path)
-        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
-    Ok(path)
-}
-
-fn cstring(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "an argument or variable holds a NUL byte",
-        )
-    })
-}
-
-/// A started successor.
-#[derive(Debug)]
-pub struct Successor {
-    /// Its process id.
-    pub pid: libc::pid_t,
-    /// A descriptor that turns readable when it exits (Linux 5.3+).
-    pub pidfd: Option<OwnedFd>,
-    /// The executable it runs.
-    pub exe: PathBuf,
-    /// Sockets handed over.
-    pub sockets: usize,
-}
-
-/// Starts the executable on disk with our arguments and every recorded
-/// socket, telling it to report readiness to `notify_addr` (`@name`).
-pub fn spawn_successor(notify_addr: &str, extra_env: &[(String, String)]) -> io::Result<Successor> {
-    let exe = executable()?;
-    let exe_c = cstring(exe.as_os_str().as_bytes())?;
-    let args: Vec<CString> = std::env::args_os()
-        .map(|arg| cstring(arg.as_bytes()))
-        .collect::<io::Result<_>>()?;
-
-    let inventory = inventory();
-    let entries = inventory.as_deref().unwrap_or_default();
-    let count = entries.len();
-    let first_free = FIRST_FD + count as RawFd;
-    // Above every target number, so no dup2 in the child overwrites a
-    // descriptor it has yet to move; close-on-exec in the parent's copy.
-    let high: Vec<OwnedFd> = entries
-        .iter()
-        .map(|entry| process::dup_at_least(entry.fd.as_raw_fd(), first_free))
-        .collect::<io::Result<_>>()?;
-    let keep: Vec<String> = entries
-        .iter()
-        .enumerate()
-        .filter(|(_, entry)| entry.keep_file && matches!(entry.local, Local::Path(_)))
-        .map(|(index, _)| index.to_string())
-        .collect();
-    let names: Vec<&str> = entries
-        .iter()
-        .map(|entry| entry.name.as_deref().unwrap_or("unknown"))
-        .collect();
-    for entry in entries {
-        let ty = if entry.ty == Type::STREAM {
-            "stream"
-        } else {
-            "datagram"
-        };
-        log::debug!(
-            "handing over {ty} {} as '{}'",
-            entry.local,
-            entry.name.as_deref().unwrap_or("unknown")
-        );
-    }
-
-    let mut env: Vec<CString> = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        let key = key.as_bytes();
-        if matches!(
-            key,
-            b"LISTEN_PID"
-                | b"LISTEN_FDS"
-                | b"LISTEN_FDNAMES"
-                | b"ECHOPLEX_UPGRADE_NOTIFY"
-                | b"ECHOPLEX_KEEP_FILES"
-        ) || extra_env.iter().any(|(name, _)| name.as_bytes() == key)
-        {
-            continue;
-        }
-        let mut pair = key.to_vec();
-        pair.push(b'=');
-        pair.extend_from_slice(value.as_bytes());
-        env.push(cstring(&pair)?);
-    }
-    for (name, value) in extra_env {
-        env.push(cstring(format!("{name}={value}").as_bytes())?);
-    }
-    env.push(cstring(format!("LISTEN_FDS={count}").as_bytes())?);
-    env.push(cstring(
-        format!("LISTEN_FDNAMES={}", names.join(":")).as_bytes(),
-    )?);
-    env.push(cstring(
-        format!("{UPGRADE_NOTIFY}={notify_addr}").as_bytes(),
-    )?);
-    env.push(cstring(
-        format!("{}={}", super::activation::KEEP_FILES, keep.join(",")).as_bytes(),
-    )?);
-    // LISTEN_PID must be the child's pid, known only after fork: the child
-    // writes it between fork and exec.
-    let sources: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
-    let pid = process::fork_exec_with_fds(&exe_c, &args, &env, &sources, FIRST_FD, "LISTEN_PID")?;
-    drop(high);
-    drop(inventory);
-    let pidfd = process::pidfd_open(pid);
-    Ok(Successor {
-        pid,
-        pidfd,
-        exe,
-        sockets: count,
-    })
-}
-
-/// Tells whoever waits that this process serves: the process it replaces
-/// (on the upgrade's notify socket), else the service manager.
-pub fn announce_ready(status: &str) {
-    let Ok(address) = std::env::var(UPGRADE_NOTIFY) else {
-        notify::ready(status);
-        return;
-    };
-    let message = format!("READY=1\nMAINPID={}", std::process::id());
-    match notify::Notifier::new(&address).and_then(|to| to.send(&message)) {
-        Ok(()) => info!("told the process we replace that we are ready"),
-        Err(err) => warn!(
-            "could not tell the process we replace that we are ready ({address}: {err}); it will give up on us"
-        ),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The handler
+pub use inventory::Inventory;
+pub use spawn::{announce_ready, executable, spawn_successor, Successor};
 
 /// What the upgrade is doing.
 #[derive(Debug)]
@@ -369,6 +109,7 @@ struct Drain {
 /// SIGUSR2, turned into readiness like SIGINT/SIGTERM; the notify socket
 /// the successor reports to; the successor's pidfd. One handler, one token.
 pub struct Upgrader {
+    inventory: Arc<Inventory>,
     signal: UnixStream,
     listener: Option<UnixDatagram>,
     name: String,
@@ -386,20 +127,17 @@ impl Upgrader {
     /// Catches SIGUSR2 from now on (its default action would end the
     /// process: call this before anything else is set up). After a
     /// handover, connections are served on for at most `drain_limit`.
-    pub fn new(drain_limit: Option<Duration>) -> io::Result<Upgrader> {
+    pub fn new(inventory: Arc<Inventory>, drain_limit: Option<Duration>) -> io::Result<Upgrader> {
         let (reader, writer) = StdUnixStream::pair()?;
         reader.set_nonblocking(true)?;
         writer.set_nonblocking(true)?;
         signal_hook::low_level::pipe::register_raw(signal_hook::consts::SIGUSR2, writer.into())?;
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
         Ok(Upgrader {
+            inventory,
             signal: UnixStream::from_std(reader),
             listener: None,
-            name: format!(
-                "echoplex-upgrade-{}-{}",
-                std::process::id(),
-                SERIAL.fetch_add(1, Ordering::Relaxed)
-            ),
+            // One daemon per process: the pid makes the name unique.
+            name: format!("echoplex-upgrade-{}-0", std::process::id()),
             state: State::Idle,
             extra_env: Vec::new(),
             drain_limit,
@@ -440,10 +178,10 @@ impl Upgrader {
             )?;
             self.listener = Some(listener);
         }
-        let child =
-            spawn_successor(&format!("@{}", self.name), &self.extra_env).map_err(|err| {
-                io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
-            })?;
+        let child = spawn_successor(&format!("@{}", self.name), &self.inventory, &self.extra_env)
+            .map_err(|err| {
+            io::Error::new(err.kind(), format!("cannot start a new process: {err}"))
+        })?;
         info!(
             "upgrade: started {} as pid {} with {} sockets; waiting up to {:?} for it to be ready",
             child.exe.display(),
@@ -536,8 +274,7 @@ impl Upgrader {
     }
 
     fn hand_over(&mut self, pid: libc::pid_t, cx: &mut Context) {
-        HANDED_OVER.store(true, Ordering::Relaxed);
-        release_inventory();
+        self.inventory.mark_handed_over();
         self.forget_child(cx);
         let left = cx.connections();
         let limit = match self.drain_limit {
@@ -739,46 +476,5 @@ impl Handler for Upgrader {
             },
             ..HandlerInfo::default()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_executable_is_a_real_file() {
-        let exe = executable().expect("exe");
-        assert!(exe.is_file(), "{}", exe.display());
-        assert!(!exe.to_string_lossy().ends_with("(deleted)"));
-    }
-
-    #[test]
-    fn labels_follow_real_addresses() {
-        enable_inventory();
-        let socket = Socket::new(socket2::Domain::IPV4, Type::STREAM, None).expect("socket");
-        socket
-            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-            .expect("bind");
-        record(&socket);
-        let port = socket
-            .local_addr()
-            .expect("addr")
-            .as_socket()
-            .expect("inet")
-            .port();
-        let endpoint: Endpoint = format!("binary://127.0.0.1:{port}")
-            .parse()
-            .expect("endpoint");
-        label(&endpoint);
-        let names: Vec<Option<String>> = inventory()
-            .iter()
-            .flatten()
-            .filter(|e| e.local == Local::Inet(([127, 0, 0, 1], port).into()))
-            .map(|e| e.name.clone())
-            .collect();
-        assert_eq!(names, vec![Some("binary".to_string())]);
-        release_inventory();
-        assert!(inventory().is_none());
     }
 }

@@ -11,7 +11,6 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -75,11 +74,16 @@ pub enum ClientBind<'a> {
 
 /// A fresh path for a client's own Unix datagram socket.
 fn temp_socket_path() -> PathBuf {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    // The pid and 64 random bits (std's per-hasher random keys): bench's
+    // workers make theirs at once, on several threads. A clash would fail
+    // the bind, never share a file.
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     std::env::temp_dir().join(format!(
-        "echoplex-client-{}-{}.sock",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        "echoplex-client-{}-{random:016x}.sock",
+        std::process::id()
     ))
 }
 

@@ -14,7 +14,7 @@ use mio::{Registry, Token};
 
 use super::stats::Stats;
 use super::timer::Reason;
-use super::Shared;
+use super::LoopParts;
 
 /// What the loop does with a handler after calling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +248,7 @@ pub struct Context<'a> {
     pub stats: &'a mut Stats,
     /// The daemon's limits.
     pub limits: &'a Limits,
-    pub(super) shared: &'a mut Shared,
+    pub(super) parts: &'a mut LoopParts,
     /// The handler is a control connection (`Handler::is_control`).
     pub(super) control: bool,
     /// The other handlers (the running one is out of its slot), for `status`.
@@ -258,12 +258,12 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The registry, to change interest or register a new source.
     pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+        &self.parts.registry
     }
 
     /// Calls this handler's `timeout` with `reason` at (or soon after) `deadline`.
     pub fn set_timer(&mut self, deadline: Instant, reason: Reason) {
-        self.shared.timers.insert(deadline, self.token, reason);
+        self.parts.timers.insert(deadline, self.token, reason);
     }
 
     /// Counts bytes received: echo traffic, or the control plane's own
@@ -299,40 +299,40 @@ impl Context<'_> {
             let open = self
                 .stats
                 .endpoints
-                .get(self.shared.origin)
+                .get(self.parts.origin)
                 .map_or(self.stats.control_connections, |endpoint| {
                     usize::try_from(endpoint.connections).unwrap_or(usize::MAX)
                 })
-                + self.shared.spawned_control;
+                + self.parts.spawned_control;
             // Those already chosen to make room this call are going.
-            let open = open.saturating_sub(self.shared.evicting.len());
+            let open = open.saturating_sub(self.parts.evicting.len());
             if open >= self.limits.control_reserve {
                 if let Some(victim) = self.quietest_control() {
                     // Closed by the loop right after this call, before
                     // the newcomer is inserted.
-                    self.shared.evicting.push(victim);
+                    self.parts.evicting.push(victim);
                 } else if let Some(at) = self.quiet_spawned_control() {
                     // A burst of connections in one accept call: the
                     // first quiet one of the burst makes room.
-                    drop(self.shared.spawned.remove(at));
-                    self.shared.spawned_control -= 1;
+                    drop(self.parts.spawned.remove(at));
+                    self.parts.spawned_control -= 1;
                 } else {
                     self.stats.rejected_control += 1;
                     return Admission::OverReserve;
                 }
                 self.stats.evicted_control += 1;
             }
-            self.shared.spawned_control += 1;
+            self.parts.spawned_control += 1;
         } else if handler.is_connection() {
             if self.connections() >= self.limits.max_connections {
                 self.stats.rejected_max_connections += 1;
                 return Admission::OverLimit; // dropping it closes its socket
             }
             self.stats.accepted += 1;
-            self.shared.spawned_connections += 1;
+            self.parts.spawned_connections += 1;
         }
-        let origin = self.shared.origin;
-        self.shared.spawned.push_back((handler, origin));
+        let origin = self.parts.origin;
+        self.parts.spawned.push_back((handler, origin));
         Admission::Admitted
     }
 
@@ -340,12 +340,12 @@ impl Context<'_> {
     /// `Handler::quiet_since`), not already chosen: O(reserve), and only
     /// when the reserve is full.
     fn quietest_control(&self) -> Option<Token> {
-        let shared = &*self.shared;
-        shared
+        let parts = &*self.parts;
+        parts
             .control_tokens
-            .get(super::control_list(shared.origin))?
+            .get(super::control_list(parts.origin))?
             .iter()
-            .filter(|token| !shared.evicting.contains(token))
+            .filter(|token| !parts.evicting.contains(token))
             .filter_map(|&token| {
                 let slot = self.slots.get(super::key_of(token))?;
                 if slot.generation != super::generation_of(token) {
@@ -360,7 +360,7 @@ impl Context<'_> {
     /// The first control connection spawned in this call (so of this
     /// endpoint) that is quiet: it has sent nothing yet.
     fn quiet_spawned_control(&self) -> Option<usize> {
-        self.shared.spawned.iter().position(|(handler, _)| {
+        self.parts.spawned.iter().position(|(handler, _)| {
             handler.is_control() && handler.quiet_since(self.now).is_some()
         })
     }
@@ -368,17 +368,17 @@ impl Context<'_> {
     /// Calls this handler again, with [`Readiness::RESUME`], on the next
     /// turn of the loop: how a handler that hit its fairness budget yields.
     pub fn run_again(&mut self) {
-        self.shared.run_again.push(self.token);
+        self.parts.run_again.push(self.token);
     }
 
     /// Asks the loop to begin a graceful shutdown.
     pub fn request_shutdown(&mut self) {
-        self.shared.shutdown_requested = true;
+        self.parts.shutdown_requested = true;
     }
 
     /// True once shutdown has begun: accept nothing new.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutdown_deadline.is_some()
+        self.parts.shutdown_deadline.is_some()
     }
 
     /// True once the loop takes no new work: a shutdown or a drain began.
@@ -388,42 +388,45 @@ impl Context<'_> {
 
     /// Asks the loop to begin a drain (see `Reactor::request_drain`).
     pub fn request_drain(&mut self) {
-        self.shared.drain_requested = true;
+        self.parts.drain_requested = true;
     }
 
     /// True once a drain has begun: listeners are closed, connections
     /// served on.
     pub fn is_draining(&self) -> bool {
-        self.shared.draining
+        self.parts.draining
     }
 
     /// Open connections (of every reactor, when there are several),
     /// counting those accepted in this turn.
     pub fn connections(&self) -> usize {
-        let open = match &self.shared.all_connections {
+        let open = match &self.parts.all_connections {
             Some(all) => all.load(std::sync::atomic::Ordering::Relaxed),
             None => self.stats.connections,
         };
-        open + self.shared.spawned_connections
+        open + self.parts.spawned_connections
     }
 
     /// Lends the shared read buffer to `f` together with the context:
     /// reads land there, so an idle or flushed connection owns no buffer.
+    // Always inlined: left to the heuristics it stayed a call on every
+    // read once LoopParts grew, +15 instructions per echo (callgrind).
+    #[inline(always)]
     pub fn with_scratch<T>(&mut self, f: impl FnOnce(&mut [u8], &mut Self) -> T) -> T {
-        let mut scratch = std::mem::take(&mut self.shared.scratch);
+        let mut scratch = std::mem::take(&mut self.parts.scratch);
         let result = f(&mut scratch, self);
-        self.shared.scratch = scratch;
+        self.parts.scratch = scratch;
         result
     }
 
     /// A buffer with capacity for `limits.max_buffer` bytes, from the pool.
     pub fn take_buffer(&mut self) -> Vec<u8> {
-        self.shared.pool.take()
+        self.parts.pool.take()
     }
 
     /// Returns a buffer to the pool.
     pub fn give_buffer(&mut self, buffer: Vec<u8>) {
-        self.shared.pool.give(buffer);
+        self.parts.pool.give(buffer);
     }
 
     /// The text `build` makes, built at most once per turn of the loop
@@ -436,7 +439,7 @@ impl Context<'_> {
         build: impl FnOnce(&Context) -> String,
     ) -> Rc<str> {
         let turn = self.stats.loop_iterations;
-        let memo = &mut self.shared.memo;
+        let memo = &mut self.parts.memo;
         if memo.turn != turn {
             memo.turn = turn;
             memo.texts.clear();
@@ -445,7 +448,7 @@ impl Context<'_> {
             return text.clone();
         }
         let text: Rc<str> = build(self).into();
-        self.shared.memo.texts.push((name, text.clone()));
+        self.parts.memo.texts.push((name, text.clone()));
         text
     }
 
@@ -460,26 +463,68 @@ impl Context<'_> {
         super::describe_connections(self.slots, self.now)
     }
 
+    /// This reactor's index among the daemon's (0 with one).
+    pub fn reactor_index(&self) -> usize {
+        self.parts.index
+    }
+
+    /// How many reactors the daemon runs.
+    pub fn reactor_count(&self) -> usize {
+        self.parts.board.count()
+    }
+
+    /// Every reactor's counters, by index: this one's live, the others' as
+    /// last published (with one reactor, this one's alone).
+    pub fn every_reactor(&self) -> Vec<Stats> {
+        self.parts.board.snapshots(self.parts.index, self.stats)
+    }
+
+    /// The handlers of every reactor as (reactor, slab key, row): this
+    /// one's live, the others' as last published.
+    pub fn every_handler(&self) -> Vec<(usize, usize, HandlerInfo)> {
+        self.parts
+            .board
+            .handler_rows(self.parts.index, self.describe_all())
+    }
+
+    /// Publishes this reactor's counters for the others and, with several
+    /// reactors, its handlers' rows: O(handlers), off any message's path.
+    pub fn publish(&self) {
+        let rows = (self.reactor_count() > 1).then(|| self.describe_all());
+        self.parts.board.publish(self.parts.index, self.stats, rows);
+    }
+
+    /// Someone watches the loop at `now` (the page): every reactor records
+    /// its last turns for a while (`board::WATCHED_FOR`).
+    pub fn watch(&self) {
+        self.parts.board.watch(self.now);
+    }
+
+    /// Whether someone watched the loop lately (see [`Context::watch`]).
+    pub fn is_watched(&self) -> bool {
+        self.parts.board.is_watched(self.now)
+    }
+
     /// Timers pending in the loop's heap (lazily cancelled ones included).
     pub fn timers_pending(&self) -> usize {
-        self.shared.timers.len()
+        self.parts.timers.len()
     }
 
     /// Sets no timer for now: the loop calls this handler's `timeout`
     /// with `reason` in the first turn that has events. An idle loop thus
     /// sleeps in `poll` (the sampler of a daemon nobody uses).
     pub fn sleep_until_work(&mut self, reason: Reason) {
-        self.shared.sleeper = Some((self.token, reason));
+        self.parts.sleeper = Some((self.token, reason));
     }
 
     /// Records the last turns (for the page's strip) or stops.
     pub fn record_turns(&mut self, on: bool) {
-        self.shared.turns.on = on;
+        self.parts.turns.on = on;
     }
 
     /// The last turns of the loop, oldest first (the page's strip).
     pub fn recent_turns(&self) -> Vec<super::turns::TurnRecord> {
-        self.shared.turns.recent()
+        self.parts.turns.recent()
     }
 
     /// The reserve-descriptor trick for EMFILE: closes the spare descriptor
@@ -488,12 +533,12 @@ impl Context<'_> {
     pub fn with_reserve_fd<T>(&mut self, f: impl FnOnce() -> T) -> Option<T> {
         // A spare lost earlier (the reopen raced another descriptor) is
         // taken again whenever one is free.
-        self.shared
+        self.parts
             .reserve_fd
             .take()
             .or_else(super::open_reserve_fd)?;
         let result = f();
-        self.shared.reserve_fd = super::open_reserve_fd();
+        self.parts.reserve_fd = super::open_reserve_fd();
         Some(result)
     }
 }

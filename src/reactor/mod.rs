@@ -26,6 +26,7 @@
 //! turn names an old generation and is dropped, never delivered to the new
 //! connection that reuses the key.
 
+pub mod board;
 pub mod buffer;
 mod clock;
 pub mod handler;
@@ -33,10 +34,12 @@ pub mod sample;
 pub mod sampler;
 pub mod stats;
 pub mod timer;
+mod token;
 pub mod turns;
 
 use clock::Clock;
 pub use clock::ManualClock;
+use token::{generation_of, key_of, make_token, KEY_BITS, KEY_MASK};
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -50,6 +53,7 @@ use log::{debug, trace, warn};
 use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
+pub use board::{each_json, totals, Board};
 pub use buffer::BufferPool;
 pub use handler::{
     Admission, Context, Flow, Handler, HandlerInfo, Limits, Readiness, CONTROL_RESERVE,
@@ -60,22 +64,6 @@ pub use timer::{Reason, Timers};
 /// Events fetched per poll: enough to amortise the syscall, small enough
 /// that one turn stays short.
 const EVENTS_PER_POLL: usize = 1024;
-
-/// Low bits of a token: the slab key. High bits: the generation.
-const KEY_BITS: u32 = usize::BITS / 2;
-const KEY_MASK: usize = (1 << KEY_BITS) - 1;
-
-fn make_token(key: usize, generation: usize) -> Token {
-    Token((generation << KEY_BITS) | (key & KEY_MASK))
-}
-
-fn key_of(token: Token) -> usize {
-    token.0 & KEY_MASK
-}
-
-fn generation_of(token: Token) -> usize {
-    token.0 >> KEY_BITS
-}
 
 /// The descriptor held in reserve for the EMFILE trick (see `Context::with_reserve_fd`).
 pub(crate) fn open_reserve_fd() -> Option<File> {
@@ -99,7 +87,7 @@ struct Slot {
 /// A handler that belongs to no endpoint (signals, timers of the daemon).
 const NO_ENDPOINT: usize = usize::MAX;
 
-/// The index in `Shared::control_tokens` of `origin`'s list (the first
+/// The index in `LoopParts::control_tokens` of `origin`'s list (the first
 /// list is for connections of no endpoint).
 fn control_list(origin: usize) -> usize {
     origin.wrapping_add(1)
@@ -152,13 +140,13 @@ struct Core {
     generation: usize,
     stats: Stats,
     limits: Limits,
-    shared: Shared,
+    parts: LoopParts,
     trace: bool,
 }
 
 /// What a running handler may touch through its `Context`, besides the
 /// counters, the limits and (read-only) the other slots.
-pub(crate) struct Shared {
+pub(crate) struct LoopParts {
     registry: Registry,
     timers: Timers,
     pool: BufferPool,
@@ -191,6 +179,10 @@ pub(crate) struct Shared {
     reserve_fd: Option<File>,
     /// Open connections of every reactor (`--reactors N`): one limit.
     all_connections: Option<Arc<AtomicUsize>>,
+    /// What the daemon's reactors share (`Context::every_reactor`), and
+    /// this reactor's index among them.
+    board: Board,
+    index: usize,
     /// Texts built once per turn (`Context::once_per_turn`).
     memo: Memo,
     /// The last turns, for the page's strip (`Context::recent_turns`).
@@ -227,7 +219,7 @@ impl Reactor {
                 slots: Slab::new(),
                 generation: 0,
                 stats: Stats::new(Instant::now()),
-                shared: Shared {
+                parts: LoopParts {
                     registry,
                     timers: Timers::new(),
                     pool: BufferPool::new(
@@ -242,6 +234,8 @@ impl Reactor {
                     control_tokens: Vec::new(),
                     evicting: Vec::new(),
                     all_connections: None,
+                    board: Board::new(1),
+                    index: 0,
                     memo: Memo::default(),
                     turns: turns::TurnLog::default(),
                     sleeper: None,
@@ -296,7 +290,20 @@ impl Reactor {
     /// Counts this reactor's connections in `counter` too, shared with the
     /// other reactors, so that `--max-connections` is one limit for all.
     pub fn count_connections_in(&mut self, counter: Arc<AtomicUsize>) {
-        self.core.shared.all_connections = Some(counter);
+        self.core.parts.all_connections = Some(counter);
+    }
+
+    /// Makes this reactor number `index` of those sharing `board`: its
+    /// handlers see every reactor's counters (`Context::every_reactor`).
+    pub fn join_board(&mut self, board: Board, index: usize) {
+        self.core.parts.board = board;
+        self.core.parts.index = index;
+    }
+
+    /// Publishes this reactor's counters on its board (its last figures).
+    pub fn publish(&self) {
+        let parts = &self.core.parts;
+        parts.board.publish(parts.index, &self.core.stats, None);
     }
 
     /// The counters so far.
@@ -307,12 +314,12 @@ impl Reactor {
     /// Asks for a graceful shutdown, as a signal does: it begins at the end
     /// of the next turn (a second request ends it at once).
     pub fn request_shutdown(&mut self) {
-        self.core.shared.shutdown_requested = true;
+        self.core.parts.shutdown_requested = true;
     }
 
     /// True once a shutdown has begun (its grace period running).
     pub fn is_shutting_down(&self) -> bool {
-        self.core.shared.shutdown_deadline.is_some()
+        self.core.parts.shutdown_deadline.is_some()
     }
 
     /// Asks for a drain, as an upgrade's handover does: at the end of the
@@ -320,12 +327,12 @@ impl Reactor {
     /// close), and the loop finishes once no connection is left. A
     /// shutdown may still follow (a signal, the `--drain` limit).
     pub fn request_drain(&mut self) {
-        self.core.shared.drain_requested = true;
+        self.core.parts.drain_requested = true;
     }
 
     /// True once a drain has begun.
     pub fn is_draining(&self) -> bool {
-        self.core.shared.draining
+        self.core.parts.draining
     }
 
     /// A `status` row for every handler, by slab key.
@@ -346,17 +353,17 @@ impl Reactor {
     /// back the handlers that yielded, fire the timers that are due.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<Turn> {
         let now = self.clock.now();
-        let shared = &self.core.shared;
-        if let Some(deadline) = shared.shutdown_deadline {
+        let parts = &self.core.parts;
+        if let Some(deadline) = parts.shutdown_deadline {
             let owed = self.core.owed();
             if now >= deadline || owed == 0 {
-                if owed > 0 && !shared.hurried {
+                if owed > 0 && !parts.hurried {
                     warn!("grace period over; closing the {owed} handlers still open (a connection still owed bytes is reset)");
                 }
                 self.core.close_all();
                 return Ok(Turn::Finished);
             }
-        } else if shared.draining && self.core.owed() == 0 {
+        } else if parts.draining && self.core.owed() == 0 {
             self.core.close_all();
             return Ok(Turn::Finished);
         }
@@ -384,28 +391,28 @@ impl Reactor {
         }
         // Handlers that yield again while called back land in the
         // fresh `run_again` list, for the next turn.
-        let mut running = std::mem::take(&mut core.shared.running_again);
-        std::mem::swap(&mut running, &mut core.shared.run_again);
+        let mut running = std::mem::take(&mut core.parts.running_again);
+        std::mem::swap(&mut running, &mut core.parts.run_again);
         for &token in &running {
             core.dispatch(token, now, Call::Ready(Readiness::RESUME));
         }
         let resumed = running.len();
         running.clear();
         if events > 0 {
-            if let Some((token, reason)) = core.shared.sleeper.take() {
-                core.shared.timers.insert(now, token, reason);
+            if let Some((token, reason)) = core.parts.sleeper.take() {
+                core.parts.timers.insert(now, token, reason);
             }
         }
-        core.shared.running_again = running;
+        core.parts.running_again = running;
         let fired_before = core.stats.timers_fired;
-        while let Some((token, reason)) = core.shared.timers.pop_expired(now) {
+        while let Some((token, reason)) = core.parts.timers.pop_expired(now) {
             core.stats.timers_fired += 1;
             core.dispatch(token, now, Call::Timeout(reason));
         }
         // The page's strip, while a page is open: one record per turn,
         // nothing per call; otherwise one test of a flag.
-        if core.shared.turns.on {
-            core.shared.turns.record(
+        if core.parts.turns.on {
+            core.parts.turns.record(
                 core.stats.loop_iterations,
                 events,
                 self.events.iter().map(|event| key_of(event.token())),
@@ -414,10 +421,10 @@ impl Reactor {
             );
         }
         core.sweep_stale_timers();
-        if core.shared.drain_requested {
+        if core.parts.drain_requested {
             core.begin_drain(now);
         }
-        if core.shared.shutdown_requested {
+        if core.parts.shutdown_requested {
             core.begin_shutdown(now);
         }
         Ok(Turn::Running)
@@ -444,15 +451,15 @@ fn describe_connections(slots: &Slab<Slot>, now: Instant) -> Vec<(usize, Handler
 
 impl Core {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        let shared = &self.shared;
-        if !shared.run_again.is_empty() {
+        let parts = &self.parts;
+        if !parts.run_again.is_empty() {
             if self.trace {
                 trace!("poll timeout 0: handlers yielded at their budget");
             }
             return Some(Duration::ZERO);
         }
-        let timer = shared.timers.poll_timeout(now);
-        let grace = shared
+        let timer = parts.timers.poll_timeout(now);
+        let grace = parts
             .shutdown_deadline
             .map(|deadline| deadline.saturating_duration_since(now));
         let timeout = match (timer, grace) {
@@ -463,8 +470,8 @@ impl Core {
             match timeout {
                 Some(t) => trace!(
                     "poll timeout {t:?}: nearest of {} timers (token {}){}",
-                    shared.timers.len(),
-                    shared.timers.next_token().map_or(0, key_of),
+                    parts.timers.len(),
+                    parts.timers.next_token().map_or(0, key_of),
                     if grace.is_some() {
                         " or the grace period"
                     } else {
@@ -480,9 +487,9 @@ impl Core {
     /// Keeps the timer heap proportional to the live handlers (see
     /// `Timers::retain_live`): a sweep only when stale entries dominate.
     fn sweep_stale_timers(&mut self) {
-        if self.shared.timers.len() > 2 * self.slots.len() + 1024 {
+        if self.parts.timers.len() > 2 * self.slots.len() + 1024 {
             let slots = &self.slots;
-            self.shared.timers.retain_live(|token| {
+            self.parts.timers.retain_live(|token| {
                 slots
                     .get(key_of(token))
                     .is_some_and(|slot| slot.generation == generation_of(token))
@@ -504,7 +511,7 @@ impl Core {
         self.generation = self.generation.wrapping_add(1) & (usize::MAX >> KEY_BITS);
         let entry = self.slots.vacant_entry();
         let token = make_token(entry.key(), self.generation);
-        handler.register(&self.shared.registry, token)?;
+        handler.register(&self.parts.registry, token)?;
         let control = handler.is_control();
         if control || handler.is_connection() {
             // Every connection shows on its endpoint's row; a control one
@@ -517,13 +524,13 @@ impl Core {
             self.stats.control_connections += 1;
         } else if handler.is_connection() {
             self.stats.connections += 1;
-            if let Some(all) = &self.shared.all_connections {
+            if let Some(all) = &self.parts.all_connections {
                 all.fetch_add(1, Ordering::Relaxed);
             }
         }
         if control {
             let list = control_list(origin);
-            let lists = &mut self.shared.control_tokens;
+            let lists = &mut self.parts.control_tokens;
             if lists.len() <= list {
                 lists.resize_with(list + 1, Vec::new);
             }
@@ -542,18 +549,18 @@ impl Core {
     /// Inserts the spawned handlers in the order they were spawned; those
     /// their `started` spawns join the end of the queue.
     fn insert_spawned(&mut self, now: Instant) {
-        let mut evicting = std::mem::take(&mut self.shared.evicting);
+        let mut evicting = std::mem::take(&mut self.parts.evicting);
         for token in evicting.drain(..) {
             self.evict(token, now);
         }
-        self.shared.evicting = evicting;
-        while let Some((new, origin)) = self.shared.spawned.pop_front() {
+        self.parts.evicting = evicting;
+        while let Some((new, origin)) = self.parts.spawned.pop_front() {
             let control = new.is_control();
             let is_connection = !control && new.is_connection();
             if control {
-                self.shared.spawned_control -= 1;
+                self.parts.spawned_control -= 1;
             } else if is_connection {
-                self.shared.spawned_connections -= 1;
+                self.parts.spawned_connections -= 1;
             }
             if let Err(err) = self.insert(new, now, origin) {
                 warn!("could not register a new handler: {err}");
@@ -596,14 +603,14 @@ impl Core {
         };
         let datagrams_before = (self.stats.datagrams_in, self.stats.datagrams_out);
         let accepted_before = self.stats.accepted;
-        self.shared.origin = origin;
-        let yielded_before = self.shared.run_again.len();
+        self.parts.origin = origin;
+        let yielded_before = self.parts.run_again.len();
         let mut cx = Context {
             token,
             now,
             stats: &mut self.stats,
             limits: &self.limits,
-            shared: &mut self.shared,
+            parts: &mut self.parts,
             slots: &self.slots,
             control,
         };
@@ -617,7 +624,7 @@ impl Core {
         if self.trace {
             // "budget": it yielded and will be called again next turn;
             // "drained": it stopped at WouldBlock, a short read, or backpressure.
-            let stop = if self.shared.run_again.len() > yielded_before {
+            let stop = if self.parts.run_again.len() > yielded_before {
                 "budget"
             } else {
                 "drained"
@@ -678,7 +685,7 @@ impl Core {
     /// same accounting as a `Flow::Close`, so the last counters add up
     /// (a connection reset when grace ran out is counted closed).
     fn close_all(&mut self) {
-        self.shared.control_tokens.clear();
+        self.parts.control_tokens.clear();
         let keys: Vec<usize> = self.slots.iter().map(|(key, _)| key).collect();
         for key in keys {
             let slot = self.slots.remove(key);
@@ -715,7 +722,7 @@ impl Core {
 
     /// Drops `token` from its endpoint's list of control connections.
     fn forget_control(&mut self, origin: usize, token: Token) {
-        if let Some(list) = self.shared.control_tokens.get_mut(control_list(origin)) {
+        if let Some(list) = self.parts.control_tokens.get_mut(control_list(origin)) {
             if let Some(at) = list.iter().position(|&t| t == token) {
                 list.swap_remove(at);
             }
@@ -733,19 +740,19 @@ impl Core {
             return;
         }
         self.stats.connections -= 1;
-        if let Some(all) = &self.shared.all_connections {
+        if let Some(all) = &self.parts.all_connections {
             all.fetch_sub(1, Ordering::Relaxed);
         }
         self.stats.closed += 1;
     }
 
     fn begin_drain(&mut self, now: Instant) {
-        self.shared.drain_requested = false;
-        if self.shared.draining || self.shared.shutdown_deadline.is_some() {
+        self.parts.drain_requested = false;
+        if self.parts.draining || self.parts.shutdown_deadline.is_some() {
             return;
         }
         debug!("draining: {} handlers", self.slots.len());
-        self.shared.draining = true;
+        self.parts.draining = true;
         let tokens: Vec<Token> = self
             .slots
             .iter()
@@ -757,12 +764,12 @@ impl Core {
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
-        self.shared.shutdown_requested = false;
-        if self.shared.shutdown_deadline.is_some() {
+        self.parts.shutdown_requested = false;
+        if self.parts.shutdown_deadline.is_some() {
             // The signal handler said so already, once.
             debug!("second request: ending the grace period now");
-            self.shared.shutdown_deadline = Some(now);
-            self.shared.hurried = true;
+            self.parts.shutdown_deadline = Some(now);
+            self.parts.hurried = true;
             return;
         }
         debug!(
@@ -770,7 +777,7 @@ impl Core {
             self.slots.len(),
             self.limits.grace
         );
-        self.shared.shutdown_deadline = Some(now + self.limits.grace);
+        self.parts.shutdown_deadline = Some(now + self.limits.grace);
         let tokens: Vec<Token> = self
             .slots
             .iter()

@@ -21,9 +21,8 @@ use serde_json::json;
 
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
-use crate::daemon::reactors;
 use crate::endpoint::{Endpoint, Kind, Target};
-use crate::reactor::{Context, Handler, HandlerInfo};
+use crate::reactor::{each_json, totals, Context, Handler, HandlerInfo, Stats};
 use crate::sock;
 
 /// The path `status` looks at, and `serve --admin` uses when given no path.
@@ -33,9 +32,9 @@ pub const DEFAULT_ADMIN_PATH: &str = "./echoplex-admin.sock";
 const MAX_LINE: usize = 1024;
 
 /// Binds the admin socket at `path` (always mode 600: it shows every peer).
-pub fn bind(path: &std::path::Path) -> io::Result<Box<dyn Handler>> {
+pub fn bind(path: &std::path::Path, binder: &sock::Binder) -> io::Result<Box<dyn Handler>> {
     let target = Target::Path(path.to_path_buf());
-    let (listener, socket_file) = sock::unix_listener(&target, 0o600)?;
+    let (listener, socket_file) = sock::unix_listener(&target, 0o600, binder)?;
     let shown = Endpoint::new(Kind::Unix, target);
     Ok(Box::new(
         Listener::new(
@@ -165,21 +164,36 @@ impl Admin {
 
 /// Every reactor's handlers: (reactor, slab key, row).
 fn rows(cx: &Context) -> Vec<(usize, usize, HandlerInfo)> {
-    reactors::handler_rows(cx.describe_all())
+    cx.every_handler()
 }
 
 fn secs(duration: Option<Duration>) -> String {
     duration.map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
+/// `status`'s per-reactor rows (shown when there are several).
+fn reactor_table(each: &[Stats]) -> String {
+    let mut out = format!(
+        "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
+        "REACTOR", "CONNECTIONS", "ACCEPTED", "DATAGRAMS", "EVENTS", "ITERATIONS"
+    );
+    for (index, one) in each.iter().enumerate() {
+        out.push_str(&format!(
+            "{:<8} {:>11} {:>10} {:>12} {:>12} {:>12}\n",
+            index, one.connections, one.accepted, one.datagrams_in, one.events, one.loop_iterations
+        ));
+    }
+    out
+}
+
 /// The netstat-like table.
 fn status_table(cx: &Context) -> String {
     // With several reactors the figures are their totals, then a row each.
-    let each = reactors::snapshots(cx.stats);
-    let mut out = reactors::totals(&each).text(cx.now);
+    let each = cx.every_reactor();
+    let mut out = totals(&each).text(cx.now);
     out.push('\n');
     if each.len() > 1 {
-        out.push_str(&reactors::table(&each));
+        out.push_str(&reactor_table(&each));
     }
     out.push_str(&format!(
         "{:<6} {:<16} {:<32} {:<24} {:<22} {:>10} {:>10} {:>8} {:>8}",
@@ -241,9 +255,9 @@ pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
             })
         })
         .collect();
-    let each = reactors::snapshots(cx.stats);
-    let mut object = reactors::totals(&each).json(cx.now);
+    let each = cx.every_reactor();
+    let mut object = totals(&each).json(cx.now);
     object.insert("handlers".into(), serde_json::Value::Array(handlers));
-    object.insert("reactors".into(), reactors::json(&each, cx.now));
+    object.insert("reactors".into(), each_json(&each, cx.now));
     serde_json::Value::Object(object)
 }

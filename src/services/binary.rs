@@ -47,7 +47,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     let format = Format::parse(&config.format)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err.to_string()))?;
     let format = Rc::new(format);
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let proxy = endpoint.options.proxy;
     let detail = format!("format '{}', {}-byte records", config.format, format.size());

@@ -44,8 +44,8 @@ pub const MAX_DELAY: Duration = Duration::from_secs(60);
 const SMALL_HELD: usize = 4096;
 
 /// Binds an HTTP echo listener.
-pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let proxy = endpoint.options.proxy;
     let handler = Listener::new(

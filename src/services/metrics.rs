@@ -23,7 +23,6 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::sync::Mutex;
 
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
@@ -38,8 +37,8 @@ use crate::wire::http::{self, Framing, HeadScan, Refusal};
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Binds the metrics listener.
-pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let handler = Listener::new(
         listener,
@@ -66,19 +65,6 @@ pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
 }
 
 // ---------------------------------------------------------------------------
-// The endpoints the daemon serves, for `echoplex_endpoint_info`
-
-static ENDPOINTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Tells /metrics which endpoints the daemon serves (their `listening` text).
-pub fn set_endpoints(endpoints: Vec<String>) {
-    *ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner()) = endpoints;
-}
-
-fn endpoints() -> Vec<String> {
-    ENDPOINTS.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
-
 // ---------------------------------------------------------------------------
 // Requests
 
@@ -213,8 +199,17 @@ pub fn escape(value: &str) -> String {
 
 /// The Prometheus text exposition of the daemon's counters.
 pub fn exposition(cx: &Context) -> String {
-    let reactors = crate::daemon::reactors::snapshots(cx.stats);
-    render(&reactors, &endpoints(), cx.stats.uptime_s(cx.now))
+    let reactors = cx.every_reactor();
+    // The endpoints served are those the answering reactor counts for
+    // (every endpoint is served by reactor 0), the admin socket aside.
+    let endpoints: Vec<String> = cx
+        .stats
+        .endpoints
+        .iter()
+        .map(|one| one.endpoint.clone())
+        .filter(|endpoint| !endpoint.starts_with("admin:"))
+        .collect();
+    render(&reactors, &endpoints, cx.stats.uptime_s(cx.now))
 }
 
 /// The family a figure of the declared list (`Stats::LIST`) belongs to,

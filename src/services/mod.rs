@@ -52,6 +52,9 @@ pub struct ServeConfig {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// `--max-buffer`: what a TLS session may buffer too.
     pub max_buffer: usize,
+    /// Passed sockets, the upgrade's record, SO_REUSEPORT: what `sock`'s
+    /// constructors are given.
+    pub binder: crate::sock::Binder,
 }
 
 impl Default for ServeConfig {
@@ -64,6 +67,7 @@ impl Default for ServeConfig {
             rate_limit_loopback: false,
             tls: None,
             max_buffer: 64 * 1024,
+            binder: crate::sock::Binder::default(),
         }
     }
 }

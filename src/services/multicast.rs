@@ -17,11 +17,13 @@ pub struct MulticastSocket {
     socket: mio::net::UdpSocket,
     group: Ipv4Addr,
     iface: Ipv4Addr,
+    /// Asked at drop: a membership handed over to a successor stays.
+    binder: sock::Binder,
 }
 
 impl Drop for MulticastSocket {
     fn drop(&mut self) {
-        if crate::daemon::upgrade::handed_over() {
+        if self.binder.handed_over() {
             return; // the socket lives on in the process that replaced us
         }
         if let Err(err) = self.socket.leave_multicast_v4(&self.group, &self.iface) {
@@ -80,13 +82,14 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
             format!("{} is not an IPv4 multicast group (224.0.0.0/4)", addr.ip()),
         ));
     };
-    let socket = sock::multicast_socket(group, addr.port(), config.iface)?;
+    let socket = sock::multicast_socket(group, addr.port(), config.iface, &config.binder)?;
     let local = socket.local_addr()?;
     let handler = DatagramService::new(
         MulticastSocket {
             socket,
             group,
             iface: config.iface,
+            binder: config.binder.clone(),
         },
         "multicast",
         format!("{local} on {}", config.iface),

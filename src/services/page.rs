@@ -30,7 +30,6 @@
 //! breakdowns, with `data-reactor="N"` for one reactor's), so the page,
 //! `status --json` and a headless browser agree.
 
-use crate::daemon::reactors;
 use crate::reactor::Context;
 
 /// The page's Content-Security-Policy: nothing from another origin, no
@@ -84,7 +83,7 @@ pub fn answer(path: &str, method: &str, cx: &mut Context) -> (u16, &'static str,
         "/favicon.svg" | "/favicon.ico" => ("image/svg+xml", FAVICON.to_string()),
         "/page.json" => {
             // The reactors record their last turns while a page is open.
-            reactors::watched(cx.now);
+            cx.watch();
             cx.record_turns(true);
             (
                 "application/json",
@@ -107,8 +106,8 @@ pub fn is_viewer(path: &str) -> bool {
 /// (its top level without `handlers`, and its `reactors` array), and
 /// `views` each reactor's last sample (`Sampled::view_json`).
 pub fn summary(cx: &Context) -> String {
-    let each = reactors::snapshots(cx.stats);
-    let total = reactors::totals(&each).json(cx.now);
+    let each = cx.every_reactor();
+    let total = crate::reactor::totals(&each).json(cx.now);
     let state = if cx.is_shutting_down() {
         "stopping"
     } else if cx.is_draining() {
@@ -122,7 +121,7 @@ pub fn summary(cx: &Context) -> String {
     out.push_str("\",\"total\":");
     out.push_str(&serde_json::Value::Object(total).to_string());
     out.push_str(",\"reactors\":");
-    out.push_str(&reactors::json(&each, cx.now).to_string());
+    out.push_str(&crate::reactor::each_json(&each, cx.now).to_string());
     out.push_str(",\"views\":[");
     for (index, one) in each.iter().enumerate() {
         if index > 0 {

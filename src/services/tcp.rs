@@ -9,8 +9,8 @@ use crate::endpoint::Endpoint;
 use crate::sock;
 
 /// Binds a TCP echo listener.
-pub fn bind(endpoint: &Endpoint, _config: &ServeConfig) -> io::Result<Bound> {
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let proxy = endpoint.options.proxy;
     let handler = Listener::new(

@@ -368,7 +368,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
     // A session the config cannot start would fail every connection alike:
     // find out now, as a bind error, not once per client.
     ServerConnection::new(server.clone()).map_err(io::Error::other)?;
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let proxy = endpoint.options.proxy;
     let limit = config.max_buffer;
@@ -401,7 +401,7 @@ pub fn bind_https(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound
     };
     let server = tls.http.clone();
     ServerConnection::new(server.clone()).map_err(io::Error::other)?;
-    let listener = sock::tcp_listener(endpoint.socket_addr()?)?;
+    let listener = sock::tcp_listener(endpoint.socket_addr()?, &config.binder)?;
     let local = listener.local_addr()?;
     let proxy = endpoint.options.proxy;
     let limit = config.max_buffer;

@@ -10,7 +10,7 @@ use crate::sock;
 
 /// Binds a UDP echo socket.
 pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
-    let socket = sock::udp_socket(endpoint.socket_addr()?)?;
+    let socket = sock::udp_socket(endpoint.socket_addr()?, &config.binder)?;
     let local = socket.local_addr()?;
     let handler = DatagramService::new(
         socket,

@@ -10,7 +10,8 @@ use crate::sock;
 
 /// Binds a Unix stream echo listener (file mode `--unix-mode`).
 pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
-    let (listener, socket_file) = sock::unix_listener(&endpoint.target, config.unix_mode)?;
+    let (listener, socket_file) =
+        sock::unix_listener(&endpoint.target, config.unix_mode, &config.binder)?;
     let proxy = endpoint.options.proxy;
     let mut handler = Listener::new(
         listener,

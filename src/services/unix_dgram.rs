@@ -181,7 +181,8 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
             );
         }
     }
-    let (socket, socket_file) = sock::unix_datagram(&endpoint.target, config.unix_mode)?;
+    let (socket, socket_file) =
+        sock::unix_datagram(&endpoint.target, config.unix_mode, &config.binder)?;
     let handler = DatagramService::new(
         UnixDgram::new(socket)?,
         "unix-dgram",

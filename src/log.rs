@@ -43,7 +43,7 @@ struct Queue {
     batches: u64,
 }
 
-struct Shared {
+struct Handoff {
     queue: Mutex<Queue>,
     /// Signals the writer: something to write.
     work: Condvar,
@@ -51,7 +51,7 @@ struct Shared {
     progress: Condvar,
 }
 
-impl Shared {
+impl Handoff {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding the lock leaves a queue of bytes that is
         // still usable: logging must go on.
@@ -64,12 +64,12 @@ impl Shared {
 /// The writing end of the queue, handed to `env_logger` as its target.
 /// `write` never blocks on I/O: it appends, or drops and counts.
 #[derive(Clone)]
-pub struct Sink(Arc<Shared>);
+pub struct Sink(Arc<Handoff>);
 
 impl Sink {
     /// A queue and the thread that drains it into `out`.
     pub fn start(out: impl Write + Send + 'static) -> io::Result<Sink> {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Handoff {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             progress: Condvar::new(),
@@ -132,7 +132,7 @@ impl Write for Sink {
 
 /// The writer thread: takes the whole queue at once, writes it blocking
 /// (this thread may wait on stderr; the loop never does), reports drops.
-fn drain(shared: &Shared, mut out: impl Write) {
+fn drain(shared: &Handoff, mut out: impl Write) {
     let mut batch = Vec::with_capacity(QUEUE_BYTES);
     loop {
         let mut queue = shared.lock();
@@ -175,7 +175,9 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// `queued` (the daemon), records go through the non-blocking [`Sink`];
 /// the other subcommands write to stderr directly. `trace` turns on the
 /// reactor's trace log and the HTTP echo's (a line per request, message).
-pub fn init(queued: bool, trace: bool) {
+/// `name_reactors` (`serve --reactors N`, N > 1): each line names the
+/// reactor whose thread wrote it.
+pub fn init(queued: bool, trace: bool, name_reactors: bool) {
     let colour = if io::stderr().is_terminal() {
         "always"
     } else {
@@ -192,16 +194,21 @@ pub fn init(queued: bool, trace: bool) {
         // One line per HTTP request and WebSocket message.
         logger.filter_module("echoplex::services::http", log::LevelFilter::Trace);
     }
-    if super::reactors::names_in_logs() {
-        // `serve --reactors N`: each line names its reactor (trace lines too).
+    if name_reactors {
+        // Trace lines too. Reactor N's thread is named "reactor-N"; reactor
+        // 0 runs on the main thread, which also logs start-up and the end.
         logger.format(|buf, record| {
+            let thread = std::thread::current();
+            let reactor = thread
+                .name()
+                .and_then(|name| name.strip_prefix("reactor-"))
+                .unwrap_or("0");
             writeln!(
                 buf,
-                "[{} {:<5} {} reactor {}] {}",
+                "[{} {:<5} {} reactor {reactor}] {}",
                 buf.timestamp(),
                 record.level(),
                 record.target(),
-                super::reactors::current(),
                 record.args()
             )
         });
@@ -312,7 +319,7 @@ pub fn report_hidden() {
 macro_rules! log_limited {
     ($level:expr, $fmt:literal $($rest:tt)*) => {{
         if log::log_enabled!($level) {
-            static LIMIT: $crate::daemon::log::RateLimit = $crate::daemon::log::RateLimit::new($fmt);
+            static LIMIT: $crate::log::RateLimit = $crate::log::RateLimit::new($fmt);
             if let Some(hidden) = LIMIT.admit() {
                 if hidden == 0 {
                     log::log!($level, $fmt $($rest)*);
