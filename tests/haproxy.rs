@@ -1,4 +1,4 @@
-//! Issue 15: echoplex behind a real HAProxy on loopback. One frontend, two
+//! echoplex behind a real HAProxy on loopback. One frontend, two
 //! echoplex backends on `tcp://…?proxy`, `send-proxy-v2` and
 //! `check check-send-proxy` (v2 LOCAL health checks). The test starts and
 //! stops HAProxy itself, by PID; the configuration is the one in

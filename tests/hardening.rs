@@ -543,7 +543,7 @@ fn format_records_must_fit_max_buffer_and_not_be_empty() {
     assert!(back == record);
 }
 
-/// B5, the other half: what a `binary://` connection holds (the echo it
+/// What a `binary://` connection holds (the echo it
 /// owes plus a partial record) stays within `--max-buffer`, however the
 /// records are cut, while the peer does not read. In-process, one turn at
 /// a time.

@@ -1,4 +1,4 @@
-//! Issue 4: the daemon survives hostile and broken clients. Each test would
+//! The daemon survives hostile and broken clients. Each test would
 //! fail if its limit were removed. Margins are wide: the point is the
 //! limit's effect, not its timing.
 

@@ -1,4 +1,4 @@
-//! Issue 15: the daemon under packet loss the loopback never shows. The
+//! The daemon under packet loss the loopback never shows. The
 //! test builds two network namespaces joined by a veth pair (10.201.0.1 for
 //! the daemon, 10.201.0.2 for the clients) and an nftables rule in each that
 //! drops a random ~5 % of arriving packets (`numgen random`; this kernel has

@@ -1,4 +1,4 @@
-//! Issue 3: multicast and binary records in the same loop.
+//! Multicast and binary records in the same loop.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Issue 15: `?proxy` endpoints over real sockets. A PROXY v1/v2 header,
+//! `?proxy` endpoints over real sockets. A PROXY v1/v2 header,
 //! however it is split, is taken off before the echo starts and never
 //! echoed; the client it names is what `status` shows; a LOCAL health check
 //! is served as a direct connection; a missing, malformed or late header

@@ -1,4 +1,4 @@
-//! Issue 15: `?proxy` in the daemon's reactor, driven in-process one turn at
+//! `?proxy` in the daemon's reactor, driven in-process one turn at
 //! a time over real loopback sockets. A property test writes valid, mutated
 //! and random headers with data behind them, split arbitrarily (the reactor
 //! turns between pieces, so each piece is a read of its own): the client

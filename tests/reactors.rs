@@ -1,4 +1,4 @@
-//! Issue 13: `serve --reactors N|auto` runs N loops that share the work
+//! `serve --reactors N|auto` runs N loops that share the work
 //! (TCP, UDP and binary:// over SO_REUSEPORT), one shutdown for all, and
 //! `status` shows each reactor and the totals.
 
@@ -293,7 +293,7 @@ fn reactor_policies(pid: i32) -> Vec<(String, i64)> {
     policies
 }
 
-/// Issue 26: two reactors confined to one CPU woke and preempted each
+/// Two reactors confined to one CPU woke and preempted each
 /// other (1.13–1.5× one reactor's CPU per message at the same load); when
 /// the loops outnumber the CPUs they run SCHED_BATCH, so a woken loop
 /// waits for its sibling's turn instead. With a CPU each, nothing changes.

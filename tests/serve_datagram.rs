@@ -95,7 +95,7 @@ fn udp_burst_sent_before_reading_is_echoed_in_full_and_in_order() {
     stop_clean(daemon);
 }
 
-/// Issue 26: the UDP path adapts to the load. A lone datagram is read by
+/// The UDP path adapts to the load. A lone datagram is read by
 /// `recvfrom` and answered by `sendto`, as a plain loop does (the batch
 /// path answered it with `recvmmsg` + `sendmmsg`, and its reply waited
 /// for the batch); a queue deeper than a batch is still read 32 at a time

@@ -1,4 +1,4 @@
-//! Issue 15: a soak. Every kind at once (tcp, tcp?proxy, unix, binary, udp,
+//! A soak. Every kind at once (tcp, tcp?proxy, unix, binary, udp,
 //! unix-dgram, multicast, metrics, admin) under connection churn, with
 //! well-behaved clients whose every byte is verified and misbehaving ones
 //! (resetting, half-closing, not reading, sending garbage, stalling in a

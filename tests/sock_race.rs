@@ -1,4 +1,4 @@
-//! Issue 10 B2: the daemon must never change the mode of a file someone
+//! The daemon must never change the mode of a file someone
 //! renames over its fresh socket. An attacker thread swaps a symlink to a
 //! victim file over the socket path in a tight loop while the socket is
 //! bound again and again with `--unix-mode 777`; the victim's mode must

@@ -1,4 +1,4 @@
-//! Issue 7: `echoplex status` shows the slab and the counters as they are.
+//! `echoplex status` shows the slab and the counters as they are.
 
 mod support;
 

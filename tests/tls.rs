@@ -1,4 +1,4 @@
-//! Issue 22: `serve tls://` checked by real TLS peers. The `openssl` CLI
+//! `serve tls://` checked by real TLS peers. The `openssl` CLI
 //! makes a test CA, an intermediate and leaf certificates (ECDSA P-256);
 //! `openssl s_client` (TLS 1.2 and 1.3) and Python's `ssl` verify the
 //! server against that CA and get their bytes echoed. Garbage for a
