@@ -62,7 +62,7 @@ pub enum Transport {
 
 /// What the server answers; tools pick their protocol from this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reply {
+pub enum ServerAnswer {
     /// The bytes sent, unchanged (RFC 862).
     Echo,
     /// `ack` to every datagram sent to the group.
@@ -87,7 +87,7 @@ pub struct KindInfo {
     /// Stream or datagram.
     pub transport: Transport,
     /// What the server answers.
-    pub reply: Reply,
+    pub answer: ServerAnswer,
     /// The tools that accept this kind (`serve` accepts every kind).
     pub tools: &'static [Tool],
     /// With `serve --reactors N`, every reactor binds its own socket
@@ -132,40 +132,40 @@ macro_rules! kinds {
 
 // The table's own shorthand; nothing outside it uses these names bare.
 use Address::{Inet, Path};
-use Reply::{Ack, Echo, Http, HttpEcho, Records};
+use ServerAnswer::{Ack, Echo, Http, HttpEcho, Records};
 use Tool::{Bench, Client, Ping, Serve};
 use Transport::{Datagram, Stream};
 
 kinds! {
     /// `tcp://`: TCP echo.
-    Tcp => KindInfo { scheme: "tcp", address: Inet, transport: Stream, reply: Echo,
+    Tcp => KindInfo { scheme: "tcp", address: Inet, transport: Stream, answer: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `udp://`: UDP echo.
-    Udp => KindInfo { scheme: "udp", address: Inet, transport: Datagram, reply: Echo,
+    Udp => KindInfo { scheme: "udp", address: Inet, transport: Datagram, answer: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `unix:`: Unix-domain stream echo.
-    Unix => KindInfo { scheme: "unix", address: Path, transport: Stream, reply: Echo,
+    Unix => KindInfo { scheme: "unix", address: Path, transport: Stream, answer: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: false };
     /// `unix-dgram:`: Unix-domain datagram echo.
-    UnixDgram => KindInfo { scheme: "unix-dgram", address: Path, transport: Datagram, reply: Echo,
+    UnixDgram => KindInfo { scheme: "unix-dgram", address: Path, transport: Datagram, answer: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: false };
     /// `multicast://`: join a group, answer `ack`.
-    Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, reply: Ack,
+    Multicast => KindInfo { scheme: "multicast", address: Inet, transport: Datagram, answer: Ack,
         tools: &[Serve, Client, Bench], spread: false };
     /// `binary://`: struct records over TCP.
-    Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, reply: Records,
+    Binary => KindInfo { scheme: "binary", address: Inet, transport: Stream, answer: Records,
         tools: &[Serve, Client], spread: true };
     /// `http://`: HTTP/1.1 requests described in JSON; WebSocket echo on any path.
-    Http => KindInfo { scheme: "http", address: Inet, transport: Stream, reply: HttpEcho,
+    Http => KindInfo { scheme: "http", address: Inet, transport: Stream, answer: HttpEcho,
         tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `https://`: the HTTP echo and WebSocket of `http://` over TLS (ALPN http/1.1).
-    Https => KindInfo { scheme: "https", address: Inet, transport: Stream, reply: HttpEcho,
+    Https => KindInfo { scheme: "https", address: Inet, transport: Stream, answer: HttpEcho,
         tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `tls://`: TCP echo inside TLS.
-    Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, reply: Echo,
+    Tls => KindInfo { scheme: "tls", address: Inet, transport: Stream, answer: Echo,
         tools: &[Serve, Client, Ping, Bench], spread: true };
     /// `metrics://`: Prometheus metrics, health and status over HTTP/1.1.
-    Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, reply: Http,
+    Metrics => KindInfo { scheme: "metrics", address: Inet, transport: Stream, answer: Http,
         tools: &[Serve, Client], spread: false };
 }
 

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use crate::client::say;
 use crate::endpoint::{Endpoint, Tool};
+use crate::error::Failure;
 use crate::error::{self, Exit, Outcome};
 use crate::probe::duration::{positive_secs, show as secs};
-use crate::probe::failure::{self, Failure};
+use crate::probe::interrupt;
 use crate::probe::payload::{nonce, Pattern, SEQ_BYTES};
-use crate::probe::socket::Conn;
-use crate::probe::{DATAGRAM_BUFFER, MAX_DATAGRAM};
+use crate::probe::socket::BoundedConn;
+use crate::probe::{DATAGRAM_BUFFER, MAX_UDP_PAYLOAD};
 
 /// Marks the start of a probe: what resync looks for on a stream, where
 /// foreign bytes may come first (bench needs none: its streams carry only
@@ -60,7 +61,7 @@ pub struct Args {
     /// Probe size in bytes (at least 12: a marker, then the sequence number
     /// mixed with a per-run nonce; the rest is a pattern).
     #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56,
-          value_parser = clap::value_parser!(u32).range(HEADER as i64..=MAX_DATAGRAM as i64))]
+          value_parser = clap::value_parser!(u32).range(HEADER as i64..=MAX_UDP_PAYLOAD as i64))]
     pub size: u32,
     /// Print only the first line and the summary.
     #[arg(short = 'q', long = "quiet")]
@@ -76,10 +77,10 @@ pub fn run(args: Args) -> Outcome {
     endpoint
         .check_tool(Tool::Ping)
         .map_err(error::Failure::usage)?;
-    if let Err(failure) = failure::stop_on(&[signal_hook::consts::SIGINT], false) {
+    if let Err(failure) = interrupt::stop_on(&[signal_hook::consts::SIGINT], false) {
         return Err(error::Failure::usage(failure.message));
     }
-    if endpoint.kind.info().reply == crate::endpoint::Reply::HttpEcho {
+    if endpoint.kind.info().answer == crate::endpoint::ServerAnswer::HttpEcho {
         return http::run(&args);
     }
     say(format_args!("PING {endpoint}: {} data bytes", args.size));
@@ -88,7 +89,7 @@ pub fn run(args: Args) -> Outcome {
         .tls
         .client(endpoint, false)
         .map_err(|failure| error::Failure::usage(failure.message))?;
-    let conn = match Conn::connect(endpoint, args.timeout, tls.as_ref()) {
+    let conn = match BoundedConn::connect(endpoint, args.timeout, tls.as_ref()) {
         Ok(conn) => conn,
         Err(failure) if failure.exit == Exit::Interrupted => return Ok(Exit::Failed),
         // The contract's table: a stream that cannot be connected is
@@ -282,7 +283,7 @@ fn format_g(value: f64) -> String {
 
 /// One ping run over a connected endpoint.
 struct Pinger {
-    conn: Conn,
+    conn: BoundedConn,
     probe: Probe,
     count: Option<u64>,
     interval: Duration,
@@ -299,7 +300,7 @@ struct Pinger {
 }
 
 impl Pinger {
-    fn new(args: &Args, conn: Conn) -> Pinger {
+    fn new(args: &Args, conn: BoundedConn) -> Pinger {
         Pinger {
             probe: Probe::new(args.size as usize, nonce()),
             count: args.count,
@@ -328,7 +329,7 @@ impl Pinger {
     fn run(&mut self) -> Result<(), Failure> {
         let mut buf = vec![0u8; DATAGRAM_BUFFER];
         let mut next_send = Instant::now();
-        while !failure::stopped() {
+        while !interrupt::stopped() {
             let now = Instant::now();
             self.expire(now);
             let more = self

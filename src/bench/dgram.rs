@@ -13,9 +13,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::types::{WorkerJob, WorkerResult};
-use super::worker::{Ctx, Flow};
+use super::worker::{Ctx, Traffic};
 use crate::error::describe;
-use crate::probe::socket::{Local, Sock};
+use crate::probe::socket::{ClientBind, Sock};
 
 /// Open loop: datagrams unanswered on one socket beyond which it takes no
 /// new one.
@@ -67,7 +67,8 @@ struct Slot {
     state: SlotState,
 }
 
-struct Conn {
+/// One datagram socket of a worker, and the messages it has out.
+struct DgramLink {
     id: usize,
     sock: Sock,
     next_seq: u64,
@@ -88,7 +89,7 @@ struct Conn {
 
 /// A worker's datagram sockets.
 pub struct Datagrams {
-    conns: Vec<Conn>,
+    conns: Vec<DgramLink>,
     /// Open loop: the socket the next due datagram tries first.
     next_conn: usize,
     last_reply: Instant,
@@ -99,7 +100,7 @@ pub struct Datagrams {
     out: Vec<u8>,
 }
 
-impl Flow for Datagrams {
+impl Traffic for Datagrams {
     const HOUSEKEEPING: Duration = Duration::from_millis(10);
 
     fn open(
@@ -118,13 +119,13 @@ impl Flow for Datagrams {
                 std::process::id(),
                 job.pattern.nonce()
             );
-            let opened = Sock::begin(job.dest.kind, &job.dest.addr, Local::Abstract(&name))
+            let opened = Sock::begin(job.dest.kind, &job.dest.addr, ClientBind::Abstract(&name))
                 .and_then(|sock| {
                     register(&sock, poll.registry(), Token(conns.len()), None)?;
                     Ok(sock)
                 });
             match opened {
-                Ok(sock) => conns.push(Conn {
+                Ok(sock) => conns.push(DgramLink {
                     id,
                     sock,
                     next_seq: 0,
@@ -333,7 +334,7 @@ impl Datagrams {
             // A socket with MAX_SLOTS datagrams unanswered (the server is
             // far behind) takes no more until some are answered or lost:
             // memory stays bounded, and the wait is counted as held back.
-            let room = |c: &Conn| {
+            let room = |c: &DgramLink| {
                 c.slots.len() < MAX_SLOTS || c.slots.iter().any(|s| s.state == SlotState::Idle)
             };
             let live = (0..n)

@@ -1,5 +1,5 @@
-//! The HTTP and WebSocket flow (`bench http://`, `bench ws://`): the
-//! stream flow's loop (depth in flight, open loop, churn, reconnect), with
+//! The HTTP and WebSocket traffic (`bench http://`, `bench ws://`): the
+//! stream traffic's loop (depth in flight, open loop, churn, reconnect), with
 //! messages framed as requests or frames and answers read by `wire`'s
 //! parsers. Three ways to speak, chosen once before the run ([`learn`]):
 //! - echoplex (`Server: echoplex`): `POST` the payload with
@@ -14,25 +14,28 @@
 //! with the connection) gets a new connection, counted as a reconnect, and
 //! the requests still owed on the old one are sent again on it.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 
-use super::stream::register;
-use super::types::{Dest, Speech, Web, WorkerJob, WorkerResult};
-use super::worker::{poll_once, Ctx, Flow};
+use super::stream::{is_server_close, register};
+use super::types::{Speech, Web, WorkerJob, WorkerResult};
+use super::worker::{poll_once, Ctx, Traffic};
 use crate::endpoint::Endpoint;
 use crate::error::describe;
-use crate::probe::failure::stopped;
 use crate::probe::http::{host_header, is_echoplex, HttpConn};
-use crate::probe::socket::{Local, Sock};
+use crate::probe::interrupt::stopped;
 use crate::probe::tls::TlsClient;
-use crate::wire::http::{self as wire, ChunkedDecoder, Framing};
-use crate::wire::websocket::{self as ws, opcode, Role};
+use crate::wire::http::{self as wire};
+use crate::wire::websocket::{self as ws};
+
+mod connection;
+mod reader;
+use connection::{connect_one, encode, xorshift, State, WebLink};
+use reader::{Reader, Reading, Step};
 
 /// Bytes read per `read` call, shared by a worker's connections.
 const READ_BUFFER: usize = 256 * 1024;
@@ -116,152 +119,10 @@ pub fn learn(
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    Connecting,
-    /// WebSocket: the upgrade is sent, its answer awaited.
-    Upgrading,
-    Open,
-    /// A reconnect failed; try again at the next housekeeping.
-    Retry,
-    Dead,
-}
-
-/// Where the reader is in the current answer.
-#[derive(Debug)]
-enum Reading {
-    /// Waiting for a response head (or, WebSocket, a frame).
-    Head,
-    /// `left` body bytes to come.
-    Body { left: u64 },
-    /// A chunked body.
-    Chunked(ChunkedDecoder),
-    /// A body that ends with the connection.
-    UntilClose,
-}
-
-/// What the reader hands back to the flow.
-enum Step {
-    /// Consumed bytes; more are needed.
-    More,
-    /// The server will close after the answer just read: reconnect.
-    Closing,
-    /// WebSocket: the server sent a close (a drain, a shutdown): as a
-    /// connection the server ended (`--reconnect` opens another).
-    Gone(String),
-}
-
-/// The part of a connection the reader works on (apart from its buffer,
-/// so the bytes can come from the shared read buffer or its own).
-struct Reader {
-    id: usize,
-    reading: Reading,
-    /// Sequence number of the message the next answer belongs to.
-    next_recv: u64,
-    /// Bytes of its echo already checked.
-    body_off: usize,
-    /// Chunked echoes are collected before they are checked.
-    body: Vec<u8>,
-    /// Every message in flight, oldest first: due, sent, measured.
-    in_flight: VecDeque<(Instant, Instant, bool)>,
-    /// The current answer is the last of this connection.
-    closing: bool,
-    /// WebSocket: the server's close frame came (why, for the error).
-    gone: Option<String>,
-}
-
-struct Conn {
-    sock: Sock,
-    state: State,
-    reader: Reader,
-    /// Bytes of an answer not yet whole.
-    inbuf: Vec<u8>,
-    next_send: u64,
-    /// Messages sent on this connection (churn closes it after M).
-    sent: u64,
-    connect_started: Instant,
-    out: Vec<u8>,
-    out_pos: usize,
-    last_progress: Instant,
-    answered: bool,
-    write_interest: bool,
-    /// WebSocket masking keys.
-    mask_state: u64,
-}
-
-fn connect_one(
-    dest: &Dest,
-    registry: &Registry,
-    id: usize,
-    token: Token,
-    now: Instant,
-) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?
-        .with_proxy_header(dest.proxy)
-        .with_tls(dest.tls.as_ref())?;
-    register(
-        registry,
-        &sock,
-        token,
-        Interest::READABLE | Interest::WRITABLE,
-        false,
-    )?;
-    Ok(Conn {
-        sock,
-        state: State::Connecting,
-        reader: Reader {
-            id,
-            reading: Reading::Head,
-            next_recv: 0,
-            body_off: 0,
-            body: Vec::new(),
-            in_flight: VecDeque::new(),
-            closing: false,
-            gone: None,
-        },
-        inbuf: Vec::new(),
-        next_send: 0,
-        sent: 0,
-        connect_started: now,
-        out: Vec::new(),
-        out_pos: 0,
-        last_progress: now,
-        answered: false,
-        write_interest: true,
-        mask_state: (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
-    })
-}
-
-/// Appends message `seq` as a request or a masked frame.
-fn encode(web: &Web, ctx: &Ctx, seq: u64, mask_state: &mut u64, out: &mut Vec<u8>) {
-    match web.speech {
-        Speech::Echo => {
-            out.extend_from_slice(&web.head);
-            ctx.pattern.write(seq, out);
-        }
-        Speech::Get => out.extend_from_slice(&web.head),
-        Speech::WebSocket => {
-            let key = (xorshift(mask_state) as u32).to_ne_bytes();
-            let (head, used) = ws::encode_head(true, opcode::BINARY, ctx.pattern.size(), Some(key));
-            out.extend_from_slice(&head[..used]);
-            let start = out.len();
-            ctx.pattern.write(seq, out);
-            ws::unmask(&mut out[start..], key, 0);
-        }
-    }
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// A worker's HTTP or WebSocket connections.
 pub struct Requests {
     web: Arc<Web>,
-    conns: Vec<Conn>,
+    conns: Vec<WebLink>,
     live: usize,
     next_conn: usize,
     last_open: Instant,
@@ -269,7 +130,7 @@ pub struct Requests {
     scratch: Vec<u8>,
 }
 
-impl Flow for Requests {
+impl Traffic for Requests {
     const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
     fn open(
@@ -287,7 +148,7 @@ impl Flow for Requests {
         });
         let start = Instant::now();
         let deadline = start + job.config.connect_timeout;
-        let mut conns: Vec<Conn> = Vec::with_capacity(job.conns);
+        let mut conns: Vec<WebLink> = Vec::with_capacity(job.conns);
         let mut pending = 0;
         for k in 0..job.conns {
             let id = job.first_conn + k;
@@ -484,81 +345,6 @@ impl Flow for Requests {
     }
 }
 
-impl Conn {
-    /// The TCP connect finished (or failed): WebSocket sends its upgrade,
-    /// HTTP is open.
-    fn finish_connect(
-        &mut self,
-        web: &Web,
-        registry: &Registry,
-        token: Token,
-    ) -> Result<(), String> {
-        match self.sock.connecting_done() {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            Err(err) => return Err(format!("connect failed: {}", describe(&err))),
-        }
-        if web.speech == Speech::WebSocket {
-            // The upgrade is a few hundred bytes on a fresh socket: one
-            // write (over TLS, kept by the session until its handshake).
-            match self.sock.send(&web.head) {
-                Ok(n) if n == web.head.len() => {}
-                Ok(_) => return Err("the upgrade request did not go out whole".into()),
-                Err(err) => return Err(format!("write failed: {}", describe(&err))),
-            }
-        }
-        // TLS: records the socket did not take (the ClientHello) keep
-        // writable on; the handshake goes on inside recv and send.
-        let pending = self.sock.wants_write();
-        let interest = if pending {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        register(registry, &self.sock, token, interest, true)
-            .map_err(|err| format!("reregister: {}", describe(&err)))?;
-        self.write_interest = pending;
-        self.state = if web.speech == Speech::WebSocket {
-            State::Upgrading
-        } else {
-            State::Open
-        };
-        Ok(())
-    }
-
-    /// WebSocket: reads the upgrade's answer; open once it is a good 101.
-    fn upgrade_step(&mut self, web: &Web, scratch: &mut [u8]) -> Result<(), String> {
-        loop {
-            match self.sock.recv(scratch) {
-                Ok(0) => return Err("closed by the server during the upgrade".into()),
-                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(format!("read failed: {}", describe(&err))),
-            }
-        }
-        let mut accept_ok = false;
-        let parsed = wire::parse_response_with(&self.inbuf, false, |name, value| {
-            if name.eq_ignore_ascii_case("sec-websocket-accept") {
-                accept_ok = value.trim_ascii() == web.accept.as_bytes();
-            }
-        })
-        .map_err(|refusal| format!("not an HTTP answer to the upgrade: {}", refusal.why))?;
-        let Some((summary, ..)) = parsed else {
-            return Ok(());
-        };
-        if summary.status != 101 {
-            return Err(format!("no WebSocket upgrade: status {}", summary.status));
-        }
-        if !accept_ok {
-            return Err("the upgrade's Sec-WebSocket-Accept is wrong".into());
-        }
-        self.inbuf.drain(..summary.len);
-        self.state = State::Open;
-        Ok(())
-    }
-}
-
 impl Requests {
     fn kill(&mut self, ctx: &mut Ctx, i: usize, why: impl FnOnce() -> String) {
         let conn = &mut self.conns[i];
@@ -699,10 +485,7 @@ impl Requests {
                 Err(err) => {
                     let id = conn.reader.id;
                     let why = || format!("connection {id}: read failed: {}", describe(&err));
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                    ) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
@@ -925,10 +708,7 @@ impl Requests {
                 Err(err) => {
                     let id = conn.reader.id;
                     let why = || format!("connection {id}: write failed: {}", describe(&err));
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
-                    ) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
@@ -955,257 +735,5 @@ impl Requests {
                 }
             }
         }
-    }
-}
-
-impl Reader {
-    /// The answer to the oldest message in flight is whole.
-    fn complete(&mut self, ctx: &mut Ctx, now: Instant) {
-        self.reading = Reading::Head;
-        self.body_off = 0;
-        self.body.clear();
-        self.next_recv += 1;
-        if let Some((due, sent, measured)) = self.in_flight.pop_front() {
-            ctx.echoed(due, sent, measured, now);
-        }
-    }
-
-    /// Takes received bytes: how many were used (the rest is an answer
-    /// not yet whole), and whether the server closes now. `out` takes a
-    /// pong owed to a server's ping.
-    fn feed(
-        &mut self,
-        ctx: &mut Ctx,
-        web: &Web,
-        data: &[u8],
-        now: Instant,
-        out: &mut Vec<u8>,
-        mask_state: &mut u64,
-    ) -> Result<(usize, Step), String> {
-        let mut at = 0;
-        while at < data.len() {
-            if web.speech == Speech::WebSocket {
-                match self.frame(ctx, &data[at..], now, out, mask_state)? {
-                    Some(used) => at += used,
-                    None => break,
-                }
-                if let Some(why) = self.gone.take() {
-                    return Ok((at, Step::Gone(why)));
-                }
-                continue;
-            }
-            let rest = &data[at..];
-            match &mut self.reading {
-                Reading::Head => {
-                    if self.in_flight.is_empty() {
-                        return Err(format!(
-                            "connection {}: {} bytes came that answer nothing sent",
-                            self.id,
-                            rest.len()
-                        ));
-                    }
-                    let summary = match wire::parse_response_summary(rest, false) {
-                        Ok(Some(summary)) => summary,
-                        Ok(None) => break,
-                        Err(refusal) => {
-                            return Err(format!(
-                                "connection {}: not an HTTP answer: {}",
-                                self.id, refusal.why
-                            ))
-                        }
-                    };
-                    at += summary.len;
-                    if (100..200).contains(&summary.status) {
-                        continue; // 100 Continue: the real answer follows
-                    }
-                    self.count_status(ctx, summary.status);
-                    if web.speech == Speech::Echo && summary.status / 100 != 2 {
-                        return Err(format!(
-                            "connection {}: echoplex answered {} to message {}",
-                            self.id, summary.status, self.next_recv
-                        ));
-                    }
-                    self.closing = !summary.keep_alive;
-                    self.reading = match summary.framing {
-                        Framing::Empty => Reading::Body { left: 0 },
-                        Framing::Length(n) => Reading::Body { left: n },
-                        Framing::Chunked => Reading::Chunked(ChunkedDecoder::default()),
-                        Framing::UntilClose => Reading::UntilClose,
-                    };
-                    if web.speech == Speech::Echo {
-                        let size = ctx.pattern.size() as u64;
-                        if let Reading::Body { left } = self.reading {
-                            if left != size {
-                                return Err(format!(
-                                    "connection {}: echo of message {}: {left} bytes, sent {size}",
-                                    self.id, self.next_recv
-                                ));
-                            }
-                        }
-                    }
-                    if matches!(self.reading, Reading::Body { left: 0 }) {
-                        self.complete(ctx, now);
-                        if self.closing {
-                            return Ok((at, Step::Closing));
-                        }
-                    }
-                }
-                Reading::Body { left } => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(rest.len());
-                    *left -= take as u64;
-                    let done = *left == 0;
-                    if web.speech == Speech::Echo {
-                        let piece = &rest[..take];
-                        if !ctx.pattern.check(self.next_recv, self.body_off, piece) {
-                            return Err(ctx.pattern.mismatch(
-                                self.next_recv,
-                                self.body_off,
-                                piece,
-                                &format!(
-                                    "connection {}: echo of message {}",
-                                    self.id, self.next_recv
-                                ),
-                            ));
-                        }
-                        self.body_off += take;
-                    }
-                    at += take;
-                    if done {
-                        self.complete(ctx, now);
-                        if self.closing {
-                            return Ok((at, Step::Closing));
-                        }
-                    }
-                }
-                Reading::Chunked(decoder) => {
-                    let max = match web.speech {
-                        Speech::Echo => ctx.pattern.size(),
-                        _ => MAX_FOREIGN_BODY,
-                    };
-                    let used = decoder
-                        .decode(rest, &mut self.body, max)
-                        .map_err(|refusal| {
-                            format!("connection {}: bad chunked body: {}", self.id, refusal.why)
-                        })?;
-                    at += used;
-                    let done = decoder.is_done();
-                    if web.speech == Speech::Get {
-                        self.body.clear(); // read past, never kept
-                    }
-                    if done {
-                        if web.speech == Speech::Echo
-                            && (self.body.len() != ctx.pattern.size()
-                                || !ctx.pattern.check(self.next_recv, 0, &self.body))
-                        {
-                            return Err(ctx.pattern.mismatch(
-                                self.next_recv,
-                                0,
-                                &self.body,
-                                &format!(
-                                    "connection {}: echo of message {}",
-                                    self.id, self.next_recv
-                                ),
-                            ));
-                        }
-                        self.complete(ctx, now);
-                        if self.closing {
-                            return Ok((at, Step::Closing));
-                        }
-                    }
-                }
-                Reading::UntilClose => {
-                    if web.speech == Speech::Echo {
-                        return Err(format!(
-                            "connection {}: echoplex sent a body without a length",
-                            self.id
-                        ));
-                    }
-                    // Read past; the answer ends with the connection.
-                    at = data.len();
-                }
-            }
-        }
-        Ok((at, Step::More))
-    }
-
-    fn count_status(&mut self, ctx: &mut Ctx, status: u16) {
-        // As `messages`: the measured window's answers only.
-        if !self.in_flight.front().is_some_and(|m| m.2) {
-            return;
-        }
-        if let Some(slot) = (status / 100)
-            .checked_sub(2)
-            .and_then(|k| ctx.result.counters.http_status.get_mut(usize::from(k)))
-        {
-            *slot += 1;
-        }
-    }
-
-    /// WebSocket: one whole frame at the front of `data`, or `None`.
-    fn frame(
-        &mut self,
-        ctx: &mut Ctx,
-        data: &[u8],
-        now: Instant,
-        out: &mut Vec<u8>,
-        mask_state: &mut u64,
-    ) -> Result<Option<usize>, String> {
-        let size = ctx.pattern.size();
-        let max = size.max(ws::MAX_CONTROL) as u64;
-        let parsed = ws::parse_frame(data, Role::Client, max)
-            .map_err(|v| format!("connection {}: bad frame: {}", self.id, v.why))?;
-        let Some((head, payload)) = parsed else {
-            return Ok(None);
-        };
-        let used = head.header_len + payload.len();
-        match head.opcode {
-            opcode::BINARY | opcode::CONTINUATION => {
-                if self.in_flight.is_empty() {
-                    return Err(format!(
-                        "connection {}: a message came that echoes nothing sent",
-                        self.id
-                    ));
-                }
-                if !ctx.pattern.check(self.next_recv, self.body_off, payload) {
-                    return Err(ctx.pattern.mismatch(
-                        self.next_recv,
-                        self.body_off,
-                        payload,
-                        &format!("connection {}: echo of message {}", self.id, self.next_recv),
-                    ));
-                }
-                self.body_off += payload.len();
-                if head.fin {
-                    if self.body_off != size {
-                        return Err(format!(
-                            "connection {}: echo of message {}: {} bytes, sent {size}",
-                            self.id, self.next_recv, self.body_off
-                        ));
-                    }
-                    self.complete(ctx, now);
-                }
-            }
-            opcode::PING => {
-                let key = (xorshift(mask_state) as u32).to_ne_bytes();
-                ws::encode_frame(out, true, opcode::PONG, payload, Some(key));
-            }
-            opcode::PONG => {}
-            opcode::CLOSE => {
-                let code = ws::parse_close(payload).ok().and_then(|(code, _)| code);
-                self.gone = Some(format!(
-                    "connection {}: closed by the server (code {}) with {} echoes owed",
-                    self.id,
-                    code.map_or("none".to_string(), |c| c.to_string()),
-                    self.in_flight.len()
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "connection {}: a frame of opcode {other} where a binary echo was due",
-                    self.id
-                ))
-            }
-        }
-        Ok(Some(used))
     }
 }

@@ -17,13 +17,13 @@ use super::judge::{CpuClock, Verdict};
 use super::schedule::Lag;
 use super::stream::Streams;
 use super::types::{
-    new_histogram, Counters, Dest, LoadConfig, Observer, Progress, Report, Shared, Stop, Timeline,
-    WorkerJob,
+    new_histogram, Coordination, Counters, Dest, LoadConfig, Observer, Progress, Report, Stop,
+    Timeline, WorkerJob,
 };
 use super::worker;
-use crate::endpoint::{Endpoint, Reply, Tool};
+use crate::endpoint::{Endpoint, ServerAnswer, Tool};
 use crate::probe::payload::{nonce, Pattern};
-use crate::probe::socket::{self, Local};
+use crate::probe::socket::{self, ClientBind};
 use crate::probe::tls::TlsClient;
 use crate::probe::Failure;
 
@@ -45,8 +45,8 @@ pub fn resolve(
         .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     let addrs = socket::addresses(endpoint).map_err(failed)?;
     let addr = if (addrs.len() > 1 && endpoint.kind.is_stream()) || tls.is_some() {
-        let (_probe, addr) =
-            socket::connect(endpoint, connect_timeout, Local::TempFile, tls).map_err(failed)?;
+        let (_probe, addr) = socket::connect(endpoint, connect_timeout, ClientBind::TempFile, tls)
+            .map_err(failed)?;
         addr
     } else {
         addrs
@@ -54,8 +54,8 @@ pub fn resolve(
             .next()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
     };
-    let web = match endpoint.kind.info().reply {
-        Reply::HttpEcho => Some(Arc::new(super::http::learn(
+    let web = match endpoint.kind.info().answer {
+        ServerAnswer::HttpEcho => Some(Arc::new(super::http::learn(
             endpoint,
             size,
             connect_timeout,
@@ -84,7 +84,7 @@ pub fn run_load(config: &LoadConfig, observer: &mut dyn Observer) -> io::Result<
     )?;
     let threads = config.threads.clamp(1, config.connections.max(1));
     let pattern = Arc::new(Pattern::new(config.size, nonce()));
-    let shared = Shared::new(threads);
+    let shared = Coordination::new(threads);
     let (tx, mut collector) = match config.modes.interval {
         Some(length) => {
             let (tx, rx) = mpsc::channel();

@@ -4,8 +4,8 @@
 //! Layers, each using only those below it:
 //! - this file: the command line (options, progress line, Ctrl-C, exit codes);
 //! - [`load`]: the coordinator (resolve, start workers, the window, the sum);
-//! - [`worker`]: the one worker loop, generic over a [`worker::Flow`];
-//! - [`stream`] and [`dgram`]: the two flows (tcp/unix, udp/unix-dgram);
+//! - [`worker`]: the one worker loop, generic over a [`worker::Traffic`];
+//! - [`stream`] and [`dgram`]: the two kinds of traffic (tcp/unix, udp/unix-dgram);
 //! - [`types`]: what they share (config, report, timeline, counters).
 //!
 //! The bytes and the sockets come from [`crate::probe`]; [`report`] and
@@ -37,7 +37,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::endpoint::{Endpoint, Kind, Tool};
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::{positive_secs, secs};
-use crate::probe::{failure, MAX_DATAGRAM};
+use crate::probe::{interrupt, MAX_UDP_PAYLOAD};
 pub use load::run_load;
 use schedule::Arrivals;
 pub use types::{LoadConfig, Observer, Progress, Quiet, Report, Stop};
@@ -242,9 +242,9 @@ impl Args {
                 self.endpoint.kind.scheme()
             ));
         }
-        if !self.endpoint.kind.is_stream() && size > MAX_DATAGRAM {
+        if !self.endpoint.kind.is_stream() && size > MAX_UDP_PAYLOAD {
             return Err(format!(
-                "-s {size}: a datagram holds at most {MAX_DATAGRAM} bytes"
+                "-s {size}: a datagram holds at most {MAX_UDP_PAYLOAD} bytes"
             ));
         }
         Ok(LoadConfig {
@@ -286,7 +286,7 @@ impl Args {
 pub fn run(args: Args) -> Outcome {
     // The first Ctrl-C ends the run through its normal path (the report of
     // what was measured); a second one exits at once, 130.
-    failure::stop_on(&[signal_hook::consts::SIGINT], true)?;
+    interrupt::stop_on(&[signal_hook::consts::SIGINT], true)?;
     if args.endpoint.kind == Kind::Multicast {
         return Ok(multicast::run(&args));
     }
@@ -323,7 +323,7 @@ pub fn run(args: Args) -> Outcome {
             progress.clear();
             let why = format!("cannot reach {}: {}", config.endpoint, describe(&err));
             // Ctrl-C while resolving: nothing was measured.
-            let exit = if failure::stopped() {
+            let exit = if interrupt::stopped() {
                 Exit::Interrupted
             } else {
                 Exit::Unreachable
@@ -461,7 +461,7 @@ fn run_sweep(args: &Args, config: &LoadConfig, rates: &[f64]) -> Outcome {
         Ok(steps) => steps,
         Err(err) => {
             let why = format!("cannot reach {}: {}", config.endpoint, describe(&err));
-            let exit = if failure::stopped() {
+            let exit = if interrupt::stopped() {
                 Exit::Interrupted
             } else {
                 Exit::Unreachable
@@ -639,7 +639,7 @@ impl ProgressLine {
 
 impl Observer for ProgressLine {
     fn interrupted(&mut self) -> bool {
-        failure::stopped()
+        interrupt::stopped()
     }
 
     fn measuring(&mut self) {

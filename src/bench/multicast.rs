@@ -22,7 +22,7 @@ use serde_json::json;
 use super::report::{group, quantiles};
 use super::types::new_histogram;
 use super::Args;
-use crate::probe::failure::stopped;
+use crate::probe::interrupt::stopped;
 
 /// One responder address.
 struct Responder {
@@ -75,7 +75,7 @@ fn bench(args: &Args) -> io::Result<Exit> {
     socket.set_nonblocking(false)?;
     let size = usize::try_from(args.size)
         .unwrap_or(usize::MAX)
-        .min(crate::probe::MAX_DATAGRAM);
+        .min(crate::probe::MAX_UDP_PAYLOAD);
     let payload: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let timeout = args.timeout;
     let pace = args.rate.map(|r| Duration::from_secs_f64(1.0 / r));

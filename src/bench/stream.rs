@@ -1,4 +1,4 @@
-//! The stream flow (tcp, unix): every connection keeps `depth` messages in
+//! The stream traffic (tcp, unix): every connection keeps `depth` messages in
 //! flight; echoes come back in order, so each received byte is checked
 //! against the message it must belong to.
 
@@ -12,10 +12,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::types::{Dest, WorkerJob, WorkerResult};
-use super::worker::{poll_once, Ctx, Flow};
+use super::worker::{poll_once, Ctx, Traffic};
 use crate::error::describe;
-use crate::probe::failure::stopped;
-use crate::probe::socket::{Local, Sock};
+use crate::probe::interrupt::stopped;
+use crate::probe::socket::{ClientBind, Sock};
 
 /// Bytes read per `read` call: enough for many echoes at once, so a worker
 /// serving many connections makes few syscalls.
@@ -50,8 +50,8 @@ enum State {
     Dead,
 }
 
-/// One connection of the closed loop.
-struct Conn {
+/// One stream connection of a worker (tcp, unix, tls).
+struct StreamLink {
     id: usize,
     sock: Sock,
     state: State,
@@ -79,7 +79,7 @@ struct Conn {
     write_interest: bool,
 }
 
-impl Conn {
+impl StreamLink {
     /// The connect completed. Writable was needed to see it; from now on
     /// only a partial write asks for it.
     fn connected(&mut self, registry: &Registry, token: Token) {
@@ -98,7 +98,7 @@ impl Conn {
 
 /// A worker's stream connections.
 pub struct Streams {
-    conns: Vec<Conn>,
+    conns: Vec<StreamLink>,
     /// Connections open, or reconnecting (churn).
     live: usize,
     /// Open loop: the connection the next due message tries first.
@@ -118,7 +118,7 @@ pub struct Streams {
 }
 
 /// Registers (or, `again`, re-registers) a generator connection's socket;
-/// the HTTP and WebSocket flows register theirs the same way.
+/// the HTTP and WebSocket traffic registers theirs the same way.
 pub(super) fn register(
     registry: &Registry,
     sock: &Sock,
@@ -143,8 +143,8 @@ fn connect_one(
     id: usize,
     token: Token,
     now: Instant,
-) -> io::Result<Conn> {
-    let sock = Sock::begin(dest.kind, &dest.addr, Local::TempFile)?
+) -> io::Result<StreamLink> {
+    let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
         .with_proxy_header(dest.proxy)
         .with_tls(dest.tls.as_ref())?;
     register(
@@ -154,7 +154,7 @@ fn connect_one(
         Interest::READABLE | Interest::WRITABLE,
         false,
     )?;
-    Ok(Conn {
+    Ok(StreamLink {
         id,
         sock,
         state: State::Connecting,
@@ -172,7 +172,7 @@ fn connect_one(
     })
 }
 
-impl Flow for Streams {
+impl Traffic for Streams {
     const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
     fn open(
@@ -183,7 +183,7 @@ impl Flow for Streams {
     ) -> Streams {
         let start = Instant::now();
         let deadline = start + job.config.connect_timeout;
-        let mut conns: Vec<Conn> = Vec::with_capacity(job.conns);
+        let mut conns: Vec<StreamLink> = Vec::with_capacity(job.conns);
         let mut pending = 0;
         // A Unix listener with a full backlog refuses at once with EAGAIN
         // (TCP would queue the SYN): try those again shortly.
@@ -420,8 +420,9 @@ impl Flow for Streams {
     }
 }
 
-/// A read or write error that means the server closed the connection.
-fn closed(err: &io::Error) -> bool {
+/// A read or write error that means the server closed the connection
+/// (the stream and the HTTP traffic both ask).
+pub(super) fn is_server_close(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::ConnectionReset
@@ -527,7 +528,7 @@ impl Streams {
                 Err(err) => {
                     let id = conn.id;
                     let why = || format!("connection {id}: read failed: {}", describe(&err));
-                    if closed(&err) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
@@ -704,7 +705,7 @@ impl Streams {
                 Err(err) => {
                     let id = conn.id;
                     let why = || format!("connection {id}: write failed: {}", describe(&err));
-                    if closed(&err) {
+                    if is_server_close(&err) {
                         self.closed_by_server(ctx, i, now, why);
                     } else {
                         self.kill(ctx, i, why);
@@ -738,7 +739,7 @@ impl Streams {
 /// Each echo completed is one fewer of the worker's `outstanding`.
 fn consume(
     ctx: &mut Ctx,
-    conn: &mut Conn,
+    conn: &mut StreamLink,
     mut data: &[u8],
     now: Instant,
     outstanding: &mut usize,

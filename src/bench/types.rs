@@ -331,7 +331,7 @@ pub struct Timeline {
 }
 
 /// What the coordinator shares with its workers.
-pub struct Shared {
+pub struct Coordination {
     /// Every worker and the coordinator meet here once connected, and
     /// again once the timeline is set.
     barrier: Barrier,
@@ -348,10 +348,10 @@ pub struct Shared {
     pub progress: Vec<[AtomicU64; 3]>,
 }
 
-impl Shared {
+impl Coordination {
     /// For `workers` workers and one coordinator.
-    pub fn new(workers: usize) -> Arc<Shared> {
-        Arc::new(Shared {
+    pub fn new(workers: usize) -> Arc<Coordination> {
+        Arc::new(Coordination {
             barrier: Barrier::new(workers + 1),
             timeline: OnceLock::new(),
             connected: AtomicU64::new(0),
@@ -425,8 +425,8 @@ pub struct WorkerJob {
     pub config: LoadConfig,
     /// The bytes to send.
     pub pattern: Arc<Pattern>,
-    /// Shared with the coordinator.
-    pub shared: Arc<Shared>,
+    /// What this worker shares with the coordinator.
+    pub shared: Arc<Coordination>,
     /// Where finished intervals go (when intervals were asked for).
     pub intervals: Option<Sender<Piece>>,
 }

@@ -1,7 +1,7 @@
 //! The one worker loop. Each worker thread owns a `mio::Poll` and its share
 //! of the connections; [`run`] drives them through the run's timeline. What
 //! differs between a byte stream and datagrams (how messages are matched
-//! to echoes, what a loss is) lives behind [`Flow`], implemented by
+//! to echoes, what a loss is) lives behind [`Traffic`], implemented by
 //! [`super::stream::Streams`] and [`super::dgram::Datagrams`]; what every
 //! worker does the same way (admitting a send, recording an echo, the
 //! window, progress, stopping) lives in [`Ctx`].
@@ -9,13 +9,13 @@
 //! Hooks for what comes next (issue 12, the load generator's new modes):
 //! - a send schedule: every new message goes through [`Ctx::admit`]; an
 //!   open loop decides there by its schedule, asks the loop to wake at the
-//!   next due send ([`Ctx::next_wake`]) and has [`Flow::resume`] send what
+//!   next due send ([`Ctx::next_wake`]) and has [`Traffic::resume`] send what
 //!   the schedule allows;
 //! - per-interval histograms: every counted echo goes through
 //!   [`Ctx::echoed`], the one place a latency is recorded;
-//! - churn: a flow's connections are opened by one function per kind
-//!   (`connect_one` in `stream.rs`), usable mid-run; a flow's `event`
-//!   already ignores connections that are not open.
+//! - churn: each kind of traffic opens its connections by one function
+//!   (`connect_one` in `stream.rs`), usable mid-run; its
+//!   [`Traffic::event`] already ignores connections that are not open.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -34,9 +34,10 @@ use crate::probe::payload::Pattern;
 /// Events taken per `poll`.
 const EVENTS: usize = 1024;
 
-/// What a kind of connection does under the one loop.
-pub trait Flow: Sized {
-    /// How often [`Flow::housekeeping`] runs and progress is published.
+/// The traffic of one kind (stream, datagram, HTTP) that a worker drives
+/// under the one loop: what differs between kinds.
+pub trait Traffic: Sized {
+    /// How often [`Traffic::housekeeping`] runs and progress is published.
     const HOUSEKEEPING: Duration;
 
     /// Opens the worker's connections and waits (bounded) until each is
@@ -61,7 +62,7 @@ pub trait Flow: Sized {
     /// send on every connection that has room. The closed loop never calls it.
     fn resume(&mut self, ctx: &mut Ctx, now: Instant);
 
-    /// Every [`Flow::HOUSEKEEPING`]: stalls, losses.
+    /// Every [`Traffic::HOUSEKEEPING`]: stalls, losses.
     fn housekeeping(&mut self, ctx: &mut Ctx, now: Instant);
 
     /// Nothing more to do: no connection alive, or the `-n` quota used up
@@ -81,7 +82,7 @@ pub trait Flow: Sized {
     fn close(self, ctx: &mut Ctx);
 }
 
-/// What every worker keeps the same way, whatever its flow.
+/// What every worker keeps the same way, whatever its traffic.
 pub struct Ctx<'a> {
     /// The job.
     pub job: &'a WorkerJob,
@@ -99,7 +100,7 @@ pub struct Ctx<'a> {
     completed: u64,
     /// The window is over: send no new message.
     draining: bool,
-    /// The flow gave up (the server seems gone).
+    /// The traffic gave up (the server seems gone).
     given_up: bool,
     /// Open loop: this worker's share of the schedule.
     schedule: Option<Schedule>,
@@ -125,7 +126,7 @@ impl Ctx<'_> {
     }
 
     /// Open loop: whether due messages are waiting on the server's
-    /// backpressure (set by the flow when no connection has room).
+    /// backpressure (set by the traffic when no connection has room).
     pub fn set_held(&mut self, held: bool) {
         self.held = held;
     }
@@ -136,7 +137,7 @@ impl Ctx<'_> {
     }
 
     /// Open loop: the next message due by `now`, if any, as its due time
-    /// and whether it is measured; the schedule moves on. The flow sends
+    /// and whether it is measured; the schedule moves on. The traffic sends
     /// it at once (or, when no connection can take it, does not ask).
     #[inline]
     pub fn due(&mut self, now: Instant) -> Option<(Instant, bool)> {
@@ -260,7 +261,7 @@ impl Ctx<'_> {
 
     /// True when Ctrl-C ended the run.
     pub fn interrupted(&self) -> bool {
-        self.job.shared.stopping() || crate::probe::failure::stopped()
+        self.job.shared.stopping() || crate::probe::interrupt::stopped()
     }
 
     /// A message due at `due` in the window had no echo when the wait
@@ -351,7 +352,7 @@ pub fn poll_once(
 }
 
 /// Runs one worker to the end of its share of the run.
-pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
+pub fn run<T: Traffic>(job: WorkerJob) -> WorkerResult {
     let mut result = WorkerResult::new();
     let mut events = Events::with_capacity(EVENTS);
     let setup = Poll::new().and_then(|poll| {
@@ -367,10 +368,10 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
             return result;
         }
     };
-    let mut flow = F::open(&job, &mut poll, &mut events, &mut result);
+    let mut traffic = T::open(&job, &mut poll, &mut events, &mut result);
     job.shared
         .connected
-        .fetch_add(flow.connected(), Ordering::Relaxed);
+        .fetch_add(traffic.connected(), Ordering::Relaxed);
     let timeline = job.shared.start();
     let modes = &job.config.modes;
     let schedule = modes.rate.map(|rate| {
@@ -420,15 +421,15 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
         held: false,
         recorder,
     };
-    turn_until_done(&mut flow, &mut ctx, &mut poll, &mut events);
+    turn_until_done(&mut traffic, &mut ctx, &mut poll, &mut events);
     // Nothing owed is dropped: the echoes of the window's messages are
     // waited for (and recorded by their due time), then what is still
     // unanswered is counted, before the coordinator hears the load is over.
     ctx.draining = true;
-    flow.drain(&mut ctx, &mut poll, &mut events);
+    traffic.drain(&mut ctx, &mut poll, &mut events);
     let now = Instant::now();
     ctx.count_unsent(now);
-    flow.settle(&mut ctx, now);
+    traffic.settle(&mut ctx, now);
     ctx.result.cpu_share = cpu.share();
     ctx.tick_intervals(now);
     if let Some(recorder) = ctx.recorder.take() {
@@ -436,7 +437,7 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
     }
     ctx.publish();
     job.shared.finish();
-    flow.close(&mut ctx);
+    traffic.close(&mut ctx);
     ctx.result
 }
 
@@ -444,7 +445,7 @@ pub fn run<F: Flow>(job: WorkerJob) -> WorkerResult {
 const MIN_SLEEP: Duration = Duration::from_micros(100);
 
 /// The token of the open loop's timer: beyond any connection's, so a
-/// flow that sees it ignores it.
+/// traffic that sees it ignores it.
 const TIMER: mio::Token = mio::Token(usize::MAX - 1);
 
 /// The open loop's clock: a timerfd, because `epoll_wait` sleeps in whole
@@ -488,10 +489,15 @@ impl Timer {
     }
 }
 
-fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events: &mut Events) {
+fn turn_until_done<T: Traffic>(
+    traffic: &mut T,
+    ctx: &mut Ctx,
+    poll: &mut Poll,
+    events: &mut Events,
+) {
     let now = Instant::now();
-    flow.start(ctx, now);
-    let mut next_housekeeping = now + F::HOUSEKEEPING;
+    traffic.start(ctx, now);
+    let mut next_housekeeping = now + T::HOUSEKEEPING;
     let mut timer = match ctx.schedule.is_some() {
         true => match Timer::new(&ctx.registry) {
             Ok(timer) => Some(timer),
@@ -507,7 +513,7 @@ fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events
         let now = Instant::now();
         if ctx.timeline.measure_end.is_some_and(|end| now >= end)
             || ctx.given_up
-            || flow.done(ctx)
+            || traffic.done(ctx)
             || ctx.job.shared.stopping()
         {
             break;
@@ -539,18 +545,18 @@ fn turn_until_done<F: Flow>(flow: &mut F, ctx: &mut Ctx, poll: &mut Poll, events
                 }
                 continue;
             }
-            flow.event(ctx, event);
+            traffic.event(ctx, event);
         }
         let now = Instant::now();
         if ctx.held || ctx.next_wake().is_some_and(|due| now >= due) {
-            flow.resume(ctx, now);
+            traffic.resume(ctx, now);
         }
         if now >= next_housekeeping {
-            next_housekeeping = now + F::HOUSEKEEPING;
+            next_housekeeping = now + T::HOUSEKEEPING;
             if ctx.held {
-                flow.resume(ctx, now);
+                traffic.resume(ctx, now);
             }
-            flow.housekeeping(ctx, now);
+            traffic.housekeeping(ctx, now);
             ctx.tick_intervals(now);
             ctx.publish();
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{compare, Args, Out};
 use crate::codec::structfmt::{repr, to_hex, Format, Value};
-use crate::probe::socket::Conn;
+use crate::probe::socket::BoundedConn;
 use crate::probe::{Exit, Failure};
 
 /// Runs one record exchange.
@@ -17,7 +17,7 @@ pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failu
     let (packed, values) = values
         .map_err(|err| Failure::usage(format!("values for format '{}': {err}", args.format)))?;
     out.say(format_args!("connecting to {}", args.endpoint));
-    let conn = Conn::connect(&args.endpoint, timeout, None)?;
+    let conn = BoundedConn::connect(&args.endpoint, timeout, None)?;
     out.say(format_args!("values = {}", repr(&values)));
     // Python's struct cuts or pads bytes and squeezes ints into bools
     // silently; say so, since the echo then differs from what was typed.

@@ -15,10 +15,10 @@ use super::input::Input;
 use super::{compare, preview, quote, Args, Out, SHOWN};
 use crate::endpoint::Kind;
 use crate::probe::duration::show;
-use crate::probe::failure::{interrupted, stopped};
+use crate::probe::interrupt::{interrupted, stopped};
 use crate::probe::payload::Mismatch;
-use crate::probe::socket::Conn;
-use crate::probe::{Exit, Failure, DATAGRAM_BUFFER, MAX_DATAGRAM};
+use crate::probe::socket::BoundedConn;
+use crate::probe::{Exit, Failure, DATAGRAM_BUFFER, MAX_UDP_PAYLOAD};
 
 /// Most bytes sent whose echo has not come back yet; past it the input
 /// waits. Bounds memory whatever the file, and keeps far ahead of any
@@ -48,7 +48,7 @@ pub(super) fn run(
     input.read_into(&mut unsent)?;
     out.say(format_args!("connecting to {}", args.endpoint));
     let tls = args.tls.client(&args.endpoint, false)?;
-    let conn = Conn::connect(&args.endpoint, timeout, tls.as_ref())?;
+    let conn = BoundedConn::connect(&args.endpoint, timeout, tls.as_ref())?;
     if let Some(negotiated) = conn.sock().negotiated() {
         out.say(format_args!("TLS established: {negotiated}"));
     }
@@ -72,13 +72,13 @@ fn datagram_limit(kind: Kind) -> usize {
         // What the client's receive buffer can tell apart from a longer echo.
         DATAGRAM_BUFFER - 1
     } else {
-        MAX_DATAGRAM
+        MAX_UDP_PAYLOAD
     }
 }
 
 fn datagram(args: &Args, message: &[u8], timeout: Duration, out: &Out) -> Result<(), Failure> {
     out.say(format_args!("connecting to {}", args.endpoint));
-    let conn = Conn::connect(&args.endpoint, timeout, None)?;
+    let conn = BoundedConn::connect(&args.endpoint, timeout, None)?;
     out.say(format_args!("sending {}", preview(message)));
     conn.send(message)?;
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
@@ -92,7 +92,7 @@ fn datagram(args: &Args, message: &[u8], timeout: Duration, out: &Out) -> Result
 
 /// One stream exchange in progress.
 struct Stream<'a> {
-    conn: &'a Conn,
+    conn: &'a BoundedConn,
     out: &'a Out,
     /// Sent, echo not yet back: what the next echoed bytes must be.
     unechoed: VecDeque<u8>,
@@ -107,7 +107,7 @@ struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    fn new(conn: &'a Conn, chunk: usize, out: &'a Out) -> Self {
+    fn new(conn: &'a BoundedConn, chunk: usize, out: &'a Out) -> Self {
         Stream {
             conn,
             out,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{say, Args, Out};
-use crate::probe::socket::Conn;
+use crate::probe::socket::BoundedConn;
 use crate::probe::{Exit, Failure};
 
 /// Most of an answer read: `/healthz` is a word, `/metrics` some kB.
@@ -25,7 +25,7 @@ pub(super) fn run(args: &Args, timeout: Duration, out: &Out) -> Result<(), Failu
         )));
     }
     out.say(format_args!("connecting to {}", args.endpoint));
-    let conn = Conn::connect(&args.endpoint, timeout, None)?;
+    let conn = BoundedConn::connect(&args.endpoint, timeout, None)?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: echoplex\r\nConnection: close\r\n\r\n");
     out.say(format_args!("sending GET {path}"));
     conn.send(request.as_bytes())?;

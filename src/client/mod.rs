@@ -19,11 +19,11 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::endpoint::{Endpoint, Reply};
+use crate::endpoint::{Endpoint, ServerAnswer};
 use crate::error::{Exit, Outcome};
 use crate::probe::duration::positive_secs;
 use crate::probe::payload::Mismatch;
-use crate::probe::{failure, Failure, MAX_DATAGRAM};
+use crate::probe::{interrupt, Failure, MAX_UDP_PAYLOAD};
 
 /// Default `--timeout` for every kind but multicast.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> Outcome {
         // Words are a line of text; -f and --hex are bytes, given back as they are.
         newline: args.file.is_none() && !args.hex,
     };
-    let result = failure::stop_on(
+    let result = interrupt::stop_on(
         &[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM],
         false,
     )
@@ -118,20 +118,20 @@ pub fn run(args: Args) -> Outcome {
 }
 
 fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
-    let reply = args.endpoint.kind.info().reply;
-    if reply != Reply::HttpEcho && args.message.is_empty() && args.file.is_none() {
+    let answer = args.endpoint.kind.info().answer;
+    if answer != ServerAnswer::HttpEcho && args.message.is_empty() && args.file.is_none() {
         return Err(Failure::usage(format!(
             "{}: a message is required (words, or -f FILE)",
             args.endpoint
         )));
     }
-    match reply {
-        Reply::Ack => {
+    match answer {
+        ServerAnswer::Ack => {
             let timeout = args.timeout.unwrap_or(DEFAULT_MULTICAST_TIMEOUT);
-            let message = input(args)?.read_datagram(MAX_DATAGRAM, "multicast")?;
+            let message = input(args)?.read_datagram(MAX_UDP_PAYLOAD, "multicast")?;
             multicast::run(args, &message, timeout, out)
         }
-        Reply::Records => {
+        ServerAnswer::Records => {
             if args.file.is_some() || args.hex {
                 return Err(Failure::usage(format!(
                     "{}: binary:// packs the values given as words; -f and --hex send raw bytes",
@@ -140,11 +140,11 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             }
             binary::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out)
         }
-        Reply::Echo => {
+        ServerAnswer::Echo => {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
             echo::run(args, input(args)?, timeout, out)
         }
-        Reply::Http => {
+        ServerAnswer::Http => {
             if args.file.is_some() || args.hex {
                 return Err(Failure::usage(format!(
                     "{}: the message is the path to GET; -f and --hex send raw bytes",
@@ -153,7 +153,7 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             }
             health::run(args, args.timeout.unwrap_or(DEFAULT_TIMEOUT), out)
         }
-        Reply::HttpEcho if args.endpoint.resource.websocket => {
+        ServerAnswer::HttpEcho if args.endpoint.resource.websocket => {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
             let messages: Vec<(u8, Vec<u8>)> = if args.file.is_some() || args.hex {
                 vec![(crate::wire::websocket::opcode::BINARY, whole(args)?)]
@@ -166,7 +166,7 @@ fn dispatch(args: &Args, out: &Out) -> Result<(), Failure> {
             };
             http::run_ws(args, &messages, timeout, out)
         }
-        Reply::HttpEcho => {
+        ServerAnswer::HttpEcho => {
             let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
             let body = if args.message.is_empty() && args.file.is_none() {
                 None

@@ -9,10 +9,11 @@
 use std::time::{Duration, Instant};
 
 use super::{say, Args, Stats};
+use crate::error::Failure;
 use crate::error::{self, Exit, Outcome};
 use crate::probe::duration::show as secs;
-use crate::probe::failure::{self, Failure};
 use crate::probe::http::{HttpConn, WsConn, WsEvent};
+use crate::probe::interrupt;
 use crate::probe::payload::nonce;
 use crate::probe::tls::TlsClient;
 use crate::wire::websocket::opcode;
@@ -50,7 +51,7 @@ pub(super) fn run(args: &Args) -> Outcome {
     let mut stats = Stats::default();
     let key = nonce();
     let mut next = Instant::now();
-    while !failure::stopped() && args.count.is_none_or(|count| stats.transmitted < count) {
+    while !interrupt::stopped() && args.count.is_none_or(|count| stats.transmitted < count) {
         let seq = stats.transmitted + 1;
         stats.transmitted = seq;
         let sent = Instant::now();
@@ -81,7 +82,7 @@ pub(super) fn run(args: &Args) -> Outcome {
             break;
         }
         next = (next + args.interval).max(Instant::now());
-        while !failure::stopped() {
+        while !interrupt::stopped() {
             let left = next.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

@@ -1,5 +1,5 @@
 //! HTTP/1.1 and WebSocket, the client's side, over a probe connection
-//! ([`Conn`]): what `client` and `ping` speak on `http://` and `ws://`, and
+//! ([`BoundedConn`]): what `client` and `ping` speak on `http://` and `ws://`, and
 //! what `bench` asks once before a run (is this echoplex?). Every format is
 //! `wire`'s (response heads, chunked bodies, frames); this file only waits
 //! for bytes, bounded by the connection's timeout. TLS lives below, in
@@ -10,11 +10,11 @@ use std::io;
 use std::time::Instant;
 
 use super::duration::show;
-use super::failure::{Exit, Failure};
 use super::payload::nonce;
-use super::socket::{wait, Conn};
+use super::socket::{wait, BoundedConn};
 use super::tls::TlsClient;
 use crate::endpoint::{Endpoint, Target};
+use crate::error::{Exit, Failure};
 use crate::wire::http::{self as wire, ChunkedDecoder, Framing, ResponseHead};
 use crate::wire::websocket::{self as ws, Event, Role};
 
@@ -61,7 +61,7 @@ impl Answer {
 /// are read whole (keep-alive, chunked, or until close).
 #[derive(Debug)]
 pub struct HttpConn {
-    conn: Conn,
+    conn: BoundedConn,
     /// Bytes received and not yet consumed.
     buf: Vec<u8>,
     /// The `Host` header.
@@ -79,7 +79,7 @@ impl HttpConn {
         tls: Option<&TlsClient>,
     ) -> Result<HttpConn, Failure> {
         Ok(HttpConn {
-            conn: Conn::connect(endpoint, timeout, tls)?,
+            conn: BoundedConn::connect(endpoint, timeout, tls)?,
             buf: Vec::new(),
             host: host_header(endpoint),
             closed: false,
@@ -365,7 +365,7 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
-impl Conn {
+impl BoundedConn {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.sock().as_raw_fd()

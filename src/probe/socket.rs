@@ -4,7 +4,7 @@
 //! IPv4 first; Unix paths and `@abstract` names); [`Sock::begin`] opens a
 //! non-blocking socket and starts connecting, [`Sock::connecting_done`] tells
 //! when a stream's handshake is over. `client` and `ping` wrap a `Sock` in
-//! a [`Conn`] whose every wait is a `poll(2)` with a deadline; `bench`
+//! a [`BoundedConn`] whose every wait is a `poll(2)` with a deadline; `bench`
 //! registers many with its own `mio::Poll`.
 
 use std::io::{self, Read, Write};
@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::duration::show;
-use super::failure::{interrupted, stopped, Exit, Failure};
+use super::interrupt::{interrupted, stopped};
 use super::tls::{handshake_failure, Session, TlsClient};
-use crate::endpoint::{Endpoint, Kind, Reply, Target};
+use crate::endpoint::{Endpoint, Kind, ServerAnswer, Target};
 use crate::error::describe;
+use crate::error::{Exit, Failure};
 use crate::sock::{self, SocketFile};
 use std::cell::RefCell;
 
@@ -63,7 +64,7 @@ pub fn multicast_group(endpoint: &Endpoint) -> Result<SocketAddr, Failure> {
 /// Where a `unix-dgram:` client binds, so the server has an address to
 /// answer to.
 #[derive(Clone, Copy, Debug)]
-pub enum Local<'a> {
+pub enum ClientBind<'a> {
     /// A fresh file in the temporary directory, removed when the socket
     /// is dropped.
     TempFile,
@@ -108,8 +109,8 @@ impl Sock {
     /// datagram socket is connected on return; a stream may still be
     /// connecting (see [`Sock::connecting_done`]). A Unix listener with a full
     /// backlog refuses at once with `WouldBlock`.
-    pub fn begin(kind: Kind, addr: &SockAddr, local: Local) -> io::Result<Sock> {
-        if kind.info().reply == Reply::Ack {
+    pub fn begin(kind: Kind, addr: &SockAddr, local: ClientBind) -> io::Result<Sock> {
+        if kind.info().answer == ServerAnswer::Ack {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "multicast is not a connected endpoint",
@@ -118,7 +119,7 @@ impl Sock {
         let stream = kind.is_stream();
         let ty = if stream { Type::STREAM } else { Type::DGRAM };
         let (socket, file) = match (addr.domain(), stream, local) {
-            (Domain::UNIX, false, Local::TempFile) => {
+            (Domain::UNIX, false, ClientBind::TempFile) => {
                 let path = temp_socket_path();
                 let (socket, file) = sock::unix_datagram_client(&path).map_err(|err| {
                     io::Error::new(
@@ -128,7 +129,7 @@ impl Sock {
                 })?;
                 (socket, Some(file))
             }
-            (Domain::UNIX, false, Local::Abstract(name)) => {
+            (Domain::UNIX, false, ClientBind::Abstract(name)) => {
                 let socket = sock::client_socket(Domain::UNIX, ty)?;
                 socket.bind(&sock::unix_sockaddr(&Target::Abstract(name.into()))?)?;
                 (socket, None)
@@ -309,11 +310,11 @@ pub fn wait(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<libc:
 pub fn connect(
     endpoint: &Endpoint,
     timeout: Duration,
-    local: Local,
+    local: ClientBind,
     tls: Option<&TlsClient>,
 ) -> Result<(Sock, SockAddr), Failure> {
     // A group's answers come from many members: no one peer to connect to.
-    if endpoint.kind.info().reply == Reply::Ack {
+    if endpoint.kind.info().answer == ServerAnswer::Ack {
         return Err(Failure::usage(format!(
             "{endpoint}: multicast is not a connected endpoint"
         )));
@@ -340,7 +341,7 @@ fn connect_one(
     kind: Kind,
     addr: &SockAddr,
     timeout: Duration,
-    local: Local,
+    local: ClientBind,
     proxy: bool,
     tls: Option<&TlsClient>,
 ) -> Result<Sock, Failure> {
@@ -393,7 +394,7 @@ fn connect_one(
 /// A connected client socket whose every wait is bounded: what `client`
 /// and `ping` talk through.
 #[derive(Debug)]
-pub struct Conn {
+pub struct BoundedConn {
     sock: Sock,
     /// The endpoint as written, for messages.
     name: String,
@@ -401,18 +402,18 @@ pub struct Conn {
     timeout: Duration,
 }
 
-impl Conn {
+impl BoundedConn {
     /// Connects to `endpoint` (a unix-dgram client binds a temporary file,
     /// removed again on every path out); every wait is bounded by `timeout`.
     pub fn connect(
         endpoint: &Endpoint,
         timeout: Duration,
         tls: Option<&TlsClient>,
-    ) -> Result<Conn, Failure> {
+    ) -> Result<BoundedConn, Failure> {
         let name = endpoint.to_string();
-        let (sock, _) = connect(endpoint, timeout, Local::TempFile, tls)
+        let (sock, _) = connect(endpoint, timeout, ClientBind::TempFile, tls)
             .map_err(|failure| within(failure, &format!("cannot connect to {name}")))?;
-        Ok(Conn {
+        Ok(BoundedConn {
             sock,
             name,
             timeout,
@@ -491,7 +492,7 @@ impl Conn {
         }
     }
 
-    /// Like [`Conn::recv`], but waits until `deadline`; `None` when it passed.
+    /// Like [`BoundedConn::recv`], but waits until `deadline`; `None` when it passed.
     pub fn recv_until(&self, buf: &mut [u8], deadline: Instant) -> Result<Option<usize>, Failure> {
         loop {
             match self.try_recv(buf)? {

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
-use super::failure::{Exit, Failure};
 use crate::endpoint::{Endpoint, Target};
+use crate::error::{Exit, Failure};
 use crate::tls::{client_config, server_name, Verify};
 
 /// What the tools send and buffer at most inside a session before the

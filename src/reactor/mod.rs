@@ -202,15 +202,15 @@ pub(crate) struct Memo {
 /// Spare send buffers the pool may keep, in bytes.
 const SPARE_BUFFER_BYTES: usize = 16 << 20;
 
-/// Largest datagram the scratch buffer must hold (UDP over IPv6 jumbograms aside).
-const MAX_DATAGRAM: usize = 65_536;
+/// Least scratch size: any UDP datagram is read whole (jumbograms aside).
+const DATAGRAM_SCRATCH: usize = 65_536;
 
 impl Reactor {
     /// A reactor with no handlers yet, on the system clock.
     pub fn new(limits: Limits) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
-        let scratch_len = limits.max_buffer.max(MAX_DATAGRAM);
+        let scratch_len = limits.max_buffer.max(DATAGRAM_SCRATCH);
         Ok(Reactor {
             poll,
             events: Events::with_capacity(EVENTS_PER_POLL),

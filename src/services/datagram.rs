@@ -95,7 +95,7 @@ impl DatagramSocket for mio::net::UdpSocket {
 
 /// What a datagram gets back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reply {
+pub enum ReplyWith {
     /// The datagram itself (RFC 862).
     Echo,
     /// A fixed answer, logged with each datagram (the article's multicast receiver).
@@ -115,7 +115,7 @@ pub struct DatagramService<S: DatagramSocket> {
     socket: S,
     kind: &'static str,
     local: String,
-    reply: Reply,
+    reply: ReplyWith,
     guard: Option<SourceGuard>,
     queue: VecDeque<(Box<[u8]>, S::Addr)>,
     queued_bytes: usize,
@@ -142,7 +142,7 @@ impl<S: DatagramSocket> DatagramService<S> {
         socket: S,
         kind: &'static str,
         local: String,
-        reply: Reply,
+        reply: ReplyWith,
         guard: Option<SourceGuard>,
         socket_file: Option<SocketFile>,
     ) -> Self {
@@ -241,7 +241,7 @@ impl<S: DatagramSocket> DatagramService<S> {
             Verdict::Reply => {
                 // Logged only once admitted, and rate-limited: a flood must
                 // not become a log flood.
-                if let Reply::Fixed(_) = self.reply {
+                if let ReplyWith::Fixed(_) = self.reply {
                     crate::log_limited!(
                         log::Level::Info,
                         "{} {}: received {len} bytes from {from}",
@@ -271,8 +271,8 @@ impl<S: DatagramSocket> DatagramService<S> {
             return;
         }
         let reply = match self.reply {
-            Reply::Echo => datagram,
-            Reply::Fixed(answer) => answer,
+            ReplyWith::Echo => datagram,
+            ReplyWith::Fixed(answer) => answer,
         };
         // Replies keep their order: behind the queue (UDP), or behind this
         // peer's own queued replies (Unix datagrams).
@@ -338,8 +338,8 @@ impl<S: DatagramSocket> DatagramService<S> {
             }
         };
         let fixed = match self.reply {
-            Reply::Echo => None,
-            Reply::Fixed(answer) => Some(answer),
+            ReplyWith::Echo => None,
+            ReplyWith::Fixed(answer) => Some(answer),
         };
         // The common case (an echo, and a guard that needs no bucket for
         // this sender) reads the length and port straight from the

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use mio::{Interest, Registry, Token};
 
-use super::datagram::{DatagramService, DatagramSocket, Reply, SourceGuard};
+use super::datagram::{DatagramService, DatagramSocket, ReplyWith, SourceGuard};
 use super::{Bound, ServeConfig};
 use crate::endpoint::Endpoint;
 use crate::sock;
@@ -93,7 +93,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         },
         "multicast",
         format!("{local} on {}", config.iface),
-        Reply::Fixed(b"ack"),
+        ReplyWith::Fixed(b"ack"),
         Some(SourceGuard::new(
             config.udp_rate,
             config.rate_limit_loopback,

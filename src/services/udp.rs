@@ -3,7 +3,7 @@
 
 use std::io;
 
-use super::datagram::{DatagramService, Reply, SourceGuard};
+use super::datagram::{DatagramService, ReplyWith, SourceGuard};
 use super::{Bound, ServeConfig};
 use crate::endpoint::Endpoint;
 use crate::sock;
@@ -16,7 +16,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         socket,
         "udp",
         local.to_string(),
-        Reply::Echo,
+        ReplyWith::Echo,
         Some(SourceGuard::new(
             config.udp_rate,
             config.rate_limit_loopback,

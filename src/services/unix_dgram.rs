@@ -14,7 +14,7 @@ use std::os::unix::net::{self, UnixDatagram};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
-use super::datagram::{DatagramService, DatagramSocket, Reply};
+use super::datagram::{DatagramService, DatagramSocket, ReplyWith};
 use super::{Bound, ServeConfig};
 use crate::endpoint::{Endpoint, Target};
 use crate::sock;
@@ -170,7 +170,7 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         UnixDgram::new(socket)?,
         "unix-dgram",
         endpoint.to_string(),
-        Reply::Echo,
+        ReplyWith::Echo,
         None,
         socket_file,
     );

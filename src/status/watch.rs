@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::error::{Exit, Failure, Outcome};
-use crate::probe::failure;
+use crate::probe::interrupt;
 use crate::reactor::{StatKind, Stats};
 
 /// Clears the screen and homes the cursor (ANSI), before each redraw on a
@@ -43,7 +43,7 @@ pub(super) fn run(
     admin: &str,
     mut ask: impl FnMut() -> Result<String, Failure>,
 ) -> Outcome {
-    failure::stop_on(&[libc::SIGINT], true)?;
+    interrupt::stop_on(&[libc::SIGINT], true)?;
     let terminal = std::io::stdout().is_terminal();
     let started = Instant::now();
     let mut previous: Option<Sample> = None;
@@ -91,12 +91,12 @@ pub(super) fn run(
             next = now;
         }
         while Instant::now() < next {
-            if failure::stopped() {
+            if interrupt::stopped() {
                 return Ok(Exit::Interrupted);
             }
             std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
         }
-        if failure::stopped() {
+        if interrupt::stopped() {
             return Ok(Exit::Interrupted);
         }
     }

@@ -1,11 +1,12 @@
-//! Why a client, ping or bench run failed is the crate's one
-//! [`crate::error::Failure`] (its [`Exit`] class and one line); this file
-//! adds Ctrl-C as a flag that ends a run through its normal path.
+//! Ctrl-C as a flag that ends a client, ping or bench run through its
+//! normal path. The flag is signal state: a signal handler can reach
+//! nothing but a static, so this is the one process-wide flag the tools
+//! keep (ARCHITECTURE.md, "Process-wide state").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-pub use crate::error::{Exit, Failure};
+use crate::error::{Exit, Failure};
 
 fn stop_flag() -> &'static Arc<AtomicBool> {
     static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
