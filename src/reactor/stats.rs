@@ -271,28 +271,6 @@ impl Stats {
         }
     }
 
-    /// The five summary lines of `echoplex status` (connections, datagrams
-    /// and bytes, the loop, the control plane, HTTP and WebSocket), without
-    /// a final newline.
-    pub fn text(&self, now: Instant) -> String {
-        let mut lines = [
-            format!("uptime {:.1}s", self.uptime_s(now)),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ];
-        for (stat, value) in self.values() {
-            let line = &mut lines[usize::from(stat.line.clamp(1, 5)) - 1];
-            line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
-        }
-        lines[2].push_str(&format!(
-            "  events/iteration {:.2}",
-            self.events_per_iteration()
-        ));
-        lines.join("\n")
-    }
-
     /// The figures as `status json` keys: every field, plus `uptime_s`,
     /// `events_per_iteration`, `turn_events` and the sampled figures
     /// (`Sampled::json_into`: rates, connections by state and kind).
@@ -329,27 +307,6 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_text_has_every_figure_on_its_line() {
-        let started = Instant::now();
-        let mut stats = Stats::new(started);
-        stats.connections = 1;
-        stats.rejected_max_connections = 2;
-        stats.rejected_no_fds = 3;
-        stats.datagrams_out = 4;
-        stats.bytes_out = 5;
-        stats.loop_iterations = 4;
-        stats.events = 6;
-        assert_eq!(
-            stats.text(started),
-            "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0  tls handshakes 0 (0us)  tls errors 0\n\
-             datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
-             loop iterations 4  events 6  timers fired 0 pending 0  events/iteration 1.50\n\
-             control (admin, metrics) connections 0  rejected 0  evicted 0  bytes in 0 out 0  page clients dropped 0\n\
-             http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
-        );
-    }
 
     #[test]
     fn json_and_list_agree_and_totals_add_up() {

@@ -15,7 +15,7 @@
 //! gets `error: ...` and the `.` line, and the connection stays open.
 
 use std::io::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -171,6 +171,29 @@ fn secs(duration: Option<Duration>) -> String {
     duration.map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
 }
 
+/// The five summary lines of `echoplex status` (connections, datagrams
+/// and bytes, the loop, the control plane, HTTP and WebSocket), without a
+/// final newline: each figure where its declaration (`stats!`: `line`,
+/// `text`) puts it.
+fn summary_lines(stats: &Stats, now: Instant) -> String {
+    let mut lines = [
+        format!("uptime {:.1}s", stats.uptime_s(now)),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    for (stat, value) in stats.values() {
+        let line = &mut lines[usize::from(stat.line.clamp(1, 5)) - 1];
+        line.push_str(&stat.text.replacen("{}", &value.to_string(), 1));
+    }
+    lines[2].push_str(&format!(
+        "  events/iteration {:.2}",
+        stats.events_per_iteration()
+    ));
+    lines.join("\n")
+}
+
 /// `status`'s per-reactor rows (shown when there are several).
 fn reactor_table(each: &[Stats]) -> String {
     let mut out = format!(
@@ -190,7 +213,7 @@ fn reactor_table(each: &[Stats]) -> String {
 fn status_table(cx: &Context) -> String {
     // With several reactors the figures are their totals, then a row each.
     let each = cx.every_reactor();
-    let mut out = totals(&each).text(cx.now);
+    let mut out = summary_lines(&totals(&each), cx.now);
     out.push('\n');
     if each.len() > 1 {
         out.push_str(&reactor_table(&each));
@@ -260,4 +283,30 @@ pub(crate) fn status_json(cx: &Context) -> serde_json::Value {
     object.insert("handlers".into(), serde_json::Value::Array(handlers));
     object.insert("reactors".into(), each_json(&each, cx.now));
     serde_json::Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_has_every_figure_on_its_line() {
+        let started = Instant::now();
+        let mut stats = Stats::new(started);
+        stats.connections = 1;
+        stats.rejected_max_connections = 2;
+        stats.rejected_no_fds = 3;
+        stats.datagrams_out = 4;
+        stats.bytes_out = 5;
+        stats.loop_iterations = 4;
+        stats.events = 6;
+        assert_eq!(
+            summary_lines(&stats, started),
+            "uptime 0.0s  connections 1  accepted 0  closed 0  timeouts 0  rejected 2 (max-connections) 3 (no fds)  proxy errors 0  tls handshakes 0 (0us)  tls errors 0\n\
+             datagrams in 0 out 4  dropped 0  filtered 0  rate-limited 0  bytes in 0 out 5\n\
+             loop iterations 4  events 6  timers fired 0 pending 0  events/iteration 1.50\n\
+             control (admin, metrics) connections 0  rejected 0  evicted 0  bytes in 0 out 0  page clients dropped 0\n\
+             http answers 1xx 0 2xx 0 3xx 0 4xx 0 5xx 0  websocket upgrades 0 messages 0 errors 0"
+        );
+    }
 }
