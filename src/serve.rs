@@ -3,24 +3,20 @@
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use mio::net::UnixStream;
-use mio::{Interest, Registry, Token};
 
 use crate::daemon::pidfile::PidFile;
-use crate::daemon::{self, notify, reactors, reload, upgrade};
+use crate::daemon::signals::SignalPipe;
+use crate::daemon::{self, reactors, reload, upgrade};
 use crate::endpoint::Endpoint;
 use crate::error::{describe, Exit, Failure, Outcome};
 use crate::probe::duration::secs;
-use crate::reactor::{
-    Board, Context, Flow, Handler, HandlerInfo, Limits, Reactor, Readiness, CONTROL_RESERVE,
-};
+use crate::reactor::{Board, Limits, Reactor, CONTROL_RESERVE};
 use crate::services::{self, Bound, ServeConfig};
 use crate::sock;
 
@@ -488,115 +484,5 @@ fn raise_nofile_limit() -> u64 {
                 soft
             }
         },
-    }
-}
-
-/// SIGINT and SIGTERM, turned into readiness: signal-hook's handler writes
-/// a byte into a socket pair, and the loop polls the other end like any
-/// socket. The first signal starts a graceful shutdown, a second one ends it.
-///
-/// With `--reactors N`, reactor 0's pipe hears the signals (and
-/// `Pipes::request_shutdown_all`) and passes each on to the others'
-/// pipes (`follower`), so every reactor counts the same signals.
-struct SignalPipe {
-    reader: UnixStream,
-    follower: bool,
-    pipes: Arc<reactors::Pipes>,
-    inventory: Arc<upgrade::Inventory>,
-}
-
-impl SignalPipe {
-    fn new(
-        pipes: Arc<reactors::Pipes>,
-        inventory: Arc<upgrade::Inventory>,
-    ) -> io::Result<SignalPipe> {
-        let (reader, writer) = StdUnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // Each registration owns a duplicate of the write end.
-            signal_hook::low_level::pipe::register_raw(signal, writer.try_clone()?.into())?;
-        }
-        pipes.set_leader(writer);
-        Ok(SignalPipe {
-            reader: UnixStream::from_std(reader),
-            follower: false,
-            pipes,
-            inventory,
-        })
-    }
-
-    /// The pipe of reactor 1, 2, ...: written by reactor 0, not by signals.
-    fn follower(
-        pipes: Arc<reactors::Pipes>,
-        inventory: Arc<upgrade::Inventory>,
-    ) -> io::Result<SignalPipe> {
-        let (reader, writer) = StdUnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
-        pipes.add_follower(writer);
-        Ok(SignalPipe {
-            reader: UnixStream::from_std(reader),
-            follower: true,
-            pipes,
-            inventory,
-        })
-    }
-}
-
-impl Handler for SignalPipe {
-    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut self.reader, token, Interest::READABLE)
-    }
-
-    fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
-        if self.follower {
-            // Reactor 0 writes what to do: a drain, or (each time) a shutdown.
-            let (drain, shutdown) = reactors::read_orders(&mut self.reader);
-            if drain {
-                cx.request_drain();
-            }
-            if shutdown {
-                cx.request_shutdown();
-            }
-            return Flow::Continue;
-        }
-        let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
-        if got_signal {
-            self.pipes.forward_shutdown();
-            if !cx.is_shutting_down() && !self.inventory.handed_over() {
-                notify::stopping("shutting down");
-            }
-            // The inventory's duplicates would keep closed listeners listening.
-            self.inventory.release();
-            if cx.is_shutting_down() {
-                info!("second signal: exiting now, without waiting for the grace period");
-            } else {
-                info!(
-                    "signal received: shutting down (grace {:?})",
-                    cx.limits.grace
-                );
-            }
-            cx.request_shutdown();
-        }
-        Flow::Continue
-    }
-
-    fn shutdown(&mut self, _cx: &mut Context) -> Flow {
-        Flow::Continue
-    }
-
-    fn keeps_alive(&self) -> bool {
-        false
-    }
-
-    fn describe(&self, _now: Instant) -> HandlerInfo {
-        HandlerInfo {
-            kind: "signals",
-            local: "SIGINT,SIGTERM".into(),
-            peer: "-".into(),
-            state: "open",
-            ..HandlerInfo::default()
-        }
     }
 }

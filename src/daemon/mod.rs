@@ -7,6 +7,7 @@ pub mod notify;
 pub mod pidfile;
 pub mod reactors;
 pub mod reload;
+pub mod signals;
 pub mod upgrade;
 
 use socket2::{Socket, Type};
