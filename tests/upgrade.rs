@@ -408,16 +408,24 @@ fn an_upgrade_hands_over_every_reactor_s_sockets() {
     wait_until("the new process exits", || !alive(new_pid));
 }
 
-#[test]
-fn only_the_new_process_itself_can_say_it_is_ready() {
-    let dir = temp_dir("upgrade-forged");
+/// A daemon on TCP with a pid file, run from a copy of the binary that the
+/// test may then replace with a broken "new build": (its directory, the
+/// copy, the pid file, the daemon).
+fn serve_from_a_copy(tag: &str) -> (support::TempDir, PathBuf, PathBuf, Daemon) {
+    let dir = temp_dir(tag);
     let exe = copy_of_binary(&dir);
     let pid_file = dir.join("echoplex.pid");
     let mut command = Command::new(&exe);
     command
         .args(["serve", "tcp://127.0.0.1:0", "--pid-file"])
         .arg(&pid_file);
-    let mut old = Daemon::spawn_logged(command);
+    let old = Daemon::spawn_logged(command);
+    (dir, exe, pid_file, old)
+}
+
+#[test]
+fn only_the_new_process_itself_can_say_it_is_ready() {
+    let (_dir, exe, pid_file, mut old) = serve_from_a_copy("upgrade-forged");
     let tcp = Target::of(&old.ready()[0]).inet();
     // A "new build" that never becomes ready.
     std::fs::remove_file(&exe).expect("remove");
@@ -465,14 +473,7 @@ fn only_the_new_process_itself_can_say_it_is_ready() {
 
 #[test]
 fn a_failed_upgrade_leaves_the_old_process_serving() {
-    let dir = temp_dir("upgrade-fails");
-    let exe = copy_of_binary(&dir);
-    let pid_file = dir.join("echoplex.pid");
-    let mut command = Command::new(&exe);
-    command
-        .args(["serve", "tcp://127.0.0.1:0", "--pid-file"])
-        .arg(&pid_file);
-    let mut old = Daemon::spawn_logged(command);
+    let (_dir, exe, pid_file, mut old) = serve_from_a_copy("upgrade-fails");
     let endpoints = old.ready();
     let tcp = Target::of(&endpoints[0]).inet();
     // The "new build" is broken: it exits at once.

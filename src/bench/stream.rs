@@ -134,16 +134,10 @@ pub(super) fn register(
     }
 }
 
-/// Starts connecting connection `id` as `token`, registered for writable
-/// to see the handshake end. `WouldBlock`: a Unix listener's backlog is
-/// full, try again shortly.
-fn connect_one(
-    dest: &Dest,
-    registry: &Registry,
-    id: usize,
-    token: Token,
-    now: Instant,
-) -> io::Result<StreamLink> {
+/// A socket to `dest` (its PROXY header and TLS session ready) whose
+/// connect has begun, registered as `token` for writable to see the
+/// handshake end: the start of every stream-kind bench connection.
+pub(super) fn start_connecting(dest: &Dest, registry: &Registry, token: Token) -> io::Result<Sock> {
     let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
         .with_proxy_header(dest.proxy)
         .with_tls(dest.tls.as_ref())?;
@@ -154,6 +148,20 @@ fn connect_one(
         Interest::READABLE | Interest::WRITABLE,
         false,
     )?;
+    Ok(sock)
+}
+
+/// Starts connecting connection `id` as `token`, registered for writable
+/// to see the handshake end. `WouldBlock`: a Unix listener's backlog is
+/// full, try again shortly.
+fn connect_one(
+    dest: &Dest,
+    registry: &Registry,
+    id: usize,
+    token: Token,
+    now: Instant,
+) -> io::Result<StreamLink> {
+    let sock = start_connecting(dest, registry, token)?;
     Ok(StreamLink {
         id,
         sock,

@@ -398,13 +398,7 @@ impl Handler for Publisher {
     }
 
     fn describe(&self, _now: Instant) -> HandlerInfo {
-        HandlerInfo {
-            kind: "stats",
-            local: format!("reactor {}", self.index),
-            peer: "-".into(),
-            state: "open",
-            ..HandlerInfo::default()
-        }
+        HandlerInfo::internal("stats", format!("reactor {}", self.index))
     }
 }
 

@@ -79,12 +79,6 @@ impl Handler for Reloader {
     }
 
     fn describe(&self, _now: Instant) -> HandlerInfo {
-        HandlerInfo {
-            kind: "signals",
-            local: "SIGHUP".into(),
-            peer: "-".into(),
-            state: "open",
-            ..HandlerInfo::default()
-        }
+        HandlerInfo::internal("signals", "SIGHUP")
     }
 }

@@ -33,16 +33,14 @@ impl SignalPipe {
         pipes: Arc<reactors::Pipes>,
         inventory: Arc<upgrade::Inventory>,
     ) -> io::Result<SignalPipe> {
-        let (reader, writer) = StdUnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
+        let (reader, writer) = nonblocking_pair()?;
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             // Each registration owns a duplicate of the write end.
             signal_hook::low_level::pipe::register_raw(signal, writer.try_clone()?.into())?;
         }
         pipes.set_leader(writer);
         Ok(SignalPipe {
-            reader: UnixStream::from_std(reader),
+            reader,
             follower: false,
             pipes,
             inventory,
@@ -54,17 +52,24 @@ impl SignalPipe {
         pipes: Arc<reactors::Pipes>,
         inventory: Arc<upgrade::Inventory>,
     ) -> io::Result<SignalPipe> {
-        let (reader, writer) = StdUnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
+        let (reader, writer) = nonblocking_pair()?;
         pipes.add_follower(writer);
         Ok(SignalPipe {
-            reader: UnixStream::from_std(reader),
+            reader,
             follower: true,
             pipes,
             inventory,
         })
     }
+}
+
+/// A socket pair, both ends non-blocking: the loop polls the first, and
+/// a signal handler or another thread writes the second without waiting.
+fn nonblocking_pair() -> io::Result<(UnixStream, StdUnixStream)> {
+    let (reader, writer) = StdUnixStream::pair()?;
+    reader.set_nonblocking(true)?;
+    writer.set_nonblocking(true)?;
+    Ok((UnixStream::from_std(reader), writer))
 }
 
 impl Handler for SignalPipe {
@@ -114,12 +119,6 @@ impl Handler for SignalPipe {
     }
 
     fn describe(&self, _now: Instant) -> HandlerInfo {
-        HandlerInfo {
-            kind: "signals",
-            local: "SIGINT,SIGTERM".into(),
-            peer: "-".into(),
-            state: "open",
-            ..HandlerInfo::default()
-        }
+        HandlerInfo::internal("signals", "SIGINT,SIGTERM")
     }
 }

@@ -117,6 +117,20 @@ pub struct HandlerInfo {
     pub detail: Option<String>,
 }
 
+impl HandlerInfo {
+    /// The row of a handler with no peer that is always open: the daemon's
+    /// own (signals, the publisher), `local` naming what it listens to.
+    pub fn internal(kind: &'static str, local: impl Into<String>) -> HandlerInfo {
+        HandlerInfo {
+            kind,
+            local: local.into(),
+            peer: "-".into(),
+            state: "open",
+            ..HandlerInfo::default()
+        }
+    }
+}
+
 /// The limits every handler honours, fixed at start-up.
 #[derive(Clone, Debug)]
 pub struct Limits {

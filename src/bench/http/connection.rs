@@ -8,11 +8,11 @@ use std::time::Instant;
 use mio::{Interest, Registry, Token};
 
 use super::{Reader, Reading};
-use crate::bench::stream::register;
+use crate::bench::stream::{register, start_connecting};
 use crate::bench::types::{Dest, Speech, Web};
 use crate::bench::worker::Ctx;
 use crate::error::describe;
-use crate::probe::socket::{ClientBind, Sock};
+use crate::probe::socket::Sock;
 use crate::wire::http as wire;
 use crate::wire::websocket::{self as ws, opcode};
 
@@ -54,16 +54,7 @@ pub(super) fn connect_one(
     token: Token,
     now: Instant,
 ) -> io::Result<WebLink> {
-    let sock = Sock::begin(dest.kind, &dest.addr, ClientBind::TempFile)?
-        .with_proxy_header(dest.proxy)
-        .with_tls(dest.tls.as_ref())?;
-    register(
-        registry,
-        &sock,
-        token,
-        Interest::READABLE | Interest::WRITABLE,
-        false,
-    )?;
+    let sock = start_connecting(dest, registry, token)?;
     Ok(WebLink {
         sock,
         state: State::Connecting,
