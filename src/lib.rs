@@ -44,7 +44,3 @@ pub mod status;
 pub mod sys;
 pub mod tls;
 pub mod wire;
-
-/// recvmmsg/sendmmsg batches: moved under `sys` (all FFI); the old path
-/// stays for code that names `crate::mmsg`.
-pub use sys::mmsg;

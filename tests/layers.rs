@@ -362,6 +362,9 @@ fn file_of<'a>(files: &'a BTreeMap<String, PathBuf>, path: &str) -> Option<&'a s
 struct Graph {
     /// file module -> files it names
     edges: BTreeMap<String, BTreeSet<String>>,
+    /// "module: path" for crate paths that name no file (a re-export at
+    /// the crate root would hide an arrow from the check).
+    unresolved: BTreeSet<String>,
 }
 
 fn graph() -> Graph {
@@ -387,6 +390,7 @@ fn graph() -> Graph {
         }
     }
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut unresolved = BTreeSet::new();
     for (module, path) in &files {
         let text = std::fs::read_to_string(path).expect("source");
         let entry = edges.entry(module.clone()).or_default();
@@ -396,14 +400,18 @@ fn graph() -> Graph {
                 Some(defined_in) if !files.contains_key(first) => Some(defined_in.as_str()),
                 _ => file_of(&files, &target),
             };
-            if let Some(to) = to {
-                if to != module {
+            match to {
+                Some(to) if to != module => {
                     entry.insert(to.to_string());
+                }
+                Some(_) => {}
+                None => {
+                    unresolved.insert(format!("{module}: {target}"));
                 }
             }
         }
     }
-    Graph { edges }
+    Graph { edges, unresolved }
 }
 
 /// Arrows against the ranks: "from -> to (unit rank -> unit rank)".
@@ -509,6 +517,17 @@ fn arrows_go_down_only() {
     let v = violations(&g);
     let found: BTreeSet<String> = v.keys().cloned().collect();
     assert_none("arrows against the layers", &found, &v);
+}
+
+/// Every crate path names a file: none reaches a module through a
+/// re-export at the root, where the arrow would go unchecked.
+#[test]
+fn every_crate_path_names_a_file() {
+    assert_none(
+        "crate paths that name no file",
+        &graph().unresolved,
+        &BTreeMap::new(),
+    );
 }
 
 #[test]

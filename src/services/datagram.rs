@@ -15,9 +15,9 @@ use std::time::Instant;
 use log::{debug, warn};
 use mio::{Interest, Registry, Token};
 
-use crate::mmsg::{self, Batch};
 use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness, Reason};
 use crate::sock::SocketFile;
+use crate::sys::mmsg::{self, Batch};
 
 pub use super::source_guard::{SourceGuard, Verdict};
 

@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::mmsg;
+use crate::sys::mmsg;
 
 /// Well-known UDP services that answer any datagram: replying to one of
 /// them starts an endless ping-pong (the Fraggle attack), so datagrams from
