@@ -1,5 +1,6 @@
-//! `echoplex serve`: bind every endpoint, print the contract's lines, run
-//! the reactor until SIGINT or SIGTERM.
+//! `echoplex serve`: where services and the daemon meet. Make the values
+//! the reactors share, bind every endpoint, print the contract's lines,
+//! run the reactors until SIGINT or SIGTERM.
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -149,7 +150,7 @@ fn serve(args: Args) -> Result<(), String> {
     let from_upgrade = std::env::var_os(upgrade::UPGRADE_NOTIFY).is_some();
     // They wait in `passing`, with the record of our own sockets for a
     // successor: `sock` adopts and records through it (a `sock::Binder`).
-    let passing = Arc::new(daemon::Passing::default());
+    let passing = Arc::new(daemon::PassedSockets::default());
     let passed = passing.activation.adopt_from_env(from_upgrade)?;
     let inventory = Arc::clone(&passing.inventory);
     // Catch SIGINT/SIGTERM before creating socket files, so no signal can
@@ -331,7 +332,6 @@ fn serve(args: Args) -> Result<(), String> {
     reactor
         .add(Box::new(signals))
         .map_err(|err| format!("signals: {}", describe(&err)))?;
-    let mut upgrader = upgrader;
     if let Some(tls) = &tls {
         // The successor presents the same self-signed certificate, so the
         // clients that trusted --tls-cert-out keep working.

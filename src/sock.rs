@@ -2,7 +2,7 @@
 //! that matter (non-blocking, reuse, multicast scope) are set in one place.
 //!
 //! Each constructor calls `set_nonblocking(true)` explicitly: that is the
-//! article's `setblocking(0)`, and it is what lets one thread serve them all.
+//! article's `setblocking(0)`, and it is what lets one loop serve them all.
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::fmt;
@@ -487,8 +487,9 @@ fn bind_unix(
     // after bind: anyone who can write to the directory can rename a
     // symlink over the fresh socket, and a chmod by path would then follow
     // it and change the mode of any file the daemon can reach.
-    // Sockets are bound before the loop starts; the only other thread then
-    // (the log writer) creates no files, so the process mask may change.
+    // Socket files are bound before the loops start; the other threads
+    // then (the log writer, reactors 1..N) create no files, so the process
+    // mask may change for the moment of the bind.
     let address = SockAddr::unix(path)?;
     let bound = crate::sys::socket::with_umask(!mode & 0o777, || socket.bind(&address));
     bound.map_err(|err| explain_bind_error(path, err))?;

@@ -28,7 +28,7 @@ pub const FIRST_FD: RawFd = 3;
 /// served as an echo endpoint, only claimed back by `--admin`.
 pub const ADMIN_NAME: &str = "admin";
 
-pub use crate::sock::Local;
+use crate::sock::Local;
 
 /// What the `LISTEN_*` variables say, before the descriptors are examined.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,7 +244,7 @@ struct Pool {
 }
 
 /// The sockets passed to this process (one per daemon: `serve` makes it
-/// and `sock` claims from it through `daemon::Passing`).
+/// and `sock` claims from it through `daemon::PassedSockets`).
 #[derive(Default)]
 pub struct Activation {
     pool: Mutex<Pool>,

@@ -1,6 +1,8 @@
 //! The process around the event loop: what the daemon needs beyond
-//! sockets and handlers (socket activation, readiness
-//! notification, the hitless upgrade and the pid file).
+//! sockets and handlers (socket activation, readiness notification, the
+//! hitless upgrade, the pid file, signals, the certificate's reload, and
+//! the other reactors' threads). It never names a service: `serve` hands
+//! it what it needs (a bind closure, the values they share).
 
 pub mod activation;
 pub mod notify;
@@ -19,14 +21,14 @@ use crate::sock::{self, Local};
 /// for a successor ([`upgrade::Inventory`]). `serve` makes one and hands
 /// it to `sock` inside a `sock::Binder`.
 #[derive(Default)]
-pub struct Passing {
+pub struct PassedSockets {
     /// The sockets passed to this process, not claimed yet.
     pub activation: activation::Activation,
     /// Every serving socket, for an upgrade.
     pub inventory: std::sync::Arc<upgrade::Inventory>,
 }
 
-impl sock::Passing for Passing {
+impl sock::Passing for PassedSockets {
     fn claim(&self, ty: Type, local: &Local) -> Option<(Socket, bool)> {
         self.activation.claim(ty, local)
     }

@@ -2,11 +2,14 @@
 //! `Slab`, timers, buffers and counters, sharing nothing on the path of a
 //! message (ARCHITECTURE.md, "Several reactors").
 //!
-//! TCP, UDP and `binary://` get one `SO_REUSEPORT` socket per reactor, so
-//! the kernel spreads connections and datagrams over the reactors. Unix
-//! stream and datagram sockets, multicast and the admin socket are served
-//! by reactor 0 alone: a Unix socket file can be bound once, and a
-//! multicast group delivers every datagram to every socket that joined it.
+//! The kinds whose `spread` is true in `endpoint.rs` (TCP, UDP,
+//! `binary://`, `http://`, `https://`, `tls://`) get one `SO_REUSEPORT`
+//! socket per reactor, so the kernel spreads connections and datagrams
+//! over the reactors. Unix stream and datagram sockets, multicast,
+//! `metrics://` and the admin socket are served by reactor 0 alone: a Unix
+//! socket file can be bound once, a multicast group delivers every
+//! datagram to every socket that joined it, and the control plane is not
+//! worth spreading.
 //!
 //! What the reactors do share is off the message path: the count of open
 //! connections (`--max-connections` is one limit for the daemon; an atomic
@@ -164,8 +167,8 @@ pub struct Pipes {
     leader: Mutex<Option<StdUnixStream>>,
     /// The write ends of the other reactors' pipes.
     followers: Mutex<Vec<StdUnixStream>>,
-    /// Shutdown requests passed on to the followers so far.
-    forwarded: AtomicUsize,
+    /// A shutdown was passed on to the followers.
+    shutdown_forwarded: AtomicBool,
     /// A drain was passed on to the followers.
     drain_forwarded: AtomicBool,
 }
@@ -174,6 +177,10 @@ pub struct Pipes {
 /// time, end) a shutdown; begin a drain.
 const ORDER_SHUTDOWN: u8 = 1;
 const ORDER_DRAIN: u8 = 2;
+
+/// What [`Pipes::request_shutdown_all`] writes into reactor 0's pipe: any
+/// byte there reads as a signal, as signal-hook's own do.
+const AS_A_SIGNAL: u8 = 1;
 
 impl Pipes {
     /// Remembers the write end of reactor 0's signal pipe, for
@@ -195,7 +202,7 @@ impl Pipes {
     pub fn request_shutdown_all(&self) {
         if let Some(mut pipe) = lock(&self.leader).as_ref() {
             // A full pipe already holds a request; non-blocking, never waits.
-            let _ = pipe.write(&[1]);
+            let _ = pipe.write(&[AS_A_SIGNAL]);
         }
     }
 
@@ -203,7 +210,7 @@ impl Pipes {
     /// other reactor: the first begins their graceful shutdown, the second
     /// ends it.
     pub fn forward_shutdown(&self) {
-        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        self.shutdown_forwarded.store(true, Ordering::Relaxed);
         self.order(ORDER_SHUTDOWN);
     }
 
@@ -303,7 +310,7 @@ pub fn run_leader(reactor: &mut Reactor, pipes: &Pipes) -> io::Result<()> {
         if reactor.is_draining() && !pipes.drain_forwarded.load(Ordering::Relaxed) {
             pipes.forward_drain();
         }
-        if reactor.is_shutting_down() && pipes.forwarded.load(Ordering::Relaxed) == 0 {
+        if reactor.is_shutting_down() && !pipes.shutdown_forwarded.load(Ordering::Relaxed) {
             pipes.forward_shutdown();
         }
         match turn {

@@ -1,6 +1,8 @@
 //! Ctrl-C as a flag that ends a client, ping or bench run through its
-//! normal path. The flag is signal state: a signal handler can reach
-//! nothing but a static, so this is the one process-wide flag the tools
+//! normal path. The flag is signal state, set by signal-hook's handler
+//! (through an `Arc`) and read by `stopped()` in every wait of client,
+//! ping and bench, some twenty places deep in their loops: a static spares
+//! threading it through each. It is the one process-wide flag the tools
 //! keep (ARCHITECTURE.md, "Process-wide state").
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -24,6 +24,8 @@ pub const WATCHED_FOR: Duration = Duration::from_secs(5);
 /// One daemon's shared board; clones share it.
 #[derive(Clone)]
 pub struct Board {
+    /// How many reactors share it (fixed when it is made).
+    count: usize,
     inner: Arc<Inner>,
 }
 
@@ -58,6 +60,7 @@ impl Board {
     pub fn new(count: usize) -> Board {
         let count = count.max(1);
         Board {
+            count,
             inner: Arc::new(Inner {
                 published: Mutex::new(vec![Stats::new(Instant::now()); count]),
                 rows: Mutex::new(vec![Vec::new(); count]),
@@ -68,7 +71,7 @@ impl Board {
 
     /// How many reactors share this board.
     pub fn count(&self) -> usize {
-        lock(&self.inner.published).len()
+        self.count
     }
 
     /// Reactor `index` publishes its counters and, when there are several
@@ -86,32 +89,33 @@ impl Board {
 
     /// Every reactor's counters, by index: `own` (live) at `index`, the
     /// others as last published.
-    pub fn snapshots(&self, index: usize, own: &Stats) -> Vec<Stats> {
-        let mut all = lock(&self.inner.published).clone();
-        if all.len() <= index {
-            all.resize(index + 1, own.clone());
-        }
-        all[index] = own.clone();
-        all
+    pub fn every_reactor(&self, index: usize, own: &Stats) -> Vec<Stats> {
+        let published = lock(&self.inner.published);
+        (0..self.count.max(index + 1))
+            .map(|reactor| match published.get(reactor) {
+                Some(one) if reactor != index => one.clone(),
+                _ => own.clone(),
+            })
+            .collect()
     }
 
     /// The handlers of every reactor as (reactor, slab key, row): `own`
     /// (live) at `index`, the others' as last published.
-    pub fn handler_rows(
+    pub fn every_handler(
         &self,
         index: usize,
         own: Vec<(usize, HandlerInfo)>,
     ) -> Vec<(usize, usize, HandlerInfo)> {
-        let others = lock(&self.inner.rows).clone();
+        let others = lock(&self.inner.rows);
         let mut all = Vec::with_capacity(own.len());
         let mut own = Some(own);
-        for reactor in 0..others.len().max(index + 1) {
-            let rows = if reactor == index {
-                own.take().unwrap_or_default()
-            } else {
-                others.get(reactor).cloned().unwrap_or_default()
-            };
-            all.extend(rows.into_iter().map(|(key, row)| (reactor, key, row)));
+        for reactor in 0..self.count.max(index + 1) {
+            if reactor == index {
+                let rows = own.take().unwrap_or_default();
+                all.extend(rows.into_iter().map(|(key, row)| (reactor, key, row)));
+            } else if let Some(rows) = others.get(reactor) {
+                all.extend(rows.iter().map(|(key, row)| (reactor, *key, row.clone())));
+            }
         }
         all
     }
@@ -165,7 +169,7 @@ mod tests {
         board.publish(1, &first, None);
         let mut own = Stats::new(Instant::now());
         own.accepted = 7;
-        let all = board.snapshots(0, &own);
+        let all = board.every_reactor(0, &own);
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].accepted, all[1].accepted), (7, 5));
         assert_eq!(totals(&all).accepted, 12);

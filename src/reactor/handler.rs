@@ -490,7 +490,7 @@ impl Context<'_> {
     /// Every reactor's counters, by index: this one's live, the others' as
     /// last published (with one reactor, this one's alone).
     pub fn every_reactor(&self) -> Vec<Stats> {
-        self.parts.board.snapshots(self.parts.index, self.stats)
+        self.parts.board.every_reactor(self.parts.index, self.stats)
     }
 
     /// The handlers of every reactor as (reactor, slab key, row): this
@@ -498,7 +498,7 @@ impl Context<'_> {
     pub fn every_handler(&self) -> Vec<(usize, usize, HandlerInfo)> {
         self.parts
             .board
-            .handler_rows(self.parts.index, self.describe_all())
+            .every_handler(self.parts.index, self.describe_all())
     }
 
     /// Publishes this reactor's counters for the others and, with several

@@ -4,7 +4,8 @@
 //!
 //! Shared pieces: `listener` (accepting stream sockets, with the limits),
 //! `stream` (the echo connection and its buffers), `datagram` (answering
-//! datagrams, with the anti-reflection guard).
+//! datagrams), `source_guard` (the anti-reflection guard of udp and
+//! multicast).
 
 pub mod admin;
 pub mod datagram;

@@ -27,7 +27,7 @@ pub(super) struct Entry {
 /// Every serving socket this process made or adopted, kept (as a
 /// close-on-exec duplicate) to be handed to a successor; and whether it
 /// was. One per daemon: `serve` makes it and gives it to `sock` (through
-/// `daemon::Passing`) and to the handlers that need it.
+/// `daemon::PassedSockets`) and to the handlers that need it.
 #[derive(Debug)]
 pub struct Inventory {
     /// None once released (at shutdown, after a handover).
