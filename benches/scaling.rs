@@ -323,7 +323,7 @@ fn cpu_ns(pid: i32) -> u64 {
 }
 
 fn allowed_cpus() -> Vec<usize> {
-    echoplex::daemon::reactors::allowed_cpus()
+    echoplex::sys::cpu::allowed_cpus()
 }
 
 /// Restricts the calling thread (and what it spawns or execs) to `cpus`.

@@ -167,10 +167,11 @@ fn serve(args: Args) -> Result<(), String> {
         .map_err(|err| format!("signals: {}", describe(&err)))?;
     let binder = sock::Binder::new(passing.clone()).share_ports(count > 1);
     reactors::schedule(count, from_upgrade);
-    let cpus = args.pin.then(reactors::allowed_cpus);
+    let cpus = args.pin.then(crate::sys::cpu::allowed_cpus);
     let cpu_of = |index: usize| cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
     if let Some(cpu) = cpu_of(0) {
-        reactors::pin_to(cpu).map_err(|err| format!("pin to CPU {cpu}: {}", describe(&err)))?;
+        crate::sys::cpu::pin_to(cpu)
+            .map_err(|err| format!("pin to CPU {cpu}: {}", describe(&err)))?;
     }
     // SIGUSR2 too: its default action would end the daemon.
     let mut upgrader = upgrade::Upgrader::new(inventory.clone(), args.drain)

@@ -518,8 +518,6 @@ fn explain_bind_error(path: &Path, err: io::Error) -> io::Error {
     )
 }
 
-pub use crate::sys::socket::peer_uid;
-
 /// A non-blocking Unix stream listener; see `bind_unix` for the file rules.
 /// A passed socket at `target` is adopted instead (and its file, which we
 /// did not create, is never removed).

@@ -16,7 +16,7 @@ pub const SATURATED_CPU: f64 = 0.95;
 /// Late sends above this share of all sends mean the schedule was not kept.
 pub const LATE_SHARE: f64 = 0.001;
 
-pub use crate::sys::cpu::cpu_time;
+use crate::sys::cpu::cpu_time;
 
 /// Measures a thread's (or the process's) CPU share between two points.
 #[derive(Clone, Copy, Debug)]

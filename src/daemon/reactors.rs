@@ -156,7 +156,7 @@ pub fn spreads(kind: Kind) -> bool {
     kind.info().spread
 }
 
-pub use crate::sys::cpu::{allowed_cpus, pin_to};
+use crate::sys::cpu::{allowed_cpus, pin_to};
 
 /// How reactor 0 tells the others to drain or shut down: one pipe each
 /// (the write ends here; each reactor polls its read end), and reactor 0's

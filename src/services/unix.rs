@@ -24,11 +24,14 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         socket_file,
     );
     if let Some(uid) = endpoint.options.uid {
-        handler = handler.with_peer_check(Box::new(move |stream| match sock::peer_uid(stream) {
-            Ok(peer) if peer == uid => Ok(()),
-            Ok(peer) => Err(format!("peer uid {peer} is not {uid} (?uid)")),
-            Err(err) => Err(format!("cannot read the peer's credentials: {err}")),
-        }));
+        handler =
+            handler.with_peer_check(Box::new(move |stream| {
+                match crate::sys::socket::peer_uid(stream) {
+                    Ok(peer) if peer == uid => Ok(()),
+                    Ok(peer) => Err(format!("peer uid {peer} is not {uid} (?uid)")),
+                    Err(err) => Err(format!("cannot read the peer's credentials: {err}")),
+                }
+            }));
     } else if matches!(endpoint.target, Target::Abstract(_)) {
         // An abstract name has no file, so --unix-mode cannot protect it.
         log::info!(
