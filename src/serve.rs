@@ -162,7 +162,7 @@ fn serve(args: Args) -> Result<(), String> {
     let count = args.reactors.resolve();
     let board = Board::new(count);
     let followers = (1..count)
-        .map(|_| SignalPipe::follower(pipes.clone(), inventory.clone()))
+        .map(|_| SignalPipe::follower(&pipes))
         .collect::<io::Result<Vec<SignalPipe>>>()
         .map_err(|err| format!("signals: {}", describe(&err)))?;
     let binder = sock::Binder::new(passing.clone()).share_ports(count > 1);

@@ -22,9 +22,18 @@ use crate::reactor::{Context, Flow, Handler, HandlerInfo, Readiness};
 /// pipes (`follower`), so every reactor counts the same signals.
 pub struct SignalPipe {
     reader: UnixStream,
-    follower: bool,
-    pipes: Arc<reactors::Pipes>,
-    inventory: Arc<upgrade::Inventory>,
+    role: Role,
+}
+
+enum Role {
+    /// Reactor 0: hears the signals, passes each on to the others, tells
+    /// the service manager, lets the upgrade's inventory go.
+    Leader {
+        pipes: Arc<reactors::Pipes>,
+        inventory: Arc<upgrade::Inventory>,
+    },
+    /// Reactors 1..N: do what reactor 0 writes.
+    Follower,
 }
 
 impl SignalPipe {
@@ -41,24 +50,17 @@ impl SignalPipe {
         pipes.set_leader(writer);
         Ok(SignalPipe {
             reader,
-            follower: false,
-            pipes,
-            inventory,
+            role: Role::Leader { pipes, inventory },
         })
     }
 
     /// The pipe of reactor 1, 2, ...: written by reactor 0, not by signals.
-    pub fn follower(
-        pipes: Arc<reactors::Pipes>,
-        inventory: Arc<upgrade::Inventory>,
-    ) -> io::Result<SignalPipe> {
+    pub fn follower(pipes: &reactors::Pipes) -> io::Result<SignalPipe> {
         let (reader, writer) = nonblocking_pair()?;
         pipes.add_follower(writer);
         Ok(SignalPipe {
             reader,
-            follower: true,
-            pipes,
-            inventory,
+            role: Role::Follower,
         })
     }
 }
@@ -78,7 +80,7 @@ impl Handler for SignalPipe {
     }
 
     fn ready(&mut self, _readiness: Readiness, cx: &mut Context) -> Flow {
-        if self.follower {
+        let Role::Leader { pipes, inventory } = &self.role else {
             // Reactor 0 writes what to do: a drain, or (each time) a shutdown.
             let (drain, shutdown) = reactors::read_orders(&mut self.reader);
             if drain {
@@ -88,15 +90,15 @@ impl Handler for SignalPipe {
                 cx.request_shutdown();
             }
             return Flow::Continue;
-        }
+        };
         let got_signal = crate::sys::signal::drain_pipe(&mut self.reader);
         if got_signal {
-            self.pipes.forward_shutdown();
-            if !cx.is_shutting_down() && !self.inventory.handed_over() {
+            pipes.forward_shutdown();
+            if !cx.is_shutting_down() && !inventory.handed_over() {
                 notify::stopping("shutting down");
             }
             // The inventory's duplicates would keep closed listeners listening.
-            self.inventory.release();
+            inventory.release();
             if cx.is_shutting_down() {
                 info!("second signal: exiting now, without waiting for the grace period");
             } else {
