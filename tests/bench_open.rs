@@ -25,10 +25,6 @@ fn bench(args: &[&str]) -> (ExitStatus, String, String) {
     run(&all)
 }
 
-fn json_of(out: &str) -> Value {
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 #[test]
 fn open_loop_reports_schedule_latency_service_time_and_the_generator() {
     let daemon = Daemon::start(&["tcp://127.0.0.1:0", "udp://127.0.0.1:0", "--udp-rate", "0"]);
@@ -49,7 +45,7 @@ fn open_loop_reports_schedule_latency_service_time_and_the_generator() {
             "--json",
         ]);
         assert!(status.success(), "{out}\n{err}");
-        let v = json_of(&out);
+        let v = support::json_of(&out);
         assert_eq!(v["mode"], "open", "{v}");
         assert_eq!(v["rate"], 400.0);
         assert_eq!(v["arrivals"], extra);
@@ -73,7 +69,7 @@ fn open_loop_reports_schedule_latency_service_time_and_the_generator() {
     }
     let (status, out, _) = bench(&[daemon.endpoint("tcp://"), "-n", "100", "--json"]);
     assert!(status.success());
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["mode"], "closed");
     assert!(v["service_latency_us"].is_null(), "{v}");
     assert_eq!(v["generator"]["late_sends"], 0);
@@ -108,7 +104,7 @@ fn a_rate_the_server_cannot_hold_ends_on_time_with_the_damage_counted() {
         "--json",
     ]);
     assert_eq!(status.code(), Some(3), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["messages"], 0, "{v}");
     assert!(v["errors"].as_u64().unwrap() > 0, "stalls are errors: {v}");
     // The generator's own account is there, whatever it says.
@@ -138,7 +134,7 @@ fn intervals_as_lines_and_as_json_lines_add_up_to_the_summary() {
         "--json-stream",
     ]);
     assert!(status.success(), "{out}\n{err}");
-    let lines: Vec<Value> = out.lines().map(json_of).collect();
+    let lines: Vec<Value> = out.lines().map(support::json_of).collect();
     let (summary, intervals) = lines.split_last().expect("lines");
     assert_eq!(summary["type"], "summary", "{out}");
     assert_eq!(intervals.len(), 3, "0.5 + 0.5 + 0.2 s: {out}");
@@ -173,13 +169,13 @@ fn hdr_logs_of_two_generators_merge_with_counts_that_add_exactly() {
     let (s2, out2, err2) = bench(&[ep, "-n", "777", "-c", "3", "--hdr-log", b_s, "--json"]);
     assert!(s1.success() && s2.success(), "{err1}\n{err2}");
     let (n1, n2) = (
-        json_of(&out1)["messages"].as_u64().unwrap(),
-        json_of(&out2)["messages"].as_u64().unwrap(),
+        support::json_of(&out1)["messages"].as_u64().unwrap(),
+        support::json_of(&out2)["messages"].as_u64().unwrap(),
     );
     assert_eq!(n2, 777);
     let (status, out, err) = run(&["report", a_s, b_s, "--json"]);
     assert!(status.success(), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["messages"].as_u64(), Some(n1 + n2), "{v}");
     assert_eq!(v["files"][0]["messages"].as_u64(), Some(n1));
     assert_eq!(v["files"][1]["messages"].as_u64(), Some(n2));
@@ -205,7 +201,9 @@ fn python_hdrh_reads_a_bench_log() {
         "--json",
     ]);
     assert!(status.success());
-    let p99 = json_of(&out)["latency_us"]["p99"].as_u64().unwrap();
+    let p99 = support::json_of(&out)["latency_us"]["p99"]
+        .as_u64()
+        .unwrap();
     let script = r#"
 import sys
 from hdrh.histogram import HdrHistogram
@@ -251,7 +249,7 @@ fn churn_reconnects_and_reports_connects() {
     let ep = daemon.endpoint("tcp://");
     let (status, out, err) = bench(&[ep, "--churn", "5", "-n", "300", "-c", "3", "--json"]);
     assert!(status.success(), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["messages"], 300);
     let churn = &v["churn"];
     // 300 echoes, 5 per connection: about 60 connections, minus the first 3.
@@ -331,7 +329,7 @@ fn multicast_rounds_reach_two_daemons_sharing_a_group() {
     let second = Daemon::start(&[&ep]);
     let (status, out, err) = bench(&[&ep, "-n", "20", "--timeout", "0.5", "--json"]);
     assert!(status.success(), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["rounds"], 20, "{v}");
     let responders = v["responders"].as_array().expect("responders");
     assert_eq!(responders.len(), 1, "one host, one address: {v}");
@@ -369,7 +367,7 @@ fn datagrams_to_a_silent_server_are_bounded_and_counted_as_held_back() {
         "--json",
     ]);
     assert_eq!(status.code(), Some(3), "no echo ever: {out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     let g = &v["generator"];
     // At most 4,096 in flight on the one socket; the rest waited on it.
     assert!(g["held_sends"].as_u64().unwrap() > 0, "{v}");
@@ -424,7 +422,7 @@ fn a_server_that_reads_but_never_answers_keeps_the_generator_bounded() {
         m.stdout,
         m.stderr
     );
-    let v = json_of(&m.stdout);
+    let v = support::json_of(&m.stdout);
     assert_eq!(v["messages"], 0, "{v}");
     let g = &v["generator"];
     assert!(
@@ -470,7 +468,7 @@ fn reconnect_rides_through_connections_the_server_closes() {
     let ep = format!("tcp://{addr}");
     let (status, out, err) = bench(&[&ep, "-c", "2", "-d", "1", "--reconnect", "--json"]);
     assert!(status.success(), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert!(v["reconnects"].as_u64().unwrap_or(0) >= 2, "{v}");
     assert!(v["messages"].as_u64().unwrap_or(0) >= 20, "{v}");
     assert_eq!(v["errors"], 0, "{v}");
@@ -515,7 +513,7 @@ fn with_reconnect_a_close_after_the_window_is_never_answered_not_an_error() {
         "--json",
     ]);
     assert!(status.success(), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(v["owed_at_end"], 0, "{v}");
     assert_eq!(v["never_answered"], 1, "{v}");
@@ -560,7 +558,7 @@ fn a_sweep_finds_the_knee_and_says_where_it_is() {
         "--json",
     ]);
     assert!(status.success(), "{out}\n{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     let steps = v.as_array().expect("array");
     let rates: Vec<f64> = steps.iter().map(|s| s["rate"].as_f64().unwrap()).collect();
     assert_eq!(rates, [200.0, 400.0, 600.0], "{v}");

@@ -48,10 +48,6 @@ fn bench(args: &[&str]) -> (ExitStatus, String, String) {
     )
 }
 
-fn json_of(out: &str) -> Value {
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 fn us(v: &Value, key: &str) -> f64 {
     v["latency_us"][key]
         .as_f64()
@@ -73,7 +69,7 @@ fn a_fixed_delay_is_the_latency() {
     );
     let ep = format!("tcp://{}", server.tcp);
     let (status, out, err) = bench(&[&ep, "--rate", "200", "-c", "4", "-d", "2", "--json"]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert!(status.success(), "{v}\n{err}");
     let d = delay.as_micros() as f64;
     assert!(v["latency_us"]["min"].as_f64().unwrap() >= d, "{v}");
@@ -107,7 +103,7 @@ fn periodic_stalls_show_in_the_open_loop_as_derived() {
     );
     let ep = format!("tcp://{}", server.tcp);
     let (status, out, err) = bench(&[&ep, "--rate", "1000", "-c", "10", "-d", "5", "--json"]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert!(status.success(), "{v}\n{err}");
     for (key, q) in [("p90", 0.90), ("p99", 0.99), ("p999", 0.999)] {
         let want = (s - (1.0 - q) * t) * 1e6;
@@ -149,7 +145,7 @@ fn a_server_that_stops_at_the_end_of_the_window_is_owed_and_fails() {
         "2",
         "--json",
     ]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(status.code(), Some(1), "{v}\n{err}");
     let owed = v["owed_at_end"].as_u64().unwrap_or(0);
     assert!((1450..=1550).contains(&owed), "owed_at_end {owed}: {v}");
@@ -196,7 +192,7 @@ fn every_kth_datagram_dropped_is_counted_lost_exactly() {
         "0.5",
         "--json",
     ]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     let c = &server.counters;
     let dropped = c.dropped.load(std::sync::atomic::Ordering::Relaxed);
     let echoed = c.datagrams_out.load(std::sync::atomic::Ordering::Relaxed);
@@ -231,7 +227,7 @@ fn datagrams_answered_out_of_order_are_counted_reordered_exactly() {
         "0.5",
         "--json",
     ]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert!(status.success(), "{v}\n{err}");
     let swapped = server
         .counters
@@ -256,7 +252,7 @@ fn alternating_delays_give_the_rfc3550_jitter() {
     );
     let ep = format!("udp://{}", server.udp);
     let (status, out, err) = bench(&[&ep, "--rate", "200", "-c", "1", "-d", "2", "--json"]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert!(status.success(), "{v}\n{err}");
     let jitter = v["jitter_us"].as_f64().expect("jitter_us");
     assert!((jitter - 4000.0).abs() <= 600.0, "jitter {jitter} µs: {v}");
@@ -324,7 +320,7 @@ fn a_stopped_server_is_named_and_its_unanswered_messages_counted() {
         "5",
         "--json",
     ]);
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(status.code(), Some(3), "no echo ever: {v}\n{err}");
     let sent = v["generator"]["sends"].as_u64().unwrap_or(4000);
     let never = v["never_answered"].as_u64().unwrap_or(0);

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,8 +152,7 @@ impl Drop for Haproxy {
 }
 
 fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("local address")
+    SocketAddr::from(([127, 0, 0, 1], support::free_tcp_port()))
 }
 
 fn backend(dir: &Path, name: &str) -> (Daemon, SocketAddr, PathBuf) {

@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use support::{run, Daemon};
 
 fn http_daemon() -> (Daemon, SocketAddr) {
@@ -23,10 +22,6 @@ fn http_daemon() -> (Daemon, SocketAddr) {
 
 fn code(status: std::process::ExitStatus) -> i32 {
     status.code().unwrap_or(-1)
-}
-
-fn json_of(out: &str) -> Value {
-    serde_json::from_str(out.trim()).unwrap_or_else(|err| panic!("{err}: {out}"))
 }
 
 #[test]
@@ -154,7 +149,7 @@ fn client_and_bench_catch_an_echo_that_differs() {
         "--json",
     ]);
     assert_eq!(code(status), 1, "{out}{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["http"]["speech"], "echo", "{v}");
     assert!(v["errors"].as_u64() >= Some(1), "{v}");
     assert!(
@@ -199,7 +194,7 @@ fn bench_counts_any_server_s_answers_by_status_class() {
         "--json",
     ]);
     assert_eq!(code(status), 0, "{out}{err}");
-    let v = json_of(&out);
+    let v = support::json_of(&out);
     assert_eq!(v["http"]["speech"], "get", "{v}");
     assert_eq!(v["http"]["verified"], false, "{v}");
     // The first GET (is it echoplex?) took the 200 of the first
@@ -304,7 +299,7 @@ fn bench_http_and_ws_verify_echoplex_s_echoes() {
             args.extend_from_slice(extra);
             let (status, out, err) = run(&args);
             assert_eq!(code(status), 0, "{args:?}: {out}{err}");
-            let v = json_of(&out);
+            let v = support::json_of(&out);
             assert_eq!(v["http"]["speech"], speech, "{v}");
             assert_eq!(v["http"]["verified"], true, "{v}");
             assert!(v["messages"].as_u64() > Some(50), "{args:?}: {v}");
@@ -315,12 +310,6 @@ fn bench_http_and_ws_verify_echoplex_s_echoes() {
 
 // ---------------------------------------------------------------------------
 // nginx and wrk
-
-/// A port free right now on 127.0.0.1.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// nginx from Debian on loopback: one worker, `return 200` with a body,
 /// a 404, a chunked page (SSI) and a location that closes after 5
@@ -341,7 +330,7 @@ impl Nginx {
             "<p>chunked <!--# echo var=\"uri\" --> body</p>\n",
         )
         .expect("page");
-        let port = free_port();
+        let port = support::free_tcp_port();
         let r = root.display();
         let conf = format!(
             "worker_processes 1;\ndaemon off;\npid {r}/nginx.pid;\nerror_log {r}/error.log;\n\
@@ -432,7 +421,7 @@ fn bench_counts_nginx_s_answers_by_class_through_length_chunked_and_close() {
             "--json",
         ]);
         assert_eq!(code(status), 0, "{path}: {out}{err}");
-        let v = json_of(&out);
+        let v = support::json_of(&out);
         assert_eq!(v["http"]["speech"], "get", "{v}");
         assert_eq!(v["http"]["status"][class], 300, "{path}: {v}");
         assert_eq!(v["messages"], 300, "{path}: {v}");
@@ -510,7 +499,7 @@ fn bench_and_wrk_load_the_same_nginx() {
         "--json",
     ]);
     let (bench_out, bench_cpu) = run_with_cpu(bench);
-    let v = json_of(&bench_out);
+    let v = support::json_of(&bench_out);
     assert_eq!(v["errors"], 0, "{v}");
     let bench_rps = v["msgs_per_sec"].as_f64().unwrap_or(0.0);
     assert!(v["http"]["status"]["2xx"].as_u64() > Some(1000), "{v}");

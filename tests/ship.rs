@@ -14,7 +14,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -90,18 +90,6 @@ fn require_root() {
 fn build_dist() -> PathBuf {
     let out = ok("scripts/build-dist", &[], Duration::from_secs(1200));
     repo().join(out.lines().last().expect("the binary's path"))
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 just now.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
 }
 
 /// A TCP echo, checked with plain sockets (no echoplex on this side).
@@ -285,7 +273,7 @@ fn root_the_image_serves_echoes_answers_health_checks_and_stops_cleanly() {
     // 2. The host's network, endpoints on free loopback ports instead of
     //    the default command: echoes and /healthz from outside, and the
     //    image's health check pointed at the metrics port in use.
-    let (port, metrics) = (free_port(), free_port());
+    let (port, metrics) = (support::free_tcp_udp_port(), support::free_tcp_udp_port());
     let name = format!("echoplex-test-host-{}", std::process::id());
     podman.containers.push(name.clone());
     let health: Vec<String> = serde_json::from_str(&health).expect("health check JSON");

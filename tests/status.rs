@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Daemon, WAIT};
+use support::{status_json, Daemon, WAIT};
 
 fn status(admin: &Path, json: bool) -> String {
     let mut args = vec!["status", "--admin", admin.to_str().expect("utf-8 path")];
@@ -18,10 +18,6 @@ fn status(admin: &Path, json: bool) -> String {
     let (ok, out, err) = support::run(&args);
     assert!(ok.success(), "status failed: {err}");
     out
-}
-
-fn status_json(admin: &Path) -> serde_json::Value {
-    serde_json::from_str(&status(admin, true)).expect("one JSON object")
 }
 
 fn echo(stream: &mut TcpStream, payload: &[u8]) {

@@ -1139,8 +1139,7 @@ fn haproxy_tls_config(shapes: &Shapes, crt: &Path, ca: &Path) -> String {
 }
 
 fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("local address")
+    SocketAddr::from(([127, 0, 0, 1], support::free_tcp_port()))
 }
 
 fn inet_of(endpoint: &str) -> SocketAddr {

@@ -1031,6 +1031,15 @@ pub fn taken_tcp_port() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a listener to occupy a port")
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server
+/// that is not ours and cannot be given port 0: nginx, HAProxy, podman).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind a TCP listener to find a free port")
+        .port()
+}
+
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -1118,6 +1127,12 @@ fn loopback_up() {
             "SIOCSIFFLAGS lo up"
         );
     }
+}
+
+/// A command's JSON output (bench --json, client http), parsed; the test
+/// fails with the text if it is not JSON.
+pub fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|err| panic!("{err}: {out}"))
 }
 
 /// `echoplex status --admin ADMIN --json`, parsed; panics if it fails.
