@@ -8,8 +8,6 @@ use std::fmt;
 use std::io::{self, Write};
 use std::rc::Rc;
 
-use log::debug;
-
 use super::listener::Listener;
 use super::stream::{Protocol, Sender, StreamConn};
 use super::{Bound, ServeConfig};
@@ -56,9 +54,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "binary-listener",
         local.to_string(),
         Box::new(move |stream: mio::net::TcpStream, peer| {
-            if let Err(err) = stream.set_nodelay(true) {
-                debug!("TCP_NODELAY on {peer}: {err}");
-            }
             let records = Records::new(Rc::clone(&format));
             let conn = StreamConn::new(stream, "binary-conn", peer, records);
             Box::new(if proxy { conn.with_proxy() } else { conn })

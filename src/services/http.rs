@@ -19,7 +19,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, trace, Level};
+use log::{trace, Level};
 
 use super::listener::Listener;
 use super::proxy;
@@ -53,9 +53,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "http-listener",
         local.to_string(),
         Box::new(move |stream: mio::net::TcpStream, peer| {
-            if let Err(err) = stream.set_nodelay(true) {
-                debug!("TCP_NODELAY on {peer}: {err}");
-            }
             // The address this connection reached (the listener's may be 0.0.0.0).
             let here = stream.local_addr().unwrap_or(local);
             let conn = StreamConn::new(stream, "http-conn", peer, HttpEcho::new(peer, here));

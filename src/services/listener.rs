@@ -40,8 +40,15 @@ pub trait Acceptor: mio::event::Source {
 impl Acceptor for mio::net::TcpListener {
     type Stream = mio::net::TcpStream;
     type Peer = std::net::SocketAddr;
+    /// Every TCP kind answers small writes at once (an echo, a record, an
+    /// HTTP answer, a TLS record): Nagle would hold them back, so each
+    /// accepted stream gets TCP_NODELAY here, once for all of them.
     fn accept_one(&self) -> io::Result<(Self::Stream, Self::Peer)> {
-        self.accept()
+        let (stream, peer) = self.accept()?;
+        if let Err(err) = stream.set_nodelay(true) {
+            log::debug!("TCP_NODELAY on {peer}: {err}");
+        }
+        Ok((stream, peer))
     }
 }
 

@@ -45,9 +45,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "metrics-listener",
         local.to_string(),
         Box::new(|stream: mio::net::TcpStream, peer| {
-            if let Err(err) = stream.set_nodelay(true) {
-                log::debug!("TCP_NODELAY on {peer}: {err}");
-            }
             Box::new(StreamConn::new(
                 stream,
                 "metrics-conn",

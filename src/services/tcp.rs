@@ -18,10 +18,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "tcp-listener",
         local.to_string(),
         Box::new(move |stream, peer| {
-            // Echo answers small writes at once: Nagle would hold them back.
-            if let Err(err) = stream.set_nodelay(true) {
-                log::debug!("TCP_NODELAY on {peer}: {err}");
-            }
             let conn = EchoConn::new(stream, "tcp-conn", peer, Echo);
             Box::new(if proxy { conn.with_proxy() } else { conn })
         }),

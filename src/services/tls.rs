@@ -377,9 +377,6 @@ pub fn bind(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound> {
         "tls-listener",
         local.to_string(),
         Box::new(move |stream, peer| {
-            if let Err(err) = stream.set_nodelay(true) {
-                debug!("TCP_NODELAY on {peer}: {err}");
-            }
             tls_conn(stream, peer, &server, limit, proxy, Echo, "tls-conn")
         }),
         None,
@@ -410,9 +407,6 @@ pub fn bind_https(endpoint: &Endpoint, config: &ServeConfig) -> io::Result<Bound
         "https-listener",
         local.to_string(),
         Box::new(move |stream: TcpStream, peer| {
-            if let Err(err) = stream.set_nodelay(true) {
-                debug!("TCP_NODELAY on {peer}: {err}");
-            }
             // The address this connection reached (the listener's may be 0.0.0.0).
             let here = stream.local_addr().unwrap_or(local);
             let protocol = super::http::HttpEcho::new(peer, here);
