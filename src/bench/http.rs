@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Token};
 
-use super::stream::{is_server_close, register};
+use super::stream::{is_server_close, write_out, WriteFailed};
 use super::types::{Speech, Web, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Traffic};
 use crate::endpoint::Endpoint;
@@ -629,23 +629,8 @@ impl Requests {
             };
             self.next_conn = (i + 1) % n;
             let conn = &mut self.conns[i];
-            if conn.out_pos == conn.out.len() {
-                conn.out.clear();
-                conn.out_pos = 0;
-            }
-            if conn.reader.in_flight.is_empty() {
-                conn.last_progress = now;
-            }
-            encode(
-                &web,
-                ctx,
-                conn.next_send,
-                &mut conn.mask_state,
-                &mut conn.out,
-            );
-            conn.next_send += 1;
-            conn.sent += 1;
-            conn.reader.in_flight.push_back((due, now, measured));
+            conn.reuse_written();
+            conn.queue(&web, ctx, due, now, measured);
             if !self.touched.contains(&i) {
                 self.touched.push(i);
             }
@@ -666,10 +651,7 @@ impl Requests {
         let churn = ctx.job.config.modes.churn;
         let web = Arc::clone(&self.web);
         let conn = &mut self.conns[i];
-        if conn.out_pos == conn.out.len() {
-            conn.out.clear();
-            conn.out_pos = 0;
-        }
+        conn.reuse_written();
         while !ctx.open_loop()
             && conn.reader.in_flight.len() < depth
             && churn.is_none_or(|m| conn.sent < m)
@@ -677,63 +659,23 @@ impl Requests {
             let Some(measured) = ctx.admit(now) else {
                 break;
             };
-            if conn.reader.in_flight.is_empty() {
-                conn.last_progress = now;
-            }
-            encode(
-                &web,
-                ctx,
-                conn.next_send,
-                &mut conn.mask_state,
-                &mut conn.out,
-            );
-            conn.next_send += 1;
-            conn.sent += 1;
-            conn.reader.in_flight.push_back((now, now, measured));
+            conn.queue(&web, ctx, now, now, measured);
         }
-        // TLS: records left from the last write go first.
-        if let Err(err) = conn.sock.flush_tls() {
-            let id = conn.reader.id;
-            self.kill(ctx, i, || {
-                format!("connection {id}: write failed: {}", describe(&err))
-            });
-            return;
-        }
-        while conn.out_pos < conn.out.len() {
-            match conn.sock.send(&conn.out[conn.out_pos..]) {
-                Ok(0) => break,
-                Ok(n) => conn.out_pos += n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    let id = conn.reader.id;
-                    let why = || format!("connection {id}: write failed: {}", describe(&err));
-                    if is_server_close(&err) {
-                        self.closed_by_server(ctx, i, now, why);
-                    } else {
-                        self.kill(ctx, i, why);
-                    }
-                    return;
-                }
+        let written = write_out(
+            &conn.sock,
+            &conn.out,
+            &mut conn.out_pos,
+            &mut conn.write_interest,
+            &ctx.registry,
+            Token(i),
+        );
+        let id = conn.reader.id;
+        match written {
+            Ok(()) => {}
+            Err(WriteFailed::ByServer(why)) => {
+                self.closed_by_server(ctx, i, now, || format!("connection {id}: {why}"));
             }
-        }
-        // TLS: records the socket did not take yet count as blocked too.
-        let blocked = conn.out_pos < conn.out.len() || conn.sock.wants_write();
-        if blocked != conn.write_interest {
-            let interest = if blocked {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            match register(&ctx.registry, &conn.sock, Token(i), interest, true) {
-                Ok(()) => conn.write_interest = blocked,
-                Err(err) => {
-                    let id = conn.reader.id;
-                    self.kill(ctx, i, || {
-                        format!("connection {id}: reregister: {}", describe(&err))
-                    });
-                }
-            }
+            Err(WriteFailed::Other(why)) => self.kill(ctx, i, || format!("connection {id}: {why}")),
         }
     }
 }

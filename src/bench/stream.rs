@@ -94,6 +94,26 @@ impl StreamLink {
             self.write_interest = pending;
         }
     }
+
+    /// Starts the output buffer over once everything in it was written.
+    fn reuse_written(&mut self) {
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    /// Queues the next message, due at `due` and sent at `now`: the one
+    /// place a message joins this connection's in-flight list.
+    fn queue(&mut self, ctx: &Ctx, due: Instant, now: Instant, measured: bool) {
+        if self.in_flight.is_empty() {
+            self.last_progress = now;
+        }
+        ctx.pattern.write(self.next_send, &mut self.out);
+        self.next_send += 1;
+        self.sent += 1;
+        self.in_flight.push_back((due, now, measured));
+    }
 }
 
 /// A worker's stream connections.
@@ -648,17 +668,8 @@ impl Streams {
             };
             self.next_conn = (i + 1) % n;
             let conn = &mut self.conns[i];
-            if conn.out_pos == conn.out.len() {
-                conn.out.clear();
-                conn.out_pos = 0;
-            }
-            if conn.in_flight.is_empty() {
-                conn.last_progress = now;
-            }
-            ctx.pattern.write(conn.next_send, &mut conn.out);
-            conn.next_send += 1;
-            conn.sent += 1;
-            conn.in_flight.push_back((due, now, measured));
+            conn.reuse_written();
+            conn.queue(ctx, due, now, measured);
             self.outstanding += 1;
             if !self.touched.contains(&i) {
                 self.touched.push(i);
@@ -679,68 +690,87 @@ impl Streams {
         let depth = ctx.job.config.depth;
         let churn = ctx.job.config.modes.churn;
         let conn = &mut self.conns[i];
-        if conn.out_pos == conn.out.len() {
-            conn.out.clear();
-            conn.out_pos = 0;
-        }
+        conn.reuse_written();
         while conn.in_flight.len() < depth && churn.is_none_or(|m| conn.sent < m) {
             let Some(measured) = ctx.admit(now) else {
                 break;
             };
-            if conn.in_flight.is_empty() {
-                conn.last_progress = now;
-            }
-            ctx.pattern.write(conn.next_send, &mut conn.out);
-            conn.next_send += 1;
-            conn.sent += 1;
-            conn.in_flight.push_back((now, now, measured));
+            conn.queue(ctx, now, now, measured);
             self.outstanding += 1;
         }
-        // TLS: records left from the last write go first.
-        if let Err(err) = conn.sock.flush_tls() {
-            let id = conn.id;
-            self.kill(ctx, i, || {
-                format!("connection {id}: write failed: {}", describe(&err))
-            });
-            return;
-        }
-        while conn.out_pos < conn.out.len() {
-            match conn.sock.send(&conn.out[conn.out_pos..]) {
-                Ok(0) => break,
-                Ok(n) => conn.out_pos += n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    let id = conn.id;
-                    let why = || format!("connection {id}: write failed: {}", describe(&err));
-                    if is_server_close(&err) {
-                        self.closed_by_server(ctx, i, now, why);
-                    } else {
-                        self.kill(ctx, i, why);
-                    }
-                    return;
-                }
+        let written = write_out(
+            &conn.sock,
+            &conn.out,
+            &mut conn.out_pos,
+            &mut conn.write_interest,
+            &ctx.registry,
+            Token(i),
+        );
+        let id = conn.id;
+        match written {
+            Ok(()) => {}
+            Err(WriteFailed::ByServer(why)) => {
+                self.closed_by_server(ctx, i, now, || format!("connection {id}: {why}"));
             }
+            Err(WriteFailed::Other(why)) => self.kill(ctx, i, || format!("connection {id}: {why}")),
         }
-        // TLS: records the socket did not take yet count as blocked too.
-        let blocked = conn.out_pos < conn.out.len() || conn.sock.wants_write();
-        if blocked != conn.write_interest {
-            let interest = if blocked {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            match register(&ctx.registry, &conn.sock, Token(i), interest, true) {
-                Ok(()) => conn.write_interest = blocked,
-                Err(err) => {
-                    let id = conn.id;
-                    self.kill(ctx, i, || {
-                        format!("connection {id}: reregister: {}", describe(&err))
-                    });
-                }
+    }
+}
+
+/// How a write to a bench connection failed: the server closed it, or
+/// something else (said in words, without the connection's name).
+pub(super) enum WriteFailed {
+    ByServer(String),
+    Other(String),
+}
+
+/// Writes what `sock` takes of `out[*out_pos..]` (TLS records left from
+/// the last write first), then keeps the registration for writable in
+/// step with what is left: the write half of both stream flows (bytes
+/// here, HTTP and WebSocket in `http.rs`).
+pub(super) fn write_out(
+    sock: &Sock,
+    out: &[u8],
+    out_pos: &mut usize,
+    write_interest: &mut bool,
+    registry: &Registry,
+    token: Token,
+) -> Result<(), WriteFailed> {
+    if let Err(err) = sock.flush_tls() {
+        return Err(WriteFailed::Other(format!(
+            "write failed: {}",
+            describe(&err)
+        )));
+    }
+    while *out_pos < out.len() {
+        match sock.send(&out[*out_pos..]) {
+            Ok(0) => break,
+            Ok(n) => *out_pos += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                let why = format!("write failed: {}", describe(&err));
+                return Err(if is_server_close(&err) {
+                    WriteFailed::ByServer(why)
+                } else {
+                    WriteFailed::Other(why)
+                });
             }
         }
     }
+    // TLS: records the socket did not take yet count as blocked too.
+    let blocked = *out_pos < out.len() || sock.wants_write();
+    if blocked != *write_interest {
+        let interest = if blocked {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        register(registry, sock, token, interest, true)
+            .map_err(|err| WriteFailed::Other(format!("reregister: {}", describe(&err))))?;
+        *write_interest = blocked;
+    }
+    Ok(())
 }
 
 /// Checks received bytes against the messages in flight, in order.

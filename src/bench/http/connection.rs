@@ -108,6 +108,39 @@ pub(super) fn xorshift(state: &mut u64) -> u64 {
 }
 
 impl WebLink {
+    /// Starts the output buffer over once everything in it was written.
+    pub(super) fn reuse_written(&mut self) {
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    /// Queues the next request or frame, due at `due` and sent at `now`:
+    /// the one place a message joins this connection's in-flight list.
+    pub(super) fn queue(
+        &mut self,
+        web: &Web,
+        ctx: &Ctx,
+        due: Instant,
+        now: Instant,
+        measured: bool,
+    ) {
+        if self.reader.in_flight.is_empty() {
+            self.last_progress = now;
+        }
+        encode(
+            web,
+            ctx,
+            self.next_send,
+            &mut self.mask_state,
+            &mut self.out,
+        );
+        self.next_send += 1;
+        self.sent += 1;
+        self.reader.in_flight.push_back((due, now, measured));
+    }
+
     /// The TCP connect finished (or failed): WebSocket sends its upgrade,
     /// HTTP is open.
     pub(super) fn finish_connect(
