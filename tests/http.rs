@@ -11,7 +11,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{Daemon, WAIT};
@@ -608,24 +608,6 @@ fn metrics_count_answers_by_class_and_websocket_messages() {
 // ---------------------------------------------------------------------------
 // Real clients: curl and Python's websockets
 
-/// Panics if `tool` is missing under scripts/test-all; says so otherwise.
-fn have(tool: &str, check: &[&str]) -> bool {
-    let found = Command::new(tool)
-        .args(check)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
-            "{tool} is missing (scripts/test-all installs it)"
-        );
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 fn curl(args: &[&str]) -> (bool, String, String) {
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "20"])
@@ -642,7 +624,7 @@ fn curl(args: &[&str]) -> (bool, String, String) {
 #[test]
 #[ignore = "needs curl: scripts/test-all"]
 fn curl_keeps_alive_uploads_chunked_expects_continue_and_heads() {
-    if !have("curl", &["--version"]) {
+    if !support::have_tool("curl") {
         return;
     }
     let (_daemon, addr) = serve(&[]);
@@ -729,7 +711,7 @@ asyncio.run(main(sys.argv[1]))
 #[test]
 #[ignore = "needs python3 websockets: scripts/test-all"]
 fn python_websockets_echoes_text_binary_fragments_ping_and_close() {
-    if !have("python3", &["-c", "import websockets"]) {
+    if !support::have_tool("python3") || !support::have_python_module("websockets") {
         return;
     }
     let (_daemon, addr) = serve(&[]);

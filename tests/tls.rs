@@ -1295,28 +1295,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Python's websockets checks `import websockets` too.
-fn have_python_module(module: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        assert!(
-            std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
-            "python3 {module} is missing (scripts/test-all installs it)"
-        );
-        eprintln!("skipped: python3 {module} is not installed");
-    }
-    found
-}
-
 #[test]
 #[ignore = "needs curl and python3 websockets: scripts/test-all"]
 fn https_answers_curl_with_the_tls_object_and_wss_echoes_for_python_websockets() {
-    if !have("curl") || !have("python3") || !have_python_module("websockets") {
+    if !have("curl") || !have("python3") || !support::have_python_module("websockets") {
         return;
     }
     let dir = support::temp_dir("tls-https");

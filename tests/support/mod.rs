@@ -46,12 +46,30 @@ pub fn have_tool(tool: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
+    required(tool, found)
+}
+
+/// Whether python3 can import `module` (websockets, hdrhistogram), by the
+/// same rule as [`have_tool`].
+pub fn have_python_module(module: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    required(&format!("python3 {module}"), found)
+}
+
+/// The one rule for what a test needs: missing under `scripts/test-all`
+/// (ECHOPLEX_REQUIRE_TOOLS) fails, elsewhere it is a visible skip.
+fn required(what: &str, found: bool) -> bool {
     if !found {
         assert!(
             std::env::var_os("ECHOPLEX_REQUIRE_TOOLS").is_none(),
-            "{tool} is missing (scripts/test-all installs it)"
+            "{what} is missing (scripts/test-all installs it)"
         );
-        eprintln!("skipped: {tool} is not installed");
+        eprintln!("skipped: {what} is not installed");
     }
     found
 }
