@@ -611,17 +611,7 @@ fn ctrl_c_ends_a_run_whose_rate_the_generator_could_not_send() {
         .expect("spawn");
     thread::sleep(std::time::Duration::from_millis(3500));
     let _ = support::kill(child.id() as i32, libc::SIGINT);
-    let interrupted = std::time::Instant::now();
-    let deadline = interrupted + std::time::Duration::from_secs(8);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if std::time::Instant::now() > deadline {
-            break None;
-        }
-        thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = support::exit_within(&mut child, std::time::Duration::from_secs(8));
     let Some(status) = status else {
         let _ = child.kill();
         let _ = child.wait();

@@ -168,15 +168,8 @@ fn run_with_tmpdir(tmpdir: &Path, args: &[&str]) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + WAIT;
     let mut child = child;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "{args:?} did not finish");
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = support::wait_bounded(&mut child, WAIT, format_args!("{args:?}"));
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         use std::io::Read;
@@ -388,13 +381,7 @@ fn ctrl_c_still_removes_the_unix_dgram_socket_file() {
         thread::sleep(Duration::from_millis(5));
     }
     let _ = support::kill(child.id() as i32, libc::SIGINT);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the client ignored SIGINT");
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = support::wait_bounded(&mut child, WAIT, "the client, after SIGINT,");
     assert_eq!(code(status), 130);
     assert!(is_empty_dir(&tmp));
 }
@@ -539,17 +526,7 @@ fn run_with_stdin(args: &[&str], input: &[u8]) -> (i32, Vec<u8>, String) {
         .expect("stderr")
         .read_to_string(&mut stderr)
         .expect("stderr");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "echoplex {args:?} did not finish"
-        );
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = support::wait_bounded(&mut child, WAIT, format_args!("echoplex {args:?}"));
     writer.join().expect("writer");
     (code(status), reader.join().expect("reader"), stderr)
 }
@@ -782,16 +759,7 @@ fn a_datagram_input_is_refused_after_one_datagram_and_a_byte() {
     let mut stdin = child.stdin.take().expect("stdin");
     // One byte more than a UDP datagram carries; the pipe stays open.
     let _ = stdin.write_all(&[b'x'; 65_508]);
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = support::exit_within(&mut child, WAIT);
     drop(stdin);
     let Some(status) = status else {
         end(child);
@@ -816,16 +784,7 @@ fn ctrl_c_while_waiting_for_standard_input_ends_the_client_at_once() {
     let stdin = child.stdin.take().expect("stdin");
     thread::sleep(Duration::from_millis(300));
     let _ = support::kill(child.id() as i32, libc::SIGINT);
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = support::exit_within(&mut child, WAIT);
     drop(stdin);
     let Some(status) = status else {
         end(child);
@@ -905,16 +864,7 @@ fn a_server_that_hangs_up_while_input_is_awaited_ends_the_client() {
         end(child);
         panic!("the client never connected");
     }
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = support::exit_within(&mut child, WAIT);
     drop(stdin);
     let Some(status) = status else {
         end(child);
@@ -951,16 +901,7 @@ fn sigterm_ends_a_client_waiting_on_a_fifo_nobody_writes_to() {
         .expect("spawn");
     thread::sleep(Duration::from_millis(300));
     let _ = support::kill(child.id() as i32, libc::SIGTERM);
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = support::exit_within(&mut child, WAIT);
     let Some(status) = status else {
         end(child);
         panic!("SIGTERM did not end a client waiting for a FIFO's writer");

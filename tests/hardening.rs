@@ -54,18 +54,7 @@ fn kill(pid: u32, signal: i32) {
 
 /// Waits (bounded) for `child` to exit; panics (after killing it) if not.
 fn wait_child(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon did not exit within {IO_TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
+    support::wait_bounded(child, IO_TIMEOUT, "the daemon")
 }
 
 fn count(stderr: &str, needle: &str) -> usize {

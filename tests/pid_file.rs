@@ -9,8 +9,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use support::{bin, temp_dir, wait_ready, WAIT};
 
@@ -26,18 +24,7 @@ fn start_failure(args: &[&str]) -> (ExitStatus, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serve {args:?} neither failed nor exited within {WAIT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = support::wait_bounded(&mut child, WAIT, format_args!("serve {args:?}"));
     let mut stderr = String::new();
     let _ = child
         .stderr

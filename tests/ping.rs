@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{run, temp_dir, Daemon, WAIT};
 
 fn code(status: ExitStatus) -> i32 {
@@ -205,14 +205,7 @@ fn ctrl_c_prints_the_summary_and_exits_0() {
     let _ = support::kill(child.id() as i32, libc::SIGINT);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).expect("rest");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "ping ignored SIGINT");
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = support::wait_bounded(&mut child, WAIT, "ping, after SIGINT,");
     assert_eq!(code(status), 0, "{rest}");
     assert!(
         rest.contains(&format!("--- {endpoint} ping statistics ---")),

@@ -51,18 +51,7 @@ fn run_for(program: &str, args: &[&str], limit: Duration) -> Output {
         let _ = err.read_to_end(&mut bytes);
         bytes
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} took more than {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = support::wait_bounded(&mut child, limit, format_args!("{program} {args:?}"));
     Output {
         status,
         stdout: reader.join().expect("stdout"),

@@ -60,14 +60,7 @@ fn watch_lines(admin: &str) -> (Child, Receiver<String>) {
 /// Sends SIGINT (a Ctrl-C) and waits, bounded, for the exit.
 fn interrupt(child: &mut Child) -> std::process::ExitStatus {
     let _ = support::kill(child.id() as i32, libc::SIGINT);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "--watch ignored SIGINT");
-        thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_bounded(child, WAIT, "status --watch, after SIGINT,")
 }
 
 /// The total and the rate column of counter `name` in a view.

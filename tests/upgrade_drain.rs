@@ -38,17 +38,7 @@ fn finish(mut run: Child) -> (std::process::ExitStatus, String) {
         err
     });
     let _ = stdout.read_to_string(&mut out);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = run.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = run.kill();
-            panic!("bench did not finish");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = support::wait_bounded(&mut run, Duration::from_secs(60), "bench");
     (status, out + &reader.join().unwrap_or_default())
 }
 

@@ -74,6 +74,35 @@ fn required(what: &str, found: bool) -> bool {
     found
 }
 
+/// Polls `child` until it exits or `limit` passes: its status, or `None`
+/// while it still runs (the caller decides what to do with it).
+pub fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The exit status of `child`, which must end within `limit`: past it the
+/// child is killed and reaped, and the test fails naming `what`.
+pub fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+    what: impl std::fmt::Display,
+) -> ExitStatus {
+    exit_within(child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not finish within {limit:?}")
+    })
+}
+
 /// How long any single wait in a test may take before it fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -569,17 +598,11 @@ pub fn run(args: &[&str]) -> (ExitStatus, String, String) {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("echoplex {args:?} did not finish within 30 s");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_bounded(
+        &mut child,
+        Duration::from_secs(30),
+        format_args!("echoplex {args:?}"),
+    );
     (
         status,
         out.join().unwrap_or_default(),
