@@ -11,31 +11,15 @@
 
 mod support;
 
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::refserver::{Behaviour, RefServer};
-
-/// Real-time priority when permitted (root and `chrt` present).
-fn realtime() -> bool {
-    let root = support::offline::is_root();
-    root && Command::new("chrt")
-        .args(["-f", "1", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use support::refserver::{command, realtime, Behaviour, RefServer};
 
 /// Runs `echoplex bench ARGS...`, under `chrt -f 1` when permitted.
 fn bench(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut command = if realtime() {
-        let mut c = Command::new("chrt");
-        c.args(["-f", "1", support::bin()]);
-        c
-    } else {
-        Command::new(support::bin())
-    };
-    let output = command
+    let output = command(support::bin(), realtime())
         .arg("bench")
         .args(args)
         .stdin(Stdio::null())

@@ -6,29 +6,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::refserver::{Behaviour, RefServer};
-
-fn realtime() -> bool {
-    let root = support::offline::is_root();
-    root && Command::new("chrt")
-        .args(["-f", "1", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn command(program: &str, rt: bool) -> Command {
-    if rt {
-        let mut c = Command::new("chrt");
-        c.args(["-f", "1", program]);
-        c
-    } else {
-        Command::new(program)
-    }
-}
+use support::refserver::{command, realtime, Behaviour, RefServer};
 
 /// wrk's "Latency Distribution" line for `pct` ("99%"), in µs.
 fn wrk_percentile(out: &str, pct: &str) -> Option<f64> {

@@ -21,6 +21,28 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
+/// Whether the load (and the reference server) may run at real-time
+/// priority: root, with `chrt` present. Timing against ground truth is
+/// less at the mercy of a busy machine then.
+pub fn realtime() -> bool {
+    super::offline::is_root()
+        && std::process::Command::new("chrt")
+            .args(["-f", "1", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// A command for `program`, under `chrt -f 1` when `rt`.
+pub fn command(program: &str, rt: bool) -> std::process::Command {
+    if rt {
+        let mut c = std::process::Command::new("chrt");
+        c.args(["-f", "1", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
 /// What the server does.
 #[derive(Clone, Debug, Default)]
 pub struct Behaviour {
