@@ -227,17 +227,7 @@ fn percentiles(report: &Report) -> String {
             },
         );
     }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 12.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">latency (µs)</text>"#,
-        TOP + plot_h / 2.0
-    );
+    axis_titles(&mut svg, "percentile", plot_w, plot_h);
 
     // The curve.
     let mut points = String::new();
@@ -349,17 +339,7 @@ pub fn sweep_svg(title: &str, points: &[SweepPoint], slo_us: f64) -> String {
         );
         x += x_step;
     }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">offered load (msgs/s)</text>"#,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 12.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">latency (µs)</text>"#,
-        TOP + plot_h / 2.0
-    );
+    axis_titles(&mut svg, "offered load (msgs/s)", plot_w, plot_h);
     let _ = writeln!(
         svg,
         r##"<line class="slo" x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#2ca02c" stroke-dasharray="6 4"/><text x="{1:.1}" y="{2:.1}" text-anchor="end" fill="#2ca02c">SLO {3} µs</text>"##,
@@ -418,6 +398,22 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// The two axis titles of a plot: `x_title` under the x axis, latency up
+/// the y axis (both plots show latency).
+fn axis_titles(svg: &mut String, x_title: &str, plot_w: f64, plot_h: f64) {
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{x_title}</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 12.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(18 {:.1}) rotate(-90)" text-anchor="middle">latency (µs)</text>"#,
+        TOP + plot_h / 2.0
+    );
 }
 
 #[cfg(test)]
