@@ -470,7 +470,8 @@ impl Requests {
                         }
                         Ok(Step::More) => {}
                     }
-                    if self.retiring(ctx, i) && self.conns[i].reader.in_flight.is_empty() {
+                    if ctx.retires(self.conns[i].sent) && self.conns[i].reader.in_flight.is_empty()
+                    {
                         self.reconnect(ctx, i, now);
                         break;
                     }
@@ -495,14 +496,6 @@ impl Requests {
             }
         }
         self.scratch = scratch;
-    }
-
-    fn retiring(&self, ctx: &Ctx, i: usize) -> bool {
-        ctx.job
-            .config
-            .modes
-            .churn
-            .is_some_and(|m| self.conns[i].sent >= m)
     }
 
     /// Closes connection `i` and starts a new one under the same token;
@@ -606,7 +599,7 @@ impl Requests {
             for k in 0..n {
                 let i = (self.next_conn + k) % n;
                 let conn = &self.conns[i];
-                if conn.state == State::Open && !self.retiring(ctx, i) {
+                if conn.state == State::Open && !ctx.retires(conn.sent) {
                     if conn.out.len() - conn.out_pos >= MAX_UNSENT
                         || conn.reader.in_flight.len() >= MAX_IN_FLIGHT
                     {
@@ -648,14 +641,10 @@ impl Requests {
     /// loops: writes what the socket takes.
     fn send_more(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
         let depth = ctx.job.config.depth;
-        let churn = ctx.job.config.modes.churn;
         let web = Arc::clone(&self.web);
         let conn = &mut self.conns[i];
         conn.reuse_written();
-        while !ctx.open_loop()
-            && conn.reader.in_flight.len() < depth
-            && churn.is_none_or(|m| conn.sent < m)
-        {
+        while !ctx.open_loop() && conn.reader.in_flight.len() < depth && !ctx.retires(conn.sent) {
             let Some(measured) = ctx.admit(now) else {
                 break;
             };

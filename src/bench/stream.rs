@@ -539,7 +539,7 @@ impl Streams {
                         self.kill(ctx, i, || why);
                         break;
                     }
-                    if self.retiring(ctx, i) && self.conns[i].in_flight.is_empty() {
+                    if ctx.retires(self.conns[i].sent) && self.conns[i].in_flight.is_empty() {
                         // Churn: M echoes done; a new connection takes its place.
                         self.reconnect(ctx, i, now);
                         break;
@@ -566,15 +566,6 @@ impl Streams {
             }
         }
         self.scratch = scratch;
-    }
-
-    /// Churn: this connection has sent its M messages and takes no more.
-    fn retiring(&self, ctx: &Ctx, i: usize) -> bool {
-        ctx.job
-            .config
-            .modes
-            .churn
-            .is_some_and(|m| self.conns[i].sent >= m)
     }
 
     /// Churn: closes connection `i` (its M echoes are in) and starts a new
@@ -641,7 +632,7 @@ impl Streams {
             for k in 0..n {
                 let i = (self.next_conn + k) % n;
                 let conn = &self.conns[i];
-                if conn.state == State::Open && !self.retiring(ctx, i) {
+                if conn.state == State::Open && !ctx.retires(conn.sent) {
                     if conn.out.len() - conn.out_pos >= MAX_UNSENT
                         || conn.in_flight.len() >= self.max_outstanding
                         || self.outstanding >= MAX_OUTSTANDING_WORKER
@@ -688,10 +679,9 @@ impl Streams {
     /// Both loops: writes what the socket takes.
     fn send_more(&mut self, ctx: &mut Ctx, i: usize, now: Instant) {
         let depth = ctx.job.config.depth;
-        let churn = ctx.job.config.modes.churn;
         let conn = &mut self.conns[i];
         conn.reuse_written();
-        while conn.in_flight.len() < depth && churn.is_none_or(|m| conn.sent < m) {
+        while conn.in_flight.len() < depth && !ctx.retires(conn.sent) {
             let Some(measured) = ctx.admit(now) else {
                 break;
             };

@@ -131,6 +131,12 @@ impl Ctx<'_> {
         self.held = held;
     }
 
+    /// `--churn M`: a connection that has sent `sent` messages is done
+    /// (it closes once its echoes are in, and a new one takes its place).
+    pub fn retires(&self, sent: u64) -> bool {
+        self.job.config.modes.churn.is_some_and(|m| sent >= m)
+    }
+
     /// True in open loop (`--rate`).
     pub fn open_loop(&self) -> bool {
         self.schedule.is_some()
