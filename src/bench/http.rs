@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Poll, Token};
 
-use super::stream::{is_server_close, write_out, WriteFailed};
+use super::link::{is_server_close, write_out, WriteFailed};
 use super::types::{Speech, Web, WorkerJob, WorkerResult};
 use super::worker::{poll_once, Ctx, Traffic};
 use crate::endpoint::Endpoint;

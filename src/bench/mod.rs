@@ -17,6 +17,7 @@ pub mod hdrlog;
 pub mod http;
 pub mod intervals;
 pub mod judge;
+mod link;
 pub mod load;
 pub mod multicast;
 pub mod plot;

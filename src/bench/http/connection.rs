@@ -8,7 +8,7 @@ use std::time::Instant;
 use mio::{Interest, Registry, Token};
 
 use super::{Reader, Reading};
-use crate::bench::stream::{register, start_connecting};
+use crate::bench::link::{register, start_connecting};
 use crate::bench::types::{Dest, Speech, Web};
 use crate::bench::worker::Ctx;
 use crate::error::describe;
